@@ -1,0 +1,277 @@
+//! Building a kernel cache entry from a complete DNS response.
+
+use crate::{
+    CacheEntry, CacheKey, MAX_RECORDS_LEN, MAX_TTLS, QCLASS_IN, QTYPE_A, QTYPE_AAAA, QTYPE_CNAME,
+    RCODE_NOERROR, checksum::sum_bytes, name::parse_question,
+};
+
+/// Why a response stays out of the kernel cache (the daemon may still cache it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotCacheable {
+    /// Not a well-formed response, or a name in it is malformed.
+    Malformed,
+    /// Not an answer the XDP program serves: qtype/class, rcode, flags or record types.
+    Unsupported,
+    /// More record bytes or records than an entry holds, or the name is too long.
+    TooLarge,
+    /// A TTL of zero: nothing to cache.
+    ZeroTtl,
+}
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+/// Longest legal wire name.
+const MAX_WIRE_NAME: usize = 255;
+/// Compression pointers followed in one name before it is called a loop.
+const MAX_POINTER_HOPS: usize = 32;
+
+/// Builds the entry for `response`, a positive answer to an A or AAAA IN query with its
+/// question first, as it would be sent to a client. The entry expires after the smallest TTL
+/// of the answer, capped at `max_ttl` seconds, counted from `now_ns` (CLOCK_MONOTONIC).
+///
+/// Names in the answer may only point backwards into the question or earlier records, so the
+/// records stay valid after any query with the same name (in any case) as their question.
+pub fn build_entry(
+    response: &[u8],
+    now_ns: u64,
+    max_ttl: u32,
+) -> Result<(CacheKey, CacheEntry), NotCacheable> {
+    let question = parse_question(response).map_err(|e| match e {
+        crate::name::QuestionError::TooLong => NotCacheable::TooLarge,
+        _ => NotCacheable::Malformed,
+    })?;
+    let key = question.key;
+    if question.qclass != QCLASS_IN || !(key.qtype == QTYPE_A || key.qtype == QTYPE_AAAA) {
+        return Err(NotCacheable::Unsupported);
+    }
+    // QR set, opcode QUERY, not truncated, NOERROR.
+    let (flags, rcode) = (response[2], response[3] & 0x0f);
+    if flags & 0x80 == 0 || flags & 0x7a != 0 || rcode != RCODE_NOERROR {
+        return Err(NotCacheable::Unsupported);
+    }
+    let ancount = u16::from_be_bytes([response[6], response[7]]);
+    if ancount == 0 {
+        return Err(NotCacheable::Unsupported);
+    }
+    if ancount as usize > MAX_TTLS {
+        return Err(NotCacheable::TooLarge);
+    }
+
+    let start = question.end;
+    let mut entry = CacheEntry::zeroed_entry();
+    let mut pos = start;
+    let mut min_ttl = u32::MAX;
+    let mut has_target_type = false;
+    for i in 0..ancount as usize {
+        pos = skip_name(response, pos)?;
+        let fixed = response.get(pos..pos + 10).ok_or(NotCacheable::Malformed)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        let rdata = pos + 10;
+        if response.len() < rdata + rdlen {
+            return Err(NotCacheable::Malformed);
+        }
+        if class != QCLASS_IN {
+            return Err(NotCacheable::Unsupported);
+        }
+        if rtype == key.qtype {
+            let want = if rtype == QTYPE_A { 4 } else { 16 };
+            if rdlen != want {
+                return Err(NotCacheable::Malformed);
+            }
+            has_target_type = true;
+        } else if rtype == QTYPE_CNAME {
+            if skip_name(response, rdata)? != rdata + rdlen {
+                return Err(NotCacheable::Malformed);
+            }
+        } else {
+            return Err(NotCacheable::Unsupported);
+        }
+        entry.ttl_offsets[i] = (pos + 4 - start) as u16;
+        min_ttl = min_ttl.min(ttl);
+        pos = rdata + rdlen;
+    }
+    if !has_target_type {
+        return Err(NotCacheable::Unsupported);
+    }
+    let len = pos - start;
+    if len > MAX_RECORDS_LEN {
+        return Err(NotCacheable::TooLarge);
+    }
+    let ttl = min_ttl.min(max_ttl);
+    if ttl == 0 {
+        return Err(NotCacheable::ZeroTtl);
+    }
+
+    entry.records[..len].copy_from_slice(&response[start..pos]);
+    for &off in &entry.ttl_offsets[..ancount as usize] {
+        let off = off as usize;
+        entry.records[off..off + 4].fill(0);
+    }
+    entry.expires_ns = now_ns.saturating_add(ttl as u64 * NS_PER_SEC);
+    entry.csum = sum_bytes(0, &entry.records[..len]);
+    entry.len = len as u16;
+    entry.ancount = ancount;
+    entry.rcode = rcode;
+    entry.ttl_count = ancount as u8;
+    Ok((key, entry))
+}
+
+impl CacheEntry {
+    fn zeroed_entry() -> Self {
+        bytemuck::Zeroable::zeroed()
+    }
+
+    /// Seconds the entry is still served for at `now_ns`, or `None` once expired.
+    pub fn remaining_secs(&self, now_ns: u64) -> Option<u64> {
+        (now_ns < self.expires_ns).then(|| (self.expires_ns - now_ns) / NS_PER_SEC)
+    }
+}
+
+/// Returns the offset after the name at `pos`, checking that every compression pointer points
+/// backwards to a valid name that lies after the header.
+fn skip_name(msg: &[u8], pos: usize) -> Result<usize, NotCacheable> {
+    let mut cursor = pos;
+    let mut after = None;
+    let mut wire_len = 0;
+    let mut hops = 0;
+    loop {
+        let len = *msg.get(cursor).ok_or(NotCacheable::Malformed)? as usize;
+        match len & 0xc0 {
+            0x00 if len == 0 => return Ok(after.unwrap_or(cursor + 1)),
+            0x00 => {
+                wire_len += len + 1;
+                if wire_len + 1 > MAX_WIRE_NAME {
+                    return Err(NotCacheable::Malformed);
+                }
+                cursor += len + 1;
+            }
+            0xc0 => {
+                let low = *msg.get(cursor + 1).ok_or(NotCacheable::Malformed)? as usize;
+                let target = ((len & 0x3f) << 8) | low;
+                hops += 1;
+                if target < 12 || target >= cursor || hops > MAX_POINTER_HOPS {
+                    return Err(NotCacheable::Malformed);
+                }
+                after.get_or_insert(cursor + 2);
+                cursor = target;
+            }
+            _ => return Err(NotCacheable::Malformed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checksum::fold;
+
+    const QNAME: &[u8] = b"\x03www\x07example\x03com\x00";
+
+    /// Header + question for `qname`/`qtype`, flags of a NOERROR response, `ancount` answers.
+    fn header(qtype: u16, ancount: u16, out: &mut [u8; 600]) -> usize {
+        out[..12].copy_from_slice(&[0x12, 0x34, 0x81, 0x80, 0, 1, 0, ancount as u8, 0, 0, 0, 0]);
+        out[12..12 + QNAME.len()].copy_from_slice(QNAME);
+        let p = 12 + QNAME.len();
+        out[p..p + 2].copy_from_slice(&qtype.to_be_bytes());
+        out[p + 2..p + 4].copy_from_slice(&[0, 1]);
+        p + 4
+    }
+
+    fn record(out: &mut [u8; 600], pos: usize, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> usize {
+        let mut p = pos;
+        out[p..p + owner.len()].copy_from_slice(owner);
+        p += owner.len();
+        out[p..p + 2].copy_from_slice(&rtype.to_be_bytes());
+        out[p + 2..p + 4].copy_from_slice(&[0, 1]);
+        out[p + 4..p + 8].copy_from_slice(&ttl.to_be_bytes());
+        out[p + 8..p + 10].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
+        p += 10;
+        out[p..p + rdata.len()].copy_from_slice(rdata);
+        p + rdata.len()
+    }
+
+    #[test]
+    fn a_answer_becomes_an_entry_with_zeroed_ttls() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 2, &mut m);
+        let p = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 300, &[198, 18, 0, 1]);
+        let end = record(&mut m, p, &[0xc0, 12], QTYPE_A, 200, &[198, 18, 0, 2]);
+        let (key, e) = build_entry(&m[..end], 1_000, 86400).unwrap();
+        assert_eq!(key.wire_name(), QNAME);
+        assert_eq!(key.qtype, QTYPE_A);
+        assert_eq!(e.len as usize, end - q_end);
+        assert_eq!(e.ancount, 2);
+        assert_eq!(e.ttl_count, 2);
+        assert_eq!(&e.ttl_offsets[..2], &[6, (p - q_end + 6) as u16]);
+        assert_eq!(e.expires_ns, 1_000 + 200 * NS_PER_SEC);
+        assert_eq!(e.remaining_secs(1_000), Some(200));
+        assert_eq!(&e.records[6..10], &[0, 0, 0, 0]);
+        assert_eq!(&e.records[12..16], &[198, 18, 0, 1]);
+        assert_eq!(fold(e.csum), fold(sum_bytes(0, &e.records[..e.len as usize])));
+    }
+
+    #[test]
+    fn ttl_is_capped() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 1, &mut m);
+        let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 86400 * 7, &[1, 2, 3, 4]);
+        let (_, e) = build_entry(&m[..end], 0, 60).unwrap();
+        assert_eq!(e.remaining_secs(0), Some(60));
+    }
+
+    #[test]
+    fn cname_chain_to_aaaa() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_AAAA, 2, &mut m);
+        let target_at = q_end + 12;
+        let p = record(&mut m, q_end, &[0xc0, 12], QTYPE_CNAME, 300, b"\x03web\xc0\x10");
+        let end = record(&mut m, p, &[0xc0, target_at as u8], QTYPE_AAAA, 300, &[0xfd; 16]);
+        let (_, e) = build_entry(&m[..end], 0, 86400).unwrap();
+        assert_eq!(e.ancount, 2);
+    }
+
+    #[test]
+    fn dangling_cname_is_not_cached() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 1, &mut m);
+        let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_CNAME, 300, b"\x01x\x00");
+        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::Unsupported);
+    }
+
+    #[test]
+    fn forward_and_header_pointers_are_rejected() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 1, &mut m);
+        let end = record(&mut m, q_end, &[0xc0, 2], QTYPE_A, 300, &[1, 2, 3, 4]);
+        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::Malformed);
+        let end = record(&mut m, q_end, &[0xc0, 200], QTYPE_A, 300, &[1, 2, 3, 4]);
+        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::Malformed);
+    }
+
+    #[test]
+    fn zero_ttl_truncated_and_error_responses_are_refused() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 1, &mut m);
+        let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 0, &[1, 2, 3, 4]);
+        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::ZeroTtl);
+        let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 10, &[1, 2, 3, 4]);
+        assert_eq!(build_entry(&m[..end - 1], 0, 86400).unwrap_err(), NotCacheable::Malformed);
+        m[2] |= 0x02; // TC
+        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::Unsupported);
+        m[2] &= !0x02;
+        m[3] = 0x83; // NXDOMAIN
+        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::Unsupported);
+    }
+
+    #[test]
+    fn too_many_records_stay_in_userspace() {
+        let mut m = [0u8; 600];
+        let mut p = header(QTYPE_A, 20, &mut m);
+        for i in 0..20u8 {
+            p = record(&mut m, p, &[0xc0, 12], QTYPE_A, 60, &[10, 0, 0, i]);
+        }
+        assert_eq!(build_entry(&m[..p], 0, 86400).unwrap_err(), NotCacheable::TooLarge);
+    }
+}

@@ -1,0 +1,12 @@
+//! Map layouts, constants and pure DNS logic shared by the XDP program and the daemon.
+//!
+//! Everything here is `no_std` and allocation free so the kernel side can use it, and it is
+//! plain byte logic so the host can unit-test and fuzz it.
+#![no_std]
+
+pub mod checksum;
+pub mod entry;
+pub mod maps;
+pub mod name;
+
+pub use maps::*;

@@ -1,0 +1,170 @@
+//! Keys, values and indices of the BPF maps the XDP program and the daemon share.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Longest query name (wire format, root label included) the XDP cache serves. Longer, still
+/// legal, names are answered by the daemon.
+pub const MAX_NAME: usize = 128;
+/// Bytes of answer and authority records one kernel cache entry holds.
+pub const MAX_RECORDS_LEN: usize = 512;
+/// Records per entry whose TTL the XDP program rewrites.
+pub const MAX_TTLS: usize = 16;
+/// UDP payload size advertised in the OPT record of XDP answers (the DNS flag day value).
+pub const EDNS_UDP_SIZE: u16 = 1232;
+/// UDP payload a client without EDNS can take.
+pub const PLAIN_UDP_SIZE: u16 = 512;
+
+pub const QTYPE_A: u16 = 1;
+pub const QTYPE_CNAME: u16 = 5;
+pub const QTYPE_SOA: u16 = 6;
+pub const QTYPE_AAAA: u16 = 28;
+pub const QTYPE_OPT: u16 = 41;
+pub const QCLASS_IN: u16 = 1;
+
+pub const RCODE_NOERROR: u8 = 0;
+pub const RCODE_NXDOMAIN: u8 = 3;
+
+/// Names of the maps and programs in the eBPF object.
+pub const MAP_CACHE: &str = "CACHE";
+pub const MAP_COUNTERS: &str = "COUNTERS";
+pub const MAP_SERVED: &str = "SERVED";
+pub const PROG_CACHE: &str = "dnsxdp";
+/// An XDP_PASS program for the far end of a veth pair: without one, XDP_TX frames never leave
+/// the peer's queue.
+pub const PROG_PASS: &str = "dnsxdp_pass";
+
+/// Key of the `CACHE` map: the query name lower-cased in wire format, zero padded, and the type.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, PartialEq, Eq, Debug)]
+pub struct CacheKey {
+    pub qtype: u16,
+    /// Length of the wire name in `name`, root label included.
+    pub name_len: u16,
+    pub name: [u8; MAX_NAME],
+}
+
+/// Value of the `CACHE` map: a ready-made answer.
+///
+/// `records` holds the answer and authority sections exactly as they follow the question in the
+/// response, with every TTL field zero. Compression pointers in it are valid for a response
+/// whose question is this entry's name, which every query that hits it has (same wire length).
+///
+/// The layout covers all three kinds of entry without change:
+/// - positive answers: `rcode` NOERROR, `ancount` records (a CNAME chain ends in the A/AAAA);
+/// - negative answers: `rcode` NXDOMAIN or NOERROR with `ancount` 0 and the SOA in `nscount`;
+/// - static records: `expires_ns` is `u64::MAX` and `ttl_count` 0, so the TTLs stored in
+///   `records` are sent as they are.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug)]
+pub struct CacheEntry {
+    /// When the entry stops being served, in CLOCK_MONOTONIC ns (`bpf_ktime_get_ns`).
+    pub expires_ns: u64,
+    /// Answers served from XDP; the kernel increments it.
+    pub hits: u64,
+    /// Ones' complement sum of `records[..len]` taken as big-endian 16-bit words from
+    /// `records[0]` (a trailing odd byte padded with zero), not folded.
+    pub csum: u32,
+    pub len: u16,
+    pub ancount: u16,
+    pub nscount: u16,
+    pub rcode: u8,
+    /// How many entries of `ttl_offsets` are in use.
+    pub ttl_count: u8,
+    /// Explicit padding, zero.
+    pub _pad: u32,
+    /// Offset in `records` of every TTL field the kernel fills with the remaining lifetime.
+    pub ttl_offsets: [u16; MAX_TTLS],
+    pub records: [u8; MAX_RECORDS_LEN],
+}
+
+/// Key of the `SERVED` map: a local address and UDP port the XDP program answers on. IPv4
+/// addresses are stored IPv4-mapped (`::ffff:a.b.c.d`).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, PartialEq, Eq, Debug)]
+pub struct ServedKey {
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+impl ServedKey {
+    pub fn new(addr: [u8; 16], port: u16) -> Self {
+        Self {
+            addr,
+            port,
+            _pad: 0,
+        }
+    }
+
+    pub fn v4(addr: [u8; 4], port: u16) -> Self {
+        let mut mapped = [0u8; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&addr);
+        Self::new(mapped, port)
+    }
+}
+
+/// Indices into the per-CPU `COUNTERS` array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// UDP packets to a served address and port.
+    Packets = 0,
+    /// Answered from the cache with XDP_TX.
+    Hits,
+    /// Cacheable query with no entry.
+    Misses,
+    /// Cacheable query whose entry has expired.
+    Expired,
+    /// Passed: a response, or an opcode other than QUERY.
+    PassNotQuery,
+    /// Passed: a type, class or name the cache does not serve.
+    PassUnsupported,
+    /// Passed: DO bit, EDNS options or an EDNS version the cache does not handle.
+    PassEdns,
+    /// Passed: the answer is larger than the client can take.
+    PassTooBig,
+    /// Passed: truncated or ill-formed.
+    PassMalformed,
+}
+
+pub const COUNTER_COUNT: u32 = 9;
+
+impl Counter {
+    pub const ALL: [Counter; COUNTER_COUNT as usize] = [
+        Counter::Packets,
+        Counter::Hits,
+        Counter::Misses,
+        Counter::Expired,
+        Counter::PassNotQuery,
+        Counter::PassUnsupported,
+        Counter::PassEdns,
+        Counter::PassTooBig,
+        Counter::PassMalformed,
+    ];
+
+    /// Name used in `dnsxdp stats`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::Packets => "packets",
+            Counter::Hits => "hits",
+            Counter::Misses => "misses",
+            Counter::Expired => "expired",
+            Counter::PassNotQuery => "pass_not_query",
+            Counter::PassUnsupported => "pass_unsupported",
+            Counter::PassEdns => "pass_edns",
+            Counter::PassTooBig => "pass_too_big",
+            Counter::PassMalformed => "pass_malformed",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all three are `#[repr(C)]` plain data without padding (checked by bytemuck's Pod).
+    unsafe impl aya::Pod for super::CacheKey {}
+    unsafe impl aya::Pod for super::CacheEntry {}
+    unsafe impl aya::Pod for super::ServedKey {}
+}

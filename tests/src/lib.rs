@@ -1,0 +1,4 @@
+//! Harness for dnsxdp's kernel tests: network namespaces, a real authoritative upstream, the
+//! dnsxdp binary, and BPF_PROG_TEST_RUN of the XDP program.
+
+pub mod testrun;
