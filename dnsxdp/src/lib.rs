@@ -1,4 +1,21 @@
 //! dnsxdp: a caching DNS forwarder whose cache hits are answered by an XDP program.
 
+pub mod answer;
+pub mod cache;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod forward;
+pub mod local_addrs;
+pub mod query;
+pub mod reply;
+pub mod resolv_conf;
+pub mod resolver;
+pub mod server;
+pub mod stats;
+pub mod xdp;
+
 /// The compiled XDP object (built from dnsxdp-ebpf by build.rs).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dnsxdp"));

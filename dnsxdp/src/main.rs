@@ -1,1 +1,36 @@
-fn main(){}
+use std::{io::IsTerminal, process::ExitCode};
+
+use clap::Parser;
+use dnsxdp::{
+    cli::{Cli, Command},
+    config::{self, Config},
+    control, daemon, local_addrs,
+};
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Stats(args) => control::print_stats(&args.control, args.json),
+        Command::Run(args) => {
+            let local = local_addrs::local_addrs()?;
+            let config = Config::resolve(config::settings(&args)?, &local, || {
+                std::fs::read_to_string("/etc/resolv.conf")
+            })?;
+            tracing_subscriber::fmt()
+                .with_max_level(config.log_level.as_tracing())
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init();
+            tokio::runtime::Runtime::new()?.block_on(daemon::run(config))
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! An upstream's answer as the daemon keeps it: its sections with TTLs that count down, and
+//! how long it may be cached.
+
+use hickory_proto::{
+    op::{Message, ResponseCode},
+    rr::{RData, Record},
+};
+
+use crate::clock;
+
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub rcode: ResponseCode,
+    pub authentic_data: bool,
+    answers: Vec<Record>,
+    authority: Vec<Record>,
+    additional: Vec<Record>,
+    /// When the TTLs in the sections were current (CLOCK_MONOTONIC ns).
+    fetched_ns: u64,
+    /// Seconds it may be cached for; `None` when it must not be.
+    ttl: Option<u32>,
+}
+
+/// The three record sections with TTLs as of some moment.
+pub struct Sections {
+    pub answers: Vec<Record>,
+    pub authority: Vec<Record>,
+    pub additional: Vec<Record>,
+}
+
+impl Answer {
+    /// Takes the sections of `msg`, received at `now_ns`, with every TTL capped at `max_ttl`.
+    ///
+    /// NOERROR with records caches for the smallest TTL of the answer and authority sections;
+    /// NXDOMAIN and NODATA for the SOA's negative TTL, min(SOA TTL, MINIMUM) (RFC 2308 §5),
+    /// which the SOA is also sent with, and not at all without a SOA. Anything else, such as
+    /// SERVFAIL or REFUSED, is not cached.
+    pub fn from_upstream(msg: Message, now_ns: u64, max_ttl: u32) -> Answer {
+        let rcode = msg.response_code();
+        let authentic_data = msg.authentic_data();
+        let mut parts = msg.into_parts();
+        let negative = rcode == ResponseCode::NXDomain
+            || (rcode == ResponseCode::NoError && parts.answers.is_empty());
+        for r in parts
+            .answers
+            .iter_mut()
+            .chain(&mut parts.name_servers)
+            .chain(&mut parts.additionals)
+        {
+            r.set_ttl(r.ttl().min(max_ttl));
+        }
+        let mut soa_ttl = None;
+        for r in &mut parts.name_servers {
+            if let RData::SOA(soa) = r.data() {
+                let ttl = r.ttl().min(soa.minimum());
+                r.set_ttl(ttl);
+                soa_ttl = Some(soa_ttl.unwrap_or(u32::MAX).min(ttl));
+            }
+        }
+        let ttl = match rcode {
+            ResponseCode::NoError | ResponseCode::NXDomain if negative => soa_ttl,
+            ResponseCode::NoError => parts
+                .answers
+                .iter()
+                .chain(&parts.name_servers)
+                .map(Record::ttl)
+                .min(),
+            _ => None,
+        };
+        Answer {
+            rcode,
+            authentic_data,
+            answers: parts.answers,
+            authority: parts.name_servers,
+            additional: parts.additionals,
+            fetched_ns: now_ns,
+            ttl: ttl.filter(|&t| t > 0),
+        }
+    }
+
+    /// An answer with no records, such as the SERVFAIL sent when no upstream answers.
+    pub fn error(rcode: ResponseCode) -> Answer {
+        Answer {
+            rcode,
+            authentic_data: false,
+            answers: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+            fetched_ns: 0,
+            ttl: None,
+        }
+    }
+
+    /// Whether the daemon may cache it.
+    pub fn cacheable(&self) -> bool {
+        self.ttl.is_some()
+    }
+
+    /// Whether a cached copy must no longer be served at `now_ns`.
+    pub fn expired(&self, now_ns: u64) -> bool {
+        self.ttl
+            .is_none_or(|ttl| now_ns >= self.fetched_ns.saturating_add(clock::ns(ttl)))
+    }
+
+    /// The sections with each TTL reduced by the whole seconds elapsed since the fetch.
+    pub fn sections_at(&self, now_ns: u64) -> Sections {
+        let elapsed = clock::secs(now_ns.saturating_sub(self.fetched_ns));
+        let elapsed = u32::try_from(elapsed).unwrap_or(u32::MAX);
+        let aged = |records: &[Record]| {
+            records
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.set_ttl(r.ttl().saturating_sub(elapsed));
+                    r
+                })
+                .collect()
+        };
+        Sections {
+            answers: aged(&self.answers),
+            authority: aged(&self.authority),
+            additional: aged(&self.additional),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_proto::{
+        op::Query,
+        rr::{
+            Name, RecordType,
+            rdata::{A, SOA},
+        },
+    };
+
+    use super::*;
+
+    pub fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    pub fn a(owner: &str, ttl: u32, last: u8) -> Record {
+        Record::from_rdata(
+            name(owner),
+            ttl,
+            RData::A(A(Ipv4Addr::new(198, 18, 0, last))),
+        )
+    }
+
+    pub fn soa(ttl: u32, minimum: u32) -> Record {
+        let soa = SOA::new(name("ns.t."), name("h.t."), 1, 3600, 600, 86400, minimum);
+        Record::from_rdata(name("t."), ttl, RData::SOA(soa))
+    }
+
+    pub fn response(rcode: ResponseCode, answers: Vec<Record>, authority: Vec<Record>) -> Message {
+        let mut m = Message::new();
+        m.add_query(Query::query(name("www.t."), RecordType::A));
+        m.set_response_code(rcode);
+        m.insert_answers(answers);
+        m.insert_name_servers(authority);
+        m
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn positive_ttl_is_the_smallest_and_counts_down() {
+        let msg = response(
+            ResponseCode::NoError,
+            vec![a("www.t.", 300, 1), a("www.t.", 100, 2)],
+            vec![],
+        );
+        let ans = Answer::from_upstream(msg, 10 * S, 86400);
+        assert_eq!(ans.ttl, Some(100));
+        let later = ans.sections_at(10 * S + 30 * S + S / 2);
+        let ttls: Vec<u32> = later.answers.iter().map(Record::ttl).collect();
+        assert_eq!(ttls, vec![270, 70]);
+        assert!(!ans.expired(10 * S + 99 * S));
+        assert!(ans.expired(10 * S + 100 * S));
+    }
+
+    #[test]
+    fn ttls_are_capped() {
+        let msg = response(
+            ResponseCode::NoError,
+            vec![a("www.t.", 7 * 86400, 1)],
+            vec![],
+        );
+        let ans = Answer::from_upstream(msg, 0, 60);
+        assert_eq!(ans.ttl, Some(60));
+        assert_eq!(ans.sections_at(0).answers[0].ttl(), 60);
+    }
+
+    #[test]
+    fn negative_answers_use_the_soa() {
+        let msg = response(ResponseCode::NXDomain, vec![], vec![soa(3600, 300)]);
+        let ans = Answer::from_upstream(msg, 0, 86400);
+        assert_eq!(ans.ttl, Some(300));
+        assert_eq!(ans.sections_at(0).authority[0].ttl(), 300);
+        let nodata = response(ResponseCode::NoError, vec![], vec![soa(60, 300)]);
+        assert_eq!(Answer::from_upstream(nodata, 0, 86400).ttl, Some(60));
+        let bare = response(ResponseCode::NXDomain, vec![], vec![]);
+        assert!(!Answer::from_upstream(bare, 0, 86400).cacheable());
+    }
+
+    #[test]
+    fn errors_and_zero_ttls_are_not_cached() {
+        for rcode in [ResponseCode::ServFail, ResponseCode::Refused] {
+            let msg = response(rcode, vec![a("www.t.", 300, 1)], vec![]);
+            assert!(!Answer::from_upstream(msg, 0, 86400).cacheable());
+        }
+        let msg = response(ResponseCode::NoError, vec![a("www.t.", 0, 1)], vec![]);
+        let ans = Answer::from_upstream(msg, 0, 86400);
+        assert!(!ans.cacheable());
+        assert!(ans.expired(0));
+    }
+}

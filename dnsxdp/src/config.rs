@@ -1,0 +1,426 @@
+//! Run settings: the config file, merged under the command-line flags, validated into a
+//! `Config` with defaults filled in.
+
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, bail};
+use clap::ValueEnum;
+
+use crate::{
+    cli::{DEFAULT_CONTROL, LogLevel, RunArgs, XdpMode},
+    local_addrs::is_this_host,
+};
+
+pub const DEFAULT_CACHE_SIZE: u32 = 65536;
+pub const DEFAULT_MAX_TTL: u32 = 86400;
+
+/// Settings from one source (flags or file); `None` where that source is silent.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settings {
+    pub iface: Option<Vec<String>>,
+    pub listen: Option<Vec<String>>,
+    pub upstream: Option<Vec<String>>,
+    pub xdp_mode: Option<XdpMode>,
+    pub no_xdp: Option<bool>,
+    pub cache_size: Option<u32>,
+    pub max_ttl: Option<u32>,
+    pub log_level: Option<LogLevel>,
+    pub control: Option<PathBuf>,
+}
+
+/// The validated settings the daemon runs with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub ifaces: Vec<String>,
+    pub listen: Vec<SocketAddr>,
+    pub upstreams: Vec<SocketAddr>,
+    /// `None` with --no-xdp.
+    pub xdp_mode: Option<XdpMode>,
+    pub cache_size: u32,
+    pub max_ttl: u32,
+    pub log_level: LogLevel,
+    pub control: PathBuf,
+}
+
+impl Settings {
+    /// Each setting from `self`, or from `fallback` where `self` has none.
+    pub fn or(self, fallback: Settings) -> Settings {
+        Settings {
+            iface: self.iface.or(fallback.iface),
+            listen: self.listen.or(fallback.listen),
+            upstream: self.upstream.or(fallback.upstream),
+            xdp_mode: self.xdp_mode.or(fallback.xdp_mode),
+            no_xdp: self.no_xdp.or(fallback.no_xdp),
+            cache_size: self.cache_size.or(fallback.cache_size),
+            max_ttl: self.max_ttl.or(fallback.max_ttl),
+            log_level: self.log_level.or(fallback.log_level),
+            control: self.control.or(fallback.control),
+        }
+    }
+
+    /// Parses a config file's text. Keys are the long flag names; errors name the key.
+    pub fn from_toml(text: &str) -> Result<Settings, String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start].matches('\n').count() + 1)
+                .unwrap_or(1);
+            let message: Vec<&str> = e
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            format!("line {line}: {}", message.join(": "))
+        })?;
+        let mut s = Settings::default();
+        for (key, value) in &table {
+            let bad = |want: &str| format!("{key}: expected {want}, got {value}");
+            match key.as_str() {
+                "iface" => {
+                    s.iface =
+                        Some(strings(value).ok_or_else(|| bad("a string or list of strings"))?)
+                }
+                "listen" => {
+                    s.listen =
+                        Some(strings(value).ok_or_else(|| bad("a string or list of strings"))?)
+                }
+                "upstream" => {
+                    s.upstream =
+                        Some(strings(value).ok_or_else(|| bad("a string or list of strings"))?)
+                }
+                "xdp-mode" => {
+                    s.xdp_mode = Some(choice(value).ok_or_else(|| bad("one of auto, native, skb"))?)
+                }
+                "no-xdp" => s.no_xdp = Some(value.as_bool().ok_or_else(|| bad("true or false"))?),
+                "cache-size" => {
+                    s.cache_size = Some(
+                        positive(value).ok_or_else(|| bad("an integer from 1 to 4294967295"))?,
+                    )
+                }
+                "max-ttl" => {
+                    s.max_ttl = Some(
+                        positive(value).ok_or_else(|| bad("an integer from 1 to 4294967295"))?,
+                    )
+                }
+                "log-level" => {
+                    s.log_level = Some(
+                        choice(value)
+                            .ok_or_else(|| bad("one of error, warn, info, debug, trace"))?,
+                    )
+                }
+                "control" => {
+                    s.control = Some(value.as_str().ok_or_else(|| bad("a path string"))?.into())
+                }
+                _ => return Err(format!("unknown key `{key}`")),
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn strings(value: &toml::Value) -> Option<Vec<String>> {
+    match value {
+        toml::Value::String(s) => Some(vec![s.clone()]),
+        toml::Value::Array(a) => a.iter().map(|v| v.as_str().map(String::from)).collect(),
+        _ => None,
+    }
+}
+
+fn choice<T: ValueEnum>(value: &toml::Value) -> Option<T> {
+    T::from_str(value.as_str()?, false).ok()
+}
+
+fn positive(value: &toml::Value) -> Option<u32> {
+    u32::try_from(value.as_integer()?).ok().filter(|&n| n > 0)
+}
+
+/// Reads the config file named by --config.
+pub fn load_file(path: &Path) -> anyhow::Result<Settings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    Settings::from_toml(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+}
+
+/// The settings from the command line over those of its --config file.
+pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        Some(path) => load_file(path)?,
+        None => Settings::default(),
+    };
+    Ok(args.settings().or(file))
+}
+
+/// `HOST[:PORT]` for an upstream, where HOST is an IP address (IPv6 in brackets when a port
+/// follows); the port defaults to 53.
+pub fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
+    let addr = s
+        .parse::<SocketAddr>()
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .or_else(|_| {
+            let inner = s.strip_prefix('[').and_then(|r| r.strip_suffix(']'));
+            inner.ok_or(()).and_then(|ip| ip.parse::<IpAddr>().map_err(|_| ()))
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| {
+            format!("invalid upstream '{s}': expected IP[:PORT], e.g. 198.18.0.2, 198.18.0.2:53 or [fd00::2]:53")
+        })?;
+    let ip = addr.ip();
+    if ip.is_unspecified() || ip.is_multicast() || addr.port() == 0 {
+        return Err(format!(
+            "invalid upstream '{s}': not a unicast address and port"
+        ));
+    }
+    Ok(addr)
+}
+
+/// `ADDR:PORT` to serve on.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>().map_err(|_| {
+        format!("invalid listen address '{s}': expected ADDR:PORT, e.g. 0.0.0.0:53 or [::]:53")
+    })
+}
+
+impl Config {
+    /// Validates `s` and fills in defaults. `local` are this host's addresses; `resolv_conf`
+    /// reads the system resolver configuration, consulted only when no upstream is given.
+    pub fn resolve(
+        s: Settings,
+        local: &[IpAddr],
+        resolv_conf: impl FnOnce() -> io::Result<String>,
+    ) -> anyhow::Result<Config> {
+        let no_xdp = s.no_xdp.unwrap_or(false);
+        let ifaces = s.iface.unwrap_or_default();
+        if !no_xdp && ifaces.is_empty() {
+            bail!("no --iface given: name the interface(s) to attach to, or pass --no-xdp");
+        }
+        let listen = match s.listen {
+            Some(l) => l
+                .iter()
+                .map(|a| parse_listen(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?,
+            None => vec!["0.0.0.0:53".parse()?, "[::]:53".parse()?],
+        };
+        let upstreams = match s.upstream {
+            Some(u) => u
+                .iter()
+                .map(|a| parse_upstream(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?,
+            None => {
+                let text = resolv_conf()
+                    .context("reading /etc/resolv.conf for upstreams (or pass --upstream)")?;
+                let found = crate::resolv_conf::upstreams(&text, local);
+                if found.is_empty() {
+                    bail!(
+                        "no upstream: /etc/resolv.conf names no nameserver other than this host; pass --upstream HOST[:PORT]"
+                    );
+                }
+                found
+            }
+        };
+        if let Some(up) = upstreams.iter().find(|up| serves(&listen, local, **up)) {
+            bail!("upstream {up} is this server's own listen address: pass a different --upstream");
+        }
+        Ok(Config {
+            ifaces,
+            listen,
+            upstreams,
+            xdp_mode: (!no_xdp).then(|| s.xdp_mode.unwrap_or_default()),
+            cache_size: s.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
+            max_ttl: s.max_ttl.unwrap_or(DEFAULT_MAX_TTL),
+            log_level: s.log_level.unwrap_or_default(),
+            control: s.control.unwrap_or_else(|| DEFAULT_CONTROL.into()),
+        })
+    }
+}
+
+/// Whether a query to `addr` would reach one of the `listen` sockets.
+fn serves(listen: &[SocketAddr], local: &[IpAddr], addr: SocketAddr) -> bool {
+    listen.iter().any(|l| {
+        l.port() == addr.port()
+            && (l.ip() == addr.ip()
+                || (l.ip().is_unspecified()
+                    && l.is_ipv4() == addr.is_ipv4()
+                    && is_this_host(addr.ip(), local)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_resolv_conf() -> io::Result<String> {
+        panic!("resolv.conf read although upstreams were given")
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn file_keys_parse() {
+        let s = Settings::from_toml(
+            r#"
+            iface = "eth0"
+            listen = ["198.18.1.1:53", "[fd00::1]:5353"]
+            upstream = ["198.18.0.2:53"]
+            xdp-mode = "skb"
+            no-xdp = false
+            cache-size = 10000
+            max-ttl = 300
+            log-level = "debug"
+            control = "/tmp/c.sock"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.iface, Some(vec!["eth0".into()]));
+        assert_eq!(s.listen.as_ref().unwrap().len(), 2);
+        assert_eq!(s.xdp_mode, Some(XdpMode::Skb));
+        assert_eq!(s.no_xdp, Some(false));
+        assert_eq!(s.cache_size, Some(10000));
+        assert_eq!(s.max_ttl, Some(300));
+        assert_eq!(s.log_level, Some(LogLevel::Debug));
+        assert_eq!(s.control, Some("/tmp/c.sock".into()));
+    }
+
+    #[test]
+    fn file_errors_name_the_key_on_one_line() {
+        let e = Settings::from_toml("cache_size = 5").unwrap_err();
+        assert_eq!(e, "unknown key `cache_size`");
+        let e = Settings::from_toml("cache-size = \"big\"").unwrap_err();
+        assert!(e.starts_with("cache-size: expected an integer"), "{e}");
+        let e = Settings::from_toml("cache-size = 0").unwrap_err();
+        assert!(e.starts_with("cache-size:"), "{e}");
+        let e = Settings::from_toml("xdp-mode = \"fast\"").unwrap_err();
+        assert!(e.starts_with("xdp-mode: expected one of auto"), "{e}");
+        let e = Settings::from_toml("upstream = [1, 2]").unwrap_err();
+        assert!(e.starts_with("upstream:"), "{e}");
+        let e = Settings::from_toml("a = 1\nlisten = [").unwrap_err();
+        assert!(e.starts_with("line 2:") && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file = Settings::from_toml(
+            "upstream = [\"198.18.0.2\"]\ncache-size = 10\nmax-ttl = 60\nno-xdp = true",
+        )
+        .unwrap();
+        let flags = Settings {
+            upstream: Some(vec!["198.18.0.3:5353".into()]),
+            cache_size: Some(20),
+            ..Default::default()
+        };
+        let c = Config::resolve(flags.or(file), &[], no_resolv_conf).unwrap();
+        assert_eq!(c.upstreams, vec![sa("198.18.0.3:5353")]);
+        assert_eq!(c.cache_size, 20);
+        assert_eq!(c.max_ttl, 60);
+        assert_eq!(c.xdp_mode, None);
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings {
+            iface: Some(vec!["eth0".into()]),
+            upstream: Some(vec!["fd00::2".into()]),
+            ..Default::default()
+        };
+        let c = Config::resolve(s, &[], no_resolv_conf).unwrap();
+        assert_eq!(c.listen, vec![sa("0.0.0.0:53"), sa("[::]:53")]);
+        assert_eq!(c.upstreams, vec![sa("[fd00::2]:53")]);
+        assert_eq!(c.xdp_mode, Some(XdpMode::Auto));
+        assert_eq!(c.cache_size, DEFAULT_CACHE_SIZE);
+        assert_eq!(c.max_ttl, DEFAULT_MAX_TTL);
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(c.control, PathBuf::from(DEFAULT_CONTROL));
+    }
+
+    #[test]
+    fn iface_is_required_unless_no_xdp() {
+        let e = Config::resolve(Settings::default(), &[], no_resolv_conf).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no --iface given: name the interface(s) to attach to, or pass --no-xdp"
+        );
+    }
+
+    #[test]
+    fn upstream_forms() {
+        assert_eq!(parse_upstream("198.18.0.2").unwrap(), sa("198.18.0.2:53"));
+        assert_eq!(
+            parse_upstream("198.18.0.2:5300").unwrap(),
+            sa("198.18.0.2:5300")
+        );
+        assert_eq!(parse_upstream("fd00::2").unwrap(), sa("[fd00::2]:53"));
+        assert_eq!(parse_upstream("[fd00::2]").unwrap(), sa("[fd00::2]:53"));
+        assert_eq!(parse_upstream("[fd00::2]:54").unwrap(), sa("[fd00::2]:54"));
+        for bad in [
+            "dns.example",
+            "198.18.0.2:x",
+            "0.0.0.0",
+            "198.18.0.2:0",
+            "224.0.0.1",
+            "",
+        ] {
+            assert!(
+                parse_upstream(bad)
+                    .unwrap_err()
+                    .starts_with("invalid upstream"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_listen_is_reported() {
+        let s = Settings {
+            no_xdp: Some(true),
+            listen: Some(vec!["localhost:53".into()]),
+            upstream: Some(vec!["198.18.0.2".into()]),
+            ..Default::default()
+        };
+        let e = Config::resolve(s, &[], no_resolv_conf).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid listen address 'localhost:53'")
+        );
+    }
+
+    #[test]
+    fn upstreams_default_to_resolv_conf_without_this_host() {
+        let local = ["198.18.1.1".parse().unwrap()];
+        let s = Settings {
+            no_xdp: Some(true),
+            ..Default::default()
+        };
+        let c = Config::resolve(s.clone(), &local, || {
+            Ok("nameserver 127.0.0.53\nnameserver 198.18.1.1\nnameserver 198.18.0.2\n".into())
+        })
+        .unwrap();
+        assert_eq!(c.upstreams, vec![sa("198.18.0.2:53")]);
+        let e = Config::resolve(s, &local, || Ok("nameserver 127.0.0.53\n".into())).unwrap_err();
+        assert!(e.to_string().contains("pass --upstream"), "{e}");
+    }
+
+    #[test]
+    fn an_upstream_that_is_our_own_socket_is_refused() {
+        let local = ["198.18.1.1".parse().unwrap()];
+        let s = |listen: &str, up: &str| Settings {
+            no_xdp: Some(true),
+            listen: Some(vec![listen.into()]),
+            upstream: Some(vec![up.into()]),
+            ..Default::default()
+        };
+        assert!(Config::resolve(s("198.18.1.1:53", "198.18.1.1"), &local, no_resolv_conf).is_err());
+        assert!(Config::resolve(s("0.0.0.0:53", "127.0.0.1"), &local, no_resolv_conf).is_err());
+        assert!(
+            Config::resolve(s("0.0.0.0:53", "198.18.1.1:5353"), &local, no_resolv_conf).is_ok()
+        );
+        assert!(Config::resolve(s("[::]:53", "198.18.1.1"), &local, no_resolv_conf).is_ok());
+    }
+}

@@ -1,0 +1,95 @@
+//! `dnsxdp run`: start everything, serve until SIGINT/SIGTERM, take it all down.
+
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    task::JoinSet,
+};
+use tracing::{info, warn};
+
+use crate::{
+    config::Config,
+    control::{ControlSocket, State},
+    resolver::Resolver,
+    server,
+    stats::Stats,
+    xdp,
+};
+
+/// How often SERVED is brought in line with the host's addresses.
+const SERVED_REFRESH: Duration = Duration::from_secs(5);
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    if let Some(_mode) = config.xdp_mode {
+        xdp::check_ifaces(&config.ifaces)?;
+        xdp::check_privileges()?;
+    } else if !config.ifaces.is_empty() {
+        warn!(
+            "--no-xdp given: not attaching to {}",
+            config.ifaces.join(", ")
+        );
+    }
+    let bound = server::bind(&config.listen)?;
+    let control = ControlSocket::bind(&config.control)?;
+    let attached = match config.xdp_mode {
+        Some(mode) => Some(xdp::attach(
+            &config.ifaces,
+            mode,
+            config.cache_size,
+            &config.listen,
+        )?),
+        None => {
+            info!("XDP disabled: answering everything from userspace");
+            None
+        }
+    };
+    let kernel = attached.as_ref().map(|a| a.maps.clone());
+
+    let stats = Arc::new(Stats::default());
+    let cache_size = NonZeroUsize::new(config.cache_size as usize).context("cache size is 0")?;
+    let resolver = Arc::new(Resolver::new(
+        config.upstreams.clone(),
+        cache_size,
+        config.max_ttl,
+        stats.clone(),
+        kernel.clone(),
+    ));
+    let mut tasks = JoinSet::new();
+    for b in bound {
+        let addr = b.addr();
+        b.serve(resolver.clone(), &mut tasks)
+            .with_context(|| format!("serving {addr}"))?;
+        info!("listening on {addr} (UDP and TCP)");
+    }
+    let upstreams: Vec<String> = config.upstreams.iter().map(ToString::to_string).collect();
+    info!("forwarding to {}", upstreams.join(", "));
+    if let Some(maps) = kernel.clone() {
+        let listen = config.listen.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(SERVED_REFRESH);
+            loop {
+                tick.tick().await;
+                if let Err(e) = maps.refresh_served(&listen) {
+                    warn!("refreshing the served addresses failed: {e:#}");
+                }
+            }
+        });
+    }
+    let state = Arc::new(State { stats, xdp: kernel });
+    info!("control socket at {}", config.control.display());
+
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = control.serve(state) => {}
+        _ = sigint.recv() => info!("SIGINT: shutting down"),
+        _ = sigterm.recv() => info!("SIGTERM: shutting down"),
+    }
+    tasks.shutdown().await;
+    // Detaches XDP from every interface.
+    drop(attached);
+    drop(control);
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Wire replies: to a client, and the client-independent form the kernel cache is built from.
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use tracing::warn;
+
+use crate::{answer::Answer, query::ClientQuery};
+
+/// UDP payload advertised to clients and upstreams (the DNS flag day value).
+pub const EDNS_UDP_SIZE: u16 = dnsxdp_common::EDNS_UDP_SIZE;
+const PLAIN_UDP_SIZE: u16 = dnsxdp_common::PLAIN_UDP_SIZE;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// The largest reply `q` can take over `transport`.
+fn size_limit(q: &ClientQuery, transport: Transport) -> usize {
+    match (transport, q.edns) {
+        (Transport::Tcp, _) => u16::MAX as usize,
+        (Transport::Udp, None) => PLAIN_UDP_SIZE as usize,
+        (Transport::Udp, Some(e)) => e.max_payload.clamp(PLAIN_UDP_SIZE, EDNS_UDP_SIZE) as usize,
+    }
+}
+
+/// The reply to `q` carrying `answer` at `now_ns`: the client's ID, question (as sent), RD and
+/// CD; RA set; an OPT record only if the client sent one. Too large for the client, it is sent
+/// truncated, without records, so the client retries over TCP.
+pub fn render(q: &ClientQuery, answer: &Answer, now_ns: u64, transport: Transport) -> Vec<u8> {
+    let mut msg = Message::new();
+    msg.set_id(q.id)
+        .set_message_type(MessageType::Response)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(q.recursion_desired)
+        .set_checking_disabled(q.checking_disabled)
+        .set_recursion_available(true)
+        .set_authentic_data(answer.authentic_data)
+        .set_response_code(answer.rcode)
+        .add_query(q.query.clone());
+    if let Some(client) = q.edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_UDP_SIZE)
+            .set_dnssec_ok(client.dnssec_ok);
+        msg.set_edns(edns);
+    }
+    let mut header_only = msg.clone();
+    let sections = answer.sections_at(now_ns);
+    msg.insert_answers(sections.answers);
+    msg.insert_name_servers(sections.authority);
+    msg.insert_additionals(sections.additional);
+    match msg.to_vec() {
+        Ok(wire) if wire.len() <= size_limit(q, transport) => wire,
+        Ok(_) => encode(header_only.set_truncated(true)),
+        Err(e) => {
+            warn!(%e, name = %q.query.name(), "cannot encode the answer");
+            encode(header_only.set_response_code(ResponseCode::ServFail))
+        }
+    }
+}
+
+/// Encodes a message that holds only a header, question and OPT record, which always encodes.
+fn encode(msg: &Message) -> Vec<u8> {
+    msg.to_vec().unwrap_or_default()
+}
+
+/// The reply to `q` as every client without EDNS options would get it, for the kernel cache:
+/// ID 0, RD set, CD clear, no OPT record, the question lower-cased, only the answer section.
+pub fn normalized(q: &ClientQuery, answer: &Answer, now_ns: u64) -> Option<Vec<u8>> {
+    let mut query = Query::query(q.lower_name(), q.query.query_type());
+    query.set_query_class(q.query.query_class());
+    let mut msg = Message::new();
+    msg.set_id(0)
+        .set_message_type(MessageType::Response)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .set_recursion_available(true)
+        .set_response_code(answer.rcode)
+        .add_query(query);
+    msg.insert_answers(answer.sections_at(now_ns).answers);
+    msg.to_vec().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::{
+        op::{Edns, Message},
+        rr::{Name, Record, RecordType},
+    };
+
+    use super::*;
+    use crate::{
+        answer::tests::{a, response, soa},
+        query::{Parsed, parse},
+    };
+
+    fn client(edns: Option<u16>, dnssec_ok: bool) -> ClientQuery {
+        let mut m = Message::new();
+        m.set_id(0x4242)
+            .set_recursion_desired(true)
+            .set_checking_disabled(true)
+            .add_query(Query::query(
+                Name::from_ascii("WwW.t.").unwrap(),
+                RecordType::A,
+            ));
+        if let Some(size) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size).set_dnssec_ok(dnssec_ok);
+            m.set_edns(e);
+        }
+        let Parsed::Query(q) = parse(&m.to_vec().unwrap()) else {
+            panic!()
+        };
+        q
+    }
+
+    fn many_a(n: u8) -> Answer {
+        let records: Vec<Record> = (0..n).map(|i| a("www.t.", 300, i)).collect();
+        Answer::from_upstream(response(ResponseCode::NoError, records, vec![]), 0, 86400)
+    }
+
+    #[test]
+    fn reply_mirrors_the_client() {
+        let q = client(Some(4096), true);
+        let wire = render(&q, &many_a(2), 0, Transport::Udp);
+        let m = Message::from_vec(&wire).unwrap();
+        assert_eq!(m.id(), 0x4242);
+        assert_eq!(m.message_type(), MessageType::Response);
+        assert!(m.recursion_desired() && m.recursion_available() && m.checking_disabled());
+        assert_eq!(m.queries()[0].name().to_ascii(), "WwW.t.");
+        assert_eq!(m.answers().len(), 2);
+        let edns = m.extensions().as_ref().unwrap();
+        assert_eq!(edns.max_payload(), EDNS_UDP_SIZE);
+        assert!(edns.flags().dnssec_ok);
+        let plain = Message::from_vec(&render(&client(None, false), &many_a(2), 0, Transport::Udp))
+            .unwrap();
+        assert!(plain.extensions().is_none());
+    }
+
+    #[test]
+    fn udp_replies_beyond_the_client_limit_are_truncated() {
+        // 40 A records: 12 + 10 + 40 * 16 bytes, over 512 but under 1232.
+        let big = many_a(40);
+        let m = Message::from_vec(&render(&client(None, false), &big, 0, Transport::Udp)).unwrap();
+        assert!(m.truncated());
+        assert!(m.answers().is_empty());
+        assert_eq!(m.queries().len(), 1);
+        let m = Message::from_vec(&render(&client(Some(1232), false), &big, 0, Transport::Udp))
+            .unwrap();
+        assert!(!m.truncated());
+        assert_eq!(m.answers().len(), 40);
+        // A client claiming less than 512 still gets 512.
+        let m = Message::from_vec(&render(
+            &client(Some(100), false),
+            &many_a(20),
+            0,
+            Transport::Udp,
+        ))
+        .unwrap();
+        assert!(!m.truncated());
+        let m = Message::from_vec(&render(&client(None, false), &big, 0, Transport::Tcp)).unwrap();
+        assert_eq!(m.answers().len(), 40);
+    }
+
+    #[test]
+    fn errors_carry_no_records() {
+        let m = Message::from_vec(&render(
+            &client(None, false),
+            &Answer::error(ResponseCode::ServFail),
+            0,
+            Transport::Udp,
+        ))
+        .unwrap();
+        assert_eq!(m.response_code(), ResponseCode::ServFail);
+        assert_eq!(m.id(), 0x4242);
+        assert_eq!(m.queries().len(), 1);
+    }
+
+    #[test]
+    fn normalized_form_is_client_independent_and_kernel_cacheable() {
+        let ans = Answer::from_upstream(
+            response(
+                ResponseCode::NoError,
+                vec![a("www.t.", 300, 1)],
+                vec![soa(60, 60)],
+            ),
+            0,
+            86400,
+        );
+        let one = normalized(&client(Some(4096), true), &ans, 0).unwrap();
+        let two = normalized(&client(None, false), &ans, 0).unwrap();
+        assert_eq!(one, two);
+        assert_eq!(&one[..4], &[0, 0, 0x81, 0x80]);
+        let (key, entry) = dnsxdp_common::entry::build_entry(&one, 0, 86400).unwrap();
+        assert_eq!(key.wire_name(), b"\x03www\x01t\x00");
+        assert_eq!(entry.ancount, 1);
+        assert_eq!(entry.remaining_secs(0), Some(300));
+    }
+}

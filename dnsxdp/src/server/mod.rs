@@ -1,0 +1,67 @@
+//! The DNS listeners: UDP and TCP on every listen address.
+
+mod socket;
+mod tcp;
+mod udp;
+
+use std::{io, net::SocketAddr, sync::Arc};
+
+use anyhow::anyhow;
+use tokio::task::JoinSet;
+
+use crate::resolver::Resolver;
+
+/// The sockets of one listen address.
+pub struct Bound {
+    addr: SocketAddr,
+    udp: std::net::UdpSocket,
+    tcp: std::net::TcpListener,
+}
+
+/// Binds UDP and TCP on each address, failing with a message that says what to do.
+pub fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<Bound>> {
+    addrs
+        .iter()
+        .map(|addr| {
+            let udp = socket::bind_udp(addr).map_err(|e| bind_error(addr, "UDP", e))?;
+            let tcp = socket::bind_tcp(addr).map_err(|e| bind_error(addr, "TCP", e))?;
+            Ok(Bound {
+                addr: *addr,
+                udp,
+                tcp,
+            })
+        })
+        .collect()
+}
+
+fn bind_error(addr: &SocketAddr, proto: &str, e: io::Error) -> anyhow::Error {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            anyhow!("{addr} ({proto}) is in use — is another DNS server running?")
+        }
+        io::ErrorKind::PermissionDenied => {
+            anyhow!(
+                "cannot listen on {addr} ({proto}): permission denied (ports below 1024 need root)"
+            )
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            anyhow!("cannot listen on {addr} ({proto}): not an address of this host")
+        }
+        _ => anyhow!("cannot listen on {addr} ({proto}): {e}"),
+    }
+}
+
+impl Bound {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves both sockets until the task set is dropped.
+    pub fn serve(self, resolver: Arc<Resolver>, tasks: &mut JoinSet<()>) -> io::Result<()> {
+        let udp = tokio::net::UdpSocket::from_std(self.udp)?;
+        let tcp = tokio::net::TcpListener::from_std(self.tcp)?;
+        tasks.spawn(udp::serve(udp, resolver.clone()));
+        tasks.spawn(tcp::serve(tcp, resolver));
+        Ok(())
+    }
+}

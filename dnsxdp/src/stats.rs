@@ -1,0 +1,180 @@
+//! Counters, and the report `dnsxdp stats` prints.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+};
+
+use dnsxdp_common::Counter;
+use serde::{Deserialize, Serialize};
+
+use crate::reply::Transport;
+
+/// The daemon's counters, updated from every query task.
+#[derive(Default)]
+pub struct Stats {
+    queries_udp: AtomicU64,
+    queries_tcp: AtomicU64,
+    cache_hits: AtomicU64,
+    upstream_queries: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Stats {
+    /// A message from a client.
+    pub fn query(&self, transport: Transport) {
+        match transport {
+            Transport::Udp => &self.queries_udp,
+            Transport::Tcp => &self.queries_tcp,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// Answered from the daemon cache.
+    pub fn cache_hit(&self) {
+        self.cache_hits.fetch_add(1, Relaxed);
+    }
+
+    /// A client query forwarded upstream (however many servers and retries it took).
+    pub fn upstream_query(&self) {
+        self.upstream_queries.fetch_add(1, Relaxed);
+    }
+
+    /// A SERVFAIL sent because no upstream answered.
+    pub fn failure(&self) {
+        self.failures.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> DaemonCounters {
+        let (udp, tcp) = (
+            self.queries_udp.load(Relaxed),
+            self.queries_tcp.load(Relaxed),
+        );
+        DaemonCounters {
+            queries: udp + tcp,
+            queries_udp: udp,
+            queries_tcp: tcp,
+            cache_hits: self.cache_hits.load(Relaxed),
+            upstream_queries: self.upstream_queries.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DaemonCounters {
+    pub queries: u64,
+    pub queries_udp: u64,
+    pub queries_tcp: u64,
+    pub cache_hits: u64,
+    pub upstream_queries: u64,
+    pub failures: u64,
+}
+
+/// The answer to the control socket's `stats` command.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The XDP program's counters summed over CPUs, by `Counter::name()`; null with --no-xdp.
+    pub xdp: Option<BTreeMap<String, u64>>,
+    pub daemon: DaemonCounters,
+}
+
+impl Report {
+    /// An aligned two-column table, XDP counters in `Counter` order.
+    pub fn table(&self) -> String {
+        let d = &self.daemon;
+        let daemon = [
+            ("queries", d.queries),
+            ("queries_udp", d.queries_udp),
+            ("queries_tcp", d.queries_tcp),
+            ("cache_hits", d.cache_hits),
+            ("upstream_queries", d.upstream_queries),
+            ("failures", d.failures),
+        ];
+        let xdp: Option<Vec<(&str, u64)>> = self.xdp.as_ref().map(|x| {
+            Counter::ALL
+                .iter()
+                .map(|c| (c.name(), x.get(c.name()).copied().unwrap_or(0)))
+                .collect()
+        });
+        let rows = daemon.iter().chain(xdp.iter().flatten());
+        let name_width = rows.clone().map(|(n, _)| n.len()).max().unwrap_or(0);
+        let value_width = rows.map(|(_, v)| v.to_string().len()).max().unwrap_or(0);
+        let mut out = String::new();
+        let mut section = |title: &str, rows: &[(&str, u64)]| {
+            let _ = writeln!(out, "{title}");
+            for (name, value) in rows {
+                let _ = writeln!(out, "  {name:<name_width$}  {value:>value_width$}");
+            }
+        };
+        match &xdp {
+            Some(rows) => section("xdp", rows),
+            None => section("xdp: disabled (--no-xdp)", &[]),
+        }
+        section("daemon", &daemon);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_transport() {
+        let s = Stats::default();
+        s.query(Transport::Udp);
+        s.query(Transport::Udp);
+        s.query(Transport::Tcp);
+        s.cache_hit();
+        s.upstream_query();
+        s.failure();
+        let d = s.snapshot();
+        assert_eq!((d.queries, d.queries_udp, d.queries_tcp), (3, 2, 1));
+        assert_eq!((d.cache_hits, d.upstream_queries, d.failures), (1, 1, 1));
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let report = Report {
+            xdp: None,
+            daemon: Stats::default().snapshot(),
+        };
+        let v: serde_json::Value = serde_json::to_value(&report).unwrap();
+        assert!(v["xdp"].is_null());
+        let keys: Vec<&String> = v["daemon"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "cache_hits",
+                "failures",
+                "queries",
+                "queries_tcp",
+                "queries_udp",
+                "upstream_queries"
+            ]
+        );
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let xdp = Counter::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), 7))
+            .collect();
+        let report = Report {
+            xdp: Some(xdp),
+            daemon: Stats::default().snapshot(),
+        };
+        let table = report.table();
+        assert!(table.starts_with("xdp\n  packets "));
+        let widths: Vec<usize> = table
+            .lines()
+            .filter(|l| l.starts_with("  "))
+            .map(str::len)
+            .collect();
+        assert_eq!(widths.len(), Counter::ALL.len() + 6);
+        assert!(widths.iter().all(|&w| w == widths[0]));
+    }
+}

@@ -1,0 +1,289 @@
+//! Loading and attaching the XDP program, and the maps it shares with the daemon.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    sync::Mutex,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray},
+    programs::{ProgramError, Xdp as XdpProgram, XdpMode as AttachMode},
+};
+use dnsxdp_common::{
+    CacheEntry, CacheKey, Counter, MAP_CACHE, MAP_COUNTERS, MAP_SERVED, PROG_CACHE, ServedKey,
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    EBPF_OBJECT,
+    cli::XdpMode,
+    local_addrs::{if_index, local_addrs},
+};
+
+/// The loaded program, attached to its interfaces until dropped.
+pub struct Attached {
+    _ebpf: Ebpf,
+    pub maps: std::sync::Arc<XdpMaps>,
+}
+
+/// The maps the daemon writes and reads while the program runs.
+pub struct XdpMaps {
+    cache: Mutex<HashMap<MapData, CacheKey, CacheEntry>>,
+    counters: PerCpuArray<MapData, u64>,
+    served: Mutex<HashMap<MapData, ServedKey, u8>>,
+}
+
+/// Fails, naming it, if an interface does not exist: before anything is loaded.
+pub fn check_ifaces(ifaces: &[String]) -> anyhow::Result<()> {
+    match ifaces.iter().find(|i| if_index(i).is_none()) {
+        Some(missing) => bail!("no such interface: {missing}"),
+        None => Ok(()),
+    }
+}
+
+/// Fails unless the process may load BPF programs and attach them to interfaces.
+pub fn check_privileges() -> anyhow::Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let has = |cap: u32| caps & (1 << cap) != 0;
+    if !(has(CAP_NET_ADMIN) && (has(CAP_BPF) || has(CAP_SYS_ADMIN))) {
+        bail!(
+            "attaching XDP needs root (CAP_BPF and CAP_NET_ADMIN): run as root, or pass --no-xdp"
+        );
+    }
+    Ok(())
+}
+
+/// Loads the program with a CACHE of `cache_size` entries, fills SERVED for `listen`, and
+/// attaches to each interface in `mode`.
+pub fn attach(
+    ifaces: &[String],
+    mode: XdpMode,
+    cache_size: u32,
+    listen: &[SocketAddr],
+) -> anyhow::Result<Attached> {
+    raise_memlock_limit();
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(MAP_CACHE, cache_size)
+        .load(EBPF_OBJECT)
+        .map_err(|e| {
+            anyhow!(
+                "loading the eBPF object failed: {:#}",
+                anyhow::Error::from(e)
+            )
+        })?;
+    let mut take = |name: &str| {
+        ebpf.take_map(name)
+            .ok_or_else(|| anyhow!("the eBPF object has no {name} map"))
+    };
+    let maps = XdpMaps {
+        cache: Mutex::new(HashMap::try_from(take(MAP_CACHE)?).context(MAP_CACHE)?),
+        counters: PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?,
+        served: Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?),
+    };
+    maps.refresh_served(listen)?;
+    let program: &mut XdpProgram = ebpf
+        .program_mut(PROG_CACHE)
+        .ok_or_else(|| anyhow!("the eBPF object has no {PROG_CACHE} program"))?
+        .try_into()?;
+    program.load().map_err(|e| match e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            debug!("verifier log:\n{verifier_log}");
+            anyhow!("the kernel rejected the XDP program: {io_error} (--log-level debug shows the verifier log)")
+        }
+        e => anyhow!("loading the XDP program failed: {:#}", anyhow::Error::from(e)),
+    })?;
+    for iface in ifaces {
+        let used = attach_one(program, iface, mode)?;
+        info!("XDP attached to {iface} ({used} mode)");
+    }
+    Ok(Attached {
+        _ebpf: ebpf,
+        maps: std::sync::Arc::new(maps),
+    })
+}
+
+/// Attaches to `iface`, returning the mode used.
+fn attach_one(
+    program: &mut XdpProgram,
+    iface: &str,
+    mode: XdpMode,
+) -> anyhow::Result<&'static str> {
+    let err = |e: ProgramError| anyhow::Error::from(e);
+    match mode {
+        XdpMode::Native => {
+            program.attach(iface, AttachMode::Driver).map_err(|e| {
+                anyhow!(
+                    "attaching XDP to {iface} in native mode failed: {:#}; try --xdp-mode skb",
+                    err(e)
+                )
+            })?;
+            Ok("native")
+        }
+        XdpMode::Skb => {
+            program.attach(iface, AttachMode::Skb).map_err(|e| {
+                anyhow!("attaching XDP to {iface} in skb mode failed: {:#}", err(e))
+            })?;
+            Ok("skb")
+        }
+        XdpMode::Auto => match program.attach(iface, AttachMode::Driver) {
+            Ok(_) => Ok("native"),
+            Err(e) => {
+                warn!(
+                    "native XDP on {iface} failed ({:#}); falling back to skb mode",
+                    err(e)
+                );
+                attach_one(program, iface, XdpMode::Skb)
+            }
+        },
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; later ones ignore it.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        debug!(
+            "raising RLIMIT_MEMLOCK failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+impl XdpMaps {
+    /// Stores an answer for the XDP program to serve.
+    pub fn insert(&self, key: CacheKey, entry: CacheEntry) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = cache.insert(key, entry, 0) {
+            warn!("writing the kernel cache failed: {e}");
+        }
+    }
+
+    /// The program's counters summed over CPUs, by name.
+    pub fn counters(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        Counter::ALL
+            .iter()
+            .map(|&c| {
+                let per_cpu = self
+                    .counters
+                    .get(&(c as u32), 0)
+                    .with_context(|| format!("reading counter {}", c.name()))?;
+                Ok((c.name().to_string(), per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// Makes SERVED hold exactly the addresses `listen` covers now.
+    pub fn refresh_served(&self, listen: &[SocketAddr]) -> anyhow::Result<()> {
+        let local = local_addrs().context("listing local addresses")?;
+        let want = served_keys(listen, &local);
+        let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        let have = served
+            .keys()
+            .collect::<Result<Vec<ServedKey>, _>>()
+            .context("reading SERVED")?;
+        for key in have.iter().filter(|k| !want.contains(k)) {
+            debug!(?key, "no longer served by XDP");
+            served.remove(key).context("updating SERVED")?;
+        }
+        for key in want.iter().filter(|k| !have.contains(k)) {
+            debug!(?key, "served by XDP");
+            served.insert(key, 1, 0).context("updating SERVED")?;
+        }
+        Ok(())
+    }
+}
+
+/// The (address, port) pairs the listen addresses cover: a specific address itself, a
+/// wildcard every local address of its family.
+fn served_keys(listen: &[SocketAddr], local: &[IpAddr]) -> Vec<ServedKey> {
+    let mut keys = Vec::new();
+    for l in listen {
+        let ips: Vec<IpAddr> = if l.ip().is_unspecified() {
+            local
+                .iter()
+                .copied()
+                .filter(|ip| ip.is_ipv4() == l.is_ipv4())
+                .collect()
+        } else {
+            vec![l.ip()]
+        };
+        for ip in ips {
+            let key = match ip {
+                IpAddr::V4(v4) => ServedKey::v4(v4.octets(), l.port()),
+                IpAddr::V6(v6) => ServedKey::new(v6.octets(), l.port()),
+            };
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn wildcards_expand_to_local_addresses_of_their_family() {
+        let local = [ip("127.0.0.1"), ip("198.18.1.1"), ip("::1"), ip("fd00::1")];
+        let listen = [
+            "0.0.0.0:53".parse().unwrap(),
+            "[fd00::1]:5353".parse().unwrap(),
+        ];
+        let keys = served_keys(&listen, &local);
+        assert_eq!(
+            keys,
+            vec![
+                ServedKey::v4([127, 0, 0, 1], 53),
+                ServedKey::v4([198, 18, 1, 1], 53),
+                ServedKey::new(ip_octets("fd00::1"), 5353),
+            ]
+        );
+        assert_eq!(keys[1].addr[10..12], [0xff, 0xff]);
+    }
+
+    #[test]
+    fn duplicates_are_dropped() {
+        let local = [ip("198.18.1.1")];
+        let listen = [
+            "0.0.0.0:53".parse().unwrap(),
+            "198.18.1.1:53".parse().unwrap(),
+        ];
+        assert_eq!(served_keys(&listen, &local).len(), 1);
+    }
+
+    fn ip_octets(s: &str) -> [u8; 16] {
+        s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+    }
+
+    #[test]
+    fn missing_interfaces_are_named() {
+        assert_eq!(
+            check_ifaces(&["lo".into(), "nope0".into()])
+                .unwrap_err()
+                .to_string(),
+            "no such interface: nope0"
+        );
+        assert!(check_ifaces(&["lo".into()]).is_ok());
+    }
+}
