@@ -69,11 +69,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let listen = config.listen.clone();
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(SERVED_REFRESH);
+            tick.tick().await;
+            // The same failure every few seconds is reported once.
+            let mut last_error = None;
             loop {
                 tick.tick().await;
-                if let Err(e) = maps.refresh_served(&listen) {
-                    warn!("refreshing the served addresses failed: {e:#}");
+                let error = maps.refresh_served(&listen).err().map(|e| format!("{e:#}"));
+                if error.is_some() && error != last_error {
+                    warn!(
+                        "refreshing the XDP addresses: {}",
+                        error.as_deref().unwrap_or_default()
+                    );
                 }
+                last_error = error;
             }
         });
     }

@@ -1,6 +1,9 @@
 //! Wire replies: to a client, and the client-independent form the kernel cache is built from.
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::{
+    op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
+    rr::{Name, Record},
+};
 use tracing::warn;
 
 use crate::{answer::Answer, query::ClientQuery};
@@ -46,9 +49,10 @@ pub fn render(q: &ClientQuery, answer: &Answer, now_ns: u64, transport: Transpor
     }
     let mut header_only = msg.clone();
     let sections = answer.sections_at(now_ns);
-    msg.insert_answers(sections.answers);
-    msg.insert_name_servers(sections.authority);
-    msg.insert_additionals(sections.additional);
+    let qname = q.query.name();
+    msg.insert_answers(owned_as(sections.answers, qname));
+    msg.insert_name_servers(owned_as(sections.authority, qname));
+    msg.insert_additionals(owned_as(sections.additional, qname));
     match msg.to_vec() {
         Ok(wire) if wire.len() <= size_limit(q, transport) => wire,
         Ok(_) => encode(header_only.set_truncated(true)),
@@ -77,15 +81,30 @@ pub fn normalized(q: &ClientQuery, answer: &Answer, now_ns: u64) -> Option<Vec<u
         .set_recursion_available(true)
         .set_response_code(answer.rcode)
         .add_query(query);
-    msg.insert_answers(answer.sections_at(now_ns).answers);
+    msg.insert_answers(owned_as(
+        answer.sections_at(now_ns).answers,
+        &q.lower_name(),
+    ));
     msg.to_vec().ok()
+}
+
+/// Records owned by the question name written exactly as `qname`: the cached copy has the
+/// case of whoever asked first, and name compression only points at an identical spelling.
+fn owned_as(mut records: Vec<Record>, qname: &Name) -> Vec<Record> {
+    for r in &mut records {
+        // Name equality is case-insensitive.
+        if r.name() == qname {
+            r.set_name(qname.clone());
+        }
+    }
+    records
 }
 
 #[cfg(test)]
 mod tests {
     use hickory_proto::{
         op::{Edns, Message},
-        rr::{Name, Record, RecordType},
+        rr::RecordType,
     };
 
     use super::*;
@@ -135,6 +154,22 @@ mod tests {
         let plain = Message::from_vec(&render(&client(None, false), &many_a(2), 0, Transport::Udp))
             .unwrap();
         assert!(plain.extensions().is_none());
+    }
+
+    #[test]
+    fn owners_take_the_client_spelling_and_compress() {
+        let wire = render(&client(None, false), &many_a(2), 0, Transport::Udp);
+        let m = Message::from_vec(&wire).unwrap();
+        assert!(m.answers().iter().all(|r| r.name().to_ascii() == "WwW.t."));
+        // Both owners are pointers to the question at offset 12.
+        assert_eq!(wire.windows(2).filter(|w| w == &[0xc0, 12]).count(), 2);
+        let norm = normalized(&client(None, false), &many_a(1), 0).unwrap();
+        assert_eq!(
+            Message::from_vec(&norm).unwrap().answers()[0]
+                .name()
+                .to_ascii(),
+            "www.t."
+        );
     }
 
     #[test]

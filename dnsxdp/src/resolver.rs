@@ -9,7 +9,7 @@ use std::{
 
 use dnsxdp_common::entry::build_entry;
 use hickory_proto::{op::ResponseCode, rr::RecordType};
-use tracing::debug;
+use tracing::{debug, trace};
 
 use crate::{
     answer::Answer,
@@ -77,6 +77,7 @@ impl Resolver {
         let key = Key::of(&q);
         let cached = self.lock_cache().get(&key, now);
         if let Some(answer) = cached {
+            trace!(name = %q.query.name(), qtype = %q.query.query_type(), "daemon cache hit");
             self.stats.cache_hit();
             return Some(reply::render(&q, &answer, now, transport));
         }
@@ -97,6 +98,7 @@ impl Resolver {
         };
         let now = clock::now_ns();
         let answer = Arc::new(Answer::from_upstream(msg, now, self.max_ttl));
+        trace!(name = %q.query.name(), qtype = %q.query.query_type(), rcode = %answer.rcode, "from upstream");
         // With CD set the upstream did not validate: keep that answer to this client only.
         if !q.checking_disabled {
             self.lock_cache().insert(key, answer.clone());

@@ -91,7 +91,9 @@ pub fn attach(
         counters: PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?,
         served: Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?),
     };
-    maps.refresh_served(listen)?;
+    if let Err(e) = maps.refresh_served(listen) {
+        warn!("{e:#}");
+    }
     let program: &mut XdpProgram = ebpf
         .program_mut(PROG_CACHE)
         .ok_or_else(|| anyhow!("the eBPF object has no {PROG_CACHE} program"))?
@@ -187,7 +189,8 @@ impl XdpMaps {
             .collect()
     }
 
-    /// Makes SERVED hold exactly the addresses `listen` covers now.
+    /// Makes SERVED hold exactly the addresses `listen` covers now. Addresses that do not fit
+    /// in the map are reported in the error; the daemon still answers on them.
     pub fn refresh_served(&self, listen: &[SocketAddr]) -> anyhow::Result<()> {
         let local = local_addrs().context("listing local addresses")?;
         let want = served_keys(listen, &local);
@@ -197,15 +200,31 @@ impl XdpMaps {
             .collect::<Result<Vec<ServedKey>, _>>()
             .context("reading SERVED")?;
         for key in have.iter().filter(|k| !want.contains(k)) {
-            debug!(?key, "no longer served by XDP");
+            debug!(addr = %socket_addr(key), "no longer answered by XDP");
             served.remove(key).context("updating SERVED")?;
         }
+        let mut left_out = Vec::new();
         for key in want.iter().filter(|k| !have.contains(k)) {
-            debug!(?key, "served by XDP");
-            served.insert(key, 1, 0).context("updating SERVED")?;
+            match served.insert(key, 1, 0) {
+                Ok(()) => debug!(addr = %socket_addr(key), "answered by XDP"),
+                Err(_) => left_out.push(socket_addr(key).to_string()),
+            }
+        }
+        if !left_out.is_empty() {
+            bail!(
+                "SERVED is full; XDP does not answer on {}",
+                left_out.join(", ")
+            );
         }
         Ok(())
     }
+}
+
+/// A SERVED key as an address, IPv4-mapped ones as IPv4.
+fn socket_addr(key: &ServedKey) -> SocketAddr {
+    let ip = std::net::Ipv6Addr::from(key.addr);
+    let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
+    SocketAddr::new(ip, key.port)
 }
 
 /// The (address, port) pairs the listen addresses cover: a specific address itself, a
@@ -260,6 +279,17 @@ mod tests {
             ]
         );
         assert_eq!(keys[1].addr[10..12], [0xff, 0xff]);
+    }
+
+    #[test]
+    fn keys_read_back_as_addresses() {
+        let v4: SocketAddr = "198.18.1.1:53".parse().unwrap();
+        let v6: SocketAddr = "[fd00::1]:5353".parse().unwrap();
+        let keys = served_keys(&[v4, v6], &[]);
+        assert_eq!(
+            keys.iter().map(socket_addr).collect::<Vec<_>>(),
+            vec![v4, v6]
+        );
     }
 
     #[test]
