@@ -1,0 +1,187 @@
+//! The real `dnsxdp run` binary in the server namespace.
+
+use std::{
+    fs,
+    net::{SocketAddr, UdpSocket},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use hickory_proto::rr::RecordType;
+
+use crate::{
+    client,
+    netns::{SERVER_IFACE, SERVER_V4, SERVER_V6, Topology, UPSTREAM_V4},
+};
+
+/// The dnsxdp binary: `$DNSXDP_BIN`, else the one cargo built next to this test binary
+/// (`cargo xtask test` builds it first).
+pub fn binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("DNSXDP_BIN") {
+        return Ok(bin.into());
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/dnsxdp
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("dnsxdp"))
+        .context("locating the target directory")?;
+    if !bin.is_file() {
+        bail!(
+            "{} is missing: run the tests with `cargo xtask test`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A running daemon; stopped with SIGTERM when dropped.
+pub struct Daemon {
+    child: Child,
+    pub control: PathBuf,
+    log: PathBuf,
+    pub v4: SocketAddr,
+    pub v6: SocketAddr,
+}
+
+impl Daemon {
+    /// Starts `dnsxdp run` on the server's client-facing addresses with XDP on its veth and the
+    /// topology's upstream, plus `extra` flags, and waits until it answers.
+    pub fn start(topo: &Topology, extra: &[&str]) -> Result<Self> {
+        let v4: SocketAddr = format!("{SERVER_V4}:53").parse()?;
+        let v6: SocketAddr = format!("[{SERVER_V6}]:53").parse()?;
+        let base = std::env::temp_dir().join(format!("dnsxdp-{}", topo.server.name));
+        let control = base.with_extension("sock");
+        let log = base.with_extension("log");
+        let upstream = format!("{UPSTREAM_V4}:53");
+        let mut args = vec![
+            "run",
+            "--listen",
+            "198.18.1.1:53",
+            "--listen",
+            "[fd00:1::1]:53",
+            "--upstream",
+            &upstream,
+            "--log-level",
+            "debug",
+        ];
+        let control_arg = control.to_string_lossy().into_owned();
+        args.extend(["--control", &control_arg]);
+        if !extra.contains(&"--no-xdp") {
+            args.extend(["--iface", SERVER_IFACE]);
+        }
+        args.extend_from_slice(extra);
+        let child = topo
+            .server
+            .command(binary()?.to_str().context("binary path")?)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log)?)
+            .spawn()
+            .context("starting dnsxdp")?;
+        let mut daemon = Self {
+            child,
+            control,
+            log,
+            v4,
+            v6,
+        };
+        daemon.wait_ready(topo)?;
+        Ok(daemon)
+    }
+
+    fn wait_ready(&mut self, topo: &Topology) -> Result<()> {
+        let sock = topo.client.enter(|| UdpSocket::bind("0.0.0.0:0"))??;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("dnsxdp exited ({status}):\n{}", self.log());
+            }
+            let q = client::query("ns.example.test.", RecordType::A);
+            if client::exchange_udp(&sock, self.v4, &q, Duration::from_millis(300)).is_ok() {
+                return Ok(());
+            }
+        }
+        bail!("dnsxdp did not answer within 20 s:\n{}", self.log())
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `dnsxdp stats --json` against this daemon.
+    pub fn stats(&self) -> Result<serde_json::Value> {
+        let out = Command::new(binary()?)
+            .args(["stats", "--json", "--control"])
+            .arg(&self.control)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "dnsxdp stats failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("parsing dnsxdp stats --json")
+    }
+
+    /// One XDP counter (`hits`, `misses`, `pass_edns`, ...).
+    pub fn xdp(&self, counter: &str) -> Result<u64> {
+        let stats = self.stats()?;
+        stats["xdp"][counter]
+            .as_u64()
+            .with_context(|| format!("no xdp.{counter} in {stats}"))
+    }
+
+    /// One daemon counter (`queries`, `upstream_queries`, ...).
+    pub fn counter(&self, counter: &str) -> Result<u64> {
+        let stats = self.stats()?;
+        stats["daemon"][counter]
+            .as_u64()
+            .with_context(|| format!("no daemon.{counter} in {stats}"))
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the daemon process.
+    pub fn signal(&self, signal: libc::c_int) -> Result<()> {
+        // SAFETY: signalling our own child by pid.
+        if unsafe { libc::kill(self.child.id() as libc::pid_t, signal) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status.
+    pub fn stop(mut self) -> Result<std::process::ExitStatus> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let _ = self.signal(libc::SIGCONT);
+        self.signal(libc::SIGTERM)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        bail!("dnsxdp did not exit within 10 s of SIGTERM")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.terminate();
+        }
+        // A failing test shows what the daemon said (cargo test prints captured output).
+        if std::thread::panicking() {
+            eprintln!("--- dnsxdp log ---\n{}", self.log());
+        }
+        let _ = fs::remove_file(&self.log);
+    }
+}

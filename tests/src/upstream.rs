@@ -1,0 +1,131 @@
+//! A real authoritative server (NSD) as the upstream, serving a fixture zone.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    net::{SocketAddr, UdpSocket},
+    path::PathBuf,
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use hickory_proto::op::ResponseCode;
+
+use crate::{client, netns::Netns};
+
+pub const ZONE: &str = "example.test.";
+
+/// A label long enough that `WIDE_NAME`'s 16 AAAA records fit a kernel entry but not a
+/// 512-byte reply.
+pub const WIDE_NAME: &str =
+    "wide-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.test.";
+/// Records for `big.example.test.` (more than a kernel entry or a plain UDP reply holds) and
+/// `huge.example.test.` (more than a 1232-byte EDNS reply holds).
+pub const BIG_COUNT: u8 = 40;
+pub const HUGE_COUNT: u8 = 100;
+/// TTL of `short.example.test.`, for expiry tests.
+pub const SHORT_TTL: u32 = 3;
+
+/// The zone: A and AAAA names, a CNAME chain, a short TTL, and answers of every size class.
+pub fn zone_text() -> String {
+    let mut z = String::from(
+        "$ORIGIN example.test.\n$TTL 300\n\
+         @ IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 60\n\
+         @ IN NS ns\n\
+         ns IN A 198.18.2.2\n\
+         www IN A 198.18.10.1\n\
+         www IN A 198.18.10.2\n\
+         www IN AAAA fd00:10::1\n\
+         alias IN CNAME alias2\n\
+         alias2 IN CNAME www\n\
+         mail IN MX 10 www\n\
+         txt IN TXT \"hello\"\n",
+    );
+    writeln!(z, "short {SHORT_TTL} IN A 198.18.10.3").unwrap();
+    writeln!(z, "short {SHORT_TTL} IN AAAA fd00:10::3").unwrap();
+    for i in 0..BIG_COUNT {
+        writeln!(z, "big IN A 198.18.11.{i}").unwrap();
+    }
+    for i in 0..HUGE_COUNT {
+        writeln!(z, "huge IN A 198.18.12.{i}").unwrap();
+    }
+    for i in 0..16 {
+        writeln!(z, "{WIDE_NAME} IN AAAA fd00:11::{i:x}").unwrap();
+    }
+    z
+}
+
+/// NSD running in a namespace; killed when dropped.
+pub struct Nsd {
+    child: Child,
+    dir: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl Nsd {
+    /// Starts NSD on `ip`:53 inside `ns` and waits until it answers.
+    pub fn start(ns: &Netns, ips: &[&str]) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("dnsxdp-nsd-{}", ns.name));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("zone"), zone_text())?;
+        let mut conf = String::from("server:\n");
+        for ip in ips {
+            writeln!(conf, "  ip-address: {ip}")?;
+        }
+        let d = dir.display();
+        write!(
+            conf,
+            "  port: 53\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  \
+             database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  \
+             zonelistfile: \"{d}/zone.list\"\n  logfile: \"{d}/nsd.log\"\n  \
+             minimal-responses: yes\n  server-count: 1\n  verbosity: 1\n\
+             remote-control:\n  control-enable: no\n\
+             zone:\n  name: \"{ZONE}\"\n  zonefile: \"zone\"\n"
+        )?;
+        fs::write(dir.join("nsd.conf"), conf)?;
+        let child = ns
+            .command("nsd")
+            .args(["-d", "-c"])
+            .arg(dir.join("nsd.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nsd (cargo xtask setup installs it)")?;
+        let addr = SocketAddr::new(ips[0].parse()?, 53);
+        let mut nsd = Self { child, dir, addr };
+        nsd.wait_ready(ns)?;
+        Ok(nsd)
+    }
+
+    fn wait_ready(&mut self, ns: &Netns) -> Result<()> {
+        let addr = self.addr;
+        let sock = ns.enter(move || UdpSocket::bind(SocketAddr::new(addr.ip(), 0)))??;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                let log = fs::read_to_string(self.dir.join("nsd.log")).unwrap_or_default();
+                bail!("nsd exited ({status}): {log}");
+            }
+            let q = client::query(&format!("ns.{ZONE}"), hickory_proto::rr::RecordType::A);
+            // NOERROR, not just a reply: NSD answers SERVFAIL for a zone it failed to load.
+            if let Ok(reply) = client::exchange_udp(&sock, addr, &q, Duration::from_millis(200)) {
+                if reply.response_code() == ResponseCode::NoError {
+                    return Ok(());
+                }
+                let log = fs::read_to_string(self.dir.join("nsd.log")).unwrap_or_default();
+                bail!("nsd answered {}: {log}", reply.response_code());
+            }
+        }
+        bail!("nsd did not answer within 10 s")
+    }
+}
+
+impl Drop for Nsd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

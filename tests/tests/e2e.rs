@@ -1,0 +1,469 @@
+//! End to end: the real dnsxdp binary with its XDP program on a veth, a client namespace, and
+//! NSD as the upstream. Run as root (`cargo xtask test`).
+
+use std::{
+    net::{SocketAddr, TcpStream, UdpSocket},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use dnsxdp_tests::{
+    client::{exchange_raw, exchange_tcp, exchange_udp, query, query_edns},
+    daemon::Daemon,
+    netns::{SERVER_V4, Topology, UPSTREAM_V4, UPSTREAM_V6},
+    upstream::{BIG_COUNT, HUGE_COUNT, Nsd, SHORT_TTL, WIDE_NAME},
+};
+use hickory_proto::{
+    op::{Message, ResponseCode},
+    rr::{RData, Record, RecordType},
+};
+
+const WAIT: Duration = Duration::from_secs(2);
+/// How long to wait for a reply that must not come.
+const SILENCE: Duration = Duration::from_millis(700);
+
+/// A topology with NSD upstream and dnsxdp serving, plus client sockets.
+struct Sandbox {
+    daemon: Daemon,
+    v4: UdpSocket,
+    v6: UdpSocket,
+    upstream_sock: UdpSocket,
+    nsd: Nsd,
+    topo: Topology,
+}
+
+impl Sandbox {
+    fn new() -> Result<Self> {
+        Self::with_flags(&[])
+    }
+
+    fn with_flags(flags: &[&str]) -> Result<Self> {
+        let topo = Topology::new()?;
+        let nsd = Nsd::start(&topo.upstream, &[UPSTREAM_V4, UPSTREAM_V6])?;
+        let daemon = Daemon::start(&topo, flags)?;
+        let v4 = topo.client.enter(|| UdpSocket::bind("0.0.0.0:0"))??;
+        let v6 = topo.client.enter(|| UdpSocket::bind("[::]:0"))??;
+        let upstream_sock = topo.upstream.enter(|| UdpSocket::bind("198.18.2.2:0"))??;
+        Ok(Self {
+            daemon,
+            v4,
+            v6,
+            upstream_sock,
+            nsd,
+            topo,
+        })
+    }
+
+    fn ask(&self, q: &Message) -> Result<Message> {
+        exchange_udp(&self.v4, self.daemon.v4, q, WAIT)
+    }
+
+    fn ask_v6(&self, q: &Message) -> Result<Message> {
+        exchange_udp(&self.v6, self.daemon.v6, q, WAIT)
+    }
+
+    fn ask_upstream(&self, q: &Message) -> Result<Message> {
+        exchange_udp(&self.upstream_sock, self.nsd.addr, q, WAIT)
+    }
+
+    fn tcp(&self, addr: SocketAddr) -> Result<TcpStream> {
+        Ok(self
+            .topo
+            .client
+            .enter(move || TcpStream::connect_timeout(&addr, WAIT))??)
+    }
+
+    /// Asks `q` and returns the reply and how many XDP hits it added.
+    fn ask_counting_hits(&self, q: &Message, v6: bool) -> Result<(Message, u64)> {
+        let before = self.daemon.xdp("hits")?;
+        let reply = if v6 { self.ask_v6(q)? } else { self.ask(q)? };
+        Ok((reply, self.daemon.xdp("hits")? - before))
+    }
+}
+
+/// Answer records without TTLs, for comparing with the upstream's.
+fn records(m: &Message) -> Vec<(String, RecordType, Option<RData>)> {
+    m.answers()
+        .iter()
+        .map(|r: &Record| {
+            (
+                r.name().to_lowercase().to_string(),
+                r.record_type(),
+                Some(r.data().clone()),
+            )
+        })
+        .collect()
+}
+
+fn ttls(m: &Message) -> Vec<u32> {
+    m.answers().iter().map(Record::ttl).collect()
+}
+
+#[test]
+fn repeat_is_answered_by_xdp_even_with_the_daemon_frozen() -> Result<()> {
+    let s = Sandbox::new()?;
+    let q = query("www.example.test.", RecordType::A);
+    let (first, hits) = s.ask_counting_hits(&q, false)?;
+    assert_eq!(hits, 0, "first query must go to the daemon");
+    assert_eq!(first.answers().len(), 2);
+    let upstream_before = s.daemon.counter("upstream_queries")?;
+
+    let (second, hits) = s.ask_counting_hits(&q, false)?;
+    assert_eq!(hits, 1, "repeat must be an XDP hit");
+    assert_eq!(records(&second), records(&first));
+    assert_eq!(s.daemon.counter("upstream_queries")?, upstream_before);
+
+    s.daemon.signal(libc::SIGSTOP)?;
+    let cached = s.ask(&query("www.example.test.", RecordType::A));
+    let uncached = exchange_udp(
+        &s.v4,
+        s.daemon.v4,
+        &query("mail.example.test.", RecordType::A),
+        SILENCE,
+    );
+    s.daemon.signal(libc::SIGCONT)?;
+    assert_eq!(
+        records(&cached.context("cached name with the daemon frozen")?),
+        records(&first)
+    );
+    assert!(
+        uncached.is_err(),
+        "an uncached name was answered with the daemon frozen"
+    );
+    Ok(())
+}
+
+#[test]
+fn answers_equal_the_upstreams_for_a_aaaa_and_cname_chains_over_v4_and_v6() -> Result<()> {
+    let s = Sandbox::new()?;
+    for (name, rtype, v6, count) in [
+        ("www.example.test.", RecordType::A, false, 2),
+        ("www.example.test.", RecordType::AAAA, true, 1),
+        ("alias.example.test.", RecordType::A, false, 4),
+        ("alias.example.test.", RecordType::AAAA, true, 3),
+    ] {
+        let q = query(name, rtype);
+        let expected = records(&s.ask_upstream(&q)?);
+        assert_eq!(expected.len(), count, "fixture {name} {rtype}");
+        let (first, hits) = s.ask_counting_hits(&q, v6)?;
+        assert_eq!(hits, 0, "{name} {rtype}: first from the daemon");
+        assert_eq!(records(&first), expected, "{name} {rtype} from the daemon");
+        let (second, hits) = s.ask_counting_hits(&q, v6)?;
+        assert_eq!(
+            hits,
+            1,
+            "{name} {rtype}: repeat from XDP; {}",
+            s.daemon.stats()?
+        );
+        assert_eq!(records(&second), expected, "{name} {rtype} from XDP");
+        assert_eq!(second.id(), q.id());
+        assert!(second.recursion_available() && second.recursion_desired());
+        assert_eq!(second.response_code(), ResponseCode::NoError);
+        let ttl = ttls(&second);
+        assert!(
+            ttl.iter().all(|t| *t == ttl[0] && *t <= 300),
+            "TTL-aligned: {ttl:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn ttl_counts_down_and_an_expired_entry_is_not_served() -> Result<()> {
+    let s = Sandbox::new()?;
+    let q = query("short.example.test.", RecordType::A);
+    let filled = Instant::now();
+    let (first, _) = s.ask_counting_hits(&q, false)?;
+    assert_eq!(ttls(&first), vec![SHORT_TTL]);
+    sleep(Duration::from_millis(1200));
+    let (second, hits) = s.ask_counting_hits(&q, false)?;
+    assert_eq!(hits, 1);
+    let ttl = ttls(&second)[0];
+    assert!(ttl < SHORT_TTL, "TTL {ttl} did not count down");
+
+    sleep(
+        (filled + Duration::from_millis(SHORT_TTL as u64 * 1000 + 300))
+            .saturating_duration_since(Instant::now()),
+    );
+    let expired_before = s.daemon.xdp("expired")?;
+    let (third, hits) = s.ask_counting_hits(&q, false)?;
+    assert_eq!(hits, 0, "expired entry served from XDP");
+    assert_eq!(s.daemon.xdp("expired")?, expired_before + 1);
+    assert_eq!(
+        records(&third),
+        records(&first),
+        "the daemon answers after expiry"
+    );
+    Ok(())
+}
+
+#[test]
+fn mixed_case_queries_hit_and_get_their_own_case_back() -> Result<()> {
+    let s = Sandbox::new()?;
+    s.ask(&query("WwW.ExAmPlE.tEsT.", RecordType::A))?;
+    let q = query("wWW.example.TEST.", RecordType::A);
+    let before = s.daemon.xdp("hits")?;
+    let raw = exchange_raw(&s.v4, s.daemon.v4, &q.to_vec()?, WAIT)?;
+    assert_eq!(s.daemon.xdp("hits")? - before, 1);
+    let sent = q.to_vec()?;
+    // Header (12) then the question as the client wrote it.
+    let question_len = "wWW.example.TEST.".len() + 1 + 4;
+    assert_eq!(&raw[12..12 + question_len], &sent[12..12 + question_len]);
+    Ok(())
+}
+
+#[test]
+fn edns_plain_do_bit_and_oversized_answers() -> Result<()> {
+    let s = Sandbox::new()?;
+    let edns = query_edns("www.example.test.", RecordType::A, 1232, false);
+    s.ask(&edns)?;
+    let (reply, hits) = s.ask_counting_hits(
+        &query_edns("www.example.test.", RecordType::A, 4096, false),
+        false,
+    )?;
+    assert_eq!(hits, 1);
+    assert_eq!(
+        reply.extensions().as_ref().map(|e| e.max_payload()),
+        Some(1232)
+    );
+    let (plain, hits) = s.ask_counting_hits(&query("www.example.test.", RecordType::A), false)?;
+    assert_eq!(hits, 1);
+    assert!(
+        plain.extensions().is_none(),
+        "no OPT without EDNS in the query"
+    );
+
+    // DO bit: the daemon answers, XDP passes it.
+    let pass_edns = s.daemon.xdp("pass_edns")?;
+    let (dnssec, hits) = s.ask_counting_hits(
+        &query_edns("www.example.test.", RecordType::A, 1232, true),
+        false,
+    )?;
+    assert_eq!(hits, 0);
+    assert_eq!(s.daemon.xdp("pass_edns")?, pass_edns + 1);
+    assert_eq!(records(&dnssec), records(&plain));
+
+    // 16 AAAA under a long name: a kernel entry that fits EDNS replies but not 512 bytes.
+    let wide = query_edns(WIDE_NAME, RecordType::AAAA, 1232, false);
+    s.ask(&wide)?;
+    let (reply, hits) =
+        s.ask_counting_hits(&query_edns(WIDE_NAME, RecordType::AAAA, 1232, false), false)?;
+    assert_eq!(
+        (hits, reply.answers().len()),
+        (1, 16),
+        "{}",
+        s.daemon.stats()?
+    );
+    let too_big = s.daemon.xdp("pass_too_big")?;
+    let (reply, hits) = s.ask_counting_hits(&query(WIDE_NAME, RecordType::AAAA), false)?;
+    assert_eq!(hits, 0);
+    assert_eq!(s.daemon.xdp("pass_too_big")?, too_big + 1);
+    assert!(
+        reply.truncated(),
+        "a 512-byte client must be told to use TCP"
+    );
+    let mut tcp = s.tcp(s.daemon.v4)?;
+    assert_eq!(
+        exchange_tcp(&mut tcp, &query(WIDE_NAME, RecordType::AAAA), WAIT)?
+            .answers()
+            .len(),
+        16
+    );
+
+    // Larger than a kernel entry: userspace only, truncated for plain UDP, whole over TCP.
+    let big = query("big.example.test.", RecordType::A);
+    assert!(s.ask(&big)?.truncated());
+    assert_eq!(
+        s.ask(&query_edns("big.example.test.", RecordType::A, 1232, false))?
+            .answers()
+            .len(),
+        BIG_COUNT as usize
+    );
+    assert_eq!(
+        exchange_tcp(&mut tcp, &big, WAIT)?.answers().len(),
+        BIG_COUNT as usize
+    );
+    // Larger than the upstream's UDP reply: the daemon must retry it over TCP.
+    let huge = query("huge.example.test.", RecordType::A);
+    assert_eq!(
+        exchange_tcp(&mut tcp, &huge, WAIT)?.answers().len(),
+        HUGE_COUNT as usize
+    );
+    Ok(())
+}
+
+/// A query for www.example.test. A with the given tweak applied to its wire bytes.
+fn raw_query(tweak: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut bytes = query("www.example.test.", RecordType::A).to_vec().unwrap();
+    tweak(&mut bytes);
+    bytes
+}
+
+#[test]
+fn malformed_packets_are_never_answered_by_xdp_and_do_not_disturb_the_daemon() -> Result<()> {
+    let s = Sandbox::new()?;
+    let good = query("www.example.test.", RecordType::A);
+    s.ask(&good)?;
+    let before = s.daemon.stats()?["xdp"].clone();
+
+    let mut overlong = raw_query(|_| {});
+    overlong.truncate(12);
+    for _ in 0..5 {
+        overlong.push(63);
+        overlong.extend([b'x'; 63]);
+    }
+    overlong.extend([0, 0, 1, 0, 1]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated header", raw_query(|b| b.truncate(9))),
+        ("truncated question", raw_query(|b| b.truncate(b.len() - 3))),
+        (
+            "garbage",
+            (0..60u8)
+                .map(|i| i.wrapping_mul(97).wrapping_add(13))
+                .collect(),
+        ),
+        ("QDCOUNT=2", raw_query(|b| b[5] = 2)),
+        (
+            "compression pointer",
+            raw_query(|b| {
+                b.truncate(12);
+                b.extend([3, b'w', b'w', b'w', 0xc0, 12, 0, 1, 0, 1]);
+            }),
+        ),
+        ("overlong name", overlong),
+    ];
+    for (what, bytes) in &cases {
+        // A reply may come from the daemon (FORMERR); it must not be an answer.
+        if let Ok(reply) = exchange_raw(&s.v4, s.daemon.v4, bytes, SILENCE) {
+            let rcode = Message::from_vec(&reply).map(|m| m.response_code());
+            assert!(
+                matches!(rcode, Ok(ResponseCode::FormErr) | Err(_)) || reply.len() <= 12,
+                "{what}: answered with {rcode:?}"
+            );
+        }
+    }
+    let after = s.daemon.stats()?["xdp"].clone();
+    let delta = |c: &str| after[c].as_u64().unwrap() - before[c].as_u64().unwrap();
+    assert_eq!(delta("hits"), 0, "XDP answered a malformed packet: {after}");
+    // Each packet was seen and passed up for a reason; none was looked up.
+    let passed: u64 = ["pass_malformed", "pass_not_query", "pass_unsupported"]
+        .into_iter()
+        .map(delta)
+        .sum();
+    assert_eq!(
+        (delta("packets"), passed),
+        (cases.len() as u64, cases.len() as u64),
+        "{after}"
+    );
+    assert!(delta("pass_malformed") >= 4, "{after}");
+    assert_eq!(records(&s.ask(&good)?).len(), 2, "the daemon still serves");
+    Ok(())
+}
+
+#[test]
+fn tcp_queries_work_over_v4_and_v6() -> Result<()> {
+    let s = Sandbox::new()?;
+    for addr in [s.daemon.v4, s.daemon.v6] {
+        let mut tcp = s.tcp(addr)?;
+        for rtype in [
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::MX,
+            RecordType::TXT,
+        ] {
+            let reply = exchange_tcp(&mut tcp, &query("www.example.test.", rtype), WAIT)?;
+            assert_eq!(
+                reply.response_code(),
+                ResponseCode::NoError,
+                "{addr} {rtype}"
+            );
+        }
+        let reply = exchange_tcp(&mut tcp, &query("nope.example.test.", RecordType::A), WAIT)?;
+        assert_eq!(reply.response_code(), ResponseCode::NXDomain);
+    }
+    Ok(())
+}
+
+#[test]
+fn sigterm_detaches_xdp_and_exits_cleanly() -> Result<()> {
+    let s = Sandbox::new()?;
+    let show = || -> Result<String> {
+        let out = s
+            .topo
+            .server
+            .command("ip")
+            .args(["link", "show", "veth0"])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert!(show()?.contains("xdp"), "XDP not attached: {}", show()?);
+    let Sandbox { daemon, .. } = s;
+    assert!(daemon.stop()?.success(), "exit status after SIGTERM");
+    assert!(!show()?.contains("xdp"), "XDP still attached: {}", show()?);
+    Ok(())
+}
+
+#[test]
+fn startup_errors_are_one_clear_line() -> Result<()> {
+    let topo = Topology::new()?;
+    let bin = dnsxdp_tests::daemon::binary()?;
+    let run = |args: &[&str]| -> Result<(bool, String)> {
+        let out = topo
+            .server
+            .command(bin.to_str().unwrap())
+            .arg("run")
+            .args(args)
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
+    };
+    let upstream = format!("{UPSTREAM_V4}:53");
+    let (ok, err) = run(&[
+        "--iface",
+        "nosuch0",
+        "--upstream",
+        &upstream,
+        "--control",
+        "/tmp/dnsxdp-e1.sock",
+    ])?;
+    assert!(
+        !ok && err.contains("nosuch0") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let listen = format!("{SERVER_V4}:53");
+    let _taken = topo.server.enter({
+        let listen = listen.clone();
+        move || UdpSocket::bind(listen)
+    })??;
+    let (ok, err) = run(&[
+        "--no-xdp",
+        "--listen",
+        &listen,
+        "--upstream",
+        &upstream,
+        "--control",
+        "/tmp/dnsxdp-e2.sock",
+    ])?;
+    assert!(
+        !ok && err.contains("in use") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let (ok, err) = run(&[
+        "--iface",
+        "veth0",
+        "--control",
+        "/tmp/dnsxdp-e3.sock",
+        "--upstream",
+        "not an address",
+    ])?;
+    assert!(
+        !ok && err.contains("upstream") && err.lines().count() == 1,
+        "{err}"
+    );
+    Ok(())
+}

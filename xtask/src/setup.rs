@@ -1,0 +1,233 @@
+//! Installs what a fresh Debian machine lacks to build, run and test dnsxdp.
+//!
+//! Every step checks before it acts, so a machine that has everything costs a few process
+//! spawns and no downloads.
+
+use std::{
+    env, fs,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+/// Debian packages the tests use: namespaces and veth (iproute2), offload settings (ethtool),
+/// the authoritative upstream (nsd), clients and load generators (dig, dnsperf, kxdpgun) and
+/// map inspection (bpftool).
+const PACKAGES: &[&str] = &[
+    "iproute2",
+    "ethtool",
+    "nsd",
+    "dnsutils",
+    "dnsperf",
+    "knot-dnsutils",
+    "bpftool",
+];
+
+const NIGHTLY: &str = "nightly";
+
+/// `cargo xtask setup`: install everything that is missing, saying what it does.
+pub fn run() -> Result<()> {
+    let missing = missing()?;
+    if missing.is_empty() {
+        println!("setup: everything is installed");
+    }
+    install(&missing)
+}
+
+/// Called by build, run and test: installs only when something is missing.
+pub fn ensure() -> Result<()> {
+    let missing = missing()?;
+    if !missing.is_empty() {
+        eprintln!("setup: installing what is missing first");
+    }
+    install(&missing)
+}
+
+#[derive(Debug, PartialEq)]
+enum Missing {
+    Nightly,
+    RustSrc,
+    BpfLinker,
+    Packages(Vec<&'static str>),
+}
+
+fn missing() -> Result<Vec<Missing>> {
+    let mut missing = Vec::new();
+    let installed = output(
+        "rustup",
+        &["component", "list", "--installed", "--toolchain", NIGHTLY],
+    );
+    match installed {
+        None => missing.extend([Missing::Nightly, Missing::RustSrc]),
+        Some(list) if !list.lines().any(|l| l.starts_with("rust-src")) => {
+            missing.push(Missing::RustSrc)
+        }
+        Some(_) => {}
+    }
+    if !on_path("bpf-linker") {
+        missing.push(Missing::BpfLinker);
+    }
+    let packages: Vec<_> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !package_installed(p))
+        .collect();
+    if !packages.is_empty() {
+        missing.push(Missing::Packages(packages));
+    }
+    Ok(missing)
+}
+
+fn install(missing: &[Missing]) -> Result<()> {
+    for item in missing {
+        match item {
+            Missing::Nightly => {
+                println!("setup: installing the nightly toolchain");
+                run_cmd(
+                    "rustup",
+                    &["toolchain", "install", NIGHTLY, "--profile", "minimal"],
+                    &[],
+                )?;
+            }
+            Missing::RustSrc => {
+                println!("setup: adding rust-src to nightly");
+                run_cmd(
+                    "rustup",
+                    &["component", "add", "rust-src", "--toolchain", NIGHTLY],
+                    &[],
+                )?;
+            }
+            Missing::BpfLinker => install_bpf_linker()?,
+            Missing::Packages(packages) => install_packages(packages)?,
+        }
+    }
+    Ok(())
+}
+
+/// Builds bpf-linker against nightly's own libLLVM: there is no prebuilt one to download, and
+/// linking the LLVM that produced the bitcode avoids version skew.
+fn install_bpf_linker() -> Result<()> {
+    let verbose = output("rustc", &["+nightly", "-vV"]).context("rustc +nightly -vV failed")?;
+    let major = llvm_major(&verbose)?;
+    let sysroot = output("rustc", &["+nightly", "--print", "sysroot"])
+        .context("rustc +nightly --print sysroot failed")?;
+    let lib_dir = Path::new(sysroot.trim()).join("lib");
+    let libllvm = fs::read_dir(&lib_dir)
+        .with_context(|| format!("reading {}", lib_dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        // The real library is named by its soname, libLLVM.so.<ver>-rust-<ver>-nightly.
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
+        .with_context(|| format!("no libLLVM.so.* in {}", lib_dir.display()))?;
+    let prefix = env::temp_dir().join(format!("dnsxdp-llvm-{major}"));
+    let prefix_lib = prefix.join("lib");
+    fs::create_dir_all(&prefix_lib)?;
+    let soname = libllvm.file_name().expect("a file");
+    for link in [prefix_lib.join("libLLVM.so"), prefix_lib.join(soname)] {
+        let _ = fs::remove_file(&link);
+        symlink(&libllvm, &link).with_context(|| format!("linking {}", link.display()))?;
+    }
+    println!("setup: building bpf-linker against nightly's LLVM {major} (about a minute)");
+    let feature = format!("llvm-{major}");
+    run_cmd(
+        "cargo",
+        &[
+            "install",
+            "bpf-linker",
+            "--no-default-features",
+            "--features",
+            &feature,
+        ],
+        &[("LLVM_PREFIX", prefix.as_os_str())],
+    )?;
+    if !on_path("bpf-linker") {
+        bail!("bpf-linker was installed but is not on PATH: add ~/.cargo/bin to PATH");
+    }
+    Ok(())
+}
+
+/// The LLVM major version from `rustc -vV` output ("LLVM version: 22.1.4").
+fn llvm_major(verbose: &str) -> Result<String> {
+    verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .filter(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()))
+        .map(str::to_owned)
+        .context("rustc +nightly -vV printed no LLVM version")
+}
+
+fn install_packages(packages: &[&str]) -> Result<()> {
+    println!("setup: installing Debian packages: {}", packages.join(" "));
+    let env = [("DEBIAN_FRONTEND", "noninteractive".as_ref())];
+    run_cmd("apt-get", &["update", "-q"], &env)?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(packages);
+    run_cmd("apt-get", &args, &env)?;
+    // Debian starts nsd on install; the tests start their own in namespaces.
+    if packages.contains(&"nsd") {
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", "nsd"])
+            .status();
+    }
+    Ok(())
+}
+
+fn package_installed(name: &str) -> bool {
+    output("dpkg-query", &["-W", "-f=${db:Status-Status}", name]).is_some_and(|s| s == "installed")
+}
+
+fn on_path(bin: &str) -> bool {
+    let cargo_bin = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|h| h.join("bin"));
+    env::var_os("PATH")
+        .map(|p| env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(cargo_bin)
+        .any(|dir| dir.join(bin).is_file())
+}
+
+/// Stdout of a successful command, or None.
+fn output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn run_cmd(cmd: &str, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<()> {
+    let status = Command::new(cmd)
+        .args(args)
+        .envs(env.iter().copied())
+        .status()
+        .with_context(|| format!("starting {cmd}"))?;
+    if !status.success() {
+        bail!("{cmd} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llvm_major_from_rustc_output() {
+        let v = "rustc 1.97.0-nightly\nhost: x86_64-unknown-linux-gnu\nLLVM version: 22.1.4\n";
+        assert_eq!(llvm_major(v).unwrap(), "22");
+        assert!(llvm_major("rustc 1.0\n").is_err());
+    }
+}
