@@ -1,0 +1,89 @@
+//! Bounds-checked access to the packet.
+//!
+//! Every offset handed to these helpers must have a bound the verifier can see (a constant, a
+//! mask or a comparison), or it refuses the access even when the check below passes.
+
+use core::ptr;
+
+use crate::bounds::opaque;
+
+use aya_ebpf::programs::XdpContext;
+
+/// The packet's data pointers, read from the context.
+#[derive(Clone, Copy)]
+pub struct Packet {
+    start: usize,
+    end: usize,
+}
+
+impl Packet {
+    /// Reads the data pointers; call again after any helper that resizes the packet.
+    #[inline(always)]
+    pub fn new(ctx: &XdpContext) -> Self {
+        Self {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
+    }
+
+    /// Bytes in the packet.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// A pointer to `N` bytes at `off`, if they are all inside the packet.
+    #[inline(always)]
+    pub fn bytes<const N: usize>(&self, off: usize) -> Option<*mut u8> {
+        let p = self.start + off;
+        // Kept as `p + N > end`: LLVM would rewrite a one-byte check into `p >= end`, from
+        // which the verifier learns nothing when `p` has no constant offset.
+        if opaque(p + N) > self.end {
+            return None;
+        }
+        Some(p as *mut u8)
+    }
+
+    #[inline(always)]
+    pub fn u8(&self, off: usize) -> Option<u8> {
+        self.bytes::<1>(off).map(|p| unsafe { *p })
+    }
+}
+
+/// Integers the packet is read and written in. Arrays are left out on purpose: LLVM turns
+/// copies of them into byte-by-byte memcpy.
+pub trait Scalar: Copy {}
+impl Scalar for u8 {}
+impl Scalar for u16 {}
+impl Scalar for u32 {}
+impl Scalar for u64 {}
+
+// Loads and stores at any alignment: packet headers are only 2-byte aligned, and XDP allows
+// unaligned packet access.
+
+#[inline(always)]
+pub unsafe fn load<T: Scalar>(p: *const u8, off: usize) -> T {
+    unsafe { ptr::read_unaligned(p.add(off).cast::<T>()) }
+}
+
+#[inline(always)]
+pub unsafe fn store<T: Scalar>(p: *mut u8, off: usize, v: T) {
+    unsafe { ptr::write_unaligned(p.add(off).cast::<T>(), v) }
+}
+
+/// A big-endian 16-bit field.
+#[inline(always)]
+pub unsafe fn be16(p: *const u8, off: usize) -> u16 {
+    u16::from_be(unsafe { load::<u16>(p, off) })
+}
+
+#[inline(always)]
+pub unsafe fn set_be16(p: *mut u8, off: usize, v: u16) {
+    unsafe { store::<u16>(p, off, v.to_be()) }
+}
+
+/// A big-endian 32-bit field.
+#[inline(always)]
+pub unsafe fn be32(p: *const u8, off: usize) -> u32 {
+    u32::from_be(unsafe { load::<u32>(p, off) })
+}

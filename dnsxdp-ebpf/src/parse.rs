@@ -1,0 +1,322 @@
+//! Parsing the frame down to the DNS question, and deciding whether the cache may answer it.
+
+use dnsxdp_common::{
+    CacheKey, Counter, EDNS_UDP_SIZE, MAX_NAME, PLAIN_UDP_SIZE, QCLASS_IN, QTYPE_A, QTYPE_AAAA,
+    QTYPE_OPT, ServedKey,
+    name::{NameParser, Step},
+};
+
+use crate::{
+    bounds::{forget, opaque},
+    packet::{Packet, be16, load},
+};
+
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const IPV6_HLEN: usize = 40;
+const IPPROTO_UDP: u8 = 17;
+pub const UDP_HLEN: usize = 8;
+pub const DNS_HLEN: usize = 12;
+/// Root owner, type, class, TTL and RDLENGTH of an OPT record.
+pub const OPT_HLEN: usize = 11;
+/// Options looked at in a query's OPT record; more go to the daemon.
+const MAX_OPTIONS: usize = 4;
+const OPT_COOKIE: u16 = 10;
+const OPT_PADDING: u16 = 12;
+const EDNS_DO: u16 = 0x8000;
+/// Largest UDP datagram parsed. Linear XDP frames fit in a page, so real queries are far below
+/// it; the bound is what lets the verifier accept offsets derived from the UDP length.
+const MAX_UDP_LEN: usize = 4096;
+
+/// Where the headers are.
+pub struct Frame {
+    /// Offset of the IP header (after the Ethernet header and VLAN tag).
+    pub l3: usize,
+    pub v6: bool,
+    /// IP header length, options included.
+    pub ip_hlen: usize,
+    /// IPv4 total length, or IPv6 payload length plus the fixed header.
+    pub ip_len: usize,
+    /// From the UDP header, not validated yet.
+    pub udp_len: usize,
+}
+
+impl Frame {
+    /// The same frame with offsets the verifier no longer knows exactly, so that the paths for
+    /// each VLAN tag and IPv4 header length merge.
+    #[inline(always)]
+    pub fn forget(self) -> Option<Self> {
+        let [l3, ip_hlen] = forget([self.l3 as u8, self.ip_hlen as u8])?;
+        Some(Self {
+            l3: l3 as usize,
+            ip_hlen: ip_hlen as usize,
+            ..self
+        })
+    }
+
+    /// Offset of the UDP header.
+    #[inline(always)]
+    pub fn udp(&self) -> usize {
+        self.l3 + self.ip_hlen
+    }
+}
+
+/// Destination address (IPv4-mapped for IPv4) and port of a datagram, the words of a
+/// `ServedKey`.
+pub struct Dest {
+    pub addr: [u64; 2],
+    /// Host byte order.
+    pub port: u16,
+}
+
+impl Dest {
+    #[inline(always)]
+    pub fn key(&self) -> ServedKey {
+        // Built from whole words so no byte-wise copy is emitted.
+        ServedKey::new(
+            unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(self.addr) },
+            self.port,
+        )
+    }
+}
+
+/// Ethernet, IP and UDP headers of a UDP datagram that is not a fragment, and its destination.
+/// Anything else is none of the cache's business and passes uncounted.
+#[inline(always)]
+pub fn frame(pkt: &Packet) -> Option<(Frame, Dest)> {
+    let eth = pkt.bytes::<ETH_HLEN>(0)?;
+    let ethertype = unsafe { be16(eth, 12) };
+    if ethertype == ETH_P_8021Q {
+        let tag = pkt.bytes::<{ ETH_HLEN + VLAN_HLEN }>(0)?;
+        match unsafe { be16(tag, 16) } {
+            ETH_P_IP => ipv4(pkt, ETH_HLEN + VLAN_HLEN),
+            ETH_P_IPV6 => ipv6(pkt, ETH_HLEN + VLAN_HLEN),
+            _ => None,
+        }
+    } else {
+        match ethertype {
+            ETH_P_IP => ipv4(pkt, ETH_HLEN),
+            ETH_P_IPV6 => ipv6(pkt, ETH_HLEN),
+            _ => None,
+        }
+    }
+}
+
+#[inline(always)]
+fn ipv4(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
+    let ip = pkt.bytes::<20>(l3)?;
+    let (vihl, frag, proto) = unsafe { (*ip, be16(ip, 6), *ip.add(9)) };
+    let ip_hlen = ((vihl & 0x0f) as usize) * 4;
+    // MF set or a non-zero offset: only the first fragment has the UDP header, and the daemon
+    // sees the reassembled datagram anyway.
+    if vihl >> 4 != 4 || ip_hlen < 20 || frag & 0x3fff != 0 || proto != IPPROTO_UDP {
+        return None;
+    }
+    let u = pkt.bytes::<UDP_HLEN>(l3 + ip_hlen)?;
+    unsafe {
+        // Bytes 8..16 of ::ffff:a.b.c.d.
+        let [a, b, c, d] = load::<u32>(ip, 16).to_ne_bytes();
+        let mapped = u64::from_ne_bytes([0, 0, 0xff, 0xff, a, b, c, d]);
+        Some((
+            Frame {
+                l3,
+                v6: false,
+                ip_hlen,
+                ip_len: be16(ip, 2) as usize,
+                udp_len: be16(u, 4) as usize,
+            },
+            Dest {
+                addr: [0, mapped],
+                port: be16(u, 2),
+            },
+        ))
+    }
+}
+
+#[inline(always)]
+fn ipv6(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
+    let ip = pkt.bytes::<IPV6_HLEN>(l3)?;
+    // Extension headers are rare for DNS and left to the kernel.
+    if unsafe { *ip >> 4 != 6 || *ip.add(6) != IPPROTO_UDP } {
+        return None;
+    }
+    let u = pkt.bytes::<UDP_HLEN>(l3 + IPV6_HLEN)?;
+    unsafe {
+        Some((
+            Frame {
+                l3,
+                v6: true,
+                ip_hlen: IPV6_HLEN,
+                ip_len: IPV6_HLEN + be16(ip, 4) as usize,
+                udp_len: be16(u, 4) as usize,
+            },
+            Dest {
+                addr: [load(ip, 24), load(ip, 32)],
+                port: be16(u, 2),
+            },
+        ))
+    }
+}
+
+/// A query the cache can answer, once its key is found. Everything else the answer needs is
+/// still in the packet: headers and question stay in place.
+pub struct Query {
+    /// Offset of the DNS header.
+    pub dns: usize,
+    /// Wire length of the question name.
+    pub name_len: usize,
+    /// Sum of the name bytes as sent (even offset).
+    pub name_sum: u32,
+    /// The query had an OPT record, so the answer gets one.
+    pub edns: bool,
+    /// Largest DNS message the client takes.
+    pub max_len: usize,
+}
+
+/// Validates the datagram and its DNS message and fills `key` from the question. The error is
+/// the counter of the reason the packet passes.
+#[inline(always)]
+pub fn query(pkt: &Packet, f: &Frame, key: &mut CacheKey) -> Result<Query, Counter> {
+    // Lengths come from the IP and UDP headers: a short frame may carry Ethernet padding.
+    if f.ip_len < f.ip_hlen + UDP_HLEN
+        || f.l3 + f.ip_len > pkt.len()
+        || f.udp_len < UDP_HLEN + DNS_HLEN
+        || f.udp_len > f.ip_len - f.ip_hlen
+    {
+        return Err(Counter::PassMalformed);
+    }
+    if f.udp_len > MAX_UDP_LEN {
+        return Err(Counter::PassUnsupported);
+    }
+    let dns = f.udp() + UDP_HLEN;
+    let end = f.udp() + f.udp_len;
+    let h = pkt.bytes::<DNS_HLEN>(dns).ok_or(Counter::PassMalformed)?;
+    let (flags, qd, an, ns, ar) =
+        unsafe { (*h.add(2), be16(h, 4), be16(h, 6), be16(h, 8), be16(h, 10)) };
+    // QR or an opcode other than QUERY.
+    if flags & 0xf8 != 0 {
+        return Err(Counter::PassNotQuery);
+    }
+    if qd != 1 || an != 0 || ns != 0 || ar > 1 {
+        return Err(Counter::PassMalformed);
+    }
+    // TC on a query: the rest comes over TCP.
+    if flags & 0x02 != 0 {
+        return Err(Counter::PassUnsupported);
+    }
+
+    let name = dns + DNS_HLEN;
+    let mut parser = NameParser::new();
+    let mut name_len = 0;
+    for i in 0..MAX_NAME {
+        // Checked against the frame only; the end of the name is checked against the message
+        // below, so bytes read from padding never make a question.
+        let Some(b) = pkt.u8(name + i) else {
+            return Err(Counter::PassMalformed);
+        };
+        match parser.step(i, b, key) {
+            Step::More => {}
+            Step::End(len) => {
+                name_len = len;
+                break;
+            }
+            Step::Invalid => return Err(Counter::PassMalformed),
+            Step::TooLong => break,
+        }
+    }
+    if name_len == 0 {
+        return Err(if name + MAX_NAME > end {
+            Counter::PassMalformed
+        } else {
+            Counter::PassUnsupported
+        });
+    }
+    // One path per name length from here on would be too many for the verifier.
+    let [name_len] = forget([name_len as u8]).ok_or(Counter::PassMalformed)?;
+    let name_len = name_len as usize;
+
+    let q = name + name_len;
+    let t = match pkt.bytes::<4>(q) {
+        Some(t) if q + 4 <= end => t,
+        _ => return Err(Counter::PassMalformed),
+    };
+    let (qtype, qclass) = unsafe { (be16(t, 0), be16(t, 2)) };
+    if qclass != QCLASS_IN || (qtype != QTYPE_A && qtype != QTYPE_AAAA) {
+        return Err(Counter::PassUnsupported);
+    }
+    key.qtype = qtype;
+    key.name_len = name_len as u16;
+
+    let after = q + 4;
+    let mut max_len = PLAIN_UDP_SIZE as usize;
+    if ar == 1 {
+        max_len = opt(pkt, after, end)?;
+    } else if after != end {
+        return Err(Counter::PassMalformed);
+    }
+    Ok(Query {
+        dns,
+        name_len,
+        name_sum: parser.csum,
+        edns: ar == 1,
+        max_len,
+    })
+}
+
+/// Checks the OPT record at `off`, which must end the message at `end`, and returns the
+/// largest answer the client takes.
+#[inline(always)]
+fn opt(pkt: &Packet, off: usize, end: usize) -> Result<usize, Counter> {
+    let o = match pkt.bytes::<OPT_HLEN>(off) {
+        Some(o) if off + OPT_HLEN <= end => o,
+        _ => return Err(Counter::PassMalformed),
+    };
+    let (owner, rtype, size, version, flags, rdlen) = unsafe {
+        (
+            *o,
+            be16(o, 1),
+            be16(o, 3),
+            *o.add(6),
+            be16(o, 7),
+            be16(o, 9) as usize,
+        )
+    };
+    if owner != 0 || rtype != QTYPE_OPT || off + OPT_HLEN + rdlen != end {
+        return Err(Counter::PassMalformed);
+    }
+    if version != 0 || flags & EDNS_DO != 0 {
+        return Err(Counter::PassEdns);
+    }
+    options(pkt, off + OPT_HLEN, end)?;
+    Ok(size.clamp(PLAIN_UDP_SIZE, EDNS_UDP_SIZE) as usize)
+}
+
+/// Accepts the options a cache without cookie support ignores (RFC 7873 §5.2) and nothing
+/// else.
+#[inline(always)]
+fn options(pkt: &Packet, mut off: usize, end: usize) -> Result<(), Counter> {
+    for _ in 0..MAX_OPTIONS {
+        if off >= end {
+            return Ok(());
+        }
+        let o = match pkt.bytes::<4>(off) {
+            Some(o) if off + 4 <= end => o,
+            _ => return Err(Counter::PassMalformed),
+        };
+        let (code, len) = unsafe { (be16(o, 0), be16(o, 2) as usize) };
+        off = opaque(off + 4 + len);
+        if off > end {
+            return Err(Counter::PassMalformed);
+        }
+        if code != OPT_COOKIE && code != OPT_PADDING {
+            return Err(Counter::PassEdns);
+        }
+    }
+    if off < end {
+        return Err(Counter::PassEdns);
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! Turning a query into the cached answer in place.
+//!
+//! Headers, DNS header and question stay where they are; the records replace whatever followed
+//! the question. The UDP checksum is assembled from precomputed sums rather than by reading the
+//! answer back.
+
+use aya_ebpf::{
+    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
+    programs::XdpContext,
+};
+use dnsxdp_common::{
+    CacheEntry, MAX_RECORDS_LEN, MAX_TTLS,
+    checksum::{OPT_RECORD, OPT_RECORD_SUM, at_offset, finish_udp, fold, sum_u32},
+};
+
+use crate::{
+    packet::{Packet, be16, be32, load, set_be16, store},
+    parse::{DNS_HLEN, Frame, OPT_HLEN, Query, UDP_HLEN},
+};
+
+const IPPROTO_UDP: u32 = 17;
+/// TTL and hop limit of answers.
+const REPLY_TTL: u8 = 64;
+const NS_PER_SEC: u64 = 1_000_000_000;
+/// TTLs with the top bit set read as zero (RFC 2181 §8).
+const MAX_TTL: u64 = 0x7fff_ffff;
+const MAX_IPV4_OPTION_WORDS: usize = 10;
+
+/// `OPT_RECORD` as the words it is stored in.
+const OPT_WORDS: (u64, u16, u8) = {
+    let b = OPT_RECORD;
+    (
+        u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        u16::from_ne_bytes([b[8], b[9]]),
+        b[10],
+    )
+};
+
+/// Why no answer was sent.
+pub enum Fail {
+    /// Nothing was changed; the query goes to the daemon.
+    Pass(dnsxdp_common::Counter),
+    /// The packet was already rewritten and cannot go anywhere.
+    Drop,
+}
+
+/// Rewrites the query in `ctx` into the answer from `e`, which has `left_ns` to live.
+#[inline(always)]
+pub fn build(
+    ctx: &XdpContext,
+    f: &Frame,
+    q: &Query,
+    e: &CacheEntry,
+    left_ns: u64,
+) -> Result<(), Fail> {
+    use dnsxdp_common::Counter;
+
+    let rec_len = e.len as usize;
+    if rec_len == 0 || rec_len > MAX_RECORDS_LEN {
+        return Err(Fail::Pass(Counter::Misses));
+    }
+    let rec = q.dns + DNS_HLEN + q.name_len + 4;
+    let opt_len = if q.edns { OPT_HLEN } else { 0 };
+    let dns_len = rec - q.dns + rec_len + opt_len;
+    if dns_len > q.max_len {
+        return Err(Fail::Pass(Counter::PassTooBig));
+    }
+    let frame_len = q.dns + dns_len;
+    let old_len = Packet::new(ctx).len();
+    let delta = frame_len as i64 - old_len as i64;
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
+        return Err(Fail::Pass(Counter::PassTooBig));
+    }
+
+    let pkt = Packet::new(ctx);
+    swap_macs(&pkt).ok_or(Fail::Drop)?;
+    let udp = f.udp();
+    let udp_len = frame_len - udp;
+    let addr_sum = if f.v6 {
+        ipv6(&pkt, f.l3, udp_len)
+    } else {
+        ipv4(&pkt, f.l3, f.ip_hlen, frame_len - f.l3)
+    }
+    .ok_or(Fail::Drop)?;
+    // Pseudo-header (addresses, protocol, length) and the UDP length field.
+    let mut sum = addr_sum + IPPROTO_UDP + udp_len as u32 * 2;
+
+    let u = pkt
+        .bytes::<{ UDP_HLEN + DNS_HLEN }>(udp)
+        .ok_or(Fail::Drop)?;
+    unsafe {
+        let (sport, dport) = (load::<u16>(u, 0), load::<u16>(u, 2));
+        store(u, 0, dport);
+        store(u, 2, sport);
+        set_be16(u, 4, udp_len as u16);
+        let flags = [
+            0x80 | (*u.add(10) & 0x01),
+            0x80 | (*u.add(11) & 0x10) | (e.rcode & 0x0f),
+        ];
+        store(u, 10, u16::from_ne_bytes(flags));
+        set_be16(u, 14, e.ancount);
+        set_be16(u, 16, e.nscount);
+        set_be16(u, 18, q.edns as u16);
+        // Ports, then the DNS header: ID, flags, QDCOUNT 1 and the other counts.
+        sum += u16::from_be(sport) as u32
+            + u16::from_be(dport) as u32
+            + be16(u, 8) as u32
+            + u16::from_be_bytes(flags) as u32
+            + 1
+            + e.ancount as u32
+            + e.nscount as u32
+            + q.edns as u32;
+    }
+
+    // The question as the client sent it: name, then type and class.
+    let tail = rec - 4;
+    let t = pkt.bytes::<4>(tail).ok_or(Fail::Drop)?;
+    let rec_udp = rec - udp;
+    sum += q.name_sum
+        + at_offset(sum_u32(unsafe { be32(t, 0) }), tail - udp)
+        + at_offset(e.csum, rec_udp);
+
+    if unsafe {
+        bpf_xdp_store_bytes(
+            ctx.ctx,
+            rec as u32,
+            e.records.as_ptr() as *mut _,
+            rec_len as u32,
+        )
+    } != 0
+    {
+        return Err(Fail::Drop);
+    }
+
+    let pkt = Packet::new(ctx);
+    let secs = (left_ns / NS_PER_SEC).min(MAX_TTL) as u32;
+    let ttl_even = fold(sum_u32(secs)) as u32;
+    let ttl_odd = (ttl_even as u16).swap_bytes() as u32;
+    let ttl_count = e.ttl_count as usize;
+    for i in 0..MAX_TTLS {
+        if i >= ttl_count {
+            break;
+        }
+        let off = e.ttl_offsets[i] as usize & (MAX_RECORDS_LEN - 1);
+        let p = pkt.bytes::<4>(rec + off).ok_or(Fail::Drop)?;
+        unsafe { store(p, 0, secs.to_be()) };
+        sum += if (rec_udp + off) & 1 == 0 {
+            ttl_even
+        } else {
+            ttl_odd
+        };
+    }
+    if q.edns {
+        let o = pkt.bytes::<OPT_HLEN>(rec + rec_len).ok_or(Fail::Drop)?;
+        unsafe {
+            store(o, 0, OPT_WORDS.0);
+            store(o, 8, OPT_WORDS.1);
+            store(o, 10, OPT_WORDS.2);
+        }
+        sum += at_offset(OPT_RECORD_SUM, rec_udp + rec_len);
+    }
+
+    let u = pkt.bytes::<UDP_HLEN>(udp).ok_or(Fail::Drop)?;
+    unsafe { set_be16(u, 6, finish_udp(sum)) };
+    Ok(())
+}
+
+#[inline(always)]
+fn swap_macs(pkt: &Packet) -> Option<()> {
+    let eth = pkt.bytes::<12>(0)?;
+    unsafe {
+        let (d0, d1) = (load::<u32>(eth, 0), load::<u16>(eth, 4));
+        let (s0, s1) = (load::<u32>(eth, 6), load::<u16>(eth, 10));
+        store(eth, 0, s0);
+        store(eth, 4, s1);
+        store(eth, 6, d0);
+        store(eth, 10, d1);
+    }
+    Some(())
+}
+
+/// Swaps the addresses and sets TTL, total length and header checksum. Returns the sum of the
+/// addresses for the UDP pseudo-header.
+#[inline(always)]
+fn ipv4(pkt: &Packet, l3: usize, hlen: usize, total_len: usize) -> Option<u32> {
+    let ip = pkt.bytes::<20>(l3)?;
+    let mut sum = 0;
+    let addr_sum;
+    unsafe {
+        let (src, dst) = (load::<u32>(ip, 12), load::<u32>(ip, 16));
+        store(ip, 12, dst);
+        store(ip, 16, src);
+        set_be16(ip, 2, total_len as u16);
+        *ip.add(8) = REPLY_TTL;
+        store::<u16>(ip, 10, 0);
+        addr_sum = sum_u32(u32::from_be(src)) + sum_u32(u32::from_be(dst));
+        sum += sum_u32(be32(ip, 0)) + sum_u32(be32(ip, 4)) + sum_u32(be32(ip, 8));
+    }
+    let options = (hlen - 20) / 4;
+    for i in 0..MAX_IPV4_OPTION_WORDS {
+        if i >= options {
+            break;
+        }
+        let w = pkt.bytes::<4>(l3 + 20 + i * 4)?;
+        sum += sum_u32(unsafe { be32(w, 0) });
+    }
+    unsafe { set_be16(ip, 10, !fold(sum + addr_sum)) };
+    Some(addr_sum)
+}
+
+/// Swaps the addresses, sets hop limit and payload length. Returns the sum of the addresses.
+#[inline(always)]
+fn ipv6(pkt: &Packet, l3: usize, payload_len: usize) -> Option<u32> {
+    let ip = pkt.bytes::<40>(l3)?;
+    let mut sum = 0;
+    unsafe {
+        let (s0, s1) = (load::<u64>(ip, 8), load::<u64>(ip, 16));
+        let (d0, d1) = (load::<u64>(ip, 24), load::<u64>(ip, 32));
+        store(ip, 8, d0);
+        store(ip, 16, d1);
+        store(ip, 24, s0);
+        store(ip, 32, s1);
+        set_be16(ip, 4, payload_len as u16);
+        *ip.add(7) = REPLY_TTL;
+        let mut i = 8;
+        while i < 40 {
+            sum += sum_u32(be32(ip, i));
+            i += 4;
+        }
+    }
+    Some(sum)
+}

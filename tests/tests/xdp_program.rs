@@ -1,0 +1,1025 @@
+//! The XDP program run through BPF_PROG_TEST_RUN (needs root): answers, checksums, and the
+//! reason every other packet passes untouched.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    ops::RangeInclusive,
+};
+
+use dnsxdp_common::{
+    CacheEntry, Counter, MAX_NAME, QTYPE_A, QTYPE_AAAA, RCODE_NXDOMAIN, checksum::sum_bytes,
+    name::parse_question,
+};
+use dnsxdp_tests::testrun::*;
+use hickory_proto::{
+    op::{Message, MessageType, OpCode, ResponseCode},
+    rr::{
+        DNSClass, Name, RData, Record, RecordType,
+        rdata::{A, AAAA, CNAME, SOA},
+    },
+};
+
+const NAME: &str = "www.example.com.";
+const QTYPE_MX: u16 = 15;
+const OPT_COOKIE: u16 = 10;
+const OPT_PADDING: u16 = 12;
+const NS: u64 = 1_000_000_000;
+
+fn a(ip: [u8; 4]) -> RData {
+    RData::A(A(Ipv4Addr::from(ip)))
+}
+
+fn aaaa(ip: &str) -> RData {
+    RData::AAAA(AAAA(ip.parse().unwrap()))
+}
+
+fn cname(target: &str) -> RData {
+    RData::CNAME(CNAME(Name::from_ascii(target).unwrap()))
+}
+
+/// A loaded program answering on the default IPv4 and IPv6 servers.
+struct Fixture {
+    x: XdpCache,
+    v4: FrameSpec,
+    v6: FrameSpec,
+}
+
+/// What one run did.
+struct Outcome {
+    run: Run,
+    counters: Counters,
+    /// CLOCK_MONOTONIC just before and after the run.
+    before_ns: u64,
+    after_ns: u64,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let mut x = XdpCache::load().unwrap_or_else(|e| panic!("{e:#}"));
+        let (v4, v6) = (FrameSpec::v4(), FrameSpec::v6());
+        x.serve(v4.server).unwrap();
+        x.serve(v6.server).unwrap();
+        Self { x, v4, v6 }
+    }
+
+    /// Caches the upstream answer to `name`/`qtype`; returns the response and its entry.
+    fn cache(
+        &mut self,
+        name: &str,
+        qtype: RecordType,
+        answers: Vec<Record>,
+    ) -> (Vec<u8>, CacheEntry) {
+        let resp = response(name, qtype, answers).unwrap();
+        let (_, entry) = self.x.insert_response(&resp).unwrap();
+        (resp, entry)
+    }
+
+    fn cache_a(&mut self, name: &str, ttl: u32) -> (Vec<u8>, CacheEntry) {
+        self.cache(
+            name,
+            RecordType::A,
+            vec![record(name, ttl, a([198, 51, 100, 1])).unwrap()],
+        )
+    }
+
+    fn run(&self, frame: &[u8]) -> Outcome {
+        let start = self.x.counters().unwrap();
+        let before_ns = monotonic_ns();
+        let run = self.x.run(frame).unwrap();
+        let after_ns = monotonic_ns();
+        let counters = self.x.counters().unwrap().since(&start);
+        Outcome {
+            run,
+            counters,
+            before_ns,
+            after_ns,
+        }
+    }
+
+    /// Runs a query that must be answered; checks the frame around the answer and returns it.
+    fn answer(&self, frame: &[u8]) -> (Outcome, Message) {
+        let o = self.run(frame);
+        assert_eq!(
+            o.run.action,
+            Action::Tx,
+            "not answered, counters {:?}",
+            o.counters.nonzero()
+        );
+        assert_eq!(
+            o.counters.nonzero(),
+            vec![(Counter::Packets, 1), (Counter::Hits, 1)]
+        );
+        let m = check_reply(frame, &o.run.data);
+        (o, m)
+    }
+
+    /// Runs a frame that must pass untouched, counted as `reason` (none: not even a packet
+    /// for us).
+    fn pass(&self, frame: &[u8], reason: Option<Counter>) {
+        let o = self.run(frame);
+        assert_eq!(
+            o.run.action,
+            Action::Pass,
+            "counters {:?}",
+            o.counters.nonzero()
+        );
+        assert!(o.run.data == frame, "a passed frame was modified");
+        let want = match reason {
+            Some(r) => vec![(Counter::Packets, 1), (r, 1)],
+            None => vec![],
+        };
+        assert_eq!(o.counters.nonzero(), want);
+    }
+}
+
+/// RFC 1071 sum of `parts` laid end to end, folded to 16 bits.
+fn ones_sum(parts: &[&[u8]]) -> u16 {
+    let bytes: Vec<u8> = parts.concat();
+    let mut sum = 0u64;
+    for w in bytes.chunks(2) {
+        sum += (u64::from(w[0]) << 8) | u64::from(*w.get(1).unwrap_or(&0));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The IPv4 header and UDP checksums of `frame` verify.
+fn verify_checksums(frame: &[u8], p: &ParsedFrame) {
+    let udp = &frame[p.udp..p.udp + p.udp_len];
+    let mut pseudo = Vec::new();
+    match (p.src.ip(), p.dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            assert_eq!(
+                ones_sum(&[&frame[p.l3..p.l3 + p.ip_hlen]]),
+                0xffff,
+                "IPv4 header checksum"
+            );
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+            pseudo.extend_from_slice(&[0, 17]);
+            pseudo.extend_from_slice(&(p.udp_len as u16).to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+            pseudo.extend_from_slice(&(p.udp_len as u32).to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, 17]);
+        }
+        _ => panic!("mixed families"),
+    }
+    assert_ne!(&udp[6..8], &[0, 0], "UDP checksum left out");
+    assert_eq!(ones_sum(&[&pseudo, udp]), 0xffff, "UDP checksum");
+}
+
+/// Length of the question section (name, type, class) of a DNS message without compression.
+fn question_len(msg: &[u8]) -> usize {
+    let mut i = 12;
+    while msg[i] != 0 {
+        i += 1 + msg[i] as usize;
+    }
+    i + 1 + 4 - 12
+}
+
+/// Everything about an answer frame but its records: addressing swapped, lengths and checksums
+/// right, no trailing bytes, DNS header flags, and the question exactly as the client sent it.
+fn check_reply(query: &[u8], out: &[u8]) -> Message {
+    let q = parse_frame(query).unwrap();
+    let r = parse_frame(out).unwrap();
+    assert_eq!(
+        (r.dst_mac, r.src_mac),
+        (q.src_mac, q.dst_mac),
+        "MACs not swapped"
+    );
+    assert_eq!(r.vlan, q.vlan, "VLAN tag changed");
+    assert_eq!(
+        (r.src, r.dst),
+        (q.dst, q.src),
+        "addresses or ports not swapped"
+    );
+    assert_eq!(r.ttl, 64, "TTL / hop limit");
+    assert_eq!(out.len(), r.udp + r.udp_len, "bytes after the datagram");
+    assert_eq!((r.l3, r.ip_hlen), (q.l3, q.ip_hlen));
+    if matches!(r.src, SocketAddr::V4(_)) {
+        let ip = &out[r.l3..];
+        assert_eq!(
+            usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+            out.len() - r.l3
+        );
+        // Version/IHL/TOS, ID, flags/offset, protocol and options are kept.
+        let (qi, ri) = (&query[q.l3..q.l3 + q.ip_hlen], &ip[..r.ip_hlen]);
+        assert_eq!(
+            (&ri[..2], &ri[4..8], ri[9], &ri[20..]),
+            (&qi[..2], &qi[4..8], qi[9], &qi[20..])
+        );
+    } else {
+        let ip = &out[r.l3..];
+        assert_eq!(usize::from(u16::from_be_bytes([ip[4], ip[5]])), r.udp_len);
+        assert_eq!(
+            &ip[..4],
+            &query[q.l3..q.l3 + 4],
+            "traffic class / flow label"
+        );
+    }
+    verify_checksums(out, &r);
+
+    let (qm, rm) = (&q.payload, &r.payload);
+    let m = Message::from_vec(rm).unwrap_or_else(|e| panic!("answer does not parse: {e}"));
+    assert_eq!(m.id(), u16::from_be_bytes([qm[0], qm[1]]));
+    assert_eq!(m.message_type(), MessageType::Response);
+    assert_eq!(m.op_code(), OpCode::Query);
+    assert!(m.recursion_available());
+    assert!(!m.authoritative() && !m.truncated() && !m.authentic_data());
+    assert_eq!(m.recursion_desired(), qm[2] & 0x01 != 0, "RD not copied");
+    assert_eq!(m.checking_disabled(), qm[3] & 0x10 != 0, "CD not copied");
+    assert_eq!(m.query_count(), 1);
+    let ql = question_len(qm);
+    assert_eq!(&rm[12..12 + ql], &qm[12..12 + ql], "question not as sent");
+    let query_edns = u16::from_be_bytes([qm[10], qm[11]]) == 1;
+    match m.extensions() {
+        Some(e) => {
+            assert!(query_edns, "OPT in the answer to a query without");
+            assert_eq!(e.max_payload(), 1232);
+            assert_eq!(e.version(), 0);
+            assert!(!e.flags().dnssec_ok);
+            assert!(
+                e.options().as_ref().is_empty(),
+                "options in the answer's OPT"
+            );
+            assert_eq!(m.additional_count(), 1);
+        }
+        None => {
+            assert!(!query_edns, "no OPT in the answer to an EDNS query");
+            assert_eq!(m.additional_count(), 0);
+        }
+    }
+    m
+}
+
+/// The TTL an answer may carry for `entry` when run between the outcome's two timestamps.
+fn ttl_range(entry: &CacheEntry, o: &Outcome) -> RangeInclusive<u32> {
+    let secs = |now: u64| ((entry.expires_ns - now) / NS) as u32;
+    secs(o.after_ns)..=secs(o.before_ns)
+}
+
+/// `got` are `want` with every TTL replaced by the same value in `ttls`.
+fn assert_records(got: &[Record], want: &[Record], ttls: &RangeInclusive<u32>) {
+    assert_eq!(got.len(), want.len(), "record count");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.name(), w.name());
+        assert_eq!(g.record_type(), w.record_type());
+        assert_eq!(g.dns_class(), DNSClass::IN);
+        assert_eq!(g.data(), w.data());
+        assert!(ttls.contains(&g.ttl()), "TTL {} not in {ttls:?}", g.ttl());
+        assert_eq!(g.ttl(), got[0].ttl(), "TTLs differ between records");
+    }
+}
+
+fn upstream(resp: &[u8]) -> Message {
+    Message::from_vec(resp).unwrap()
+}
+
+#[test]
+fn verifier_budget() {
+    let x = XdpCache::load().unwrap_or_else(|e| panic!("{e:#}"));
+    let n = x.verified_insns().unwrap();
+    // Far below the kernel's 1,000,000: changes that multiply verifier paths show up here.
+    assert!(n < 400_000, "verifier processed {n} instructions");
+}
+
+#[test]
+fn ipv4_a_hit() {
+    let mut f = Fixture::new();
+    let (resp, entry) = f.cache(
+        NAME,
+        RecordType::A,
+        vec![
+            record(NAME, 300, a([198, 51, 100, 1])).unwrap(),
+            record(NAME, 300, a([198, 51, 100, 2])).unwrap(),
+        ],
+    );
+    let query = f.v4.query(&Query::new("wWw.ExAmple.COM", QTYPE_A));
+    let (o, m) = f.answer(&query);
+    assert_eq!(m.id(), 0xbeef);
+    assert!(m.recursion_desired() && !m.checking_disabled());
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert_eq!(m.queries()[0].name().to_ascii(), "wWw.ExAmple.COM.");
+    assert_eq!(m.queries()[0].query_type(), RecordType::A);
+    let ttls = ttl_range(&entry, &o);
+    assert!(*ttls.end() <= 300 && *ttls.start() >= 298, "{ttls:?}");
+    assert_records(m.answers(), upstream(&resp).answers(), &ttls);
+    assert!(m.name_servers().is_empty());
+
+    let key = parse_question(&query[42..]).unwrap().key;
+    assert_eq!(f.x.entry(&key).unwrap().unwrap().hits, 1, "entry hit count");
+}
+
+#[test]
+fn ipv6_aaaa_hit() {
+    let mut f = Fixture::new();
+    let (resp, entry) = f.cache(
+        NAME,
+        RecordType::AAAA,
+        vec![record(NAME, 120, aaaa("2001:db8::1")).unwrap()],
+    );
+    let query = f.v6.query(&Query::new("WWW.example.com", QTYPE_AAAA));
+    let (o, m) = f.answer(&query);
+    assert_eq!(m.queries()[0].query_type(), RecordType::AAAA);
+    assert_records(
+        m.answers(),
+        upstream(&resp).answers(),
+        &ttl_range(&entry, &o),
+    );
+}
+
+#[test]
+fn vlan_tagged_hits() {
+    let mut f = Fixture::new();
+    let (resp4, e4) = f.cache_a(NAME, 300);
+    let (resp6, e6) = f.cache(
+        NAME,
+        RecordType::AAAA,
+        vec![record(NAME, 300, aaaa("2001:db8::6")).unwrap()],
+    );
+    for (spec, qtype, resp, entry) in [
+        (&f.v4, QTYPE_A, &resp4, &e4),
+        (&f.v6, QTYPE_AAAA, &resp6, &e6),
+    ] {
+        let mut spec = spec.clone();
+        spec.vlan = Some(0x2064);
+        let query = spec.query(&Query::new(NAME, qtype));
+        let (o, m) = f.answer(&query);
+        assert_eq!(&o.run.data[12..16], &[0x81, 0x00, 0x20, 0x64]);
+        assert_records(m.answers(), upstream(resp).answers(), &ttl_range(entry, &o));
+    }
+}
+
+#[test]
+fn cname_chain_hit() {
+    let mut f = Fixture::new();
+    let name = "shop.example.com.";
+    let (resp, entry) = f.cache(
+        name,
+        RecordType::A,
+        vec![
+            record(name, 3600, cname("shop.cdn.example.net.")).unwrap(),
+            record(
+                "shop.cdn.example.net.",
+                600,
+                cname("edge7.cdn.example.net."),
+            )
+            .unwrap(),
+            record("edge7.cdn.example.net.", 60, a([203, 0, 113, 7])).unwrap(),
+            record("edge7.cdn.example.net.", 60, a([203, 0, 113, 8])).unwrap(),
+        ],
+    );
+    assert_eq!(entry.ttl_count, 4);
+    let query = f.v4.query(&Query::new("Shop.Example.Com", QTYPE_A));
+    let (o, m) = f.answer(&query);
+    let ttls = ttl_range(&entry, &o);
+    assert!(*ttls.end() <= 60, "entry lives as long as its shortest TTL");
+    assert_records(m.answers(), upstream(&resp).answers(), &ttls);
+}
+
+#[test]
+fn rd_and_cd_are_copied() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    for flags in [[0x00, 0x00], [0x01, 0x10], [0x00, 0x10], [0x01, 0x20]] {
+        let mut q = Query::new(NAME, QTYPE_A);
+        q.flags = flags;
+        q.id = u16::from_be_bytes(flags) ^ 0x5a5a;
+        let (_, m) = f.answer(&f.v4.query(&q));
+        assert_eq!(m.id(), q.id);
+    }
+}
+
+#[test]
+fn edns_query_gets_opt_1232() {
+    let mut f = Fixture::new();
+    let (resp, entry) = f.cache_a(NAME, 300);
+    for size in [512, 1232, 4096] {
+        let query = f.v4.query(&Query::new(NAME, QTYPE_A).edns(Edns::new(size)));
+        let (o, m) = f.answer(&query);
+        assert!(m.extensions().is_some());
+        assert_records(
+            m.answers(),
+            upstream(&resp).answers(),
+            &ttl_range(&entry, &o),
+        );
+    }
+}
+
+#[test]
+fn cookie_and_padding_options_are_ignored() {
+    let mut f = Fixture::new();
+    let (resp, entry) = f.cache(
+        NAME,
+        RecordType::AAAA,
+        vec![record(NAME, 300, aaaa("2001:db8::99")).unwrap()],
+    );
+    let client_cookie = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
+    let edns_variants = [
+        Edns::new(1232).option(OPT_COOKIE, &client_cookie),
+        Edns::new(1232)
+            .option(OPT_COOKIE, &client_cookie)
+            .option(OPT_PADDING, &[0; 61]),
+        Edns::new(1400).option(OPT_PADDING, &[]),
+    ];
+    for edns in edns_variants {
+        for spec in [&f.v4, &f.v6] {
+            let query = spec.query(&Query::new(NAME, QTYPE_AAAA).edns(edns.clone()));
+            let (o, m) = f.answer(&query);
+            // No cookie echoed: the answer's OPT carries no options (checked by check_reply).
+            assert_records(
+                m.answers(),
+                upstream(&resp).answers(),
+                &ttl_range(&entry, &o),
+            );
+        }
+    }
+}
+
+#[test]
+fn do_bit_passes() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let edns = Edns {
+        dnssec_ok: true,
+        ..Edns::new(1232)
+    };
+    f.pass(
+        &f.v4.query(&Query::new(NAME, QTYPE_A).edns(edns)),
+        Some(Counter::PassEdns),
+    );
+}
+
+#[test]
+fn unknown_option_or_version_passes() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    for edns in [
+        Edns::new(1232).option(8, &[0, 1, 24, 0, 192, 0, 2]), // client subnet
+        Edns::new(1232).option(OPT_COOKIE, &[1; 8]).option(3, &[]), // NSID after a cookie
+        Edns {
+            version: 1,
+            ..Edns::new(1232)
+        },
+        // More options than the program looks at.
+        (0..5).fold(Edns::new(1232), |e, _| e.option(OPT_PADDING, &[])),
+    ] {
+        f.pass(
+            &f.v4.query(&Query::new(NAME, QTYPE_A).edns(edns)),
+            Some(Counter::PassEdns),
+        );
+    }
+}
+
+#[test]
+fn too_big_without_edns_passes_and_fits_with_it() {
+    let mut f = Fixture::new();
+    let name = "big.example.com.";
+    let resp = big_response(name).unwrap();
+    let (_, entry) = f.x.insert_response(&resp).unwrap();
+    assert!(resp.len() > 512 && resp.len() + 11 <= 1232);
+
+    f.pass(
+        &f.v4.query(&Query::new(name, QTYPE_A)),
+        Some(Counter::PassTooBig),
+    );
+    f.pass(
+        &f.v4.query(&Query::new(name, QTYPE_A).edns(Edns::new(512))),
+        Some(Counter::PassTooBig),
+    );
+    for spec in [&f.v4, &f.v6] {
+        let query = spec.query(&Query::new(name, QTYPE_A).edns(Edns::new(1232)));
+        let (o, m) = f.answer(&query);
+        assert_records(
+            m.answers(),
+            upstream(&resp).answers(),
+            &ttl_range(&entry, &o),
+        );
+    }
+}
+
+#[test]
+fn expired_entry_passes() {
+    let mut f = Fixture::new();
+    let resp = response(
+        NAME,
+        RecordType::A,
+        vec![record(NAME, 300, a([192, 0, 2, 1])).unwrap()],
+    )
+    .unwrap();
+    let (key, mut entry) = entry_from(&resp, 300).unwrap();
+    let query = f.v4.query(&Query::new(NAME, QTYPE_A));
+    for expires_ns in [1, monotonic_ns()] {
+        entry.expires_ns = expires_ns;
+        f.x.insert(&key, &entry).unwrap();
+        f.pass(&query, Some(Counter::Expired));
+    }
+    // Less than a second left: still served, with TTL 0.
+    entry.expires_ns = monotonic_ns() + NS / 2;
+    f.x.insert(&key, &entry).unwrap();
+    let (o, m) = f.answer(&query);
+    assert_eq!(ttl_range(&entry, &o), 0..=0);
+    assert_eq!(m.answers()[0].ttl(), 0);
+}
+
+#[test]
+fn miss_passes() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    f.pass(
+        &f.v4.query(&Query::new("www.example.org", QTYPE_A)),
+        Some(Counter::Misses),
+    );
+    // Same name, other type.
+    f.pass(
+        &f.v4.query(&Query::new(NAME, QTYPE_AAAA)),
+        Some(Counter::Misses),
+    );
+    f.pass(
+        &f.v6.query(&Query::new(NAME, QTYPE_AAAA)),
+        Some(Counter::Misses),
+    );
+}
+
+#[test]
+fn unserved_address_or_port_passes_uncounted() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let q = Query::new(NAME, QTYPE_A);
+    for spec in [&f.v4, &f.v6] {
+        let other_port = SocketAddr::new(spec.server.ip(), 5353);
+        f.pass(&FrameSpec::between(spec.client, other_port).query(&q), None);
+        let other_addr = match spec.server.ip() {
+            IpAddr::V4(_) => SocketAddr::new(Ipv4Addr::new(198, 18, 0, 53).into(), 53),
+            IpAddr::V6(_) => SocketAddr::new("2001:db8:1::53".parse().unwrap(), 53),
+        };
+        // Traffic routed through the box to another resolver.
+        f.pass(&FrameSpec::between(spec.client, other_addr).query(&q), None);
+    }
+    // The same IPv4 address, not mapped, as an IPv6 destination.
+    let v4_as_v6 = "::c000:235".parse().unwrap();
+    f.pass(
+        &FrameSpec::between(f.v6.client, SocketAddr::new(v4_as_v6, 53)).query(&q),
+        None,
+    );
+}
+
+#[test]
+fn responses_and_other_opcodes_pass() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    for flags in [
+        [0x81, 0x80], // a response
+        [0x80, 0x00],
+        [0x28, 0x00], // UPDATE
+        [0x10, 0x00], // STATUS
+        [0x21, 0x00], // NOTIFY with RD
+    ] {
+        let mut q = Query::new(NAME, QTYPE_A);
+        q.flags = flags;
+        f.pass(&f.v4.query(&q), Some(Counter::PassNotQuery));
+    }
+}
+
+#[test]
+fn unsupported_questions_pass() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let mut chaos = Query::new(NAME, QTYPE_A);
+    chaos.qclass = 3;
+    let mut truncated = Query::new(NAME, QTYPE_A);
+    truncated.flags[0] |= 0x02;
+    for q in [
+        Query::new(NAME, QTYPE_MX),
+        Query::new(NAME, 255), // ANY
+        chaos,
+        truncated,
+    ] {
+        f.pass(&f.v4.query(&q), Some(Counter::PassUnsupported));
+    }
+}
+
+#[test]
+fn name_length_limit() {
+    let mut f = Fixture::new();
+    // 1 + 63 + 1 + 62 + root: exactly MAX_NAME bytes, still served.
+    let longest = format!("{}.{}.", "a".repeat(63), "b".repeat(62));
+    assert_eq!(wire_name(&longest).len(), MAX_NAME);
+    f.cache_a(&longest, 300);
+    f.answer(&f.v4.query(&Query::new(&longest.to_uppercase(), QTYPE_A)));
+
+    let too_long = format!("{}.{}.", "a".repeat(63), "b".repeat(63));
+    f.pass(
+        &f.v4.query(&Query::new(&too_long, QTYPE_A)),
+        Some(Counter::PassUnsupported),
+    );
+    let legal_max = format!("{0}.{0}.{0}.{1}.", "c".repeat(63), "d".repeat(61));
+    assert_eq!(wire_name(&legal_max).len(), 255);
+    f.pass(
+        &f.v4.query(&Query::new(&legal_max, QTYPE_A)),
+        Some(Counter::PassUnsupported),
+    );
+}
+
+#[test]
+fn malformed_messages_pass() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let base = Query::new(NAME, QTYPE_A).to_wire();
+    let edns = Query::new(NAME, QTYPE_A).edns(Edns::new(1232)).to_wire();
+    let with = |msg: &[u8], at: usize, bytes: &[u8]| {
+        let mut m = msg.to_vec();
+        m[at..at + bytes.len()].copy_from_slice(bytes);
+        m
+    };
+    let name_end = 12 + wire_name(NAME).len();
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("QDCOUNT 2", with(&base, 4, &[0, 2])),
+        ("QDCOUNT 0", with(&base, 4, &[0, 0])),
+        ("ANCOUNT 1", with(&base, 6, &[0, 1])),
+        ("NSCOUNT 1", with(&base, 8, &[0, 1])),
+        ("ARCOUNT 2", with(&edns, 10, &[0, 2])),
+        ("ARCOUNT 1 without a record", with(&base, 10, &[0, 1])),
+        ("header only", base[..12].to_vec()),
+        ("short header", base[..7].to_vec()),
+        ("no QCLASS", base[..base.len() - 2].to_vec()),
+        ("label past the end", base[..20].to_vec()),
+        ("reserved label type", with(&base, 12, &[0x43])),
+        ("extended label type", with(&base, 16, &[0x81])),
+        ("OPT owner not root", with(&edns, name_end + 4, &[1])),
+        ("OPT type not 41", with(&edns, name_end + 5, &[0, 1])),
+        ("OPT RDLENGTH too long", with(&edns, name_end + 13, &[0, 4])),
+        ("OPT cut short", edns[..edns.len() - 2].to_vec()),
+    ];
+    // A compression pointer back to the header area, and one to a copy of the name.
+    let mut pointer = base[..12].to_vec();
+    pointer.extend_from_slice(&[3, b'w', b'w', b'w', 0xc0, 12, 0, 1, 0, 1]);
+    cases.push(("compression pointer", pointer));
+    let mut root_pointer = base[..12].to_vec();
+    root_pointer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    cases.push(("name is a pointer", root_pointer));
+    // Bytes after the question, or after the OPT record.
+    let mut extra = base.clone();
+    extra.push(0);
+    cases.push(("byte after the question", extra));
+    let mut extra = edns.clone();
+    extra.extend_from_slice(&[0, 0, 0, 0]);
+    cases.push(("bytes after the OPT record", extra));
+    // An option running past the OPT record.
+    let mut bad_option = Query::new(NAME, QTYPE_A)
+        .edns(Edns::new(1232).option(OPT_COOKIE, &[7; 8]))
+        .to_wire();
+    let at = bad_option.len() - 10;
+    bad_option[at] = 0x10;
+    cases.push(("option longer than RDATA", bad_option));
+    // A second question-like record instead of OPT.
+    let mut not_opt = base.clone();
+    not_opt[11] = 1;
+    not_opt.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
+    cases.push(("additional A record", not_opt));
+
+    for (what, msg) in cases {
+        for spec in [&f.v4, &f.v6] {
+            let o = f.run(&spec.build(&msg));
+            assert_eq!(o.run.action, Action::Pass, "{what}");
+            assert_eq!(
+                o.counters.nonzero(),
+                vec![(Counter::Packets, 1), (Counter::PassMalformed, 1)],
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn udp_length_is_checked() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    for spec in [&f.v4, &f.v6] {
+        let good = spec.query(&Query::new(NAME, QTYPE_A));
+        let p = parse_frame(&good).unwrap();
+        let set_udp_len = |len: usize| {
+            let mut fr = good.clone();
+            fr[p.udp + 4..p.udp + 6].copy_from_slice(&(len as u16).to_be_bytes());
+            fr
+        };
+        // Longer than the IP payload, shorter than a DNS header, shorter than a UDP header.
+        for len in [p.udp_len + 1, p.udp_len + 100, 8 + 11, 7, 0] {
+            f.pass(&set_udp_len(len), Some(Counter::PassMalformed));
+        }
+        // IP length past the end of the frame.
+        let mut fr = good.clone();
+        let (at, len) = match spec.server {
+            SocketAddr::V4(_) => (p.l3 + 2, good.len() - p.l3 + 1),
+            SocketAddr::V6(_) => (p.l3 + 4, p.udp_len + 1),
+        };
+        fr[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
+        f.pass(&fr, Some(Counter::PassMalformed));
+    }
+}
+
+#[test]
+fn truncated_frames_never_answer() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let mut vlan = f.v4.clone();
+    vlan.vlan = Some(7);
+    for (spec, edns) in [(&f.v4, false), (&f.v4, true), (&f.v6, true), (&vlan, false)] {
+        let mut q = Query::new(NAME, QTYPE_A);
+        if edns {
+            q = q.edns(Edns::new(1232).option(OPT_COOKIE, &[9; 8]));
+        }
+        let full = spec.query(&q);
+        let udp_end = parse_frame(&full).unwrap().udp + 8;
+        f.answer(&full);
+        // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header.
+        for len in ETH_HLEN..full.len() {
+            let cut = &full[..len];
+            let o = f.run(cut);
+            assert_eq!(o.run.action, Action::Pass, "length {len}");
+            assert!(o.run.data == cut, "length {len} modified");
+            let want = if len < udp_end {
+                vec![]
+            } else {
+                vec![(Counter::Packets, 1), (Counter::PassMalformed, 1)]
+            };
+            assert_eq!(o.counters.nonzero(), want, "length {len}");
+        }
+    }
+}
+
+/// xorshift64*, so the garbage is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn garbage_never_answers() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for i in 0..3000 {
+        let len = (rng.next() % 300) as usize;
+        let frame = match i % 3 {
+            // Anything at all.
+            0 => rng.bytes(ETH_HLEN + len),
+            // Valid headers to the served address, random DNS payload.
+            1 => f.v4.build(&rng.bytes(len)),
+            // A valid header, question count and garbage after it.
+            _ => {
+                let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+                m.extend(rng.bytes(len));
+                f.v6.build(&m)
+            }
+        };
+        let o = f.run(&frame);
+        assert_ne!(
+            o.run.action,
+            Action::Tx,
+            "garbage frame {i} answered: {frame:02x?}"
+        );
+        assert_eq!(o.run.action, Action::Pass);
+        assert_eq!(o.counters.get(Counter::Hits), 0);
+        let reasons: u64 = o.counters.0[1..].iter().sum();
+        assert_eq!(
+            o.counters.get(Counter::Packets),
+            reasons,
+            "one reason per counted packet"
+        );
+    }
+}
+
+#[test]
+fn mutated_queries_answer_only_well_formed() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let query = Query::new(NAME, QTYPE_A).edns(Edns::new(1232).option(OPT_COOKIE, &[5; 8]));
+    let frame = f.v4.query(&query);
+    let dns = parse_frame(&frame).unwrap().udp + 8;
+    for at in dns..frame.len() {
+        for v in [0x00, 0x01, 0x3f, 0x40, 0x80, 0xc0, 0xff] {
+            let mut m = frame.clone();
+            m[at] = v;
+            let o = f.run(&m);
+            if o.run.action == Action::Tx {
+                // Whatever was answered must be a complete, consistent answer to it.
+                check_reply(&m, &o.run.data);
+            } else {
+                assert_eq!(o.run.action, Action::Pass);
+                assert!(o.run.data == m);
+            }
+        }
+    }
+}
+
+#[test]
+fn ipv4_fragments_pass_uncounted() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let q = Query::new(NAME, QTYPE_A);
+    for frag in [0x2000, 0x0001, 0x0100, 0x4001] {
+        let mut spec = f.v4.clone();
+        spec.frag = frag;
+        f.pass(&spec.query(&q), None);
+    }
+    // DF alone is not a fragment.
+    let mut spec = f.v4.clone();
+    spec.frag = 0;
+    f.answer(&spec.query(&q));
+}
+
+#[test]
+fn non_udp_and_odd_headers_pass_uncounted() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let good4 = f.v4.query(&Query::new(NAME, QTYPE_A));
+    let good6 = f.v6.query(&Query::new(NAME, QTYPE_A));
+    let patched = |frame: &[u8], at: usize, v: u8| {
+        let mut fr = frame.to_vec();
+        fr[at] = v;
+        fr
+    };
+    f.pass(&patched(&good4, 14 + 9, 6), None); // TCP
+    f.pass(&patched(&good4, 14, 0x44), None); // IHL 4
+    f.pass(&patched(&good4, 14, 0x65), None); // version 6 in an IPv4 frame
+    f.pass(&patched(&good6, 14 + 6, 0), None); // hop-by-hop header first
+    f.pass(&patched(&good6, 14 + 6, 44), None); // fragment header first
+    f.pass(&patched(&good4, 12, 0x88), None); // another ethertype
+    let mut qinq = f.v4.clone();
+    qinq.vlan = Some(5);
+    let mut qinq = qinq.query(&Query::new(NAME, QTYPE_A));
+    qinq[16..18].copy_from_slice(&[0x81, 0x00]); // a second tag
+    f.pass(&qinq, None);
+}
+
+#[test]
+fn ipv4_options_are_kept() {
+    let mut f = Fixture::new();
+    let (resp, entry) = f.cache_a(NAME, 300);
+    // Router alert, then NOPs up to 12 bytes; and the longest header, 40 bytes of options.
+    let options = [
+        vec![
+            0x94, 0x04, 0x00, 0x00, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00,
+        ],
+        [vec![0x01; 39], vec![0x00]].concat(),
+    ];
+    for opts in options {
+        for edns in [false, true] {
+            let mut spec = f.v4.clone();
+            spec.ip_options = opts.clone();
+            let mut q = Query::new("Www.Example.Com", QTYPE_A);
+            if edns {
+                q = q.edns(Edns::new(1232));
+            }
+            let (o, m) = f.answer(&spec.query(&q));
+            assert_records(
+                m.answers(),
+                upstream(&resp).answers(),
+                &ttl_range(&entry, &o),
+            );
+        }
+    }
+}
+
+#[test]
+fn ethernet_padding_is_not_echoed() {
+    let mut f = Fixture::new();
+    // The shortest query: the root name. 59 bytes, so a NIC pads it to the 60-byte minimum.
+    let (root_resp, root_entry) = f.cache_a(".", 300);
+    let (resp, entry) = f.cache_a(NAME, 300);
+    for (name, resp, entry) in [(".", &root_resp, &root_entry), (NAME, &resp, &entry)] {
+        for spec in [&f.v4, &f.v6] {
+            let mut frame = spec.query(&Query::new(name, QTYPE_A));
+            let datagram_end = frame.len();
+            frame.resize(datagram_end.max(60) + 6, 0xee);
+            // check_reply also asserts the answer ends with its datagram.
+            let (o, m) = f.answer(&frame);
+            assert_records(m.answers(), upstream(resp).answers(), &ttl_range(entry, &o));
+        }
+    }
+}
+
+#[test]
+fn negative_and_static_entries() {
+    let mut f = Fixture::new();
+    // NXDOMAIN with the zone's SOA, as the daemon may store it: the layout needs no change.
+    let name = "nope.example.com.";
+    let soa = record(
+        "example.com.",
+        900,
+        RData::SOA(SOA::new(
+            Name::from_ascii("ns.example.com.").unwrap(),
+            Name::from_ascii("hostmaster.example.com.").unwrap(),
+            2024010101,
+            7200,
+            3600,
+            1209600,
+            300,
+        )),
+    )
+    .unwrap();
+    let mut m = Message::new();
+    m.set_id(1)
+        .set_message_type(MessageType::Response)
+        .set_recursion_available(true)
+        .set_response_code(ResponseCode::NXDomain)
+        .add_query(hickory_proto::op::Query::query(
+            Name::from_ascii(name).unwrap(),
+            RecordType::A,
+        ))
+        .add_name_server(soa.clone());
+    let wire = m.to_vec().unwrap();
+    let q = parse_question(&wire).unwrap();
+    let records = &wire[q.end..];
+    let mut entry: CacheEntry = bytemuck::Zeroable::zeroed();
+    entry.len = records.len() as u16;
+    entry.records[..records.len()].copy_from_slice(records);
+    // Owner "example.com." compressed to a pointer: TTL after 2 + 4 bytes.
+    assert_eq!(&records[..2], &[0xc0, 17]);
+    entry.records[6..10].fill(0);
+    entry.ttl_offsets[0] = 6;
+    entry.ttl_count = 1;
+    entry.nscount = 1;
+    entry.rcode = RCODE_NXDOMAIN;
+    entry.expires_ns = monotonic_ns() + 300 * NS;
+    entry.csum = sum_bytes(0, &entry.records[..records.len()]);
+    f.x.insert(&q.key, &entry).unwrap();
+    let (o, reply) = f.answer(&f.v6.query(&Query::new(name, QTYPE_A)));
+    assert_eq!(reply.response_code(), ResponseCode::NXDomain);
+    assert!(reply.answers().is_empty());
+    assert_records(reply.name_servers(), &[soa], &ttl_range(&entry, &o));
+
+    // A static record: never expires, TTL sent as stored.
+    let name = "router.lan.";
+    let resp = response(
+        name,
+        RecordType::A,
+        vec![record(name, 3600, a([10, 0, 0, 1])).unwrap()],
+    )
+    .unwrap();
+    let q = parse_question(&resp).unwrap();
+    let mut entry: CacheEntry = bytemuck::Zeroable::zeroed();
+    let records = &resp[q.end..];
+    entry.len = records.len() as u16;
+    entry.records[..records.len()].copy_from_slice(records);
+    entry.ancount = 1;
+    entry.expires_ns = u64::MAX;
+    entry.csum = sum_bytes(0, records);
+    f.x.insert(&q.key, &entry).unwrap();
+    let (_, reply) = f.answer(&f.v4.query(&Query::new(name, QTYPE_A)));
+    assert_records(reply.answers(), upstream(&resp).answers(), &(3600..=3600));
+}
+
+#[test]
+fn checksums_for_every_name_parity_and_layout() {
+    let mut f = Fixture::new();
+    let mut vlan6 = f.v6.clone();
+    vlan6.vlan = Some(1);
+    let mut opts4 = f.v4.clone();
+    opts4.ip_options = vec![1, 1, 1, 0];
+    // Names of wire length 3 to 22 put the records and every TTL at both parities; three
+    // TTLs, so a parity mix-up cannot cancel out.
+    for len in 1..=20 {
+        let name = format!("{}.", "q".repeat(len));
+        let (resp, entry) = f.cache(
+            &name,
+            RecordType::A,
+            vec![
+                record(&name, 100, cname("t.example.")).unwrap(),
+                record("t.example.", 100, a([192, 0, 2, len as u8])).unwrap(),
+                record("t.example.", 100, a([192, 0, 2, 100 + len as u8])).unwrap(),
+            ],
+        );
+        for spec in [&f.v4, &f.v6, &vlan6, &opts4] {
+            for edns in [false, true] {
+                let mut q = Query::new(&name.to_uppercase(), QTYPE_A);
+                q.id = len as u16 * 257;
+                if edns {
+                    q = q.edns(Edns::new(1232));
+                }
+                let (o, m) = f.answer(&spec.query(&q));
+                assert_records(
+                    m.answers(),
+                    upstream(&resp).answers(),
+                    &ttl_range(&entry, &o),
+                );
+            }
+        }
+    }
+}
