@@ -81,47 +81,27 @@ impl Settings {
         for (key, value) in &table {
             let bad = |want: &str| format!("{key}: expected {want}, got {value}");
             match key.as_str() {
-                "iface" => {
-                    s.iface =
-                        Some(strings(value).ok_or_else(|| bad("a string or list of strings"))?)
-                }
-                "listen" => {
-                    s.listen =
-                        Some(strings(value).ok_or_else(|| bad("a string or list of strings"))?)
-                }
-                "upstream" => {
-                    s.upstream =
-                        Some(strings(value).ok_or_else(|| bad("a string or list of strings"))?)
-                }
-                "xdp-mode" => {
-                    s.xdp_mode = Some(choice(value).ok_or_else(|| bad("one of auto, native, skb"))?)
-                }
+                "iface" => s.iface = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
+                "listen" => s.listen = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
+                "upstream" => s.upstream = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
+                "xdp-mode" => s.xdp_mode = Some(choice(value).ok_or_else(|| bad(XDP_MODES))?),
                 "no-xdp" => s.no_xdp = Some(value.as_bool().ok_or_else(|| bad("true or false"))?),
-                "cache-size" => {
-                    s.cache_size = Some(
-                        positive(value).ok_or_else(|| bad("an integer from 1 to 4294967295"))?,
-                    )
-                }
-                "max-ttl" => {
-                    s.max_ttl = Some(
-                        positive(value).ok_or_else(|| bad("an integer from 1 to 4294967295"))?,
-                    )
-                }
-                "log-level" => {
-                    s.log_level = Some(
-                        choice(value)
-                            .ok_or_else(|| bad("one of error, warn, info, debug, trace"))?,
-                    )
-                }
-                "control" => {
-                    s.control = Some(value.as_str().ok_or_else(|| bad("a path string"))?.into())
-                }
+                "cache-size" => s.cache_size = Some(positive(value).ok_or_else(|| bad(COUNT))?),
+                "max-ttl" => s.max_ttl = Some(positive(value).ok_or_else(|| bad(COUNT))?),
+                "log-level" => s.log_level = Some(choice(value).ok_or_else(|| bad(LOG_LEVELS))?),
+                "control" => s.control = Some(value.as_str().ok_or_else(|| bad("a path"))?.into()),
                 _ => return Err(format!("unknown key `{key}`")),
             }
         }
         Ok(s)
     }
 }
+
+/// What the config file keys take, for error messages.
+const STRINGS: &str = "a string or list of strings";
+const COUNT: &str = "an integer from 1 to 4294967295";
+const XDP_MODES: &str = "one of auto, native, skb";
+const LOG_LEVELS: &str = "one of error, warn, info, debug, trace";
 
 fn strings(value: &toml::Value) -> Option<Vec<String>> {
     match value {

@@ -22,7 +22,11 @@ use crate::{
 const SERVED_REFRESH: Duration = Duration::from_secs(5);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    if let Some(_mode) = config.xdp_mode {
+    // Installed first so a signal during the seconds the verifier may take still shuts down
+    // cleanly once startup is done.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    if config.xdp_mode.is_some() {
         xdp::check_ifaces(&config.ifaces)?;
         xdp::check_privileges()?;
     } else if !config.ifaces.is_empty() {
@@ -87,9 +91,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let state = Arc::new(State { stats, xdp: kernel });
     info!("control socket at {}", config.control.display());
-
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tokio::select! {
         _ = control.serve(state) => {}
         _ = sigint.recv() => info!("SIGINT: shutting down"),

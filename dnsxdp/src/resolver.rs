@@ -57,22 +57,13 @@ impl Resolver {
             Parsed::Drop => return None,
         };
         let now = clock::now_ns();
+        let error = |rcode| Some(reply::render(&q, &Answer::error(rcode), now, transport));
         if q.edns.is_some_and(|e| e.version > 0) {
-            return Some(reply::render(
-                &q,
-                &Answer::error(ResponseCode::BADVERS),
-                now,
-                transport,
-            ));
+            return error(ResponseCode::BADVERS);
         }
         // Zone transfers span several messages; a forwarder does not relay them.
         if matches!(q.query.query_type(), RecordType::AXFR | RecordType::IXFR) {
-            return Some(reply::render(
-                &q,
-                &Answer::error(ResponseCode::Refused),
-                now,
-                transport,
-            ));
+            return error(ResponseCode::Refused);
         }
         let key = Key::of(&q);
         let cached = self.lock_cache().get(&key, now);
@@ -89,12 +80,7 @@ impl Resolver {
         };
         let Some(msg) = forward::resolve(&self.upstreams, &question).await else {
             self.stats.failure();
-            return Some(reply::render(
-                &q,
-                &Answer::error(ResponseCode::ServFail),
-                now,
-                transport,
-            ));
+            return error(ResponseCode::ServFail);
         };
         let now = clock::now_ns();
         let answer = Arc::new(Answer::from_upstream(msg, now, self.max_ttl));

@@ -3,7 +3,7 @@
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use anyhow::{Context as _, anyhow, bail};
@@ -26,7 +26,7 @@ use crate::{
 /// The loaded program, attached to its interfaces until dropped.
 pub struct Attached {
     _ebpf: Ebpf,
-    pub maps: std::sync::Arc<XdpMaps>,
+    pub maps: Arc<XdpMaps>,
 }
 
 /// The maps the daemon writes and reads while the program runs.
@@ -76,12 +76,7 @@ pub fn attach(
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_CACHE, cache_size)
         .load(EBPF_OBJECT)
-        .map_err(|e| {
-            anyhow!(
-                "loading the eBPF object failed: {:#}",
-                anyhow::Error::from(e)
-            )
-        })?;
+        .map_err(|e| anyhow!("loading the eBPF object failed: {}", one_line(e)))?;
     let mut take = |name: &str| {
         ebpf.take_map(name)
             .ok_or_else(|| anyhow!("the eBPF object has no {name} map"))
@@ -103,7 +98,7 @@ pub fn attach(
             debug!("verifier log:\n{verifier_log}");
             anyhow!("the kernel rejected the XDP program: {io_error} (--log-level debug shows the verifier log)")
         }
-        e => anyhow!("loading the XDP program failed: {:#}", anyhow::Error::from(e)),
+        e => anyhow!("loading the XDP program failed: {}", one_line(e)),
     })?;
     for iface in ifaces {
         let used = attach_one(program, iface, mode)?;
@@ -111,7 +106,7 @@ pub fn attach(
     }
     Ok(Attached {
         _ebpf: ebpf,
-        maps: std::sync::Arc::new(maps),
+        maps: Arc::new(maps),
     })
 }
 
@@ -121,20 +116,22 @@ fn attach_one(
     iface: &str,
     mode: XdpMode,
 ) -> anyhow::Result<&'static str> {
-    let err = |e: ProgramError| anyhow::Error::from(e);
     match mode {
         XdpMode::Native => {
             program.attach(iface, AttachMode::Driver).map_err(|e| {
                 anyhow!(
-                    "attaching XDP to {iface} in native mode failed: {:#}; try --xdp-mode skb",
-                    err(e)
+                    "attaching XDP to {iface} in native mode failed: {}; try --xdp-mode skb",
+                    one_line(e)
                 )
             })?;
             Ok("native")
         }
         XdpMode::Skb => {
             program.attach(iface, AttachMode::Skb).map_err(|e| {
-                anyhow!("attaching XDP to {iface} in skb mode failed: {:#}", err(e))
+                anyhow!(
+                    "attaching XDP to {iface} in skb mode failed: {}",
+                    one_line(e)
+                )
             })?;
             Ok("skb")
         }
@@ -142,13 +139,18 @@ fn attach_one(
             Ok(_) => Ok("native"),
             Err(e) => {
                 warn!(
-                    "native XDP on {iface} failed ({:#}); falling back to skb mode",
-                    err(e)
+                    "native XDP on {iface} failed ({}); falling back to skb mode",
+                    one_line(e)
                 );
                 attach_one(program, iface, XdpMode::Skb)
             }
         },
     }
+}
+
+/// An error and its causes on one line.
+fn one_line(e: impl Into<anyhow::Error>) -> String {
+    format!("{:#}", e.into())
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; later ones ignore it.
