@@ -179,7 +179,14 @@ mod tests {
         p + 4
     }
 
-    fn record(out: &mut [u8; 600], pos: usize, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> usize {
+    fn record(
+        out: &mut [u8; 600],
+        pos: usize,
+        owner: &[u8],
+        rtype: u16,
+        ttl: u32,
+        rdata: &[u8],
+    ) -> usize {
         let mut p = pos;
         out[p..p + owner.len()].copy_from_slice(owner);
         p += owner.len();
@@ -209,14 +216,24 @@ mod tests {
         assert_eq!(e.remaining_secs(1_000), Some(200));
         assert_eq!(&e.records[6..10], &[0, 0, 0, 0]);
         assert_eq!(&e.records[12..16], &[198, 18, 0, 1]);
-        assert_eq!(fold(e.csum), fold(sum_bytes(0, &e.records[..e.len as usize])));
+        assert_eq!(
+            fold(e.csum),
+            fold(sum_bytes(0, &e.records[..e.len as usize]))
+        );
     }
 
     #[test]
     fn ttl_is_capped() {
         let mut m = [0u8; 600];
         let q_end = header(QTYPE_A, 1, &mut m);
-        let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 86400 * 7, &[1, 2, 3, 4]);
+        let end = record(
+            &mut m,
+            q_end,
+            &[0xc0, 12],
+            QTYPE_A,
+            86400 * 7,
+            &[1, 2, 3, 4],
+        );
         let (_, e) = build_entry(&m[..end], 0, 60).unwrap();
         assert_eq!(e.remaining_secs(0), Some(60));
     }
@@ -226,8 +243,22 @@ mod tests {
         let mut m = [0u8; 600];
         let q_end = header(QTYPE_AAAA, 2, &mut m);
         let target_at = q_end + 12;
-        let p = record(&mut m, q_end, &[0xc0, 12], QTYPE_CNAME, 300, b"\x03web\xc0\x10");
-        let end = record(&mut m, p, &[0xc0, target_at as u8], QTYPE_AAAA, 300, &[0xfd; 16]);
+        let p = record(
+            &mut m,
+            q_end,
+            &[0xc0, 12],
+            QTYPE_CNAME,
+            300,
+            b"\x03web\xc0\x10",
+        );
+        let end = record(
+            &mut m,
+            p,
+            &[0xc0, target_at as u8],
+            QTYPE_AAAA,
+            300,
+            &[0xfd; 16],
+        );
         let (_, e) = build_entry(&m[..end], 0, 86400).unwrap();
         assert_eq!(e.ancount, 2);
     }
@@ -237,7 +268,10 @@ mod tests {
         let mut m = [0u8; 600];
         let q_end = header(QTYPE_A, 1, &mut m);
         let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_CNAME, 300, b"\x01x\x00");
-        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::Unsupported);
+        assert_eq!(
+            build_entry(&m[..end], 0, 86400).unwrap_err(),
+            NotCacheable::Unsupported
+        );
     }
 
     #[test]
@@ -245,9 +279,15 @@ mod tests {
         let mut m = [0u8; 600];
         let q_end = header(QTYPE_A, 1, &mut m);
         let end = record(&mut m, q_end, &[0xc0, 2], QTYPE_A, 300, &[1, 2, 3, 4]);
-        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::Malformed);
+        assert_eq!(
+            build_entry(&m[..end], 0, 86400).unwrap_err(),
+            NotCacheable::Malformed
+        );
         let end = record(&mut m, q_end, &[0xc0, 200], QTYPE_A, 300, &[1, 2, 3, 4]);
-        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::Malformed);
+        assert_eq!(
+            build_entry(&m[..end], 0, 86400).unwrap_err(),
+            NotCacheable::Malformed
+        );
     }
 
     #[test]
@@ -255,14 +295,26 @@ mod tests {
         let mut m = [0u8; 600];
         let q_end = header(QTYPE_A, 1, &mut m);
         let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 0, &[1, 2, 3, 4]);
-        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::ZeroTtl);
+        assert_eq!(
+            build_entry(&m[..end], 0, 86400).unwrap_err(),
+            NotCacheable::ZeroTtl
+        );
         let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 10, &[1, 2, 3, 4]);
-        assert_eq!(build_entry(&m[..end - 1], 0, 86400).unwrap_err(), NotCacheable::Malformed);
+        assert_eq!(
+            build_entry(&m[..end - 1], 0, 86400).unwrap_err(),
+            NotCacheable::Malformed
+        );
         m[2] |= 0x02; // TC
-        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::Unsupported);
+        assert_eq!(
+            build_entry(&m[..end], 0, 86400).unwrap_err(),
+            NotCacheable::Unsupported
+        );
         m[2] &= !0x02;
         m[3] = 0x83; // NXDOMAIN
-        assert_eq!(build_entry(&m[..end], 0, 86400).unwrap_err(), NotCacheable::Unsupported);
+        assert_eq!(
+            build_entry(&m[..end], 0, 86400).unwrap_err(),
+            NotCacheable::Unsupported
+        );
     }
 
     #[test]
@@ -272,6 +324,9 @@ mod tests {
         for i in 0..20u8 {
             p = record(&mut m, p, &[0xc0, 12], QTYPE_A, 60, &[10, 0, 0, i]);
         }
-        assert_eq!(build_entry(&m[..p], 0, 86400).unwrap_err(), NotCacheable::TooLarge);
+        assert_eq!(
+            build_entry(&m[..p], 0, 86400).unwrap_err(),
+            NotCacheable::TooLarge
+        );
     }
 }

@@ -59,7 +59,11 @@ impl NameParser {
             }
             self.next_label = i + 1 + b as usize;
         }
-        self.csum += if i & 1 == 0 { (b as u32) << 8 } else { b as u32 };
+        self.csum += if i & 1 == 0 {
+            (b as u32) << 8
+        } else {
+            b as u32
+        };
         Step::More
     }
 }
@@ -215,7 +219,10 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(p.csum, crate::checksum::sum_bytes(0, &q[12..12 + name.len()]));
+        assert_eq!(
+            p.csum,
+            crate::checksum::sum_bytes(0, &q[12..12 + name.len()])
+        );
     }
 
     use bytemuck::Zeroable;
