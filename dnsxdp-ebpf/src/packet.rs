@@ -43,11 +43,6 @@ impl Packet {
         }
         Some(p as *mut u8)
     }
-
-    #[inline(always)]
-    pub fn u8(&self, off: usize) -> Option<u8> {
-        self.bytes::<1>(off).map(|p| unsafe { *p })
-    }
 }
 
 /// Integers the packet is read and written in. Arrays are left out on purpose: LLVM turns

@@ -211,20 +211,23 @@ pub fn query(pkt: &Packet, f: &Frame, key: &mut CacheKey) -> Result<Query, Count
     let name = dns + DNS_HLEN;
     let mut parser = NameParser::new();
     let mut name_len = 0;
-    for i in 0..MAX_NAME {
-        // Checked against the frame only; the end of the name is checked against the message
-        // below, so bytes read from padding never make a question.
-        let Some(b) = pkt.u8(name + i) else {
-            return Err(Counter::PassMalformed);
-        };
-        match parser.step(i, b, key) {
-            Step::More => {}
-            Step::End(len) => {
-                name_len = len;
-                break;
+    // Four bytes per bounds check. A question has four more bytes after its root label, so a
+    // chunk running past the frame means a truncated message even if the name ends inside it.
+    // Bytes are checked against the frame only; the end of the name is checked against the
+    // message below, so bytes read from padding never make a question.
+    'name: for chunk in 0..MAX_NAME / 4 {
+        let i = chunk * 4;
+        let p = pkt.bytes::<4>(name + i).ok_or(Counter::PassMalformed)?;
+        for k in 0..4 {
+            match parser.step(i + k, unsafe { *p.add(k) }, key) {
+                Step::More => {}
+                Step::End(len) => {
+                    name_len = len;
+                    break 'name;
+                }
+                Step::Invalid => return Err(Counter::PassMalformed),
+                Step::TooLong => break 'name,
             }
-            Step::Invalid => return Err(Counter::PassMalformed),
-            Step::TooLong => break,
         }
     }
     if name_len == 0 {

@@ -5,16 +5,17 @@
 //! answer back.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
+    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use dnsxdp_common::{
-    CacheEntry, MAX_RECORDS_LEN, MAX_TTLS,
+    CacheEntry, MAX_NAME, MAX_RECORDS_LEN, MAX_TTLS,
     checksum::{OPT_RECORD, OPT_RECORD_SUM, at_offset, finish_udp, fold, sum_u32},
 };
 
 use crate::{
-    packet::{Packet, be16, be32, load, set_be16, store},
+    bounds::opaque,
+    packet::{Packet, be32, load, set_be16, store},
     parse::{DNS_HLEN, Frame, OPT_HLEN, Query, UDP_HLEN},
 };
 
@@ -25,6 +26,12 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// TTLs with the top bit set read as zero (RFC 2181 §8).
 const MAX_TTL: u64 = 0x7fff_ffff;
 const MAX_IPV4_OPTION_WORDS: usize = 10;
+/// Most an answer may grow at the front: XDP_PACKET_HEADROOM, of which the kernel keeps some
+/// for its frame descriptor, so the helper refuses a little less.
+const MAX_HEAD_GROWTH: usize = 256;
+/// Longest headers and question: VLAN-tagged Ethernet, IPv4 with options, UDP, DNS header,
+/// longest name, type and class.
+const MAX_KEEP: usize = 18 + 60 + UDP_HLEN + DNS_HLEN + MAX_NAME + 4;
 
 /// `OPT_RECORD` as the words it is stored in.
 const OPT_WORDS: (u64, u16, u8) = {
@@ -68,7 +75,8 @@ pub fn build(
     let frame_len = q.dns + dns_len;
     let old_len = Packet::new(ctx).len();
     let delta = frame_len as i64 - old_len as i64;
-    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 && !grow_at_head(ctx, delta, rec)?
+    {
         return Err(Fail::Pass(Counter::PassTooBig));
     }
 
@@ -76,23 +84,23 @@ pub fn build(
     swap_macs(&pkt).ok_or(Fail::Drop)?;
     let udp = f.udp();
     let udp_len = frame_len - udp;
+    // Header words are summed as loaded, in host byte order (RFC 1071 §2(B)): no byte swaps,
+    // and 32 bits at a time.
     let addr_sum = if f.v6 {
         ipv6(&pkt, f.l3, udp_len)
     } else {
         ipv4(&pkt, f.l3, f.ip_hlen, frame_len - f.l3)
     }
     .ok_or(Fail::Drop)?;
-    // Pseudo-header (addresses, protocol, length) and the UDP length field.
-    let mut sum = addr_sum + IPPROTO_UDP + udp_len as u32 * 2;
-
     let u = pkt
         .bytes::<{ UDP_HLEN + DNS_HLEN }>(udp)
         .ok_or(Fail::Drop)?;
-    unsafe {
+    let header_sum = unsafe {
         let (sport, dport) = (load::<u16>(u, 0), load::<u16>(u, 2));
         store(u, 0, dport);
         store(u, 2, sport);
         set_be16(u, 4, udp_len as u16);
+        store::<u16>(u, 6, 0);
         let flags = [
             0x80 | (*u.add(10) & 0x01),
             0x80 | (*u.add(11) & 0x10) | (e.rcode & 0x0f),
@@ -101,16 +109,18 @@ pub fn build(
         set_be16(u, 14, e.ancount);
         set_be16(u, 16, e.nscount);
         set_be16(u, 18, q.edns as u16);
-        // Ports, then the DNS header: ID, flags, QDCOUNT 1 and the other counts.
-        sum += u16::from_be(sport) as u32
-            + u16::from_be(dport) as u32
-            + be16(u, 8) as u32
-            + u16::from_be_bytes(flags) as u32
-            + 1
-            + e.ancount as u32
-            + e.nscount as u32
-            + q.edns as u32;
-    }
+        // UDP header with a zero checksum, then the DNS header with QDCOUNT still 1.
+        let mut s = addr_sum;
+        let mut i = 0;
+        while i < UDP_HLEN + DNS_HLEN {
+            s += load::<u32>(u, i) as u64;
+            i += 4;
+        }
+        s
+    };
+    // Network byte order from here on, like the precomputed sums. The pseudo-header adds the
+    // protocol and the UDP length.
+    let mut sum = fold64(header_sum).to_be() as u32 + IPPROTO_UDP + udp_len as u32;
 
     // The question as the client sent it: name, then type and class.
     let tail = rec - 4;
@@ -179,13 +189,54 @@ fn swap_macs(pkt: &Packet) -> Option<()> {
     Some(())
 }
 
-/// Swaps the addresses and sets TTL, total length and header checksum. Returns the sum of the
-/// addresses for the UDP pseudo-header.
+/// Grows the frame by `grow` bytes at the front and moves its first `keep` bytes (headers and
+/// question) to the new start, leaving the frame as long as if its tail had grown. For when the
+/// tail cannot grow: veth and generic XDP give a frame just the tailroom of its cache-line
+/// rounding, while XDP guarantees headroom. False if nothing was changed.
 #[inline(always)]
-fn ipv4(pkt: &Packet, l3: usize, hlen: usize, total_len: usize) -> Option<u32> {
+fn grow_at_head(ctx: &XdpContext, grow: i64, keep: usize) -> Result<bool, Fail> {
+    let (grow, keep) = (opaque(grow as usize), opaque(keep));
+    if grow == 0 || grow > MAX_HEAD_GROWTH || !(8..=MAX_KEEP).contains(&keep) {
+        return Ok(false);
+    }
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(grow as i32)) } != 0 {
+        return Ok(false);
+    }
+    let pkt = Packet::new(ctx);
+    // Copying word by word upwards reads every source word before anything overwrites it,
+    // since the destination lies below the source. The last, partial word is read first.
+    // Offsets ending in `- 8` go through `opaque` so that LLVM does not fold the subtraction
+    // into a negative load offset, which the verifier refuses.
+    let last = pkt.bytes::<8>(opaque(grow + keep - 8)).ok_or(Fail::Drop)?;
+    let last = unsafe { load::<u64>(last, 0) };
+    for i in 0..MAX_KEEP / 8 {
+        let off = i * 8;
+        if off + 8 > keep {
+            break;
+        }
+        let from = pkt.bytes::<8>(grow + off).ok_or(Fail::Drop)?;
+        let to = pkt.bytes::<8>(off).ok_or(Fail::Drop)?;
+        unsafe { store(to, 0, load::<u64>(from, 0)) };
+    }
+    let to = pkt.bytes::<8>(opaque(keep - 8)).ok_or(Fail::Drop)?;
+    unsafe { store(to, 0, last) };
+    Ok(true)
+}
+
+/// Folds a sum of 32-bit words to 16 bits.
+#[inline(always)]
+fn fold64(s: u64) -> u16 {
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    fold(s as u32)
+}
+
+/// Swaps the addresses and sets TTL, total length and header checksum. Returns the sum of the
+/// addresses (host byte order) for the UDP pseudo-header.
+#[inline(always)]
+fn ipv4(pkt: &Packet, l3: usize, hlen: usize, total_len: usize) -> Option<u64> {
     let ip = pkt.bytes::<20>(l3)?;
-    let mut sum = 0;
-    let addr_sum;
+    let (addr_sum, mut sum);
     unsafe {
         let (src, dst) = (load::<u32>(ip, 12), load::<u32>(ip, 16));
         store(ip, 12, dst);
@@ -193,8 +244,11 @@ fn ipv4(pkt: &Packet, l3: usize, hlen: usize, total_len: usize) -> Option<u32> {
         set_be16(ip, 2, total_len as u16);
         *ip.add(8) = REPLY_TTL;
         store::<u16>(ip, 10, 0);
-        addr_sum = sum_u32(u32::from_be(src)) + sum_u32(u32::from_be(dst));
-        sum += sum_u32(be32(ip, 0)) + sum_u32(be32(ip, 4)) + sum_u32(be32(ip, 8));
+        addr_sum = src as u64 + dst as u64;
+        sum = addr_sum
+            + load::<u32>(ip, 0) as u64
+            + load::<u32>(ip, 4) as u64
+            + load::<u32>(ip, 8) as u64;
     }
     let options = (hlen - 20) / 4;
     for i in 0..MAX_IPV4_OPTION_WORDS {
@@ -202,15 +256,16 @@ fn ipv4(pkt: &Packet, l3: usize, hlen: usize, total_len: usize) -> Option<u32> {
             break;
         }
         let w = pkt.bytes::<4>(l3 + 20 + i * 4)?;
-        sum += sum_u32(unsafe { be32(w, 0) });
+        sum += unsafe { load::<u32>(w, 0) } as u64;
     }
-    unsafe { set_be16(ip, 10, !fold(sum + addr_sum)) };
+    unsafe { store::<u16>(ip, 10, !fold64(sum)) };
     Some(addr_sum)
 }
 
-/// Swaps the addresses, sets hop limit and payload length. Returns the sum of the addresses.
+/// Swaps the addresses, sets hop limit and payload length. Returns the sum of the addresses
+/// (host byte order).
 #[inline(always)]
-fn ipv6(pkt: &Packet, l3: usize, payload_len: usize) -> Option<u32> {
+fn ipv6(pkt: &Packet, l3: usize, payload_len: usize) -> Option<u64> {
     let ip = pkt.bytes::<40>(l3)?;
     let mut sum = 0;
     unsafe {
@@ -224,7 +279,7 @@ fn ipv6(pkt: &Packet, l3: usize, payload_len: usize) -> Option<u32> {
         *ip.add(7) = REPLY_TTL;
         let mut i = 8;
         while i < 40 {
-            sum += sum_u32(be32(ip, i));
+            sum += load::<u32>(ip, i) as u64;
             i += 4;
         }
     }

@@ -96,9 +96,14 @@ impl XdpCache {
     }
 
     pub fn load_with(cache_entries: u32) -> Result<Self> {
+        Self::load_object(dnsxdp::EBPF_OBJECT, cache_entries)
+    }
+
+    /// Loads another build of the program, e.g. to compare two versions.
+    pub fn load_object(object: &[u8], cache_entries: u32) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_CACHE, cache_entries)
-            .load(dnsxdp::EBPF_OBJECT)
+            .load(object)
             .context("loading the eBPF object")?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROG_CACHE)
@@ -107,6 +112,19 @@ impl XdpCache {
         prog.load()
             .with_context(|| format!("loading program {PROG_CACHE}"))?;
         Ok(Self { ebpf })
+    }
+
+    /// Attaches the program to `iface` in the calling thread's network namespace, for as long
+    /// as `self` lives.
+    pub fn attach(&mut self, iface: &str) -> Result<()> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROG_CACHE)
+            .ok_or_else(|| anyhow!("no program {PROG_CACHE}"))?
+            .try_into()?;
+        prog.attach(iface, XdpMode::default())
+            .with_context(|| format!("attaching {PROG_CACHE} to {iface}"))?;
+        Ok(())
     }
 
     /// Instructions the verifier processed to accept the program (its budget is 1,000,000).
@@ -479,7 +497,10 @@ impl FrameSpec {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 f.extend_from_slice(&0x0800u16.to_be_bytes());
                 let hlen = 20 + self.ip_options.len();
-                assert!(hlen.is_multiple_of(4) && hlen <= 60, "bad IPv4 options length");
+                assert!(
+                    hlen.is_multiple_of(4) && hlen <= 60,
+                    "bad IPv4 options length"
+                );
                 let mut ip = vec![0x40 | (hlen / 4) as u8, 0];
                 ip.extend_from_slice(&((hlen + udp.len()) as u16).to_be_bytes());
                 ip.extend_from_slice(&0x1234u16.to_be_bytes());
@@ -640,11 +661,11 @@ pub fn parse_frame(f: &[u8]) -> Result<ParsedFrame> {
     })
 }
 
-/// A named frame for `measure_costs`, and the cache state it runs against.
+/// A named frame for `measure_costs`.
 struct Case {
     name: &'static str,
     frame: Vec<u8>,
-    /// The program answers it (so the kernel's repeat loop cannot be used, see below).
+    /// The program answers it, so the kernel's repeat loop cannot time it.
     hit: bool,
 }
 
@@ -654,15 +675,16 @@ pub struct Cost {
     pub case: &'static str,
     pub ns: f64,
     pub action: Action,
+    /// Timed with the kernel's repeat loop; otherwise derived from single runs.
+    pub repeated: bool,
 }
 
 /// Measures the program's cost per packet for hits, misses and each pass reason.
 ///
-/// Cases that leave the frame untouched run with the kernel's repeat loop (`repeat` times,
-/// median of `rounds`). `BPF_PROG_TEST_RUN` does not restore the frame between repetitions,
-/// so a repeated hit would answer once and then parse its own answer; hits are therefore timed
-/// one run per syscall, and the timing overhead of a single run (measured on the same miss
-/// frame both ways) is subtracted.
+/// Frames the program leaves untouched are timed by the kernel's repeat loop: the median over
+/// `rounds` of the mean over `repeat` runs. `BPF_PROG_TEST_RUN` does not restore the frame
+/// between repetitions, so a repeated hit would answer once and then see its own answer;
+/// answered frames are therefore timed one run per syscall (see `hit_cost`).
 pub fn measure_costs(repeat: u32, rounds: usize) -> Result<Vec<Cost>> {
     let mut x = XdpCache::load()?;
     let v4 = FrameSpec::v4();
@@ -796,59 +818,79 @@ pub fn measure_costs(repeat: u32, rounds: usize) -> Result<Vec<Cost>> {
         });
     }
 
-    // Timing overhead of a one-run syscall, from the miss frame timed both ways.
     let miss = cases
         .iter()
         .find(|c| c.name == "miss")
         .map(|c| c.frame.clone())
         .context("no miss case")?;
-    let single_overhead =
-        single_runs(&x, &miss, repeat.min(200_000))? - repeated(&x, &miss, repeat, rounds)?;
-
     let mut costs = Vec::new();
     for c in &cases {
         let action = x.run(&c.frame)?.action;
         let ns = if c.hit {
             ensure!(action == Action::Tx, "{} is not answered", c.name);
-            single_runs(&x, &c.frame, repeat.min(200_000))? - single_overhead
+            hit_cost(&x, &c.frame, &miss, repeat, rounds)?
         } else {
             ensure!(action != Action::Tx, "{} is answered", c.name);
-            repeated(&x, &c.frame, repeat, rounds)?
+            median(
+                (0..rounds.max(1))
+                    .map(|_| x.run_repeat(&c.frame, repeat).map(|r| r.duration_ns as f64))
+                    .collect::<Result<_>>()?,
+            )
         };
         costs.push(Cost {
             case: c.name,
             ns,
             action,
+            repeated: !c.hit,
         });
     }
     Ok(costs)
 }
 
-/// Median over `rounds` of the kernel's mean time per run over `repeat` runs.
-fn repeated(x: &XdpCache, frame: &[u8], repeat: u32, rounds: usize) -> Result<f64> {
-    let mut v = (0..rounds.max(1))
-        .map(|_| x.run_repeat(frame, repeat).map(|r| r.duration_ns as f64))
-        .collect::<Result<Vec<_>>>()?;
+fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    Ok(v[v.len() / 2])
+    v[v.len() / 2]
 }
 
-/// Mean kernel-measured time of `n` single runs, one syscall each, discarding the slowest
-/// tenth (interrupts, migrations).
-fn single_runs(x: &XdpCache, frame: &[u8], n: u32) -> Result<f64> {
-    let mut v = (0..n.max(10))
-        .map(|_| x.run(frame).map(|r| r.duration_ns as f64))
-        .collect::<Result<Vec<_>>>()?;
+/// Mean of the faster half of `v`: single runs carry interrupt and cache noise upwards only.
+fn fast_half_mean(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.truncate(v.len() * 9 / 10);
-    Ok(v.iter().sum::<f64>() / v.len() as f64)
+    let half = &v[..v.len().div_ceil(2)];
+    half.iter().sum::<f64>() / half.len() as f64
+}
+
+/// Cost of a frame the program answers, median over `rounds`. Each round times single runs of
+/// `hit` and of `miss` alternately, and the miss with the kernel's repeat loop; the difference
+/// between the two miss timings is the overhead of a one-run syscall, taken off the hit.
+fn hit_cost(x: &XdpCache, hit: &[u8], miss: &[u8], repeat: u32, rounds: usize) -> Result<f64> {
+    let singles = (repeat / 50).clamp(1_000, 20_000);
+    let mut estimates = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let (mut h, mut m) = (Vec::new(), Vec::new());
+        for _ in 0..singles {
+            h.push(x.run(hit)?.duration_ns as f64);
+            m.push(x.run(miss)?.duration_ns as f64);
+        }
+        let miss_repeated = x.run_repeat(miss, repeat)?.duration_ns as f64;
+        estimates.push(fast_half_mean(h) - fast_half_mean(m) + miss_repeated);
+    }
+    Ok(median(estimates))
 }
 
 /// `measure_costs` as a table.
 pub fn cost_table(costs: &[Cost]) -> String {
-    let mut s = format!("{:<32} {:>10}  {}\n", "case", "ns/packet", "action");
+    let mut s = format!(
+        "{:<32} {:>10}  {:<6}  {}\n",
+        "case", "ns/packet", "action", "timing"
+    );
     for c in costs {
-        s += &format!("{:<32} {:>10.1}  {:?}\n", c.case, c.ns, c.action);
+        let how = if c.repeated { "repeat" } else { "single runs" };
+        s += &format!(
+            "{:<32} {:>10.1}  {:<6}  {how}\n",
+            c.case,
+            c.ns,
+            format!("{:?}", c.action)
+        );
     }
     s
 }

@@ -2,15 +2,19 @@
 //! reason every other packet passes untouched.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
     ops::RangeInclusive,
+    time::Duration,
 };
 
 use dnsxdp_common::{
     CacheEntry, Counter, MAX_NAME, QTYPE_A, QTYPE_AAAA, RCODE_NXDOMAIN, checksum::sum_bytes,
     name::parse_question,
 };
-use dnsxdp_tests::testrun::*;
+use dnsxdp_tests::{
+    netns::{SERVER_IFACE, SERVER_V4, SERVER_V6, Topology},
+    testrun::*,
+};
 use hickory_proto::{
     op::{Message, MessageType, OpCode, ResponseCode},
     rr::{
@@ -1021,5 +1025,98 @@ fn checksums_for_every_name_parity_and_layout() {
                 );
             }
         }
+    }
+}
+
+/// A CNAME chain of `links` 16-byte names ending in an A record: about 40 bytes per link.
+fn chain(name: &str, links: usize) -> Vec<Record> {
+    let mut records = Vec::new();
+    let mut owner = name.to_string();
+    for i in 0..links {
+        let target = format!("hop{i:02}-abcdefghijkl.example.net.");
+        records.push(record(&owner, 300, cname(&target)).unwrap());
+        owner = target;
+    }
+    records.push(record(&owner, 300, a([198, 51, 100, links as u8])).unwrap());
+    records
+}
+
+/// On veth, as in generic XDP, a frame has only its cache-line rounding as tailroom, so answers
+/// longer than that grow at the head instead. Through a real veth pair, with the client's
+/// kernel checking every checksum.
+#[test]
+fn veth_answers_that_outgrow_the_tailroom() {
+    let topo = Topology::new().unwrap();
+    let mut x = topo
+        .server
+        .enter(|| -> anyhow::Result<XdpCache> {
+            let mut x = XdpCache::load()?;
+            x.attach(SERVER_IFACE)?;
+            Ok(x)
+        })
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let v4: SocketAddr = format!("{SERVER_V4}:53").parse().unwrap();
+    let v6: SocketAddr = format!("[{SERVER_V6}]:53").parse().unwrap();
+    x.serve(v4).unwrap();
+    x.serve(v6).unwrap();
+    let sockets = topo
+        .client
+        .enter(move || -> std::io::Result<(UdpSocket, UdpSocket)> {
+            let s4 = UdpSocket::bind("0.0.0.0:0")?;
+            s4.connect(v4)?;
+            let s6 = UdpSocket::bind("[::]:0")?;
+            s6.connect(v6)?;
+            for s in [&s4, &s6] {
+                s.set_read_timeout(Some(Duration::from_millis(300)))?;
+            }
+            Ok((s4, s6))
+        })
+        .unwrap()
+        .unwrap();
+    let ask = |s: &UdpSocket, q: &Query| -> Option<Message> {
+        s.send(&q.to_wire()).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = s.recv(&mut buf).ok()?;
+        Some(Message::from_vec(&buf[..n]).unwrap())
+    };
+
+    // Growth from a few bytes up to about 200.
+    for links in [0, 1, 3, 5] {
+        let name = format!("chain{links}.example.com.");
+        let resp = response(&name, RecordType::A, chain(&name, links)).unwrap();
+        x.insert_response(&resp).unwrap();
+        for (s, edns) in [(&sockets.0, false), (&sockets.1, true)] {
+            let mut q = Query::new(&name, QTYPE_A);
+            if edns {
+                q = q.edns(Edns::new(1232));
+            }
+            let before = x.counters().unwrap();
+            let m = ask(s, &q).unwrap_or_else(|| {
+                panic!(
+                    "{links} links: no answer, {:?}",
+                    x.counters().unwrap().since(&before).nonzero()
+                )
+            });
+            assert_eq!(m.id(), q.id);
+            assert_eq!(m.answers().len(), links + 1);
+            assert_records(m.answers(), upstream(&resp).answers(), &(295..=300));
+            assert_eq!(x.counters().unwrap().since(&before).get(Counter::Hits), 1);
+        }
+    }
+
+    // About 480 bytes more than the query: more than veth's headroom. Either answered in full,
+    // or passed as too big for the frame (nobody listens on the server, so no answer at all).
+    let name = "big.example.com.";
+    let resp = big_response(name).unwrap();
+    x.insert_response(&resp).unwrap();
+    let q = Query::new(name, QTYPE_A).edns(Edns::new(1232));
+    let before = x.counters().unwrap();
+    match ask(&sockets.0, &q) {
+        Some(m) => assert_records(m.answers(), upstream(&resp).answers(), &(295..=300)),
+        None => assert_eq!(
+            x.counters().unwrap().since(&before).nonzero(),
+            vec![(Counter::Packets, 1), (Counter::PassTooBig, 1)]
+        ),
     }
 }
