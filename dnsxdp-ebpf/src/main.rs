@@ -3,8 +3,9 @@
 // The BPF target has no compare-and-swap, so core's atomics lack fetch_add; the intrinsic
 // lowers to BPF's atomic add.
 #![feature(core_intrinsics)]
-#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
+// For `bounds::opaque`.
+#![feature(asm_experimental_arch)]
 
 mod bounds;
 mod counters;
@@ -28,7 +29,7 @@ use dnsxdp_common::{CacheEntry, CacheKey, Counter, ServedKey};
 
 use crate::{counters::count, packet::Packet, reply::Fail};
 
-/// Answers by query name and type. The daemon sizes it with `EbpfLoader::set_max_entries`.
+/// Answers by query name and type. The daemon sets its size when it loads the object.
 #[map]
 static CACHE: LruHashMap<CacheKey, CacheEntry> = LruHashMap::with_max_entries(65536, 0);
 
@@ -36,7 +37,7 @@ static CACHE: LruHashMap<CacheKey, CacheEntry> = LruHashMap::with_max_entries(65
 #[map]
 static SERVED: HashMap<ServedKey, u8> = HashMap::with_max_entries(64, 0);
 
-/// Keys live on the stack; 8-byte alignment lets them be cleared in whole words.
+/// Keys live on the stack; 8-byte alignment lets LLVM write them in whole words.
 #[repr(C, align(8))]
 struct Aligned<T>(T);
 

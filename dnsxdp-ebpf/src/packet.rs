@@ -5,9 +5,9 @@
 
 use core::ptr;
 
-use crate::bounds::opaque;
-
 use aya_ebpf::programs::XdpContext;
+
+use crate::bounds::opaque;
 
 /// The packet's data pointers, read from the context.
 #[derive(Clone, Copy)]

@@ -1,8 +1,8 @@
 //! Turning a query into the cached answer in place.
 //!
 //! Headers, DNS header and question stay where they are; the records replace whatever followed
-//! the question. The UDP checksum is assembled from precomputed sums rather than by reading the
-//! answer back.
+//! the question. The UDP checksum adds up the rewritten headers, the question as sent and the
+//! precomputed sums of the records and of each TTL: the records are never read back.
 
 use aya_ebpf::{
     helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_store_bytes},

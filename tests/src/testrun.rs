@@ -85,7 +85,8 @@ impl Counters {
     }
 }
 
-/// The cache program loaded into the kernel with its maps, not attached anywhere.
+/// The cache program loaded into the kernel with its maps; attached nowhere unless `attach`
+/// is called.
 pub struct XdpCache {
     ebpf: Ebpf,
 }
@@ -844,7 +845,37 @@ pub fn measure_costs(repeat: u32, rounds: usize) -> Result<Vec<Cost>> {
             repeated: !c.hit,
         });
     }
+    costs.push(Cost {
+        case: "baseline: empty XDP program",
+        ns: empty_program_cost(&miss, repeat, rounds)?,
+        action: Action::Pass,
+        repeated: true,
+    });
     Ok(costs)
+}
+
+/// What the kernel's repeat loop costs around any program: `dnsxdp_pass` from the same object.
+fn empty_program_cost(frame: &[u8], repeat: u32, rounds: usize) -> Result<f64> {
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(MAP_CACHE, 1)
+        .load(dnsxdp::EBPF_OBJECT)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROG_PASS)
+        .ok_or_else(|| anyhow!("no program {PROG_PASS}"))?
+        .try_into()?;
+    prog.load()?;
+    let mut runs = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let mut out = vec![0u8; 4096];
+        let r = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..TestRunOptions::default()
+        })?;
+        runs.push(r.duration.as_nanos() as f64);
+    }
+    Ok(median(runs))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
