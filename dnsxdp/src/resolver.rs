@@ -19,7 +19,7 @@ use crate::{
     query::{self, ClientQuery, Parsed},
     reply::{self, Transport},
     stats::Stats,
-    xdp::XdpMaps,
+    xdp::{Fill, XdpMaps},
 };
 
 pub struct Resolver {
@@ -70,6 +70,9 @@ impl Resolver {
         if let Some(answer) = cached {
             trace!(name = %q.query.name(), qtype = %q.query.query_type(), "daemon cache hit");
             self.stats.cache_hit();
+            // The kernel sends a query it could serve only when its entry is gone (evicted
+            // before ours): put it back so the next one is answered there again.
+            self.fill_kernel(&q, &answer, now, Fill::IfAbsent);
             return Some(reply::render(&q, &answer, now, transport));
         }
         self.stats.upstream_query();
@@ -88,7 +91,7 @@ impl Resolver {
         // With CD set the upstream did not validate: keep that answer to this client only.
         if !q.checking_disabled {
             self.lock_cache().insert(key, answer.clone());
-            self.fill_kernel(&q, &answer, now);
+            self.fill_kernel(&q, &answer, now, Fill::Replace);
         }
         Some(reply::render(&q, &answer, now, transport))
     }
@@ -99,7 +102,7 @@ impl Resolver {
 
     /// Gives the XDP program an A/AAAA answer to serve, if it can: only answers without DNSSEC
     /// records, since it answers queries without the DO bit.
-    fn fill_kernel(&self, q: &ClientQuery, answer: &Answer, now: u64) {
+    fn fill_kernel(&self, q: &ClientQuery, answer: &Answer, now: u64, fill: Fill) {
         let Some(kernel) = &self.kernel else { return };
         if answer.rcode != ResponseCode::NoError || !q.is_address_query() || q.dnssec_ok() {
             return;
@@ -108,7 +111,7 @@ impl Resolver {
             return;
         };
         match build_entry(&wire, now, self.max_ttl) {
-            Ok((key, entry)) => kernel.insert(key, entry),
+            Ok((key, entry)) => kernel.insert(key, entry, fill),
             Err(why) => debug!(name = %q.query.name(), ?why, "not cacheable in XDP"),
         }
     }

@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray},
+    maps::{HashMap, MapData, MapError, PerCpuArray},
     programs::{ProgramError, Xdp as XdpProgram, XdpMode as AttachMode},
 };
 use dnsxdp_common::{
@@ -168,12 +168,23 @@ fn raise_memlock_limit() {
     }
 }
 
+/// How a kernel cache write treats an existing entry (the BPF_ANY and BPF_NOEXIST flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    Replace = 0,
+    IfAbsent = 1,
+}
+
 impl XdpMaps {
-    /// Stores an answer for the XDP program to serve.
-    pub fn insert(&self, key: CacheKey, entry: CacheEntry) {
+    /// Stores an answer for the XDP program to serve; with `Fill::IfAbsent` an entry already
+    /// there (and its hit count) is kept.
+    pub fn insert(&self, key: CacheKey, entry: CacheEntry, fill: Fill) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = cache.insert(key, entry, 0) {
-            warn!("writing the kernel cache failed: {e}");
+        match cache.insert(key, entry, fill as u64) {
+            Ok(()) => {}
+            Err(MapError::SyscallError(e))
+                if fill == Fill::IfAbsent && e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => warn!("writing the kernel cache failed: {e}"),
         }
     }
 

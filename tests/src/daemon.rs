@@ -38,6 +38,10 @@ pub fn binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The XDP program's cache, opened from outside the daemon.
+pub type KernelCache =
+    aya::maps::HashMap<aya::maps::MapData, dnsxdp_common::CacheKey, dnsxdp_common::CacheEntry>;
+
 /// A running daemon; stopped with SIGTERM when dropped.
 pub struct Daemon {
     child: Child,
@@ -142,6 +146,31 @@ impl Daemon {
         stats["daemon"][counter]
             .as_u64()
             .with_context(|| format!("no daemon.{counter} in {stats}"))
+    }
+
+    /// The kernel cache map of the program this daemon attached to the server's veth.
+    pub fn kernel_cache(&self, topo: &Topology) -> Result<KernelCache> {
+        let out = topo
+            .server
+            .command("ip")
+            .args(["-j", "link", "show", SERVER_IFACE])
+            .output()?;
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let prog_id = links[0]["xdp"]["prog"]["id"]
+            .as_u64()
+            .with_context(|| format!("no XDP program on {SERVER_IFACE}: {links}"))?;
+        let prog = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .find(|p| u64::from(p.id()) == prog_id)
+            .context("attached program not found")?;
+        for id in prog.map_ids()?.unwrap_or_default() {
+            let info = aya::maps::MapInfo::from_id(id)?;
+            if info.name_as_str() == Some(dnsxdp_common::MAP_CACHE) {
+                let map = aya::maps::Map::from_map_data(aya::maps::MapData::from_id(id)?)?;
+                return Ok(aya::maps::HashMap::try_from(map)?);
+            }
+        }
+        bail!("program {prog_id} has no {} map", dnsxdp_common::MAP_CACHE)
     }
 
     /// Stops (SIGSTOP) or resumes (SIGCONT) the daemon process.

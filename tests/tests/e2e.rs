@@ -135,6 +135,35 @@ fn repeat_is_answered_by_xdp_even_with_the_daemon_frozen() -> Result<()> {
 }
 
 #[test]
+fn an_entry_evicted_from_the_kernel_is_put_back_from_the_daemon_cache() -> Result<()> {
+    let s = Sandbox::new()?;
+    let q = query("www.example.test.", RecordType::A);
+    s.ask(&q)?;
+    let mut kernel = s.daemon.kernel_cache(&s.topo)?;
+    let key = dnsxdp_common::name::parse_question(&q.to_vec()?)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .key;
+    let filled = kernel.get(&key, 0)?;
+    kernel.remove(&key)?;
+    let upstream = s.daemon.counter("upstream_queries")?;
+    let (_, hits) = s.ask_counting_hits(&q, false)?;
+    assert_eq!(hits, 0, "nothing left in the kernel to hit");
+    assert_eq!(
+        s.daemon.counter("upstream_queries")?,
+        upstream,
+        "daemon cache hit"
+    );
+    let refilled = kernel.get(&key, 0)?;
+    assert_eq!(
+        refilled.expires_ns / 1_000_000_000,
+        filled.expires_ns / 1_000_000_000
+    );
+    let (_, hits) = s.ask_counting_hits(&q, false)?;
+    assert_eq!(hits, 1, "the daemon put the entry back");
+    Ok(())
+}
+
+#[test]
 fn answers_equal_the_upstreams_for_a_aaaa_and_cname_chains_over_v4_and_v6() -> Result<()> {
     let s = Sandbox::new()?;
     for (name, rtype, v6, count) in [
