@@ -8,10 +8,15 @@ use hickory_proto::{
 
 use crate::clock;
 
+/// The TTL of records in a stale answer (RFC 8767 §4).
+pub const STALE_TTL: u32 = 30;
+
 #[derive(Clone, Debug)]
 pub struct Answer {
     pub rcode: ResponseCode,
     pub authentic_data: bool,
+    /// Served after it expired because no upstream answered.
+    pub stale: bool,
     answers: Vec<Record>,
     authority: Vec<Record>,
     additional: Vec<Record>,
@@ -70,6 +75,7 @@ impl Answer {
         Answer {
             rcode,
             authentic_data,
+            stale: false,
             answers: parts.answers,
             authority: parts.name_servers,
             additional: parts.additionals,
@@ -83,6 +89,7 @@ impl Answer {
         Answer {
             rcode,
             authentic_data: false,
+            stale: false,
             answers: Vec::new(),
             authority: Vec::new(),
             additional: Vec::new(),
@@ -100,6 +107,40 @@ impl Answer {
     pub fn expired(&self, now_ns: u64) -> bool {
         self.ttl
             .is_none_or(|ttl| now_ns >= self.fetched_ns.saturating_add(clock::ns(ttl)))
+    }
+
+    /// Whether it expired less than `window_ns` ago, so it may still be served stale.
+    pub fn stale_servable(&self, now_ns: u64, window_ns: u64) -> bool {
+        self.ttl.is_some_and(|ttl| {
+            now_ns
+                < self
+                    .fetched_ns
+                    .saturating_add(clock::ns(ttl))
+                    .saturating_add(window_ns)
+        })
+    }
+
+    /// This answer served stale at `now_ns`: every TTL `STALE_TTL`, and not to be cached.
+    pub fn as_stale(&self, now_ns: u64) -> Answer {
+        let refreshed = |records: &[Record]| {
+            records
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.set_ttl(STALE_TTL);
+                    r
+                })
+                .collect()
+        };
+        Answer {
+            stale: true,
+            answers: refreshed(&self.answers),
+            authority: refreshed(&self.authority),
+            additional: refreshed(&self.additional),
+            fetched_ns: now_ns,
+            ttl: None,
+            ..*self
+        }
     }
 
     /// The sections with each TTL reduced by the whole seconds elapsed since the fetch.
@@ -204,6 +245,26 @@ pub(crate) mod tests {
         assert_eq!(Answer::from_upstream(nodata, 0, 86400).ttl, Some(60));
         let bare = response(ResponseCode::NXDomain, vec![], vec![]);
         assert!(!Answer::from_upstream(bare, 0, 86400).cacheable());
+    }
+
+    #[test]
+    fn stale_copies_carry_ttl_30_for_the_window_after_expiry() {
+        let msg = response(
+            ResponseCode::NoError,
+            vec![a("www.t.", 10, 1)],
+            vec![soa(3600, 300)],
+        );
+        let ans = Answer::from_upstream(msg, 0, 86400);
+        let window = 60 * S;
+        assert!(ans.stale_servable(10 * S, window));
+        assert!(ans.stale_servable(69 * S, window));
+        assert!(!ans.stale_servable(70 * S, window));
+        assert!(!ans.stale_servable(10 * S, 0));
+        let stale = ans.as_stale(50 * S);
+        assert!(stale.stale && !stale.cacheable());
+        let s = stale.sections_at(50 * S);
+        assert_eq!(s.answers[0].ttl(), STALE_TTL);
+        assert_eq!(s.authority[0].ttl(), STALE_TTL);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The daemon's own answer cache, for every query type.
 
-use std::{num::NonZeroUsize, sync::Arc};
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use lru::LruCache;
@@ -28,25 +28,42 @@ impl Key {
     }
 }
 
+/// What the cache has for a question.
+#[derive(Debug)]
+pub enum Lookup {
+    Fresh(Arc<Answer>),
+    /// Expired, but within the serve-stale window: for when no upstream answers.
+    Stale(Arc<Answer>),
+    Miss,
+}
+
 pub struct Cache {
     lru: LruCache<Key, Arc<Answer>>,
+    /// How long after expiry an answer is kept to be served stale.
+    stale_window_ns: u64,
 }
 
 impl Cache {
-    pub fn new(capacity: NonZeroUsize) -> Cache {
+    pub fn new(capacity: NonZeroUsize, serve_stale: Duration) -> Cache {
         Cache {
             lru: LruCache::new(capacity),
+            stale_window_ns: u64::try_from(serve_stale.as_nanos()).unwrap_or(u64::MAX),
         }
     }
 
-    /// The answer for `key` unless it has expired by `now_ns` (then it is dropped).
-    pub fn get(&mut self, key: &Key, now_ns: u64) -> Option<Arc<Answer>> {
-        let answer = self.lru.get(key)?;
-        if answer.expired(now_ns) {
-            self.lru.pop(key);
-            return None;
+    /// The answer for `key` at `now_ns`; one expired beyond the stale window is dropped.
+    pub fn get(&mut self, key: &Key, now_ns: u64) -> Lookup {
+        let Some(answer) = self.lru.get(key) else {
+            return Lookup::Miss;
+        };
+        if !answer.expired(now_ns) {
+            return Lookup::Fresh(answer.clone());
         }
-        Some(answer.clone())
+        if answer.stale_servable(now_ns, self.stale_window_ns) {
+            return Lookup::Stale(answer.clone());
+        }
+        self.lru.pop(key);
+        Lookup::Miss
     }
 
     /// Stores `answer` if it is cacheable, evicting the least recently used entry when full.
@@ -92,14 +109,21 @@ mod tests {
     }
 
     fn cache(n: usize) -> Cache {
-        Cache::new(NonZeroUsize::new(n).unwrap())
+        Cache::new(NonZeroUsize::new(n).unwrap(), Duration::ZERO)
+    }
+
+    fn fresh(lookup: Lookup) -> Option<Arc<Answer>> {
+        match lookup {
+            Lookup::Fresh(answer) => Some(answer),
+            _ => None,
+        }
     }
 
     #[test]
     fn hits_ignore_case_and_age_ttls() {
         let mut c = cache(4);
         c.insert(Key::of(&client("WWW.t.", false)), answer(300, 0));
-        let hit = c.get(&Key::of(&client("www.T.", false)), 100 * S).unwrap();
+        let hit = fresh(c.get(&Key::of(&client("www.T.", false)), 100 * S)).unwrap();
         let ttls: Vec<u32> = hit
             .sections_at(100 * S)
             .answers
@@ -107,7 +131,10 @@ mod tests {
             .map(Record::ttl)
             .collect();
         assert_eq!(ttls, vec![200]);
-        assert!(c.get(&Key::of(&client("www.t.", true)), 100 * S).is_none());
+        assert!(matches!(
+            c.get(&Key::of(&client("www.t.", true)), 100 * S),
+            Lookup::Miss
+        ));
     }
 
     #[test]
@@ -115,8 +142,20 @@ mod tests {
         let mut c = cache(4);
         let key = Key::of(&client("www.t.", false));
         c.insert(key.clone(), answer(10, 5 * S));
-        assert!(c.get(&key, 14 * S).is_some());
-        assert!(c.get(&key, 15 * S).is_none());
+        assert!(fresh(c.get(&key, 14 * S)).is_some());
+        assert!(matches!(c.get(&key, 15 * S), Lookup::Miss));
+        assert_eq!(c.lru.len(), 0);
+    }
+
+    #[test]
+    fn expired_entries_are_stale_within_the_window() {
+        let mut c = Cache::new(NonZeroUsize::new(4).unwrap(), Duration::from_secs(60));
+        let key = Key::of(&client("www.t.", false));
+        c.insert(key.clone(), answer(10, 0));
+        assert!(matches!(c.get(&key, 9 * S), Lookup::Fresh(_)));
+        assert!(matches!(c.get(&key, 10 * S), Lookup::Stale(_)));
+        assert!(matches!(c.get(&key, 69 * S), Lookup::Stale(_)));
+        assert!(matches!(c.get(&key, 70 * S), Lookup::Miss));
         assert_eq!(c.lru.len(), 0);
     }
 
@@ -130,11 +169,11 @@ mod tests {
         );
         c.insert(k1.clone(), answer(60, 0));
         c.insert(k2.clone(), answer(60, 0));
-        assert!(c.get(&k1, 0).is_some());
+        assert!(fresh(c.get(&k1, 0)).is_some());
         c.insert(k3.clone(), answer(60, 0));
-        assert!(c.get(&k1, 0).is_some());
-        assert!(c.get(&k2, 0).is_none());
-        assert!(c.get(&k3, 0).is_some());
+        assert!(fresh(c.get(&k1, 0)).is_some());
+        assert!(fresh(c.get(&k2, 0)).is_none());
+        assert!(fresh(c.get(&k3, 0)).is_some());
     }
 
     #[test]
@@ -142,6 +181,6 @@ mod tests {
         let mut c = cache(2);
         let key = Key::of(&client("www.t.", false));
         c.insert(key.clone(), Arc::new(Answer::error(ResponseCode::ServFail)));
-        assert!(c.get(&key, 0).is_none());
+        assert!(matches!(c.get(&key, 0), Lookup::Miss));
     }
 }

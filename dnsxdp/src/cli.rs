@@ -1,10 +1,10 @@
 //! Command-line interface.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::Settings;
+use crate::{config::Settings, duration, upstream::strategy::Strategy};
 
 /// Where `run` listens for control commands and `stats` finds the daemon.
 pub const DEFAULT_CONTROL: &str = "/run/dnsxdp/control.sock";
@@ -39,9 +39,36 @@ pub struct RunArgs {
     /// Address to serve DNS on, UDP and TCP (repeatable) [default: 0.0.0.0:53, [::]:53].
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<String>,
-    /// Upstream server, port 53 if omitted (repeatable) [default: /etc/resolv.conf].
-    #[arg(long, value_name = "HOST[:PORT]")]
+    /// Upstream server (repeatable): IP[:PORT] (UDP), udp://, tcp://, tls://IP[:PORT]#NAME or
+    /// https://HOST[:PORT]/PATH?bootstrap=IP; `?weight=N` for --upstream-strategy weighted
+    /// [default: /etc/resolv.conf].
+    #[arg(long, value_name = "URL")]
     pub upstream: Vec<String>,
+    /// How queries are shared among upstreams [default: ordered].
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub upstream_strategy: Option<Strategy>,
+    /// Longest wait for one upstream's reply before another is tried [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    pub upstream_timeout: Option<Duration>,
+    /// Failed queries in a row that take an upstream down until it answers a probe; 0: never
+    /// [default: 3].
+    #[arg(long, value_name = "N")]
+    pub upstream_max_fails: Option<u32>,
+    /// Queries to other upstreams (or the same, after a timeout) one miss may cost after the
+    /// first [default: 2].
+    #[arg(long, value_name = "N")]
+    pub upstream_retries: Option<u32>,
+    /// Longest a client waits for an answer, over all upstreams and retries [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    pub query_timeout: Option<Duration>,
+    /// How long after expiry an answer is still served (with TTL 30) when no upstream answers;
+    /// 0: never [default: 1d].
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    pub serve_stale: Option<Duration>,
+    /// PEM file of the certificate authorities trusted for tls:// and https:// upstreams,
+    /// instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
     /// XDP attach mode; auto tries native and falls back to skb [default: auto].
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpMode>,
@@ -113,6 +140,13 @@ impl RunArgs {
             iface: list(&self.iface),
             listen: list(&self.listen),
             upstream: list(&self.upstream),
+            upstream_strategy: self.upstream_strategy,
+            upstream_timeout: self.upstream_timeout,
+            upstream_max_fails: self.upstream_max_fails,
+            upstream_retries: self.upstream_retries,
+            query_timeout: self.query_timeout,
+            serve_stale: self.serve_stale,
+            tls_ca: self.tls_ca.clone(),
             xdp_mode: self.xdp_mode,
             no_xdp: self.no_xdp.then_some(true),
             cache_size: self.cache_size,
@@ -154,5 +188,42 @@ mod tests {
         assert_eq!(s.listen, None);
         assert_eq!(s.no_xdp, None);
         assert_eq!(s.cache_size, None);
+        assert_eq!(s.query_timeout, None);
+    }
+
+    #[test]
+    fn upstream_flags() {
+        let cli = Cli::try_parse_from([
+            "dnsxdp",
+            "run",
+            "--upstream-strategy",
+            "round-robin",
+            "--upstream-timeout",
+            "300ms",
+            "--upstream-max-fails",
+            "0",
+            "--upstream-retries",
+            "1",
+            "--query-timeout",
+            "2s",
+            "--serve-stale",
+            "0",
+            "--tls-ca",
+            "/etc/ca.pem",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let s = args.settings();
+        assert_eq!(s.upstream_strategy, Some(Strategy::RoundRobin));
+        assert_eq!(s.upstream_timeout, Some(Duration::from_millis(300)));
+        assert_eq!(s.upstream_max_fails, Some(0));
+        assert_eq!(s.upstream_retries, Some(1));
+        assert_eq!(s.query_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(s.serve_stale, Some(Duration::ZERO));
+        assert_eq!(s.tls_ca, Some("/etc/ca.pem".into()));
+        let e = Cli::try_parse_from(["dnsxdp", "run", "--query-timeout", "soon"]).unwrap_err();
+        assert!(e.to_string().contains("--query-timeout"), "{e}");
     }
 }

@@ -5,6 +5,7 @@ use std::{
     io,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
@@ -12,11 +13,18 @@ use clap::ValueEnum;
 
 use crate::{
     cli::{DEFAULT_CONTROL, LogLevel, RunArgs, XdpMode},
+    duration,
     local_addrs::is_this_host,
+    upstream::{pool::PoolSettings, spec::UpstreamSpec, strategy::Strategy},
 };
 
 pub const DEFAULT_CACHE_SIZE: u32 = 65536;
 pub const DEFAULT_MAX_TTL: u32 = 86400;
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_MAX_FAILS: u32 = 3;
+pub const DEFAULT_RETRIES: u32 = 2;
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_SERVE_STALE: Duration = Duration::from_secs(86400);
 
 /// Settings from one source (flags or file); `None` where that source is silent.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -24,6 +32,13 @@ pub struct Settings {
     pub iface: Option<Vec<String>>,
     pub listen: Option<Vec<String>>,
     pub upstream: Option<Vec<String>>,
+    pub upstream_strategy: Option<Strategy>,
+    pub upstream_timeout: Option<Duration>,
+    pub upstream_max_fails: Option<u32>,
+    pub upstream_retries: Option<u32>,
+    pub query_timeout: Option<Duration>,
+    pub serve_stale: Option<Duration>,
+    pub tls_ca: Option<PathBuf>,
     pub xdp_mode: Option<XdpMode>,
     pub no_xdp: Option<bool>,
     pub cache_size: Option<u32>,
@@ -37,7 +52,14 @@ pub struct Settings {
 pub struct Config {
     pub ifaces: Vec<String>,
     pub listen: Vec<SocketAddr>,
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<UpstreamSpec>,
+    pub pool: PoolSettings,
+    /// How long a client waits for an answer.
+    pub query_timeout: Duration,
+    /// How long after expiry an answer may be served stale; zero: never.
+    pub serve_stale: Duration,
+    /// Certificate authorities for TLS upstreams instead of the system's.
+    pub tls_ca: Option<PathBuf>,
     /// `None` with --no-xdp.
     pub xdp_mode: Option<XdpMode>,
     pub cache_size: u32,
@@ -53,6 +75,13 @@ impl Settings {
             iface: self.iface.or(fallback.iface),
             listen: self.listen.or(fallback.listen),
             upstream: self.upstream.or(fallback.upstream),
+            upstream_strategy: self.upstream_strategy.or(fallback.upstream_strategy),
+            upstream_timeout: self.upstream_timeout.or(fallback.upstream_timeout),
+            upstream_max_fails: self.upstream_max_fails.or(fallback.upstream_max_fails),
+            upstream_retries: self.upstream_retries.or(fallback.upstream_retries),
+            query_timeout: self.query_timeout.or(fallback.query_timeout),
+            serve_stale: self.serve_stale.or(fallback.serve_stale),
+            tls_ca: self.tls_ca.or(fallback.tls_ca),
             xdp_mode: self.xdp_mode.or(fallback.xdp_mode),
             no_xdp: self.no_xdp.or(fallback.no_xdp),
             cache_size: self.cache_size.or(fallback.cache_size),
@@ -84,6 +113,25 @@ impl Settings {
                 "iface" => s.iface = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
                 "listen" => s.listen = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
                 "upstream" => s.upstream = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
+                "upstream-strategy" => {
+                    s.upstream_strategy = Some(choice(value).ok_or_else(|| bad(STRATEGIES))?);
+                }
+                "upstream-timeout" => {
+                    s.upstream_timeout = Some(time(value).ok_or_else(|| bad(duration::EXPECTED))?);
+                }
+                "upstream-max-fails" => {
+                    s.upstream_max_fails = Some(count(value).ok_or_else(|| bad(COUNT_OR_ZERO))?);
+                }
+                "upstream-retries" => {
+                    s.upstream_retries = Some(count(value).ok_or_else(|| bad(COUNT_OR_ZERO))?);
+                }
+                "query-timeout" => {
+                    s.query_timeout = Some(time(value).ok_or_else(|| bad(duration::EXPECTED))?);
+                }
+                "serve-stale" => {
+                    s.serve_stale = Some(time(value).ok_or_else(|| bad(duration::EXPECTED))?);
+                }
+                "tls-ca" => s.tls_ca = Some(value.as_str().ok_or_else(|| bad("a path"))?.into()),
                 "xdp-mode" => s.xdp_mode = Some(choice(value).ok_or_else(|| bad(XDP_MODES))?),
                 "no-xdp" => s.no_xdp = Some(value.as_bool().ok_or_else(|| bad("true or false"))?),
                 "cache-size" => s.cache_size = Some(positive(value).ok_or_else(|| bad(COUNT))?),
@@ -100,6 +148,8 @@ impl Settings {
 /// What the config file keys take, for error messages.
 const STRINGS: &str = "a string or list of strings";
 const COUNT: &str = "an integer from 1 to 4294967295";
+const COUNT_OR_ZERO: &str = "an integer from 0 to 4294967295";
+const STRATEGIES: &str = "one of round-robin, weighted, fastest, ordered";
 const XDP_MODES: &str = "one of auto, native, skb";
 const LOG_LEVELS: &str = "one of error, warn, info, debug, trace";
 
@@ -116,7 +166,20 @@ fn choice<T: ValueEnum>(value: &toml::Value) -> Option<T> {
 }
 
 fn positive(value: &toml::Value) -> Option<u32> {
-    u32::try_from(value.as_integer()?).ok().filter(|&n| n > 0)
+    count(value).filter(|&n| n > 0)
+}
+
+fn count(value: &toml::Value) -> Option<u32> {
+    u32::try_from(value.as_integer()?).ok()
+}
+
+/// A duration string, or a number of seconds.
+fn time(value: &toml::Value) -> Option<Duration> {
+    match value {
+        toml::Value::String(s) => duration::parse(s).ok(),
+        toml::Value::Integer(secs) => u64::try_from(*secs).ok().map(Duration::from_secs),
+        _ => None,
+    }
 }
 
 /// Reads the config file named by --config.
@@ -133,29 +196,6 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
         None => Settings::default(),
     };
     Ok(args.settings().or(file))
-}
-
-/// `HOST[:PORT]` for an upstream, where HOST is an IP address (IPv6 in brackets when a port
-/// follows); the port defaults to 53.
-pub fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
-    let addr = s
-        .parse::<SocketAddr>()
-        .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-        .or_else(|_| {
-            let inner = s.strip_prefix('[').and_then(|r| r.strip_suffix(']'));
-            inner.ok_or(()).and_then(|ip| ip.parse::<IpAddr>().map_err(|_| ()))
-                .map(|ip| SocketAddr::new(ip, 53))
-        })
-        .map_err(|_| {
-            format!("invalid upstream '{s}': expected IP[:PORT], e.g. 198.18.0.2, 198.18.0.2:53 or [fd00::2]:53")
-        })?;
-    let ip = addr.ip();
-    if ip.is_unspecified() || ip.is_multicast() || addr.port() == 0 {
-        return Err(format!(
-            "invalid upstream '{s}': not a unicast address and port"
-        ));
-    }
-    Ok(addr)
 }
 
 /// `ADDR:PORT` to serve on.
@@ -189,7 +229,7 @@ impl Config {
         let upstreams = match s.upstream {
             Some(u) => u
                 .iter()
-                .map(|a| parse_upstream(a))
+                .map(|a| UpstreamSpec::parse(a))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?,
             None => {
@@ -198,19 +238,36 @@ impl Config {
                 let found = crate::resolv_conf::upstreams(&text, local);
                 if found.is_empty() {
                     bail!(
-                        "no upstream: /etc/resolv.conf names no nameserver other than this host; pass --upstream HOST[:PORT]"
+                        "no upstream: /etc/resolv.conf names no nameserver other than this host; pass --upstream URL"
                     );
                 }
-                found
+                found.into_iter().map(UpstreamSpec::udp).collect()
             }
         };
-        if let Some(up) = upstreams.iter().find(|up| serves(&listen, local, **up)) {
+        if let Some(up) = upstreams.iter().find(|up| serves(&listen, local, up.addr)) {
             bail!("upstream {up} is this server's own listen address: pass a different --upstream");
         }
+        let positive = |key: &str, d: Option<Duration>, default: Duration| match d {
+            Some(Duration::ZERO) => bail!("{key}: must be more than 0"),
+            d => Ok(d.unwrap_or(default)),
+        };
         Ok(Config {
             ifaces,
             listen,
             upstreams,
+            pool: PoolSettings {
+                strategy: s.upstream_strategy.unwrap_or_default(),
+                attempt_timeout: positive(
+                    "upstream-timeout",
+                    s.upstream_timeout,
+                    DEFAULT_UPSTREAM_TIMEOUT,
+                )?,
+                max_fails: s.upstream_max_fails.unwrap_or(DEFAULT_MAX_FAILS),
+                retries: s.upstream_retries.unwrap_or(DEFAULT_RETRIES),
+            },
+            query_timeout: positive("query-timeout", s.query_timeout, DEFAULT_QUERY_TIMEOUT)?,
+            serve_stale: s.serve_stale.unwrap_or(DEFAULT_SERVE_STALE),
+            tls_ca: s.tls_ca,
             xdp_mode: (!no_xdp).then(|| s.xdp_mode.unwrap_or_default()),
             cache_size: s.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
             max_ttl: s.max_ttl.unwrap_or(DEFAULT_MAX_TTL),
@@ -243,6 +300,10 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn udp(s: &str) -> UpstreamSpec {
+        UpstreamSpec::udp(sa(s))
+    }
+
     #[test]
     fn file_keys_parse() {
         let s = Settings::from_toml(
@@ -256,9 +317,23 @@ mod tests {
             max-ttl = 300
             log-level = "debug"
             control = "/tmp/c.sock"
+            upstream-strategy = "weighted"
+            upstream-timeout = "300ms"
+            upstream-max-fails = 0
+            upstream-retries = 4
+            query-timeout = 3
+            serve-stale = "1h"
+            tls-ca = "/etc/dnsxdp/ca.pem"
             "#,
         )
         .unwrap();
+        assert_eq!(s.upstream_strategy, Some(Strategy::Weighted));
+        assert_eq!(s.upstream_timeout, Some(Duration::from_millis(300)));
+        assert_eq!(s.upstream_max_fails, Some(0));
+        assert_eq!(s.upstream_retries, Some(4));
+        assert_eq!(s.query_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(s.serve_stale, Some(Duration::from_secs(3600)));
+        assert_eq!(s.tls_ca, Some("/etc/dnsxdp/ca.pem".into()));
         assert_eq!(s.iface, Some(vec!["eth0".into()]));
         assert_eq!(s.listen.as_ref().unwrap().len(), 2);
         assert_eq!(s.xdp_mode, Some(XdpMode::Skb));
@@ -281,6 +356,20 @@ mod tests {
         assert!(e.starts_with("xdp-mode: expected one of auto"), "{e}");
         let e = Settings::from_toml("upstream = [1, 2]").unwrap_err();
         assert!(e.starts_with("upstream:"), "{e}");
+        let e = Settings::from_toml("upstream-strategy = \"random\"").unwrap_err();
+        assert!(
+            e.starts_with("upstream-strategy: expected one of round-robin"),
+            "{e}"
+        );
+        let e = Settings::from_toml("query-timeout = \"2 sec\"").unwrap_err();
+        assert!(e.starts_with("query-timeout: expected a duration"), "{e}");
+        let e = Settings::from_toml("serve-stale = -1").unwrap_err();
+        assert!(e.starts_with("serve-stale: expected a duration"), "{e}");
+        let e = Settings::from_toml("upstream-max-fails = -1").unwrap_err();
+        assert!(
+            e.starts_with("upstream-max-fails: expected an integer"),
+            "{e}"
+        );
         let e = Settings::from_toml("a = 1\nlisten = [").unwrap_err();
         assert!(e.starts_with("line 2:") && !e.contains('\n'), "{e}");
     }
@@ -297,7 +386,7 @@ mod tests {
             ..Default::default()
         };
         let c = Config::resolve(flags.or(file), &[], no_resolv_conf).unwrap();
-        assert_eq!(c.upstreams, vec![sa("198.18.0.3:5353")]);
+        assert_eq!(c.upstreams, vec![udp("198.18.0.3:5353")]);
         assert_eq!(c.cache_size, 20);
         assert_eq!(c.max_ttl, 60);
         assert_eq!(c.xdp_mode, None);
@@ -312,12 +401,62 @@ mod tests {
         };
         let c = Config::resolve(s, &[], no_resolv_conf).unwrap();
         assert_eq!(c.listen, vec![sa("0.0.0.0:53"), sa("[::]:53")]);
-        assert_eq!(c.upstreams, vec![sa("[fd00::2]:53")]);
+        assert_eq!(c.upstreams, vec![udp("[fd00::2]:53")]);
         assert_eq!(c.xdp_mode, Some(XdpMode::Auto));
         assert_eq!(c.cache_size, DEFAULT_CACHE_SIZE);
         assert_eq!(c.max_ttl, DEFAULT_MAX_TTL);
         assert_eq!(c.log_level, LogLevel::Info);
         assert_eq!(c.control, PathBuf::from(DEFAULT_CONTROL));
+        assert_eq!(
+            c.pool,
+            PoolSettings {
+                strategy: Strategy::Ordered,
+                attempt_timeout: Duration::from_secs(1),
+                max_fails: 3,
+                retries: 2,
+            }
+        );
+        assert_eq!(c.query_timeout, Duration::from_secs(2));
+        assert_eq!(c.serve_stale, Duration::from_secs(86400));
+        assert_eq!(c.tls_ca, None);
+    }
+
+    #[test]
+    fn upstream_urls_and_timeouts_are_checked() {
+        let s = |upstream: &str| Settings {
+            no_xdp: Some(true),
+            upstream: Some(vec![upstream.into()]),
+            ..Default::default()
+        };
+        let c = Config::resolve(s("tls://198.18.0.2#dns.example"), &[], no_resolv_conf).unwrap();
+        assert_eq!(
+            c.upstreams[0].to_string(),
+            "tls://198.18.0.2:853#dns.example"
+        );
+        let e = Config::resolve(s("dns.example"), &[], no_resolv_conf).unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid upstream 'dns.example'"),
+            "{e}"
+        );
+        for (key, settings) in [
+            (
+                "upstream-timeout",
+                Settings {
+                    upstream_timeout: Some(Duration::ZERO),
+                    ..s("198.18.0.2")
+                },
+            ),
+            (
+                "query-timeout",
+                Settings {
+                    query_timeout: Some(Duration::ZERO),
+                    ..s("198.18.0.2")
+                },
+            ),
+        ] {
+            let e = Config::resolve(settings, &[], no_resolv_conf).unwrap_err();
+            assert_eq!(e.to_string(), format!("{key}: must be more than 0"));
+        }
     }
 
     #[test]
@@ -327,33 +466,6 @@ mod tests {
             e.to_string(),
             "no --iface given: name the interface(s) to attach to, or pass --no-xdp"
         );
-    }
-
-    #[test]
-    fn upstream_forms() {
-        assert_eq!(parse_upstream("198.18.0.2").unwrap(), sa("198.18.0.2:53"));
-        assert_eq!(
-            parse_upstream("198.18.0.2:5300").unwrap(),
-            sa("198.18.0.2:5300")
-        );
-        assert_eq!(parse_upstream("fd00::2").unwrap(), sa("[fd00::2]:53"));
-        assert_eq!(parse_upstream("[fd00::2]").unwrap(), sa("[fd00::2]:53"));
-        assert_eq!(parse_upstream("[fd00::2]:54").unwrap(), sa("[fd00::2]:54"));
-        for bad in [
-            "dns.example",
-            "198.18.0.2:x",
-            "0.0.0.0",
-            "198.18.0.2:0",
-            "224.0.0.1",
-            "",
-        ] {
-            assert!(
-                parse_upstream(bad)
-                    .unwrap_err()
-                    .starts_with("invalid upstream"),
-                "{bad}"
-            );
-        }
     }
 
     #[test]
@@ -382,7 +494,7 @@ mod tests {
             Ok("nameserver 127.0.0.53\nnameserver 198.18.1.1\nnameserver 198.18.0.2\n".into())
         })
         .unwrap();
-        assert_eq!(c.upstreams, vec![sa("198.18.0.2:53")]);
+        assert_eq!(c.upstreams, vec![udp("198.18.0.2:53")]);
         let e = Config::resolve(s, &local, || Ok("nameserver 127.0.0.53\n".into())).unwrap_err();
         assert!(e.to_string().contains("pass --upstream"), "{e}");
     }

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use crate::{
     stats::{Report, Stats},
+    upstream::pool::Pool,
     xdp::XdpMaps,
 };
 
@@ -37,6 +38,7 @@ struct ErrorReply {
 pub struct State {
     pub stats: Arc<Stats>,
     pub xdp: Option<Arc<XdpMaps>>,
+    pub upstreams: Arc<Pool>,
 }
 
 impl State {
@@ -44,6 +46,7 @@ impl State {
         Ok(Report {
             xdp: self.xdp.as_ref().map(|x| x.counters()).transpose()?,
             daemon: self.stats.snapshot(),
+            upstreams: self.upstreams.counters(),
         })
     }
 
@@ -175,9 +178,17 @@ mod tests {
     use super::*;
 
     fn state() -> State {
+        let settings = crate::upstream::pool::PoolSettings {
+            strategy: Default::default(),
+            attempt_timeout: std::time::Duration::from_secs(1),
+            max_fails: 3,
+            retries: 2,
+        };
+        let upstream = crate::upstream::spec::UpstreamSpec::parse("198.18.0.2").unwrap();
         State {
             stats: Arc::new(Stats::default()),
             xdp: None,
+            upstreams: Arc::new(Pool::new(vec![upstream], settings, None).unwrap()),
         }
     }
 
@@ -187,6 +198,7 @@ mod tests {
         let report: Report = serde_json::from_str(&reply).unwrap();
         assert!(report.xdp.is_none());
         assert_eq!(report.daemon.queries, 0);
+        assert_eq!(report.upstreams[0].upstream, "udp://198.18.0.2:53");
     }
 
     #[test]

@@ -12,9 +12,11 @@ use tracing::{info, warn};
 use crate::{
     config::Config,
     control::{ControlSocket, State},
-    resolver::Resolver,
+    duration,
+    resolver::{Resolver, ResolverSettings},
     server,
     stats::Stats,
+    upstream::pool::Pool,
     xdp,
 };
 
@@ -35,6 +37,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.ifaces.join(", ")
         );
     }
+    let pool = Arc::new(Pool::new(
+        config.upstreams.clone(),
+        config.pool,
+        config.tls_ca.as_deref(),
+    )?);
     let bound = server::bind(&config.listen)?;
     let control = ControlSocket::bind(&config.control)?;
     let attached = match config.xdp_mode {
@@ -53,22 +60,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let stats = Arc::new(Stats::default());
     let cache_size = NonZeroUsize::new(config.cache_size as usize).context("cache size is 0")?;
-    let resolver = Arc::new(Resolver::new(
-        config.upstreams.clone(),
+    let settings = ResolverSettings {
         cache_size,
-        config.max_ttl,
+        max_ttl: config.max_ttl,
+        query_timeout: config.query_timeout,
+        serve_stale: config.serve_stale,
+    };
+    let resolver = Arc::new(Resolver::new(
+        pool.clone(),
+        settings,
         stats.clone(),
         kernel.clone(),
     ));
     let mut tasks = JoinSet::new();
+    tasks.spawn(pool.clone().probe_down());
     for b in bound {
         let addr = b.addr();
         b.serve(resolver.clone(), &mut tasks)
             .with_context(|| format!("serving {addr}"))?;
         info!("listening on {addr} (UDP and TCP)");
     }
-    let upstreams: Vec<String> = config.upstreams.iter().map(ToString::to_string).collect();
-    info!("forwarding to {}", upstreams.join(", "));
+    let upstreams: Vec<&str> = pool.names().collect();
+    info!(
+        "forwarding to {} ({}; {} per upstream, {} per query; serving stale for {})",
+        upstreams.join(", "),
+        config.pool.strategy.name(),
+        duration::display(config.pool.attempt_timeout),
+        duration::display(config.query_timeout),
+        duration::display(config.serve_stale),
+    );
     if let Some(maps) = kernel.clone() {
         let listen = config.listen.clone();
         tasks.spawn(async move {
@@ -89,7 +109,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    let state = Arc::new(State { stats, xdp: kernel });
+    let state = Arc::new(State {
+        stats,
+        xdp: kernel,
+        upstreams: pool,
+    });
     info!("control socket at {}", config.control.display());
     tokio::select! {
         _ = control.serve(state) => {}

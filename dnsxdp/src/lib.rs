@@ -7,7 +7,8 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
-pub mod forward;
+pub mod duration;
+pub mod flight;
 pub mod local_addrs;
 pub mod query;
 pub mod reply;
@@ -15,6 +16,7 @@ pub mod resolv_conf;
 pub mod resolver;
 pub mod server;
 pub mod stats;
+pub mod upstream;
 pub mod xdp;
 
 /// The compiled XDP object (built from dnsxdp-ebpf by build.rs).

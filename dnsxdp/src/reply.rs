@@ -2,7 +2,7 @@
 
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
-    rr::{Name, Record},
+    rr::{Name, Record, rdata::opt::EdnsOption},
 };
 use tracing::warn;
 
@@ -11,6 +11,10 @@ use crate::{answer::Answer, query::ClientQuery};
 /// UDP payload advertised to clients and upstreams (the DNS flag day value).
 pub const EDNS_UDP_SIZE: u16 = dnsxdp_common::EDNS_UDP_SIZE;
 const PLAIN_UDP_SIZE: u16 = dnsxdp_common::PLAIN_UDP_SIZE;
+/// The EDNS option code of an Extended DNS Error, and its info code for a stale answer
+/// (RFC 8914).
+const EDE: u16 = 15;
+const EDE_STALE_ANSWER: u16 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -28,8 +32,9 @@ fn size_limit(q: &ClientQuery, transport: Transport) -> usize {
 }
 
 /// The reply to `q` carrying `answer` at `now_ns`: the client's ID, question (as sent), RD and
-/// CD; RA set; an OPT record only if the client sent one. Too large for the client, it is sent
-/// truncated, without records, so the client retries over TCP.
+/// CD; RA set; an OPT record only if the client sent one, saying so if the answer is stale.
+/// Too large for the client, it is sent truncated, without records, so the client retries over
+/// TCP.
 pub fn render(q: &ClientQuery, answer: &Answer, now_ns: u64, transport: Transport) -> Vec<u8> {
     let mut msg = Message::new();
     msg.set_id(q.id)
@@ -45,6 +50,10 @@ pub fn render(q: &ClientQuery, answer: &Answer, now_ns: u64, transport: Transpor
         let mut edns = Edns::new();
         edns.set_max_payload(EDNS_UDP_SIZE)
             .set_dnssec_ok(client.dnssec_ok);
+        if answer.stale {
+            let info = EDE_STALE_ANSWER.to_be_bytes().to_vec();
+            edns.options_mut().insert(EdnsOption::Unknown(EDE, info));
+        }
         msg.set_edns(edns);
     }
     let mut header_only = msg.clone();
@@ -195,6 +204,36 @@ mod tests {
         assert!(!m.truncated());
         let m = Message::from_vec(&render(&client(None, false), &big, 0, Transport::Tcp)).unwrap();
         assert_eq!(m.answers().len(), 40);
+    }
+
+    #[test]
+    fn stale_answers_say_so_to_edns_clients() {
+        let stale = many_a(1).as_stale(0);
+        let m = Message::from_vec(&render(
+            &client(Some(1232), false),
+            &stale,
+            0,
+            Transport::Udp,
+        ))
+        .unwrap();
+        assert_eq!(m.answers()[0].ttl(), crate::answer::STALE_TTL);
+        let ede = m.extensions().as_ref().unwrap().option(EDE.into());
+        assert_eq!(ede, Some(&EdnsOption::Unknown(EDE, vec![0, 3])));
+        let fresh = Message::from_vec(&render(
+            &client(Some(1232), false),
+            &many_a(1),
+            0,
+            Transport::Udp,
+        ))
+        .unwrap();
+        assert!(
+            fresh
+                .extensions()
+                .as_ref()
+                .unwrap()
+                .option(EDE.into())
+                .is_none()
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Stats {
     queries_tcp: AtomicU64,
     cache_hits: AtomicU64,
     upstream_queries: AtomicU64,
+    coalesced: AtomicU64,
+    stale_answers: AtomicU64,
     failures: AtomicU64,
 }
 
@@ -41,6 +43,16 @@ impl Stats {
         self.upstream_queries.fetch_add(1, Relaxed);
     }
 
+    /// A client query that waited for the same question already on its way upstream.
+    pub fn coalesced(&self) {
+        self.coalesced.fetch_add(1, Relaxed);
+    }
+
+    /// An expired answer sent because no upstream answered (RFC 8767).
+    pub fn stale_answer(&self) {
+        self.stale_answers.fetch_add(1, Relaxed);
+    }
+
     /// A SERVFAIL sent because no upstream answered.
     pub fn failure(&self) {
         self.failures.fetch_add(1, Relaxed);
@@ -57,6 +69,8 @@ impl Stats {
             queries_tcp: tcp,
             cache_hits: self.cache_hits.load(Relaxed),
             upstream_queries: self.upstream_queries.load(Relaxed),
+            coalesced: self.coalesced.load(Relaxed),
+            stale_answers: self.stale_answers.load(Relaxed),
             failures: self.failures.load(Relaxed),
         }
     }
@@ -69,15 +83,40 @@ pub struct DaemonCounters {
     pub queries_tcp: u64,
     pub cache_hits: u64,
     pub upstream_queries: u64,
+    pub coalesced: u64,
+    pub stale_answers: u64,
     pub failures: u64,
 }
 
+/// One upstream's counters.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct UpstreamCounters {
+    /// Its URL.
+    pub upstream: String,
+    pub state: UpstreamState,
+    pub queries: u64,
+    /// Queries it did not answer usefully: timeouts, errors, SERVFAIL, REFUSED.
+    pub failures: u64,
+    pub timeouts: u64,
+    /// Smoothed latency; null until it has answered or timed out.
+    pub latency_ms: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamState {
+    Up,
+    /// Failed too many queries in a row; probed until it answers again.
+    Down,
+}
+
 /// The answer to the control socket's `stats` command.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Report {
     /// The XDP program's counters summed over CPUs, by `Counter::name()`; null with --no-xdp.
     pub xdp: Option<BTreeMap<String, u64>>,
     pub daemon: DaemonCounters,
+    pub upstreams: Vec<UpstreamCounters>,
 }
 
 impl Report {
@@ -90,6 +129,8 @@ impl Report {
             ("queries_tcp", d.queries_tcp),
             ("cache_hits", d.cache_hits),
             ("upstream_queries", d.upstream_queries),
+            ("coalesced", d.coalesced),
+            ("stale_answers", d.stale_answers),
             ("failures", d.failures),
         ];
         let xdp: Option<Vec<(&str, u64)>> = self.xdp.as_ref().map(|x| {
@@ -113,6 +154,45 @@ impl Report {
             None => section("xdp: disabled (--no-xdp)", &[]),
         }
         section("daemon", &daemon);
+        out.push_str(&self.upstream_table());
+        out
+    }
+
+    /// One line per upstream, columns aligned.
+    fn upstream_table(&self) -> String {
+        let header = [
+            "upstream",
+            "state",
+            "queries",
+            "failures",
+            "timeouts",
+            "latency_ms",
+        ];
+        let mut rows = vec![header.map(String::from)];
+        for u in &self.upstreams {
+            rows.push([
+                u.upstream.clone(),
+                match u.state {
+                    UpstreamState::Up => "up".into(),
+                    UpstreamState::Down => "down".into(),
+                },
+                u.queries.to_string(),
+                u.failures.to_string(),
+                u.timeouts.to_string(),
+                u.latency_ms.map_or("-".into(), |ms| format!("{ms:.1}")),
+            ]);
+        }
+        let widths: Vec<usize> = (0..header.len())
+            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::from("upstreams\n");
+        for row in rows {
+            let _ = write!(out, "  {:<w$}", row[0], w = widths[0]);
+            for (cell, w) in row.iter().zip(&widths).skip(1) {
+                let _ = write!(out, "  {cell:>w$}");
+            }
+            out.push('\n');
+        }
         out
     }
 }
@@ -129,10 +209,13 @@ mod tests {
         s.query(Transport::Tcp);
         s.cache_hit();
         s.upstream_query();
+        s.coalesced();
+        s.stale_answer();
         s.failure();
         let d = s.snapshot();
         assert_eq!((d.queries, d.queries_udp, d.queries_tcp), (3, 2, 1));
         assert_eq!((d.cache_hits, d.upstream_queries, d.failures), (1, 1, 1));
+        assert_eq!((d.coalesced, d.stale_answers), (1, 1));
     }
 
     #[test]
@@ -140,6 +223,7 @@ mod tests {
         let report = Report {
             xdp: None,
             daemon: Stats::default().snapshot(),
+            upstreams: vec![upstream(Some(1.25))],
         };
         let v: serde_json::Value = serde_json::to_value(&report).unwrap();
         assert!(v["xdp"].is_null());
@@ -148,12 +232,25 @@ mod tests {
             keys,
             [
                 "cache_hits",
+                "coalesced",
                 "failures",
                 "queries",
                 "queries_tcp",
                 "queries_udp",
+                "stale_answers",
                 "upstream_queries"
             ]
+        );
+        assert_eq!(
+            v["upstreams"][0],
+            serde_json::json!({
+                "upstream": "tls://198.18.2.2:853#dns.example",
+                "state": "down",
+                "queries": 12,
+                "failures": 3,
+                "timeouts": 2,
+                "latency_ms": 1.25,
+            })
         );
     }
 
@@ -166,15 +263,38 @@ mod tests {
         let report = Report {
             xdp: Some(xdp),
             daemon: Stats::default().snapshot(),
+            upstreams: vec![upstream(Some(1.5)), upstream(None)],
         };
         let table = report.table();
         assert!(table.starts_with("xdp\n  packets "));
-        let widths: Vec<usize> = table
+        let (counters, upstreams) = table.split_once("upstreams\n").unwrap();
+        let widths: Vec<usize> = counters
             .lines()
             .filter(|l| l.starts_with("  "))
             .map(str::len)
             .collect();
-        assert_eq!(widths.len(), Counter::ALL.len() + 6);
+        assert_eq!(widths.len(), Counter::ALL.len() + 8);
         assert!(widths.iter().all(|&w| w == widths[0]));
+        let lines: Vec<&str> = upstreams.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines.iter().all(|l| l.len() == lines[0].len()),
+            "{upstreams}"
+        );
+        assert!(
+            lines[1].ends_with("  1.5") && lines[2].ends_with("  -"),
+            "{upstreams}"
+        );
+    }
+
+    fn upstream(latency_ms: Option<f64>) -> UpstreamCounters {
+        UpstreamCounters {
+            upstream: "tls://198.18.2.2:853#dns.example".into(),
+            state: UpstreamState::Down,
+            queries: 12,
+            failures: 3,
+            timeouts: 2,
+            latency_ms,
+        }
     }
 }

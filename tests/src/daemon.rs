@@ -55,23 +55,32 @@ impl Daemon {
     /// Starts `dnsxdp run` on the server's client-facing addresses with XDP on its veth and the
     /// topology's upstream, plus `extra` flags, and waits until it answers.
     pub fn start(topo: &Topology, extra: &[&str]) -> Result<Self> {
+        Self::start_with_upstreams(topo, &[&format!("{UPSTREAM_V4}:53")], extra)
+    }
+
+    /// The same with these `--upstream`s instead.
+    pub fn start_with_upstreams(
+        topo: &Topology,
+        upstreams: &[&str],
+        extra: &[&str],
+    ) -> Result<Self> {
         let v4: SocketAddr = format!("{SERVER_V4}:53").parse()?;
         let v6: SocketAddr = format!("[{SERVER_V6}]:53").parse()?;
         let base = std::env::temp_dir().join(format!("dnsxdp-{}", topo.server.name));
         let control = base.with_extension("sock");
         let log = base.with_extension("log");
-        let upstream = format!("{UPSTREAM_V4}:53");
         let mut args = vec![
             "run",
             "--listen",
             "198.18.1.1:53",
             "--listen",
             "[fd00:1::1]:53",
-            "--upstream",
-            &upstream,
             "--log-level",
             "debug",
         ];
+        for upstream in upstreams {
+            args.extend(["--upstream", upstream]);
+        }
         let control_arg = control.to_string_lossy().into_owned();
         args.extend(["--control", &control_arg]);
         if !extra.contains(&"--no-xdp") {
@@ -146,6 +155,16 @@ impl Daemon {
         stats["daemon"][counter]
             .as_u64()
             .with_context(|| format!("no daemon.{counter} in {stats}"))
+    }
+
+    /// The counters of the upstream whose URL is `url`, as `dnsxdp stats --json` shows them.
+    pub fn upstream(&self, url: &str) -> Result<serde_json::Value> {
+        let stats = self.stats()?;
+        stats["upstreams"]
+            .as_array()
+            .and_then(|all| all.iter().find(|u| u["upstream"] == url))
+            .cloned()
+            .with_context(|| format!("no upstream {url} in {stats}"))
     }
 
     /// The kernel cache map of the program this daemon attached to the server's veth.

@@ -5,4 +5,6 @@ pub mod client;
 pub mod daemon;
 pub mod netns;
 pub mod testrun;
+pub mod unbound;
 pub mod upstream;
+pub mod upstreams;

@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "dnsperf",
     "knot-dnsutils",
     "bpftool",
+    "unbound",
 ];
 
 const NIGHTLY: &str = "nightly";

@@ -1,0 +1,179 @@
+//! One upstream's health: its counters, smoothed latency, and whether it is down.
+
+use std::{
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+/// Each latency sample moves the smoothed value by 1/8 of the difference, as TCP's SRTT.
+const SMOOTHING: u32 = 8;
+
+#[derive(Default)]
+pub struct Health {
+    queries: AtomicU64,
+    failures: AtomicU64,
+    timeouts: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    failures_in_a_row: u32,
+    down: bool,
+    srtt: Option<Duration>,
+}
+
+/// What happened to one query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Answered(Duration),
+    /// No usable reply within `Duration`, which counts as that much latency.
+    TimedOut(Duration),
+    /// An error, a mismatched reply, SERVFAIL or REFUSED.
+    Failed,
+}
+
+/// A change of state a query caused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    None,
+    WentDown,
+    CameBack,
+}
+
+pub struct Snapshot {
+    pub queries: u64,
+    pub failures: u64,
+    pub timeouts: u64,
+    pub srtt: Option<Duration>,
+    pub down: bool,
+}
+
+impl Health {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a query. `max_fails` failures in a row take the upstream down (0: never).
+    pub fn record(&self, outcome: Outcome, max_fails: u32) -> Change {
+        self.queries.fetch_add(1, Relaxed);
+        let mut state = self.lock();
+        match outcome {
+            Outcome::Answered(rtt) => {
+                state.sample(rtt);
+                state.failures_in_a_row = 0;
+                // Tried while down (all were) and it answered.
+                if std::mem::take(&mut state.down) {
+                    return Change::CameBack;
+                }
+                Change::None
+            }
+            Outcome::TimedOut(_) | Outcome::Failed => {
+                self.failures.fetch_add(1, Relaxed);
+                if let Outcome::TimedOut(waited) = outcome {
+                    self.timeouts.fetch_add(1, Relaxed);
+                    state.sample(waited);
+                }
+                state.failures_in_a_row = state.failures_in_a_row.saturating_add(1);
+                if max_fails > 0 && state.failures_in_a_row >= max_fails && !state.down {
+                    state.down = true;
+                    return Change::WentDown;
+                }
+                Change::None
+            }
+        }
+    }
+
+    /// A probe answered after `rtt`: up again, its latency measured afresh. Returns whether
+    /// it was down.
+    pub fn recovered(&self, rtt: Duration) -> bool {
+        let mut state = self.lock();
+        let was_down = state.down;
+        *state = State {
+            srtt: Some(rtt),
+            ..State::default()
+        };
+        was_down
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.lock().down
+    }
+
+    pub fn srtt(&self) -> Option<Duration> {
+        self.lock().srtt
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.lock();
+        Snapshot {
+            queries: self.queries.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+            timeouts: self.timeouts.load(Relaxed),
+            srtt: state.srtt,
+            down: state.down,
+        }
+    }
+}
+
+impl State {
+    fn sample(&mut self, rtt: Duration) {
+        self.srtt = Some(match self.srtt {
+            None => rtt,
+            Some(srtt) if rtt > srtt => srtt + (rtt - srtt) / SMOOTHING,
+            Some(srtt) => srtt - (srtt - rtt) / SMOOTHING,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn goes_down_after_max_fails_in_a_row() {
+        let h = Health::default();
+        assert_eq!(h.record(Outcome::Failed, 3), Change::None);
+        assert_eq!(h.record(Outcome::Failed, 3), Change::None);
+        assert_eq!(h.record(Outcome::Answered(MS), 3), Change::None);
+        assert_eq!(h.record(Outcome::Failed, 3), Change::None);
+        assert_eq!(h.record(Outcome::TimedOut(MS), 3), Change::None);
+        assert_eq!(h.record(Outcome::Failed, 3), Change::WentDown);
+        assert!(h.is_down());
+        assert_eq!(h.record(Outcome::Failed, 3), Change::None);
+        let s = h.snapshot();
+        assert_eq!((s.queries, s.failures, s.timeouts), (7, 6, 1));
+        assert_eq!(h.record(Outcome::Answered(MS), 3), Change::CameBack);
+        assert!(!h.is_down());
+    }
+
+    #[test]
+    fn zero_max_fails_never_goes_down() {
+        let h = Health::default();
+        for _ in 0..100 {
+            assert_eq!(h.record(Outcome::Failed, 0), Change::None);
+        }
+        assert!(!h.is_down());
+    }
+
+    #[test]
+    fn latency_is_smoothed_and_timeouts_raise_it() {
+        let h = Health::default();
+        assert_eq!(h.srtt(), None);
+        h.record(Outcome::Answered(80 * MS), 3);
+        assert_eq!(h.srtt(), Some(80 * MS));
+        h.record(Outcome::Answered(Duration::ZERO), 3);
+        assert_eq!(h.srtt(), Some(70 * MS));
+        h.record(Outcome::TimedOut(1000 * MS), 3);
+        assert!(h.srtt().unwrap() > 150 * MS);
+        h.record(Outcome::Failed, 1);
+        assert!(h.recovered(5 * MS));
+        assert!(!h.is_down());
+        assert_eq!(h.srtt(), Some(5 * MS));
+    }
+}
