@@ -88,8 +88,9 @@ pub struct Topology {
     pub server: Netns,
     pub upstream: Netns,
     /// Keeps the XDP_PASS program on the client's veth: without a program there, frames the
-    /// server sends back with XDP_TX are never delivered.
-    _client_xdp: aya::Ebpf,
+    /// server sends back with XDP_TX are never delivered. `None` while a load generator has
+    /// its own program there.
+    client_xdp: Option<aya::Ebpf>,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -122,8 +123,26 @@ impl Topology {
             client,
             server,
             upstream,
-            _client_xdp: client_xdp,
+            client_xdp: Some(client_xdp),
         })
+    }
+
+    /// Detaches the client's XDP_PASS program, so that an AF_XDP load generator (kxdpgun) can
+    /// attach its own: a program attached through a BPF link cannot be replaced.
+    pub fn detach_client_xdp(&mut self) {
+        self.client_xdp = None;
+    }
+
+    /// Attaches the client's XDP_PASS program again, removing whatever program a load generator
+    /// left on the interface.
+    pub fn attach_client_xdp(&mut self) -> Result<()> {
+        self.client_xdp = None;
+        self.client.ip(&["link", "set", "veth0", "xdp", "off"])?;
+        self.client_xdp = Some(
+            self.client
+                .enter(|| crate::testrun::attach_pass("veth0"))??,
+        );
+        Ok(())
     }
 }
 

@@ -66,10 +66,15 @@ pub struct Nsd {
 impl Nsd {
     /// Starts NSD on `ip`:53 inside `ns` and waits until it answers.
     pub fn start(ns: &Netns, ips: &[&str]) -> Result<Self> {
+        Self::start_with_zone(ns, ips, &zone_text())
+    }
+
+    /// The same, serving `zone` (a zone file for `ZONE` that has `ns.ZONE`) instead of the fixture.
+    pub fn start_with_zone(ns: &Netns, ips: &[&str], zone: &str) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("dnsxdp-nsd-{}", ns.name));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
-        fs::write(dir.join("zone"), zone_text())?;
+        fs::write(dir.join("zone"), zone)?;
         let mut conf = String::from("server:\n");
         for ip in ips {
             writeln!(conf, "  ip-address: {ip}")?;
@@ -80,10 +85,13 @@ impl Nsd {
             "  port: 53\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  \
              database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  \
              zonelistfile: \"{d}/zone.list\"\n  logfile: \"{d}/nsd.log\"\n  \
-             minimal-responses: yes\n  server-count: 1\n  verbosity: 1\n\
+             minimal-responses: yes\n  server-count: 1\n  verbosity: 1\n  \
+             rrl-ratelimit: 0\n\
              remote-control:\n  control-enable: no\n\
              zone:\n  name: \"{ZONE}\"\n  zonefile: \"zone\"\n"
         )?;
+        // rrl-ratelimit 0: response rate limiting would drop bursts of negative and wildcard
+        // answers, which the benchmarks send.
         fs::write(dir.join("nsd.conf"), conf)?;
         let child = ns
             .command("nsd")
@@ -97,6 +105,11 @@ impl Nsd {
         let mut nsd = Self { child, dir, addr };
         nsd.wait_ready(ns)?;
         Ok(nsd)
+    }
+
+    /// Process id of NSD's main process (it forks its server processes from it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn wait_ready(&mut self, ns: &Netns) -> Result<()> {

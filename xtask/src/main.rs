@@ -1,4 +1,4 @@
-//! `cargo xtask`: set up the machine, build, run and test dnsxdp.
+//! `cargo xtask`: set up the machine, build, run, test, benchmark and demo dnsxdp.
 
 mod setup;
 
@@ -40,6 +40,19 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Benchmark dnsxdp against Unbound, dnsmasq and Knot Resolver in network namespaces;
+    /// results go to target/bench/<time>/ (needs root).
+    Bench {
+        /// A few seconds per scenario: a smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// More arguments for the bench, e.g. `--server unbound` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Start dnsxdp in a sandbox of network namespaces and show it answering from XDP; stays
+    /// up until Ctrl-C (needs root).
+    Demo,
 }
 
 fn main() -> Result<()> {
@@ -73,7 +86,36 @@ fn main() -> Result<()> {
             }
             cargo(&test, false)
         }
+        Task::Bench { quick, args } => {
+            let mut bench = vec!["bench".to_owned()];
+            if quick {
+                bench.push("--quick".into());
+            }
+            bench.extend(args);
+            sandbox(&bench)
+        }
+        Task::Demo => sandbox(&["demo".to_owned()]),
     }
+}
+
+/// Runs the bench/demo binary of the tests crate, which drives the release dnsxdp binary.
+/// It replaces this process, so that Ctrl-C reaches only the binary, which then tears its
+/// namespaces down.
+fn sandbox(args: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!("the sandbox creates network namespaces and attaches XDP programs: run as root");
+    }
+    setup::ensure()?;
+    cargo(&["build", "--package", "dnsxdp"], true)?;
+    let root = workspace_root();
+    let err = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["run", "--quiet", "--release", "--package", "dnsxdp-tests"])
+        .args(["--bin", "dnsxdp-bench", "--"])
+        .args(args)
+        .env("DNSXDP_BIN", target_dir(&root).join("release/dnsxdp"))
+        .current_dir(&root)
+        .exec();
+    Err(err).context("exec cargo run")
 }
 
 fn cargo(args: &[&str], release: bool) -> Result<()> {
@@ -87,6 +129,11 @@ fn cargo(args: &[&str], release: bool) -> Result<()> {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// Where cargo puts what it builds.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 fn is_root() -> bool {

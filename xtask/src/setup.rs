@@ -13,8 +13,9 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 /// Debian packages the tests use: namespaces and veth (iproute2), offload settings (ethtool),
-/// the authoritative upstream (nsd), clients and load generators (dig, dnsperf, kxdpgun) and
-/// map inspection (bpftool).
+/// the authoritative upstream (nsd), clients and load generators (dig, dnsperf, kxdpgun), map
+/// inspection (bpftool), and the servers the bench compares with (unbound, dnsmasq,
+/// knot-resolver).
 const PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
@@ -24,6 +25,20 @@ const PACKAGES: &[&str] = &[
     "knot-dnsutils",
     "bpftool",
     "unbound",
+    "dnsmasq",
+    "knot-resolver",
+];
+
+/// Services Debian starts on install; the tests and the bench start their own in namespaces,
+/// and one on the host would also hold port 53.
+const SERVICES: &[(&str, &[&str])] = &[
+    ("nsd", &["nsd"]),
+    ("unbound", &["unbound", "unbound-resolvconf"]),
+    ("dnsmasq", &["dnsmasq"]),
+    (
+        "knot-resolver",
+        &["kresd.target", "kresd@1", "kres-cache-gc"],
+    ),
 ];
 
 const NIGHTLY: &str = "nightly";
@@ -171,13 +186,21 @@ fn install_packages(packages: &[&str]) -> Result<()> {
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
     args.extend(packages);
     run_cmd("apt-get", &args, &env)?;
-    // Debian starts nsd on install; the tests start their own in namespaces.
-    if packages.contains(&"nsd") {
-        let _ = Command::new("systemctl")
-            .args(["disable", "--now", "nsd"])
-            .status();
+    for (package, services) in SERVICES {
+        if packages.contains(package) {
+            services.iter().for_each(|s| stop_service(s));
+        }
     }
     Ok(())
+}
+
+/// Stops and disables a service; best effort, as containers often run no systemd.
+fn stop_service(service: &str) {
+    let _ = Command::new("systemctl")
+        .args(["disable", "--now", service])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn package_installed(name: &str) -> bool {
