@@ -4,6 +4,7 @@
 //! plain byte logic so the host can unit-test and fuzz it.
 #![no_std]
 
+pub mod acl;
 pub mod checksum;
 pub mod entry;
 pub mod maps;

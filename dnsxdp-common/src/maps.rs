@@ -128,9 +128,17 @@ pub enum Counter {
     PassTooBig,
     /// Passed: truncated or ill-formed.
     PassMalformed,
+    /// Dropped: the client is denied.
+    DeniedDropped,
+    /// Answered REFUSED: the client is denied.
+    DeniedRefused,
+    /// Dropped: the client is over its rate limit.
+    LimitedDropped,
+    /// Answered with TC=1 (a slip): the client is over its rate limit.
+    LimitedSlipped,
 }
 
-pub const COUNTER_COUNT: u32 = 9;
+pub const COUNTER_COUNT: u32 = 13;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -143,6 +151,10 @@ impl Counter {
         Counter::PassEdns,
         Counter::PassTooBig,
         Counter::PassMalformed,
+        Counter::DeniedDropped,
+        Counter::DeniedRefused,
+        Counter::LimitedDropped,
+        Counter::LimitedSlipped,
     ];
 
     /// Name used in `dnsxdp stats`.
@@ -157,6 +169,10 @@ impl Counter {
             Counter::PassEdns => "pass_edns",
             Counter::PassTooBig => "pass_too_big",
             Counter::PassMalformed => "pass_malformed",
+            Counter::DeniedDropped => "denied_dropped",
+            Counter::DeniedRefused => "denied_refused",
+            Counter::LimitedDropped => "limited_dropped",
+            Counter::LimitedSlipped => "limited_slipped",
         }
     }
 }

@@ -7,10 +7,13 @@
 // For `bounds::opaque`.
 #![feature(asm_experimental_arch)]
 
+mod access;
+mod bare_reply;
 mod bounds;
 mod counters;
 mod packet;
 mod parse;
+mod ratelimit;
 mod reply;
 
 use core::{
@@ -56,6 +59,10 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
     let Some(frame) = frame.forget() else {
         return xdp_action::XDP_PASS;
     };
+    let action = access::check(&ctx, &frame);
+    if action != access::SERVE {
+        return action;
+    }
 
     let mut key = MaybeUninit::<Aligned<CacheKey>>::uninit();
     let words = key.as_mut_ptr().cast::<u64>();

@@ -4,7 +4,10 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{config::Settings, duration, upstream::strategy::Strategy};
+use crate::{
+    acl::DenyAction, config::Settings, duration, ratelimit::LimitAction,
+    upstream::strategy::Strategy,
+};
 
 /// Where `run` listens for control commands and `stats` finds the daemon.
 pub const DEFAULT_CONTROL: &str = "/run/dnsxdp/control.sock";
@@ -23,12 +26,15 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the forwarder.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the counters of a running daemon.
     Stats(StatsArgs),
+    /// Make a running daemon read its config file again and apply its ACL and rate limits
+    /// (as SIGHUP does).
+    Reload(ReloadArgs),
 }
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Clone, Debug, Default)]
 pub struct RunArgs {
     /// TOML file with the same keys as these flags (e.g. `cache-size = 10000`); flags win.
     #[arg(long, value_name = "FILE")]
@@ -87,6 +93,35 @@ pub struct RunArgs {
     /// Control socket path [default: /run/dnsxdp/control.sock].
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Client prefix that may query (repeatable); replaces the default list
+    /// [default: loopback, RFC 1918, link-local and unique local addresses].
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<String>,
+    /// Client prefix that may not query (repeatable); the most specific prefix wins.
+    #[arg(long, value_name = "CIDR")]
+    pub deny: Vec<String>,
+    /// What a denied query gets: nothing, or a REFUSED answer [default: drop].
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub acl_action: Option<DenyAction>,
+    /// Queries a second each client prefix may send; no limit unless given.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ratelimit_qps: Option<u32>,
+    /// Queries a client prefix may send at once after a pause [default: --ratelimit-qps].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ratelimit_burst: Option<u32>,
+    /// Length of the IPv4 client prefixes that share a limit [default: 32].
+    #[arg(long, value_name = "BITS", value_parser = clap::value_parser!(u8).range(0..=32))]
+    pub ratelimit_v4_prefix: Option<u8>,
+    /// Length of the IPv6 client prefixes that share a limit [default: 64].
+    #[arg(long, value_name = "BITS", value_parser = clap::value_parser!(u8).range(0..=128))]
+    pub ratelimit_v6_prefix: Option<u8>,
+    /// What a query over the limit gets: drop, or slip:N (every Nth gets a TC=1 answer so a
+    /// real client can retry over TCP) [default: drop].
+    #[arg(long, value_name = "ACTION")]
+    pub ratelimit_action: Option<LimitAction>,
+    /// Client prefix the rate limit does not apply to (repeatable).
+    #[arg(long, value_name = "CIDR")]
+    pub ratelimit_exempt: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +129,16 @@ pub struct StatsArgs {
     /// Print the daemon's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Instead of the counters, the N client prefixes the rate limit stopped most often.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10")]
+    pub top: Option<usize>,
+    /// Control socket of the daemon.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+    pub control: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ReloadArgs {
     /// Control socket of the daemon.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
     pub control: PathBuf,
@@ -153,6 +198,15 @@ impl RunArgs {
             max_ttl: self.max_ttl,
             log_level: self.log_level,
             control: self.control.clone(),
+            allow: list(&self.allow),
+            deny: list(&self.deny),
+            acl_action: self.acl_action,
+            ratelimit_qps: self.ratelimit_qps,
+            ratelimit_burst: self.ratelimit_burst,
+            ratelimit_v4_prefix: self.ratelimit_v4_prefix,
+            ratelimit_v6_prefix: self.ratelimit_v6_prefix,
+            ratelimit_action: self.ratelimit_action,
+            ratelimit_exempt: list(&self.ratelimit_exempt),
         }
     }
 }

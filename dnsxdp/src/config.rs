@@ -12,9 +12,12 @@ use anyhow::{Context as _, bail};
 use clap::ValueEnum;
 
 use crate::{
+    access::AccessPolicy,
+    acl::DenyAction,
     cli::{DEFAULT_CONTROL, LogLevel, RunArgs, XdpMode},
     duration,
     local_addrs::is_this_host,
+    ratelimit::LimitAction,
     upstream::{pool::PoolSettings, spec::UpstreamSpec, strategy::Strategy},
 };
 
@@ -45,6 +48,15 @@ pub struct Settings {
     pub max_ttl: Option<u32>,
     pub log_level: Option<LogLevel>,
     pub control: Option<PathBuf>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub acl_action: Option<DenyAction>,
+    pub ratelimit_qps: Option<u32>,
+    pub ratelimit_burst: Option<u32>,
+    pub ratelimit_v4_prefix: Option<u8>,
+    pub ratelimit_v6_prefix: Option<u8>,
+    pub ratelimit_action: Option<LimitAction>,
+    pub ratelimit_exempt: Option<Vec<String>>,
 }
 
 /// The validated settings the daemon runs with.
@@ -66,6 +78,8 @@ pub struct Config {
     pub max_ttl: u32,
     pub log_level: LogLevel,
     pub control: PathBuf,
+    /// ACL and rate limit: what a reload changes.
+    pub access: AccessPolicy,
 }
 
 impl Settings {
@@ -88,6 +102,15 @@ impl Settings {
             max_ttl: self.max_ttl.or(fallback.max_ttl),
             log_level: self.log_level.or(fallback.log_level),
             control: self.control.or(fallback.control),
+            allow: self.allow.or(fallback.allow),
+            deny: self.deny.or(fallback.deny),
+            acl_action: self.acl_action.or(fallback.acl_action),
+            ratelimit_qps: self.ratelimit_qps.or(fallback.ratelimit_qps),
+            ratelimit_burst: self.ratelimit_burst.or(fallback.ratelimit_burst),
+            ratelimit_v4_prefix: self.ratelimit_v4_prefix.or(fallback.ratelimit_v4_prefix),
+            ratelimit_v6_prefix: self.ratelimit_v6_prefix.or(fallback.ratelimit_v6_prefix),
+            ratelimit_action: self.ratelimit_action.or(fallback.ratelimit_action),
+            ratelimit_exempt: self.ratelimit_exempt.or(fallback.ratelimit_exempt),
         }
     }
 
@@ -138,6 +161,28 @@ impl Settings {
                 "max-ttl" => s.max_ttl = Some(positive(value).ok_or_else(|| bad(COUNT))?),
                 "log-level" => s.log_level = Some(choice(value).ok_or_else(|| bad(LOG_LEVELS))?),
                 "control" => s.control = Some(value.as_str().ok_or_else(|| bad("a path"))?.into()),
+                "allow" => s.allow = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
+                "deny" => s.deny = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
+                "acl-action" => s.acl_action = Some(choice(value).ok_or_else(|| bad(ACL_ACTIONS))?),
+                "ratelimit-qps" => {
+                    s.ratelimit_qps = Some(positive(value).ok_or_else(|| bad(COUNT))?)
+                }
+                "ratelimit-burst" => {
+                    s.ratelimit_burst = Some(positive(value).ok_or_else(|| bad(COUNT))?);
+                }
+                "ratelimit-v4-prefix" => {
+                    s.ratelimit_v4_prefix = Some(bits(value, 32).ok_or_else(|| bad(V4_BITS))?);
+                }
+                "ratelimit-v6-prefix" => {
+                    s.ratelimit_v6_prefix = Some(bits(value, 128).ok_or_else(|| bad(V6_BITS))?);
+                }
+                "ratelimit-action" => {
+                    let action = value.as_str().and_then(|a| a.parse().ok());
+                    s.ratelimit_action = Some(action.ok_or_else(|| bad(LIMIT_ACTIONS))?);
+                }
+                "ratelimit-exempt" => {
+                    s.ratelimit_exempt = Some(strings(value).ok_or_else(|| bad(STRINGS))?);
+                }
                 _ => return Err(format!("unknown key `{key}`")),
             }
         }
@@ -152,6 +197,10 @@ const COUNT_OR_ZERO: &str = "an integer from 0 to 4294967295";
 const STRATEGIES: &str = "one of round-robin, weighted, fastest, ordered";
 const XDP_MODES: &str = "one of auto, native, skb";
 const LOG_LEVELS: &str = "one of error, warn, info, debug, trace";
+const ACL_ACTIONS: &str = "one of drop, refuse";
+const LIMIT_ACTIONS: &str = "drop or slip:N";
+const V4_BITS: &str = "an integer from 0 to 32";
+const V6_BITS: &str = "an integer from 0 to 128";
 
 fn strings(value: &toml::Value) -> Option<Vec<String>> {
     match value {
@@ -171,6 +220,11 @@ fn positive(value: &toml::Value) -> Option<u32> {
 
 fn count(value: &toml::Value) -> Option<u32> {
     u32::try_from(value.as_integer()?).ok()
+}
+
+/// A prefix length of at most `max` bits.
+fn bits(value: &toml::Value, max: u8) -> Option<u8> {
+    u8::try_from(value.as_integer()?).ok().filter(|&b| b <= max)
 }
 
 /// A duration string, or a number of seconds.
@@ -213,6 +267,7 @@ impl Config {
         local: &[IpAddr],
         resolv_conf: impl FnOnce() -> io::Result<String>,
     ) -> anyhow::Result<Config> {
+        let access = AccessPolicy::from_settings(&s).map_err(anyhow::Error::msg)?;
         let no_xdp = s.no_xdp.unwrap_or(false);
         let ifaces = s.iface.unwrap_or_default();
         if !no_xdp && ifaces.is_empty() {
@@ -273,6 +328,7 @@ impl Config {
             max_ttl: s.max_ttl.unwrap_or(DEFAULT_MAX_TTL),
             log_level: s.log_level.unwrap_or_default(),
             control: s.control.unwrap_or_else(|| DEFAULT_CONTROL.into()),
+            access,
         })
     }
 }
@@ -457,6 +513,94 @@ mod tests {
             let e = Config::resolve(settings, &[], no_resolv_conf).unwrap_err();
             assert_eq!(e.to_string(), format!("{key}: must be more than 0"));
         }
+    }
+
+    #[test]
+    fn access_keys_parse_and_are_checked() {
+        let s = Settings::from_toml(
+            r#"
+            no-xdp = true
+            upstream = "198.18.0.2"
+            allow = ["198.18.0.0/15", "fd00::/8"]
+            deny = "198.18.1.50"
+            acl-action = "refuse"
+            ratelimit-qps = 20
+            ratelimit-burst = 40
+            ratelimit-v4-prefix = 24
+            ratelimit-v6-prefix = 56
+            ratelimit-action = "slip:2"
+            ratelimit-exempt = ["198.18.1.2/32"]
+            "#,
+        )
+        .unwrap();
+        let c = Config::resolve(s, &[], no_resolv_conf).unwrap();
+        let a = &c.access;
+        assert_eq!(a.deny, DenyAction::Refuse);
+        let limit = a.limit.unwrap();
+        assert_eq!((limit.qps, limit.burst), (20, 40));
+        assert_eq!((limit.v4_prefix, limit.v6_prefix), (24, 56));
+        assert_eq!(limit.action, LimitAction::Slip(2));
+        assert_eq!(a.exempt, ["198.18.1.2/32".parse().unwrap()]);
+        assert!(a.acl.allows("198.18.1.2".parse().unwrap()));
+        assert!(!a.acl.allows("198.18.1.50".parse().unwrap()));
+
+        for (line, error) in [
+            (
+                "ratelimit-v4-prefix = 33",
+                "ratelimit-v4-prefix: expected an integer from 0 to 32",
+            ),
+            (
+                "ratelimit-action = \"slip:0\"",
+                "ratelimit-action: expected drop or slip:N",
+            ),
+            (
+                "acl-action = \"reject\"",
+                "acl-action: expected one of drop, refuse",
+            ),
+            (
+                "ratelimit-qps = 0",
+                "ratelimit-qps: expected an integer from 1",
+            ),
+        ] {
+            let e = Settings::from_toml(line).unwrap_err();
+            assert!(e.starts_with(error), "{e}");
+        }
+        let resolve = |text: &str| {
+            let s =
+                Settings::from_toml(&format!("no-xdp = true\nupstream = \"198.18.0.2\"\n{text}"));
+            Config::resolve(s.unwrap(), &[], no_resolv_conf).map(|_| ())
+        };
+        for (text, error) in [
+            (
+                "allow = \"10.0.0.1/8\"",
+                "allow: invalid prefix '10.0.0.1/8': bits set past /8",
+            ),
+            ("deny = \"nowhere\"", "deny: invalid prefix 'nowhere'"),
+            (
+                "ratelimit-burst = 5",
+                "ratelimit-burst: there is no rate limit",
+            ),
+            (
+                "allow = \"10.0.0.0/8\"\ndeny = \"10.0.0.0/8\"",
+                "10.0.0.0/8 is both allowed and denied",
+            ),
+        ] {
+            let e = resolve(text).unwrap_err().to_string();
+            assert!(e.starts_with(error) && !e.contains('\n'), "{e}");
+        }
+        let c = Config::resolve(
+            Settings {
+                no_xdp: Some(true),
+                upstream: Some(vec!["198.18.0.2".into()]),
+                ..Default::default()
+            },
+            &[],
+            no_resolv_conf,
+        )
+        .unwrap();
+        assert_eq!(c.access.limit, None);
+        assert_eq!(c.access.deny, DenyAction::Drop);
+        assert!(c.access.acl.allows("192.168.0.1".parse().unwrap()));
     }
 
     #[test]

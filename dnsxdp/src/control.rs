@@ -13,10 +13,12 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader},
     net::{UnixListener, UnixStream},
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
-    stats::{Report, Stats},
+    access::{Access, LimitedClient},
+    reload::Reloader,
+    stats::{Report, Stats, with_allowed},
     upstream::pool::Pool,
     xdp::XdpMaps,
 };
@@ -26,6 +28,18 @@ use crate::{
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Stats,
+    /// The `count` client prefixes the rate limit stopped most often.
+    Top {
+        count: usize,
+    },
+    /// Read the config file again and apply its ACL and rate limit.
+    Reload,
+}
+
+/// The reply to `Reload`: the access settings now in force.
+#[derive(Serialize, Deserialize, Debug)]
+struct Reloaded {
+    reloaded: String,
 }
 
 /// The reply to a request that failed.
@@ -39,12 +53,18 @@ pub struct State {
     pub stats: Arc<Stats>,
     pub xdp: Option<Arc<XdpMaps>>,
     pub upstreams: Arc<Pool>,
+    pub access: Arc<Access>,
+    pub reloader: Arc<Reloader>,
 }
 
 impl State {
     fn report(&self) -> anyhow::Result<Report> {
         Ok(Report {
-            xdp: self.xdp.as_ref().map(|x| x.counters()).transpose()?,
+            xdp: self
+                .xdp
+                .as_ref()
+                .map(|x| x.counters().map(with_allowed))
+                .transpose()?,
             daemon: self.stats.snapshot(),
             upstreams: self.upstreams.counters(),
         })
@@ -55,6 +75,14 @@ impl State {
             .map_err(|e| anyhow!("bad request: {e}"))
             .and_then(|request| match request {
                 Request::Stats => Ok(serde_json::to_value(self.report()?)?),
+                Request::Top { count } => Ok(serde_json::to_value(self.access.top(count)?)?),
+                Request::Reload => {
+                    let reloaded = self.reloader.reload().inspect_err(|e| {
+                        warn!("reload failed, the rules in force are kept: {e:#}");
+                    })?;
+                    info!("reloaded: {reloaded}");
+                    Ok(serde_json::to_value(Reloaded { reloaded })?)
+                }
             });
         match reply {
             Ok(value) => value.to_string(),
@@ -173,6 +201,32 @@ pub fn print_stats(path: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `dnsxdp stats --top N`: the client prefixes the rate limit stopped most often.
+pub fn print_top(path: &Path, count: usize, json: bool) -> anyhow::Result<()> {
+    let reply = ask(path, &Request::Top { count })?;
+    let top: Vec<LimitedClient> =
+        serde_json::from_str(&reply).context("the daemon's top reply is not valid")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&top)?);
+        return Ok(());
+    }
+    let width = top.iter().map(|c| c.prefix.len()).max().unwrap_or(0).max(6);
+    println!("{:<width$}  limited", "prefix");
+    for c in &top {
+        println!("{:<width$}  {:>7}", c.prefix, c.limited);
+    }
+    Ok(())
+}
+
+/// `dnsxdp reload`: has the daemon apply its config file's ACL and rate limit again.
+pub fn reload(path: &Path) -> anyhow::Result<()> {
+    let reply = ask(path, &Request::Reload)?;
+    let Reloaded { reloaded } =
+        serde_json::from_str(&reply).context("the daemon's reload reply is not valid")?;
+    println!("reloaded: {reloaded}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,11 +239,47 @@ mod tests {
             retries: 2,
         };
         let upstream = crate::upstream::spec::UpstreamSpec::parse("198.18.0.2").unwrap();
+        let args = crate::cli::RunArgs {
+            no_xdp: true,
+            upstream: vec!["198.18.0.2".into()],
+            ratelimit_qps: Some(10),
+            ..Default::default()
+        };
+        let config =
+            crate::config::Config::resolve(args.settings(), &[], || unreachable!()).unwrap();
+        let stats = Arc::new(Stats::default());
+        let tables = Box::new(crate::access::memory::MemoryTables::default());
+        let access = Arc::new(Access::new(tables, &config.access, vec![], stats.clone()).unwrap());
         State {
-            stats: Arc::new(Stats::default()),
+            stats,
             xdp: None,
             upstreams: Arc::new(Pool::new(vec![upstream], settings, None).unwrap()),
+            access: access.clone(),
+            reloader: Arc::new(Reloader::new(args, config, access)),
         }
+    }
+
+    #[test]
+    fn top_lists_limited_clients_and_reload_describes_the_rules() {
+        let state = state();
+        let query = [0u8; 12];
+        let peer = "192.168.1.9".parse().unwrap();
+        // 10 queries a second, bursts of 10, and as many again over TCP.
+        for _ in 0..25 {
+            state.access.screen(&query, peer, crate::access::Via::Tcp);
+        }
+        let reply = state.answer(r#"{"cmd":"top","count":5}"#);
+        let top: Vec<LimitedClient> = serde_json::from_str(&reply).unwrap();
+        assert_eq!(
+            top,
+            [LimitedClient {
+                prefix: "192.168.1.9/32".into(),
+                limited: 5
+            }]
+        );
+        let reply = state.answer(r#"{"cmd":"reload"}"#);
+        let Reloaded { reloaded } = serde_json::from_str(&reply).unwrap();
+        assert!(reloaded.contains("10 queries/s"), "{reloaded}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `dnsxdp run`: start everything, serve until SIGINT/SIGTERM, take it all down.
+//! `dnsxdp run`: start everything, serve until SIGINT/SIGTERM (reloading the access rules on
+//! SIGHUP), take it all down.
 
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
@@ -10,9 +11,13 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
+    access::{Access, Tables, memory::MemoryTables},
+    cli::RunArgs,
     config::Config,
     control::{ControlSocket, State},
     duration,
+    local_addrs::if_index,
+    reload::Reloader,
     resolver::{Resolver, ResolverSettings},
     server,
     stats::Stats,
@@ -23,11 +28,13 @@ use crate::{
 /// How often SERVED is brought in line with the host's addresses.
 const SERVED_REFRESH: Duration = Duration::from_secs(5);
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the daemon `args` configured as `config`; `args` are kept for reloads.
+pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     // Installed first so a signal during the seconds the verifier may take still shuts down
-    // cleanly once startup is done.
+    // cleanly (or, SIGHUP, reloads instead of killing) once startup is done.
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     if config.xdp_mode.is_some() {
         xdp::check_ifaces(&config.ifaces)?;
         xdp::check_privileges()?;
@@ -44,21 +51,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )?);
     let bound = server::bind(&config.listen)?;
     let control = ControlSocket::bind(&config.control)?;
-    let attached = match config.xdp_mode {
-        Some(mode) => Some(xdp::attach(
-            &config.ifaces,
-            mode,
-            config.cache_size,
-            &config.listen,
-        )?),
+    let (attached, tables, xdp_ifaces): (_, Box<dyn Tables>, _) = match config.xdp_mode {
+        Some(mode) => {
+            let (attached, tables) = xdp::attach(
+                &config.ifaces,
+                mode,
+                config.cache_size,
+                &config.listen,
+                &config.access,
+            )?;
+            let ifaces = config.ifaces.iter().filter_map(|i| if_index(i)).collect();
+            (Some(attached), Box::new(tables), ifaces)
+        }
         None => {
             info!("XDP disabled: answering everything from userspace");
-            None
+            (None, Box::new(MemoryTables::default()), Vec::new())
         }
     };
     let kernel = attached.as_ref().map(|a| a.maps.clone());
 
     let stats = Arc::new(Stats::default());
+    let access = Arc::new(Access::new(
+        tables,
+        &config.access,
+        xdp_ifaces,
+        stats.clone(),
+    )?);
+    info!("access: {}", config.access.summary());
     let cache_size = NonZeroUsize::new(config.cache_size as usize).context("cache size is 0")?;
     let settings = ResolverSettings {
         cache_size,
@@ -76,7 +95,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tasks.spawn(pool.clone().probe_down());
     for b in bound {
         let addr = b.addr();
-        b.serve(resolver.clone(), &mut tasks)
+        b.serve(resolver.clone(), access.clone(), &mut tasks)
             .with_context(|| format!("serving {addr}"))?;
         info!("listening on {addr} (UDP and TCP)");
     }
@@ -109,10 +128,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         });
     }
+    let reloader = Arc::new(Reloader::new(args, config.clone(), access.clone()));
+    let on_sighup = reloader.clone();
+    tasks.spawn(async move {
+        while sighup.recv().await.is_some() {
+            match on_sighup.reload() {
+                Ok(rules) => info!("SIGHUP: reloaded: {rules}"),
+                Err(e) => warn!("SIGHUP: reload failed, the rules in force are kept: {e:#}"),
+            }
+        }
+    });
     let state = Arc::new(State {
         stats,
         xdp: kernel,
         upstreams: pool,
+        access,
+        reloader,
     });
     info!("control socket at {}", config.control.display());
     tokio::select! {

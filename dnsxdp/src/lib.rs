@@ -1,5 +1,7 @@
 //! dnsxdp: a caching DNS forwarder whose cache hits are answered by an XDP program.
 
+pub mod access;
+pub mod acl;
 pub mod answer;
 pub mod cache;
 pub mod cli;
@@ -11,6 +13,8 @@ pub mod duration;
 pub mod flight;
 pub mod local_addrs;
 pub mod query;
+pub mod ratelimit;
+pub mod reload;
 pub mod reply;
 pub mod resolv_conf;
 pub mod resolver;

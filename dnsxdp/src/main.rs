@@ -19,7 +19,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Stats(args) => control::print_stats(&args.control, args.json),
+        Command::Stats(args) => match args.top {
+            Some(count) => control::print_top(&args.control, count, args.json),
+            None => control::print_stats(&args.control, args.json),
+        },
+        Command::Reload(args) => control::reload(&args.control),
         Command::Run(args) => {
             let local = local_addrs::local_addrs()?;
             let config = Config::resolve(config::settings(&args)?, &local, || {
@@ -30,7 +34,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
                 .init();
-            tokio::runtime::Runtime::new()?.block_on(daemon::run(config))
+            tokio::runtime::Runtime::new()?.block_on(daemon::run(config, *args))
         }
     }
 }

@@ -21,6 +21,11 @@ pub struct Stats {
     coalesced: AtomicU64,
     stale_answers: AtomicU64,
     failures: AtomicU64,
+    allowed: AtomicU64,
+    denied_dropped: AtomicU64,
+    denied_refused: AtomicU64,
+    limited_dropped: AtomicU64,
+    limited_slipped: AtomicU64,
 }
 
 impl Stats {
@@ -58,6 +63,29 @@ impl Stats {
         self.failures.fetch_add(1, Relaxed);
     }
 
+    /// A query the ACL and the rate limit let through.
+    pub fn allowed(&self) {
+        self.allowed.fetch_add(1, Relaxed);
+    }
+
+    /// A query from a denied client, answered REFUSED or dropped.
+    pub fn denied(&self, refused: bool) {
+        match refused {
+            true => &self.denied_refused,
+            false => &self.denied_dropped,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// A query over its client's rate limit, answered with TC=1 or dropped.
+    pub fn limited(&self, slipped: bool) {
+        match slipped {
+            true => &self.limited_slipped,
+            false => &self.limited_dropped,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
     pub fn snapshot(&self) -> DaemonCounters {
         let (udp, tcp) = (
             self.queries_udp.load(Relaxed),
@@ -72,6 +100,11 @@ impl Stats {
             coalesced: self.coalesced.load(Relaxed),
             stale_answers: self.stale_answers.load(Relaxed),
             failures: self.failures.load(Relaxed),
+            allowed: self.allowed.load(Relaxed),
+            denied_dropped: self.denied_dropped.load(Relaxed),
+            denied_refused: self.denied_refused.load(Relaxed),
+            limited_dropped: self.limited_dropped.load(Relaxed),
+            limited_slipped: self.limited_slipped.load(Relaxed),
         }
     }
 }
@@ -86,6 +119,12 @@ pub struct DaemonCounters {
     pub coalesced: u64,
     pub stale_answers: u64,
     pub failures: u64,
+    /// Queries screened by the daemon (TCP, and UDP the XDP program did not see), by outcome.
+    pub allowed: u64,
+    pub denied_dropped: u64,
+    pub denied_refused: u64,
+    pub limited_dropped: u64,
+    pub limited_slipped: u64,
 }
 
 /// One upstream's counters.
@@ -110,6 +149,27 @@ pub enum UpstreamState {
     Down,
 }
 
+/// The XDP counter of packets to us that the ACL and the rate limit let through; not counted
+/// by the program but derived by `with_allowed`.
+pub const XDP_ALLOWED: &str = "allowed";
+
+/// The XDP program's counters with `XDP_ALLOWED` added: every packet to us is allowed, denied
+/// or limited.
+pub fn with_allowed(mut xdp: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    let stopped: u64 = [
+        Counter::DeniedDropped,
+        Counter::DeniedRefused,
+        Counter::LimitedDropped,
+        Counter::LimitedSlipped,
+    ]
+    .iter()
+    .filter_map(|c| xdp.get(c.name()))
+    .sum();
+    let packets = xdp.get(Counter::Packets.name()).copied().unwrap_or(0);
+    xdp.insert(XDP_ALLOWED.into(), packets.saturating_sub(stopped));
+    xdp
+}
+
 /// The answer to the control socket's `stats` command.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Report {
@@ -132,11 +192,18 @@ impl Report {
             ("coalesced", d.coalesced),
             ("stale_answers", d.stale_answers),
             ("failures", d.failures),
+            ("allowed", d.allowed),
+            ("denied_dropped", d.denied_dropped),
+            ("denied_refused", d.denied_refused),
+            ("limited_dropped", d.limited_dropped),
+            ("limited_slipped", d.limited_slipped),
         ];
         let xdp: Option<Vec<(&str, u64)>> = self.xdp.as_ref().map(|x| {
             Counter::ALL
                 .iter()
-                .map(|c| (c.name(), x.get(c.name()).copied().unwrap_or(0)))
+                .map(|c| c.name())
+                .chain([XDP_ALLOWED])
+                .map(|name| (name, x.get(name).copied().unwrap_or(0)))
                 .collect()
         });
         let rows = daemon.iter().chain(xdp.iter().flatten());
@@ -212,10 +279,16 @@ mod tests {
         s.coalesced();
         s.stale_answer();
         s.failure();
+        s.allowed();
+        s.denied(true);
+        s.limited(false);
+        s.limited(false);
         let d = s.snapshot();
         assert_eq!((d.queries, d.queries_udp, d.queries_tcp), (3, 2, 1));
         assert_eq!((d.cache_hits, d.upstream_queries, d.failures), (1, 1, 1));
         assert_eq!((d.coalesced, d.stale_answers), (1, 1));
+        assert_eq!((d.allowed, d.denied_refused, d.denied_dropped), (1, 1, 0));
+        assert_eq!((d.limited_dropped, d.limited_slipped), (2, 0));
     }
 
     #[test]
@@ -231,9 +304,14 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "allowed",
                 "cache_hits",
                 "coalesced",
+                "denied_dropped",
+                "denied_refused",
                 "failures",
+                "limited_dropped",
+                "limited_slipped",
                 "queries",
                 "queries_tcp",
                 "queries_udp",
@@ -256,10 +334,12 @@ mod tests {
 
     #[test]
     fn table_is_aligned() {
-        let xdp = Counter::ALL
-            .iter()
-            .map(|c| (c.name().to_string(), 7))
-            .collect();
+        let xdp = with_allowed(
+            Counter::ALL
+                .iter()
+                .map(|c| (c.name().to_string(), 7))
+                .collect(),
+        );
         let report = Report {
             xdp: Some(xdp),
             daemon: Stats::default().snapshot(),
@@ -273,7 +353,7 @@ mod tests {
             .filter(|l| l.starts_with("  "))
             .map(str::len)
             .collect();
-        assert_eq!(widths.len(), Counter::ALL.len() + 8);
+        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 13);
         assert!(widths.iter().all(|&w| w == widths[0]));
         let lines: Vec<&str> = upstreams.lines().collect();
         assert_eq!(lines.len(), 3);
@@ -285,6 +365,16 @@ mod tests {
             lines[1].ends_with("  1.5") && lines[2].ends_with("  -"),
             "{upstreams}"
         );
+    }
+
+    #[test]
+    fn allowed_is_what_was_neither_denied_nor_limited() {
+        let mut xdp: BTreeMap<String, u64> = Counter::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), 1))
+            .collect();
+        xdp.insert("packets".into(), 10);
+        assert_eq!(with_allowed(xdp)[XDP_ALLOWED], 6);
     }
 
     fn upstream(latency_ms: Option<f64>) -> UpstreamCounters {

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     EBPF_OBJECT,
+    access::{AccessPolicy, Tables as _, kernel::KernelTables},
     cli::XdpMode,
     local_addrs::{if_index, local_addrs},
 };
@@ -64,14 +65,16 @@ pub fn check_privileges() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the program with a CACHE of `cache_size` entries, fills SERVED for `listen`, and
-/// attaches to each interface in `mode`.
+/// Loads the program with a CACHE of `cache_size` entries, fills SERVED for `listen` and the
+/// access maps for `access`, and attaches to each interface in `mode`. Returns the access maps
+/// too.
 pub fn attach(
     ifaces: &[String],
     mode: XdpMode,
     cache_size: u32,
     listen: &[SocketAddr],
-) -> anyhow::Result<Attached> {
+    access: &AccessPolicy,
+) -> anyhow::Result<(Attached, KernelTables)> {
     raise_memlock_limit();
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_CACHE, cache_size)
@@ -89,6 +92,9 @@ pub fn attach(
     if let Err(e) = maps.refresh_served(listen) {
         warn!("{e:#}");
     }
+    // Before the program runs: it serves everyone while its ACL is empty.
+    let tables = KernelTables::take(&mut ebpf)?;
+    tables.apply(&access.entries(), &access.config())?;
     let program: &mut XdpProgram = ebpf
         .program_mut(PROG_CACHE)
         .ok_or_else(|| anyhow!("the eBPF object has no {PROG_CACHE} program"))?
@@ -104,10 +110,13 @@ pub fn attach(
         let used = attach_one(program, iface, mode)?;
         info!("XDP attached to {iface} ({used} mode)");
     }
-    Ok(Attached {
-        _ebpf: ebpf,
-        maps: Arc::new(maps),
-    })
+    Ok((
+        Attached {
+            _ebpf: ebpf,
+            maps: Arc::new(maps),
+        },
+        tables,
+    ))
 }
 
 /// Attaches to `iface`, returning the mode used.

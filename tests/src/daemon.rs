@@ -53,7 +53,9 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `dnsxdp run` on the server's client-facing addresses with XDP on its veth and the
-    /// topology's upstream, plus `extra` flags, and waits until it answers.
+    /// topology's upstream, plus `extra` flags, and waits until it answers. The test clients'
+    /// prefixes are allowed unless `extra` sets access rules of its own (`--allow`, `--deny`
+    /// or `--config`): 198.18.0.0/15 is not on the default list.
     pub fn start(topo: &Topology, extra: &[&str]) -> Result<Self> {
         Self::start_with_upstreams(topo, &[&format!("{UPSTREAM_V4}:53")], extra)
     }
@@ -83,6 +85,12 @@ impl Daemon {
         }
         let control_arg = control.to_string_lossy().into_owned();
         args.extend(["--control", &control_arg]);
+        if !extra
+            .iter()
+            .any(|a| ["--allow", "--deny", "--config"].contains(a))
+        {
+            args.extend(["--allow", "198.18.0.0/15", "--allow", "fd00::/8"]);
+        }
         if !extra.contains(&"--no-xdp") {
             args.extend(["--iface", SERVER_IFACE]);
         }

@@ -893,7 +893,7 @@ fn fast_half_mean(mut v: Vec<f64>) -> f64 {
 /// Cost of a frame the program answers, median over `rounds`. Each round times single runs of
 /// `hit` and of `miss` alternately, and the miss with the kernel's repeat loop; the difference
 /// between the two miss timings is the overhead of a one-run syscall, taken off the hit.
-fn hit_cost(x: &XdpCache, hit: &[u8], miss: &[u8], repeat: u32, rounds: usize) -> Result<f64> {
+pub fn hit_cost(x: &XdpCache, hit: &[u8], miss: &[u8], repeat: u32, rounds: usize) -> Result<f64> {
     let singles = (repeat / 50).clamp(1_000, 20_000);
     let mut estimates = Vec::new();
     for _ in 0..rounds.max(1) {

@@ -9,7 +9,7 @@ use std::{io, net::SocketAddr, sync::Arc};
 use anyhow::anyhow;
 use tokio::task::JoinSet;
 
-use crate::resolver::Resolver;
+use crate::{access::Access, resolver::Resolver};
 
 /// The sockets of one listen address.
 pub struct Bound {
@@ -56,12 +56,18 @@ impl Bound {
         self.addr
     }
 
-    /// Serves both sockets until the task set is dropped.
-    pub fn serve(self, resolver: Arc<Resolver>, tasks: &mut JoinSet<()>) -> io::Result<()> {
+    /// Serves both sockets to the clients `access` lets through until the task set is
+    /// dropped.
+    pub fn serve(
+        self,
+        resolver: Arc<Resolver>,
+        access: Arc<Access>,
+        tasks: &mut JoinSet<()>,
+    ) -> io::Result<()> {
         let udp = tokio::net::UdpSocket::from_std(self.udp)?;
         let tcp = tokio::net::TcpListener::from_std(self.tcp)?;
-        tasks.spawn(udp::serve(udp, resolver.clone()));
-        tasks.spawn(tcp::serve(tcp, resolver));
+        tasks.spawn(udp::serve(udp, resolver.clone(), access.clone()));
+        tasks.spawn(tcp::serve(tcp, resolver, access));
         Ok(())
     }
 }

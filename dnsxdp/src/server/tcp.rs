@@ -1,7 +1,7 @@
 //! DNS over TCP: length-prefixed messages, several per connection, answered as they complete
 //! (RFC 7766 allows out-of-order replies).
 
-use std::{sync::Arc, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -11,7 +11,11 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use crate::{reply::Transport, resolver::Resolver};
+use crate::{
+    access::{Access, Screened, Via},
+    reply::Transport,
+    resolver::Resolver,
+};
 
 /// A connection with no query arriving for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,7 +24,7 @@ const MAX_CONNECTIONS: usize = 512;
 /// Queries of one connection being answered at once; beyond that, reading waits.
 const MAX_PIPELINED: usize = 64;
 
-pub async fn serve(listener: TcpListener, resolver: Arc<Resolver>) {
+pub async fn serve(listener: TcpListener, resolver: Arc<Resolver>, access: Arc<Access>) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = connections.clone().acquire_owned().await else {
@@ -33,16 +37,16 @@ pub async fn serve(listener: TcpListener, resolver: Arc<Resolver>) {
                 continue;
             }
         };
-        let resolver = resolver.clone();
+        let (resolver, access) = (resolver.clone(), access.clone());
         tokio::spawn(async move {
-            connection(stream, resolver).await;
+            connection(stream, peer.ip(), resolver, access).await;
             debug!(%peer, "TCP connection closed");
             drop(permit);
         });
     }
 }
 
-async fn connection(stream: TcpStream, resolver: Arc<Resolver>) {
+async fn connection(stream: TcpStream, peer: IpAddr, resolver: Arc<Resolver>, access: Arc<Access>) {
     let (mut reader, writer) = stream.into_split();
     let writer = Arc::new(Mutex::new(writer));
     let pipelined = Arc::new(Semaphore::new(MAX_PIPELINED));
@@ -54,12 +58,23 @@ async fn connection(stream: TcpStream, resolver: Arc<Resolver>) {
         let Ok(Ok(_)) = timeout(IDLE_TIMEOUT, reader.read_exact(&mut packet)).await else {
             return;
         };
+        let screened = match access.screen(&packet, peer, Via::Tcp) {
+            Screened::Serve => None,
+            Screened::Answer(reply) => Some(reply),
+            // A client that may not ask at all gets no connection either.
+            Screened::Drop { denied: true } => return,
+            Screened::Drop { denied: false } => continue,
+        };
         let Ok(permit) = pipelined.clone().acquire_owned().await else {
             return;
         };
         let (resolver, writer) = (resolver.clone(), writer.clone());
         tokio::spawn(async move {
-            if let Some(reply) = resolver.handle(&packet, Transport::Tcp).await {
+            let reply = match screened {
+                Some(reply) => Some(reply),
+                None => resolver.handle(&packet, Transport::Tcp).await,
+            };
+            if let Some(reply) = reply {
                 let mut frame = Vec::with_capacity(2 + reply.len());
                 frame.extend_from_slice(&(reply.len() as u16).to_be_bytes());
                 frame.extend_from_slice(&reply);

@@ -17,7 +17,11 @@ use tokio::{io::Interest, net::UdpSocket, sync::Semaphore};
 use tracing::{debug, warn};
 
 use super::socket::{from_sockaddr, to_sockaddr};
-use crate::{reply::Transport, resolver::Resolver};
+use crate::{
+    access::{Access, Screened, Via},
+    reply::Transport,
+    resolver::Resolver,
+};
 
 /// Queries of one socket being answered at once; beyond that, reading waits.
 const MAX_IN_FLIGHT: usize = 4096;
@@ -29,7 +33,7 @@ struct Local {
     ifindex: u32,
 }
 
-pub async fn serve(socket: UdpSocket, resolver: Arc<Resolver>) {
+pub async fn serve(socket: UdpSocket, resolver: Arc<Resolver>, access: Arc<Access>) {
     let socket = Arc::new(socket);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut buf = vec![0u8; u16::MAX as usize];
@@ -49,9 +53,22 @@ pub async fn serve(socket: UdpSocket, resolver: Arc<Resolver>) {
             }
         };
         let packet = buf[..len].to_vec();
+        // Screened here rather than in the task, so a flood that is dropped costs no task.
+        let via = Via::Udp {
+            ifindex: local.map_or(0, |l| l.ifindex),
+        };
+        let screened = match access.screen(&packet, peer.ip(), via) {
+            Screened::Serve => None,
+            Screened::Answer(reply) => Some(reply),
+            Screened::Drop { .. } => continue,
+        };
         let (socket, resolver) = (socket.clone(), resolver.clone());
         tokio::spawn(async move {
-            if let Some(reply) = resolver.handle(&packet, Transport::Udp).await {
+            let reply = match screened {
+                Some(reply) => Some(reply),
+                None => resolver.handle(&packet, Transport::Udp).await,
+            };
+            if let Some(reply) = reply {
                 let fd = socket.as_raw_fd();
                 let sent = socket
                     .async_io(Interest::WRITABLE, || send(fd, &reply, &peer, local))

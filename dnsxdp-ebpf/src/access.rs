@@ -1,0 +1,119 @@
+//! Who may ask: the ACL and the rate limit, applied to every query to us before it is parsed.
+
+use core::ptr::write_volatile;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::map,
+    maps::{Array, LpmTrie, lpm_trie::Key},
+    programs::XdpContext,
+};
+use dnsxdp_common::{
+    Counter,
+    acl::{ACL_ALLOW, ACL_EXEMPT, AccessConfig, DENY_REFUSE, MAX_ACL_RULES},
+};
+
+use crate::{
+    bare_reply::{self, Kind},
+    counters::count,
+    packet::{Packet, load},
+    parse::Frame,
+    ratelimit::{self, Limit},
+};
+
+/// Allow/deny and rate-limit exemption by client prefix (`ACL_*` bits). An address no rule
+/// covers is allowed, so a program nobody configured serves everyone; the daemon always writes
+/// rules for `0.0.0.0/0` and `::/0`.
+#[map]
+static ACL: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(MAX_ACL_RULES, 0);
+
+/// The daemon's settings: rate limit and what denied queries get.
+#[map]
+static ACCESS: Array<AccessConfig> = Array::with_max_entries(1, 0);
+
+/// `::ffff:0:0/96` in the third word of an address.
+const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// An LPM trie key on the stack: prefix length, then the address.
+#[repr(C, align(8))]
+struct AclKey([u32; 5]);
+
+/// `check`'s answer for a query that is to be served.
+pub const SERVE: u32 = u32::MAX;
+
+/// The XDP action for a query that is not to be served, or `SERVE`.
+///
+/// A function of its own for the verifier: whichever way a query went through it, the main
+/// program goes on in the same state (only the return value differs), so what follows is not
+/// verified once per way.
+#[inline(never)]
+pub fn check(ctx: &XdpContext, f: &Frame) -> u32 {
+    verdict(ctx, f).unwrap_or(SERVE)
+}
+
+#[inline(always)]
+fn verdict(ctx: &XdpContext, f: &Frame) -> Option<u32> {
+    let addr = client(&Packet::new(ctx), f)?;
+    let cfg = ACCESS.get(0)?;
+    let mut key = AclKey([0; 5]);
+    let words = key.0.as_mut_ptr();
+    // Volatile word stores: LLVM would merge them into 8-byte stores at offset 4, and the
+    // verifier refuses misaligned stack access.
+    unsafe {
+        write_volatile(words, 128);
+        for (i, w) in addr.iter().enumerate() {
+            write_volatile(words.add(1 + i), *w);
+        }
+    }
+    let key = unsafe { &*(key.0.as_ptr() as *const Key<[u8; 16]>) };
+    let rule = ACL.get(key).copied().unwrap_or(ACL_ALLOW);
+    // What the query gets if it is not served: an answer, counted as the first counter, or,
+    // without one, nothing, counted as the second.
+    let (kind, answered, dropped) = if rule & ACL_ALLOW == 0 {
+        if cfg.deny != DENY_REFUSE {
+            return Some(discard(Counter::DeniedDropped));
+        }
+        (
+            Kind::Refused,
+            Counter::DeniedRefused,
+            Counter::DeniedDropped,
+        )
+    } else {
+        if rule & ACL_EXEMPT != 0 || !cfg.limits() {
+            return None;
+        }
+        match ratelimit::charge(cfg, addr, f.v6) {
+            Limit::Within => return None,
+            Limit::Over { slip: false } => return Some(discard(Counter::LimitedDropped)),
+            Limit::Over { slip: true } => (
+                Kind::Truncated,
+                Counter::LimitedSlipped,
+                Counter::LimitedDropped,
+            ),
+        }
+    };
+    // The one place the answer is made, so the verifier walks its loops once.
+    if bare_reply::send(ctx, f, kind) {
+        count(answered);
+        return Some(xdp_action::XDP_TX);
+    }
+    Some(discard(dropped))
+}
+
+#[inline(always)]
+fn discard(counter: Counter) -> u32 {
+    count(counter);
+    xdp_action::XDP_DROP
+}
+
+/// The source address as the words of its 16-byte form, IPv4 ones mapped.
+#[inline(always)]
+fn client(pkt: &Packet, f: &Frame) -> Option<[u32; 4]> {
+    if f.v6 {
+        let ip = pkt.bytes::<24>(f.l3)?;
+        unsafe { Some([load(ip, 8), load(ip, 12), load(ip, 16), load(ip, 20)]) }
+    } else {
+        let ip = pkt.bytes::<16>(f.l3)?;
+        Some([0, 0, V4_MAPPED_WORD, unsafe { load(ip, 12) }])
+    }
+}

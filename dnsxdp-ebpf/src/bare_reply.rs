@@ -1,0 +1,210 @@
+//! Answers made of the query's own header and question and nothing else: REFUSED for a denied
+//! client, and TC=1 for a rate-limited one whose query slips, so a real client retries over TCP.
+//!
+//! The question is echoed so stub resolvers match the answer to their query (glibc ignores one
+//! whose question differs); whatever followed it, an OPT record included, is cut off. A query
+//! whose question cannot be found is not answered.
+
+use aya_ebpf::{helpers::generated::bpf_xdp_adjust_tail, programs::XdpContext};
+use dnsxdp_common::checksum::{self, finish_udp};
+
+use crate::{
+    bounds::forget,
+    packet::{Packet, be16, load, set_be16, store},
+    parse::{DNS_HLEN, Frame, UDP_HLEN},
+};
+
+/// Longest legal wire name, and the most labels it can have.
+const MAX_NAME: usize = 255;
+const MAX_LABELS: usize = 128;
+/// Largest answer: header, longest name, type and class.
+const MAX_MESSAGE: usize = DNS_HLEN + MAX_NAME + 4;
+const MAX_IPV4_HLEN: usize = 60;
+const IPPROTO_UDP: u16 = 17;
+const REPLY_TTL: u8 = 64;
+const RCODE_REFUSED: u8 = 5;
+
+pub enum Kind {
+    Refused,
+    Truncated,
+}
+
+/// Rewrites the query in `ctx` into the answer. False if it has no readable question (it may be
+/// partly rewritten then, and must be dropped).
+#[inline(always)]
+pub fn send(ctx: &XdpContext, f: &Frame, kind: Kind) -> bool {
+    build(ctx, f, kind).is_some()
+}
+
+#[inline(always)]
+fn build(ctx: &XdpContext, f: &Frame, kind: Kind) -> Option<()> {
+    let pkt = Packet::new(ctx);
+    // Lengths from the IP and UDP headers, checked as the parser does.
+    if f.ip_len < f.ip_hlen + UDP_HLEN
+        || f.l3 + f.ip_len > pkt.len()
+        || f.udp_len < UDP_HLEN + DNS_HLEN
+        || f.udp_len > f.ip_len - f.ip_hlen
+    {
+        return None;
+    }
+    let udp = f.udp();
+    let dns = udp + UDP_HLEN;
+    let h = pkt.bytes::<DNS_HLEN>(dns)?;
+    // Never answer a response: that could start a loop.
+    if unsafe { *h.add(2) & 0x80 != 0 || be16(h, 4) != 1 } {
+        return None;
+    }
+    let msg_len = DNS_HLEN + question_len(&pkt, dns + DNS_HLEN)?;
+    if msg_len > f.udp_len - UDP_HLEN {
+        return None;
+    }
+    // One path per question length would be too many for the verifier.
+    let [a, b] = forget((msg_len as u16).to_le_bytes())?;
+    let msg_len = u16::from_le_bytes([a, b]) as usize;
+    if msg_len > MAX_MESSAGE {
+        return None;
+    }
+    let frame_len = dns + msg_len;
+    let delta = frame_len as i64 - pkt.len() as i64;
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
+        return None;
+    }
+
+    let pkt = Packet::new(ctx);
+    let eth = pkt.bytes::<12>(0)?;
+    unsafe {
+        let (d0, d1) = (load::<u32>(eth, 0), load::<u16>(eth, 4));
+        store(eth, 0, load::<u32>(eth, 6));
+        store(eth, 4, load::<u16>(eth, 10));
+        store(eth, 6, d0);
+        store(eth, 10, d1);
+    }
+    let udp_len = UDP_HLEN + msg_len;
+    // Checksums are summed in host byte order (RFC 1071 §2(B)) and stored as they come out.
+    let addr_sum = if f.v6 {
+        let ip = pkt.bytes::<40>(f.l3)?;
+        swap::<16>(ip, 8, 24);
+        unsafe {
+            set_be16(ip, 4, udp_len as u16);
+            *ip.add(7) = REPLY_TTL;
+        }
+        sum(&pkt, f.l3 + 8, 32)?
+    } else {
+        let ip = pkt.bytes::<20>(f.l3)?;
+        swap::<4>(ip, 12, 16);
+        unsafe {
+            set_be16(ip, 2, (frame_len - f.l3) as u16);
+            *ip.add(8) = REPLY_TTL;
+            store::<u16>(ip, 10, 0);
+        }
+        let ip_sum = sum(&pkt, f.l3, f.ip_hlen.min(MAX_IPV4_HLEN))?;
+        unsafe { store::<u16>(ip, 10, !fold(ip_sum)) };
+        sum(&pkt, f.l3 + 12, 8)?
+    };
+
+    let u = pkt.bytes::<{ UDP_HLEN + DNS_HLEN }>(udp)?;
+    unsafe {
+        swap::<2>(u, 0, 2);
+        set_be16(u, 4, udp_len as u16);
+        store::<u16>(u, 6, 0);
+        let (flags, rest) = (*u.add(10), *u.add(11));
+        // QR; opcode and RD as asked; CD copied (RFC 6840 §5.9).
+        let (tc, ra, rcode) = match kind {
+            Kind::Refused => (0, 0, RCODE_REFUSED),
+            Kind::Truncated => (0x02, 0x80, 0),
+        };
+        *u.add(10) = 0x80 | (flags & 0x79) | tc;
+        *u.add(11) = ra | (rest & 0x10) | rcode;
+        // One question, no records.
+        store::<u32>(u, 14, 0);
+        store::<u16>(u, 18, 0);
+    }
+    // The pseudo-header's protocol and length, as the words they would be loaded as.
+    let pseudo = IPPROTO_UDP.to_be() as u64 + (udp_len as u16).to_be() as u64;
+    let udp_sum = addr_sum + pseudo + sum(&pkt, udp, udp_len)?;
+    unsafe { store::<u16>(u, 6, finish_udp(fold(udp_sum) as u32)) };
+    Some(())
+}
+
+/// Length of the question at `off`: an uncompressed name, type and class.
+#[inline(always)]
+fn question_len(pkt: &Packet, off: usize) -> Option<usize> {
+    let mut name_len = 0;
+    for _ in 0..MAX_LABELS {
+        let label = unsafe { *pkt.bytes::<1>(off + name_len)? } as usize;
+        name_len += 1;
+        if label == 0 {
+            return Some(name_len + 4);
+        }
+        // Compression pointers and reserved label types do not belong in a question.
+        if label > 63 {
+            return None;
+        }
+        name_len += label;
+        if name_len >= MAX_NAME {
+            return None;
+        }
+    }
+    None
+}
+
+/// Swaps the `N` bytes at `a` with those at `b`.
+#[inline(always)]
+fn swap<const N: usize>(p: *mut u8, a: usize, b: usize) {
+    let mut i = 0;
+    while i < N {
+        unsafe {
+            if N - i >= 4 {
+                let (x, y) = (load::<u32>(p, a + i), load::<u32>(p, b + i));
+                store(p, a + i, y);
+                store(p, b + i, x);
+                i += 4;
+            } else {
+                let (x, y) = (load::<u16>(p, a + i), load::<u16>(p, b + i));
+                store(p, a + i, y);
+                store(p, b + i, x);
+                i += 2;
+            }
+        }
+    }
+}
+
+/// Ones' complement sum, unfolded, of the `len` bytes at `off` as 16-bit words in host byte
+/// order, a trailing odd byte padded with zero. Eight bytes a step keep the verifier's walk of
+/// the loop short.
+#[inline(always)]
+fn sum(pkt: &Packet, off: usize, len: usize) -> Option<u64> {
+    const MAX_LEN: usize = UDP_HLEN + MAX_MESSAGE;
+    // Also what tells the verifier that `len` is not negative.
+    if len > MAX_LEN {
+        return None;
+    }
+    let mut sum = 0u64;
+    for i in 0..MAX_LEN / 8 {
+        if i * 8 + 8 > len {
+            break;
+        }
+        let w = unsafe { load::<u64>(pkt.bytes::<8>(off + i * 8)?, 0) };
+        sum += (w & 0xffff_ffff) + (w >> 32);
+    }
+    // The rest, at offsets written without a subtraction so the verifier sees no negative.
+    if len & 4 != 0 {
+        sum += unsafe { load::<u32>(pkt.bytes::<4>(off + (len & !7))?, 0) } as u64;
+    }
+    if len & 2 != 0 {
+        sum += unsafe { load::<u16>(pkt.bytes::<2>(off + (len & !3))?, 0) } as u64;
+    }
+    if len & 1 != 0 {
+        let last = unsafe { *pkt.bytes::<1>(off + (len & !1))? };
+        sum += u16::from_ne_bytes([last, 0]) as u64;
+    }
+    Some(sum)
+}
+
+/// Folds an unfolded sum to 16 bits.
+#[inline(always)]
+fn fold(sum: u64) -> u16 {
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    checksum::fold(sum as u32)
+}

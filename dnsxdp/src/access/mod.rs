@@ -1,0 +1,451 @@
+//! The ACL and rate limit for the queries the daemon receives: TCP, and UDP the XDP program
+//! did not see. Rules and buckets live in the XDP program's maps, which the daemon reads and
+//! writes too, so a rule or a bucket is the same wherever a query lands; with `--no-xdp` the
+//! daemon keeps the same tables itself.
+
+mod bare_reply;
+pub mod kernel;
+pub mod memory;
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex, RwLock},
+};
+
+use anyhow::bail;
+use dnsxdp_common::acl::{
+    ACL_ALLOW, ACL_EXEMPT, AccessConfig, Bucket, Charge, DENY_DROP, DENY_REFUSE, MAX_ACL_RULES,
+    RateKey, v4_mapped,
+};
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use self::bare_reply::{Kind, bare_reply};
+use crate::{
+    acl::{Acl, Cidr, DenyAction, compile, parse_list},
+    clock,
+    config::Settings,
+    ratelimit::RateLimit,
+    stats::Stats,
+};
+
+/// Who may ask and how often: the settings a reload replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessPolicy {
+    pub acl: Acl,
+    pub deny: DenyAction,
+    /// `None`: no rate limit.
+    pub limit: Option<RateLimit>,
+    /// Prefixes the rate limit does not apply to.
+    pub exempt: Vec<Cidr>,
+}
+
+impl AccessPolicy {
+    /// The settings as the XDP program reads them.
+    pub fn config(&self) -> AccessConfig {
+        let mut c = self
+            .limit
+            .map_or_else(AccessConfig::default, |l| l.config());
+        c.deny = match self.deny {
+            DenyAction::Drop => DENY_DROP,
+            DenyAction::Refuse => DENY_REFUSE,
+        };
+        c
+    }
+
+    /// The `ACL` trie entries.
+    pub fn entries(&self) -> Vec<(Cidr, u8)> {
+        compile(&self.acl, &self.exempt)
+    }
+
+    /// Fails if the entries do not fit the trie.
+    pub fn check(&self) -> Result<(), String> {
+        let n = self.entries().len();
+        if n > MAX_ACL_RULES as usize {
+            return Err(format!(
+                "{n} allow, deny and exempt prefixes: at most {MAX_ACL_RULES} fit"
+            ));
+        }
+        Ok(())
+    }
+
+    /// One line for the log.
+    pub fn summary(&self) -> String {
+        let allow = self.acl.rules().filter(|&(_, allowed)| allowed).count();
+        let deny = self.acl.rules().count() - allow;
+        let denied = match self.deny {
+            DenyAction::Drop => "dropped",
+            DenyAction::Refuse => "refused",
+        };
+        let limit = match &self.limit {
+            Some(l) => format!("{l}, {} prefixes exempt", self.exempt.len()),
+            None => "no rate limit".into(),
+        };
+        format!("{allow} allowed and {deny} denied prefixes (denied queries {denied}); {limit}")
+    }
+}
+
+/// The lookups behind the checks: the XDP program's maps or the daemon's own tables.
+pub trait Tables: Send + Sync {
+    /// The `ACL_*` bits of the most specific entry covering a 16-byte (IPv4-mapped) address.
+    fn rule(&self, addr: [u8; 16]) -> anyhow::Result<u8>;
+    fn bucket(&self, key: &RateKey) -> anyhow::Result<Option<Bucket>>;
+    fn set_bucket(&self, key: &RateKey, bucket: &Bucket) -> anyhow::Result<()>;
+    fn buckets(&self) -> anyhow::Result<Vec<(RateKey, Bucket)>>;
+    /// Replaces the trie entries and the settings.
+    fn apply(&self, entries: &[(Cidr, u8)], config: &AccessConfig) -> anyhow::Result<()>;
+}
+
+/// How a query reached the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Over UDP, received on this interface.
+    Udp {
+        ifindex: u32,
+    },
+    Tcp,
+}
+
+/// What to do with a query.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Screened {
+    Serve,
+    /// Send this instead: REFUSED, or TC=1 for a limited query that slips.
+    Answer(Vec<u8>),
+    /// Send nothing; `denied`: the client may not ask at all.
+    Drop {
+        denied: bool,
+    },
+}
+
+/// A client prefix and how many of its queries the rate limit stopped.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LimitedClient {
+    pub prefix: String,
+    pub limited: u64,
+}
+
+pub struct Access {
+    tables: Box<dyn Tables>,
+    /// What was last written to the tables; the daemon is their only writer.
+    config: RwLock<AccessConfig>,
+    /// Interfaces the XDP program is attached to: UDP queries arriving there were charged by
+    /// it already.
+    xdp_ifaces: Vec<u32>,
+    /// The daemon's bucket updates are read-modify-write; one at a time.
+    charging: Mutex<()>,
+    stats: Arc<Stats>,
+}
+
+impl Access {
+    /// Access control by `policy`, written to `tables`.
+    pub fn new(
+        tables: Box<dyn Tables>,
+        policy: &AccessPolicy,
+        xdp_ifaces: Vec<u32>,
+        stats: Arc<Stats>,
+    ) -> anyhow::Result<Access> {
+        let access = Access {
+            tables,
+            config: RwLock::new(policy.config()),
+            xdp_ifaces,
+            charging: Mutex::new(()),
+            stats,
+        };
+        access.apply(policy)?;
+        Ok(access)
+    }
+
+    /// Puts `policy` in force on both sides. Nothing is changed if it does not fit.
+    pub fn apply(&self, policy: &AccessPolicy) -> anyhow::Result<()> {
+        if let Err(e) = policy.check() {
+            bail!(e);
+        }
+        let config = policy.config();
+        self.tables.apply(&policy.entries(), &config)?;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
+    }
+
+    /// Applies the ACL and the rate limit to `packet` from `peer`, and counts the outcome.
+    pub fn screen(&self, packet: &[u8], peer: IpAddr, via: Via) -> Screened {
+        let (addr, v6) = match peer.to_canonical() {
+            IpAddr::V4(a) => (v4_mapped(a.octets()), false),
+            IpAddr::V6(a) => (a.octets(), true),
+        };
+        let config = *self.config.read().unwrap_or_else(|p| p.into_inner());
+        let rule = self.tables.rule(addr).unwrap_or_else(|e| {
+            // Closed: a client the ACL cannot vouch for is not served.
+            warn!("{e:#}");
+            0
+        });
+        if rule & ACL_ALLOW == 0 {
+            if config.deny == DENY_REFUSE
+                && let Some(refused) = bare_reply(packet, Kind::Refused)
+            {
+                self.stats.denied(true);
+                return Screened::Answer(refused);
+            }
+            self.stats.denied(false);
+            return Screened::Drop { denied: true };
+        }
+        let charged = matches!(via, Via::Udp { ifindex } if self.xdp_ifaces.contains(&ifindex));
+        if rule & ACL_EXEMPT == 0
+            && config.limits()
+            && !charged
+            && let Some(slip) = self.charge(&config, addr, v6, via)
+        {
+            // Over TCP a client has nowhere better to go.
+            if slip
+                && via != Via::Tcp
+                && let Some(truncated) = bare_reply(packet, Kind::Truncated)
+            {
+                self.stats.limited(true);
+                return Screened::Answer(truncated);
+            }
+            self.stats.limited(false);
+            return Screened::Drop { denied: false };
+        }
+        self.stats.allowed();
+        Screened::Serve
+    }
+
+    /// Charges a query to its bucket as the XDP program does; `Some(slip)` when over the
+    /// limit. A kernel update between our read and write of the same bucket is lost, which at
+    /// worst forgets a charge.
+    fn charge(&self, config: &AccessConfig, addr: [u8; 16], v6: bool, via: Via) -> Option<bool> {
+        let key = config.rate_key(addr, v6);
+        let _one_at_a_time = self.charging.lock().unwrap_or_else(|p| p.into_inner());
+        let now = clock::now_ns();
+        let result = self.tables.bucket(&key).and_then(|bucket| {
+            let mut b = bucket.unwrap_or(Bucket {
+                tat_ns: 0,
+                limited: 0,
+            });
+            let charge = match via {
+                Via::Udp { .. } => config.charge(b.tat_ns, now),
+                Via::Tcp => config.charge_tcp(b.tat_ns, now),
+            };
+            let over = match charge {
+                Charge::Start(tat) => {
+                    b.tat_ns = tat;
+                    None
+                }
+                Charge::Take => {
+                    b.tat_ns += config.interval_ns;
+                    None
+                }
+                Charge::Limited => {
+                    b.limited += 1;
+                    Some(config.slips(b.limited))
+                }
+            };
+            self.tables.set_bucket(&key, &b)?;
+            Ok(over)
+        });
+        result.unwrap_or_else(|e| {
+            // Open: losing track of a bucket must not take the service down.
+            warn!("{e:#}");
+            None
+        })
+    }
+
+    /// The `n` client prefixes the rate limit stopped most often, as long as their buckets
+    /// are kept.
+    pub fn top(&self, n: usize) -> anyhow::Result<Vec<LimitedClient>> {
+        let mut limited: Vec<(RateKey, Bucket)> = self
+            .tables
+            .buckets()?
+            .into_iter()
+            .filter(|(_, b)| b.limited > 0)
+            .collect();
+        limited.sort_by_key(|(_, b)| std::cmp::Reverse(b.limited));
+        Ok(limited
+            .into_iter()
+            .take(n)
+            .map(|(key, b)| LimitedClient {
+                prefix: Cidr::from_key(key.addr, key.prefix_len).to_string(),
+                limited: b.limited,
+            })
+            .collect())
+    }
+}
+
+impl AccessPolicy {
+    /// The policy the settings describe, validated; errors name the setting.
+    pub fn from_settings(s: &Settings) -> Result<AccessPolicy, String> {
+        let list = |key: &str, list: &Option<Vec<String>>| {
+            list.as_deref().map(|l| parse_list(key, l)).transpose()
+        };
+        let allow = list("allow", &s.allow)?;
+        let deny = list("deny", &s.deny)?.unwrap_or_default();
+        let exempt = list("ratelimit-exempt", &s.ratelimit_exempt)?.unwrap_or_default();
+        let limit = match s.ratelimit_qps {
+            Some(qps) => Some(RateLimit::new(
+                qps,
+                s.ratelimit_burst,
+                s.ratelimit_v4_prefix,
+                s.ratelimit_v6_prefix,
+                s.ratelimit_action.unwrap_or_default(),
+            )?),
+            None => {
+                let given = [
+                    ("ratelimit-burst", s.ratelimit_burst.is_some()),
+                    ("ratelimit-v4-prefix", s.ratelimit_v4_prefix.is_some()),
+                    ("ratelimit-v6-prefix", s.ratelimit_v6_prefix.is_some()),
+                    ("ratelimit-action", s.ratelimit_action.is_some()),
+                    ("ratelimit-exempt", !exempt.is_empty()),
+                ];
+                if let Some((key, _)) = given.iter().find(|(_, given)| *given) {
+                    return Err(format!(
+                        "{key}: there is no rate limit; set ratelimit-qps to have one"
+                    ));
+                }
+                None
+            }
+        };
+        let policy = AccessPolicy {
+            acl: Acl::new(allow, deny)?,
+            deny: s.acl_action.unwrap_or_default(),
+            limit,
+            exempt,
+        };
+        policy.check()?;
+        Ok(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::{
+        op::{Message, Query, ResponseCode},
+        rr::{Name, RecordType},
+    };
+
+    use super::*;
+    use crate::access::memory::MemoryTables;
+
+    fn access(settings: Settings, xdp_ifaces: Vec<u32>) -> Access {
+        let policy = AccessPolicy::from_settings(&settings).unwrap();
+        let tables = Box::new(MemoryTables::default());
+        Access::new(tables, &policy, xdp_ifaces, Arc::new(Stats::default())).unwrap()
+    }
+
+    fn query() -> Vec<u8> {
+        let mut m = Message::new();
+        m.add_query(Query::query(
+            Name::from_ascii("www.example.test.").unwrap(),
+            RecordType::A,
+        ));
+        m.to_vec().unwrap()
+    }
+
+    fn rcode(screened: &Screened) -> Option<(ResponseCode, bool)> {
+        match screened {
+            Screened::Answer(bytes) => {
+                let m = Message::from_vec(bytes).unwrap();
+                Some((m.response_code(), m.truncated()))
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn denied_clients_are_refused_or_dropped() {
+        let a = access(
+            Settings {
+                allow: Some(vec!["198.18.1.0/25".into()]),
+                acl_action: Some(DenyAction::Refuse),
+                ..Default::default()
+            },
+            vec![],
+        );
+        let (q, udp) = (query(), Via::Udp { ifindex: 1 });
+        let stranger = "198.18.1.200".parse().unwrap();
+        assert_eq!(
+            a.screen(&q, "198.18.1.2".parse().unwrap(), udp),
+            Screened::Serve
+        );
+        let refused = a.screen(&q, stranger, Via::Tcp);
+        assert_eq!(rcode(&refused), Some((ResponseCode::Refused, false)));
+        // Without a question there is nothing to refuse.
+        let screened = a.screen(&q[..12], stranger, udp);
+        assert_eq!(screened, Screened::Drop { denied: true });
+        assert_eq!(
+            a.screen(&q, "::ffff:198.18.1.200".parse().unwrap(), udp),
+            refused,
+            "IPv4-mapped peers are IPv4 clients"
+        );
+        let d = a.stats.snapshot();
+        assert_eq!((d.allowed, d.denied_refused, d.denied_dropped), (1, 2, 1));
+    }
+
+    #[test]
+    fn buckets_limit_udp_slip_and_give_tcp_room() {
+        let a = access(
+            Settings {
+                allow: Some(vec!["198.18.0.0/15".into()]),
+                ratelimit_qps: Some(1),
+                ratelimit_burst: Some(2),
+                ratelimit_action: Some("slip:2".parse().unwrap()),
+                ratelimit_exempt: Some(vec!["198.18.1.9".into()]),
+                ..Default::default()
+            },
+            vec![7],
+        );
+        let (q, udp) = (query(), Via::Udp { ifindex: 1 });
+        let client = "198.18.1.2".parse().unwrap();
+        let outcomes: Vec<Option<(ResponseCode, bool)>> = (0..5)
+            .map(|_| match a.screen(&q, client, udp) {
+                Screened::Serve => Some((ResponseCode::NoError, false)),
+                Screened::Drop { denied: false } => None,
+                other => rcode(&other),
+            })
+            .collect();
+        let (served, slipped) = (
+            Some((ResponseCode::NoError, false)),
+            Some((ResponseCode::NoError, true)),
+        );
+        assert_eq!(outcomes, [served, served, None, slipped, None]);
+        // TCP may run one burst further; then it is dropped, never slipped.
+        assert_eq!(a.screen(&q, client, Via::Tcp), Screened::Serve);
+        assert_eq!(a.screen(&q, client, Via::Tcp), Screened::Serve);
+        assert_eq!(
+            a.screen(&q, client, Via::Tcp),
+            Screened::Drop { denied: false }
+        );
+        // The XDP program charged what arrived on its interface; exempt clients are free.
+        assert_eq!(
+            a.screen(&q, client, Via::Udp { ifindex: 7 }),
+            Screened::Serve
+        );
+        let exempt = "198.18.1.9".parse().unwrap();
+        assert!((0..5).all(|_| a.screen(&q, exempt, udp) == Screened::Serve));
+        let top = a.top(5).unwrap();
+        assert_eq!(top.len(), 1);
+        assert_eq!(
+            (top[0].prefix.as_str(), top[0].limited),
+            ("198.18.1.2/32", 4)
+        );
+        let d = a.stats.snapshot();
+        assert_eq!((d.limited_dropped, d.limited_slipped), (3, 1));
+    }
+
+    #[test]
+    fn a_policy_that_does_not_fit_changes_nothing() {
+        let a = access(Settings::default(), vec![]);
+        let deny: Vec<String> = (0..MAX_ACL_RULES)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+            .collect();
+        let e = AccessPolicy::from_settings(&Settings {
+            deny: Some(deny),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.contains(&format!("at most {MAX_ACL_RULES} fit")), "{e}");
+        assert_eq!(
+            a.screen(&query(), "192.168.0.1".parse().unwrap(), Via::Tcp),
+            Screened::Serve
+        );
+    }
+}

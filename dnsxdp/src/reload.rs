@@ -1,0 +1,54 @@
+//! Reloading the ACL and rate limits without a restart (SIGHUP, `dnsxdp reload`).
+//!
+//! The config file is read again, with the command line's flags still over it, and validated
+//! as at startup; only then are its access settings put in force. The cache and the attached
+//! program are kept; other settings take effect on a restart.
+
+use std::sync::{Arc, Mutex};
+
+use tracing::warn;
+
+use crate::{
+    access::Access,
+    cli::RunArgs,
+    config::{self, Config},
+    local_addrs::local_addrs,
+};
+
+pub struct Reloader {
+    args: RunArgs,
+    /// The settings in force.
+    running: Mutex<Config>,
+    access: Arc<Access>,
+}
+
+impl Reloader {
+    /// For a daemon started with `args`, which resolved to `config`.
+    pub fn new(args: RunArgs, config: Config, access: Arc<Access>) -> Reloader {
+        Reloader {
+            args,
+            running: Mutex::new(config),
+            access,
+        }
+    }
+
+    /// Puts the access settings of the config file in force and describes them. On an error,
+    /// which is one line naming the setting, nothing has changed.
+    pub fn reload(&self) -> anyhow::Result<String> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let local = local_addrs()?;
+        let new = Config::resolve(config::settings(&self.args)?, &local, || {
+            std::fs::read_to_string("/etc/resolv.conf")
+        })?;
+        self.access.apply(&new.access)?;
+        let others_changed = Config {
+            access: new.access.clone(),
+            ..running.clone()
+        } != new;
+        if others_changed {
+            warn!("reload: settings other than the ACL and rate limit take effect on restart");
+        }
+        running.access = new.access;
+        Ok(running.access.summary())
+    }
+}
