@@ -139,6 +139,8 @@ impl Server {
                     .args(["--listen", &format!("[{SERVER_V6}]:53")])
                     .args(["--upstream", &format!("{UPSTREAM_V4}:53")])
                     .args(["--cache-size", &CACHE_ENTRIES.to_string()])
+                    // The clients' addresses are not on the default allow list.
+                    .args(["--allow", "198.18.0.0/15", "--allow", "fd00::/8"])
                     .args(["--log-level", "warn", "--control"])
                     .arg(&control)
                     // The runtime would start a worker per CPU; the others run one thread.
