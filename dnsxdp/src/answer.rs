@@ -143,6 +143,12 @@ impl Answer {
         }
     }
 
+    /// The moment, at or before `now_ns`, at which the TTLs of `sections_at(now_ns)` are exact:
+    /// the fetch plus the whole seconds elapsed since.
+    pub fn aged_at(&self, now_ns: u64) -> u64 {
+        self.fetched_ns + clock::ns(clock::secs(now_ns.saturating_sub(self.fetched_ns)) as u32)
+    }
+
     /// The sections with each TTL reduced by the whole seconds elapsed since the fetch.
     pub fn sections_at(&self, now_ns: u64) -> Sections {
         let elapsed = clock::secs(now_ns.saturating_sub(self.fetched_ns));

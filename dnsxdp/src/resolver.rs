@@ -181,7 +181,9 @@ impl Resolver {
         let Some(wire) = reply::normalized(q, answer, now) else {
             return;
         };
-        match build_entry(&wire, now, self.max_ttl) {
+        // Counted from when the rendered TTLs are exact, so the entry expires with the answer
+        // rather than up to a second after it.
+        match build_entry(&wire, answer.aged_at(now), self.max_ttl) {
             Ok((key, entry)) => kernel.insert(key, entry, fill),
             Err(why) => debug!(name = %q.query.name(), ?why, "not cacheable in XDP"),
         }
