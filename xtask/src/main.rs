@@ -84,7 +84,7 @@ fn main() -> Result<()> {
                 test.push("--");
                 test.extend(args.iter().map(String::as_str));
             }
-            cargo(&test, false)
+            cargo_test(&test)
         }
         Task::Bench { quick, args } => {
             let mut bench = vec!["bench".to_owned()];
@@ -136,6 +136,49 @@ fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
+/// Runs `cargo test` and ends with one line totalling every test binary's results, so the
+/// last word is about all tests rather than the last (often empty) doc-test run.
+fn cargo_test(args: &[&str]) -> Result<()> {
+    let mut child = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(args)
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().expect("piped");
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        if let Some((p, f)) = test_result_counts(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
+}
+
+/// Passed and failed counts of a libtest summary line
+/// (`test result: ok. 3 passed; 0 failed; ...`).
+fn test_result_counts(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        rest.split(';')
+            .find_map(|part| {
+                part.trim()
+                    .trim_start_matches(|c: char| !c.is_ascii_digit())
+                    .strip_suffix(word)
+            })
+            .and_then(|n| n.trim().parse().ok())
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()
@@ -150,4 +193,16 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtest_summary_lines_are_counted() {
+        let line = "test result: ok. 109 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out; finished in 2.37s";
+        assert_eq!(test_result_counts(line), Some((109, 2)));
+        assert_eq!(test_result_counts("test foo ... ok"), None);
+    }
 }
