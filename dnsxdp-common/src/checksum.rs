@@ -25,6 +25,22 @@ pub const fn fold(sum: u32) -> u16 {
     s as u16
 }
 
+/// Adds eight bytes loaded from memory as a little-endian word, as two 32-bit halves. Folded
+/// with `fold64` and byte-swapped, a sum of such words is the big-endian sum of the bytes
+/// (RFC 1071 §2(B)): no byte swaps per word.
+#[inline(always)]
+pub const fn sum_le_word(sum: u64, word: u64) -> u64 {
+    sum + (word & 0xffff_ffff) + (word >> 32)
+}
+
+/// Folds a sum of 32-bit words into 16 bits with end-around carry.
+#[inline(always)]
+pub const fn fold64(sum: u64) -> u16 {
+    let s = (sum & 0xffff_ffff) + (sum >> 32);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    fold(s as u32)
+}
+
 /// Folded sum of a run that starts at an odd offset, given its sum from an even one.
 #[inline(always)]
 pub const fn at_offset(sum: u32, offset: usize) -> u32 {
@@ -74,6 +90,21 @@ mod tests {
         laid[1..].copy_from_slice(&run);
         assert_eq!(at_offset(sum_bytes(0, &run), 1) as u16, reference(&laid));
         assert_eq!(at_offset(sum_bytes(0, &run), 0) as u16, reference(&run));
+    }
+
+    #[test]
+    fn little_endian_words_sum_to_the_swapped_sum() {
+        let mut bytes = [0u8; 64];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(151).wrapping_add(7) | 0x80;
+        }
+        for words in 0..=8 {
+            let run = &bytes[..words * 8];
+            let sum = run.chunks_exact(8).fold(0, |s, w| {
+                sum_le_word(s, u64::from_le_bytes(w.try_into().unwrap()))
+            });
+            assert_eq!(fold64(sum).swap_bytes(), reference(run), "{words} words");
+        }
     }
 
     #[test]

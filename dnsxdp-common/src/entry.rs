@@ -1,8 +1,10 @@
 //! Building a kernel cache entry from a complete DNS response.
 
 use crate::{
-    CacheEntry, CacheKey, MAX_RECORDS_LEN, MAX_TTLS, QCLASS_IN, QTYPE_A, QTYPE_AAAA, QTYPE_CNAME,
-    RCODE_NOERROR, checksum::sum_bytes, name::parse_question,
+    CacheEntry, EXPIRY_MARGIN_NS, MAX_RECORDS_LEN, MAX_TTLS, QCLASS_IN, QTYPE_A, QTYPE_AAAA,
+    QTYPE_CNAME, RCODE_NOERROR,
+    checksum::sum_bytes,
+    name::{QuestionKey, parse_question},
 };
 
 /// Why a response stays out of the kernel cache (the daemon may still cache it).
@@ -19,14 +21,17 @@ pub enum NotCacheable {
 }
 
 const NS_PER_SEC: u64 = 1_000_000_000;
+/// TTLs with the top bit set read as zero (RFC 2181 §8).
+const MAX_TTL: u64 = 0x7fff_ffff;
 /// Longest legal wire name.
 const MAX_WIRE_NAME: usize = 255;
 /// Compression pointers followed in one name before it is called a loop.
 const MAX_POINTER_HOPS: usize = 32;
 
 /// Builds the entry for `response`, a positive answer to an A or AAAA IN query with its
-/// question first, as it would be sent to a client. The entry expires after the smallest TTL
-/// of the answer, capped at `max_ttl` seconds, counted from `now_ns` (CLOCK_MONOTONIC).
+/// question first, as it would be sent to a client. The records' lifetime is the smallest TTL
+/// of the answer, capped at `max_ttl` seconds, counted from `now_ns` (CLOCK_MONOTONIC); the
+/// entry expires `EXPIRY_MARGIN_NS` before it.
 ///
 /// Names in the answer may only point backwards into the question or earlier records, so the
 /// records stay valid after any query with the same name (in any case) as their question.
@@ -34,7 +39,7 @@ pub fn build_entry(
     response: &[u8],
     now_ns: u64,
     max_ttl: u32,
-) -> Result<(CacheKey, CacheEntry), NotCacheable> {
+) -> Result<(QuestionKey, CacheEntry), NotCacheable> {
     let question = parse_question(response).map_err(|e| match e {
         crate::name::QuestionError::TooLong => NotCacheable::TooLarge,
         _ => NotCacheable::Malformed,
@@ -57,7 +62,7 @@ pub fn build_entry(
     }
 
     let start = question.end;
-    let mut entry = CacheEntry::zeroed_entry();
+    let mut entry = CacheEntry::new(&key);
     let mut pos = start;
     let mut min_ttl = u32::MAX;
     let mut has_target_type = false;
@@ -109,7 +114,7 @@ pub fn build_entry(
         let off = off as usize;
         entry.records[off..off + 4].fill(0);
     }
-    entry.expires_ns = now_ns.saturating_add(ttl as u64 * NS_PER_SEC);
+    entry.expires_ns = now_ns.saturating_add(ttl as u64 * NS_PER_SEC - EXPIRY_MARGIN_NS);
     entry.csum = sum_bytes(0, &entry.records[..len]);
     entry.len = len as u16;
     entry.ancount = ancount;
@@ -119,13 +124,29 @@ pub fn build_entry(
 }
 
 impl CacheEntry {
-    fn zeroed_entry() -> Self {
-        bytemuck::Zeroable::zeroed()
+    /// An empty entry for `key`'s name.
+    pub fn new(key: &QuestionKey) -> Self {
+        let mut entry: Self = bytemuck::Zeroable::zeroed();
+        entry.name = key.name;
+        entry
     }
 
-    /// Seconds the entry is still served for at `now_ns`, or `None` once expired.
+    /// The TTL the XDP program answers with when its clock (CLOCK_MONOTONIC_COARSE) reads
+    /// `now_ns`: whole seconds left until `expires_ns`, or `None` once expired.
+    #[inline(always)]
+    pub fn ttl_at(&self, now_ns: u64) -> Option<u32> {
+        if now_ns >= self.expires_ns {
+            return None;
+        }
+        Some(((self.expires_ns - now_ns) / NS_PER_SEC).min(MAX_TTL) as u32)
+    }
+
+    /// Whole seconds of the records' TTL left at `now_ns` (CLOCK_MONOTONIC), or `None` once the
+    /// XDP program no longer serves the entry. Its answers carry this TTL, or one less when the
+    /// remaining time is within `EXPIRY_MARGIN_NS` above a whole second.
     pub fn remaining_secs(&self, now_ns: u64) -> Option<u64> {
-        (now_ns < self.expires_ns).then(|| (self.expires_ns - now_ns) / NS_PER_SEC)
+        (now_ns < self.expires_ns)
+            .then(|| (self.expires_ns - now_ns).saturating_add(EXPIRY_MARGIN_NS) / NS_PER_SEC)
     }
 }
 
@@ -212,7 +233,8 @@ mod tests {
         assert_eq!(e.ancount, 2);
         assert_eq!(e.ttl_count, 2);
         assert_eq!(&e.ttl_offsets[..2], &[6, (p - q_end + 6) as u16]);
-        assert_eq!(e.expires_ns, 1_000 + 200 * NS_PER_SEC);
+        assert_eq!(e.name[..QNAME.len()], *QNAME);
+        assert_eq!(e.expires_ns, 1_000 + 200 * NS_PER_SEC - EXPIRY_MARGIN_NS);
         assert_eq!(e.remaining_secs(1_000), Some(200));
         assert_eq!(&e.records[6..10], &[0, 0, 0, 0]);
         assert_eq!(&e.records[12..16], &[198, 18, 0, 1]);
@@ -236,6 +258,38 @@ mod tests {
         );
         let (_, e) = build_entry(&m[..end], 0, 60).unwrap();
         assert_eq!(e.remaining_secs(0), Some(60));
+    }
+
+    #[test]
+    fn coarse_clock_never_serves_expired_records_or_overstates_ttls() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 1, &mut m);
+        let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 3, &[1, 2, 3, 4]);
+        let t0 = 5 * NS_PER_SEC + 123;
+        let (_, e) = build_entry(&m[..end], t0, 86400).unwrap();
+        let dies = t0 + 3 * NS_PER_SEC;
+        // Around each whole second of lifetime left and around the end, in 1 ms steps, with
+        // the program's clock lagging by up to the margin.
+        for second in 0..=3 {
+            let boundary = dies - second * NS_PER_SEC;
+            for step in 0..200 {
+                let now = boundary - 100_000_000 + step * 1_000_000;
+                let left = dies.saturating_sub(now) / NS_PER_SEC;
+                for lag in [0, 1_000_000, 30_000_000, EXPIRY_MARGIN_NS - 1] {
+                    match e.ttl_at(now - lag) {
+                        None => assert_eq!(left, 0, "not served with {left} s left"),
+                        Some(ttl) => {
+                            assert!(now < dies, "served {} ns after expiry", now - dies);
+                            assert!(ttl as u64 <= left, "TTL {ttl} with {left} s left");
+                            assert!(ttl as u64 + 1 >= left, "TTL {ttl} with {left} s left");
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(e.remaining_secs(t0), Some(3));
+        assert_eq!(e.ttl_at(t0), Some(2));
+        assert_eq!(e.remaining_secs(dies - EXPIRY_MARGIN_NS), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod acl;
 pub mod checksum;
 pub mod entry;
+pub mod hash;
 pub mod maps;
 pub mod name;
 

@@ -28,19 +28,35 @@ pub const RCODE_NXDOMAIN: u8 = 3;
 pub const MAP_CACHE: &str = "CACHE";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_SERVED: &str = "SERVED";
+/// The program's global holding the `hash::HashKey` of names, set when the object is loaded.
+pub const GLOBAL_HASH_KEY: &str = "HASH_KEY";
 pub const PROG_CACHE: &str = "dnsxdp";
 /// An XDP_PASS program for the far end of a veth pair: without one, XDP_TX frames never leave
 /// the peer's queue.
 pub const PROG_PASS: &str = "dnsxdp_pass";
 
-/// Key of the `CACHE` map: the query name lower-cased in wire format, zero padded, and the type.
+/// Key of the `CACHE` map: the keyed hash of the lower-cased query name (`hash` module), its
+/// length and the type. Twelve bytes, so the kernel's own hashing of the key is a single round;
+/// the entry holds the name, which the XDP program compares before answering.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, PartialEq, Eq, Debug)]
 pub struct CacheKey {
+    /// Low and high half of the hash: as one `u64` it would pad the key to 16 bytes.
+    pub hash: [u32; 2],
     pub qtype: u16,
-    /// Length of the wire name in `name`, root label included.
+    /// Length of the wire name, root label included.
     pub name_len: u16,
-    pub name: [u8; MAX_NAME],
+}
+
+impl CacheKey {
+    #[inline(always)]
+    pub const fn new(hash: u64, qtype: u16, name_len: u16) -> Self {
+        Self {
+            hash: [hash as u32, (hash >> 32) as u32],
+            qtype,
+            name_len,
+        }
+    }
 }
 
 /// Value of the `CACHE` map: a ready-made answer.
@@ -57,7 +73,9 @@ pub struct CacheKey {
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Debug)]
 pub struct CacheEntry {
-    /// When the entry stops being served, in CLOCK_MONOTONIC ns (`bpf_ktime_get_ns`).
+    /// When the XDP program stops serving the entry, in CLOCK_MONOTONIC ns. It reads a coarse
+    /// clock that lags, so entries expire `EXPIRY_MARGIN_NS` before their records' TTL runs out
+    /// (`entry::build_entry`).
     pub expires_ns: u64,
     /// Answers served from XDP; the kernel increments it.
     pub hits: u64,
@@ -74,8 +92,21 @@ pub struct CacheEntry {
     pub _pad: u32,
     /// Offset in `records` of every TTL field the kernel fills with the remaining lifetime.
     pub ttl_offsets: [u16; MAX_TTLS],
+    /// The question's name lower-cased in wire format and zero padded, as in `QuestionKey`:
+    /// only a query for this name is answered from the entry, whatever its key's hash says.
+    pub name: [u8; MAX_NAME],
     pub records: [u8; MAX_RECORDS_LEN],
 }
+
+/// How much earlier than their records' TTL entries stop being served: more than the XDP
+/// program's clock can lag CLOCK_MONOTONIC. It reads CLOCK_MONOTONIC_COARSE once per tick
+/// (`clock.rs` in dnsxdp-ebpf), which can be up to three ticks behind, plus however late the
+/// tick comes: timekeeping accumulates whole tick intervals only, the clock then stands still
+/// for a tick, and a reading taken between the jiffies and timekeeping updates is one more tick
+/// old. Three ticks are 30 ms at the lowest common HZ, 100; late ticks made the coarse clock
+/// lag by 17 ms (four ticks) at HZ=250 on a loaded VM. Within this margin of a whole second, an
+/// answer's TTL is one less than the whole seconds its records have left.
+pub const EXPIRY_MARGIN_NS: u64 = 50_000_000;
 
 /// Key of the `SERVED` map: a local address and UDP port the XDP program answers on. IPv4
 /// addresses are stored IPv4-mapped (`::ffff:a.b.c.d`).

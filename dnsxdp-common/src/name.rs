@@ -1,6 +1,9 @@
-//! Query names: validation, lower-casing into a cache key, and the checksum of the name bytes.
+//! Query names: validation, lower-casing, and the cache key of a question.
 
-use crate::{CacheKey, MAX_NAME};
+use crate::{
+    CacheKey, MAX_NAME,
+    hash::{HashKey, name_hash},
+};
 
 /// ASCII lower-casing of one wire byte. Label length bytes are at most 63, below b'A', so the
 /// whole wire name can be folded byte by byte.
@@ -9,62 +12,86 @@ pub const fn lower(b: u8) -> u8 {
     if b >= b'A' && b <= b'Z' { b | 0x20 } else { b }
 }
 
-/// What a byte did to the name being parsed.
+/// ASCII lower-casing of eight wire bytes at once: `lower` of each byte of `w`.
+#[inline(always)]
+pub const fn lower_word(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let low7 = w & !HIGH;
+    // The high bit of each byte says whether its low seven bits are at least b'A', resp. more
+    // than b'Z'. No byte carries into the next one.
+    let from_a = low7 + ONES * (0x80 - b'A' as u64);
+    let past_z = low7 + ONES * (0x80 - b'Z' as u64 - 1);
+    let upper = from_a & !past_z & !w & HIGH;
+    w | upper >> 2
+}
+
+/// What a label length byte says about an uncompressed wire name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// More bytes belong to the name.
-    More,
+pub enum Label {
+    /// The next label starts at this offset.
+    Next(usize),
     /// The root label ended the name; it is this many bytes long.
     End(usize),
     /// A compression pointer or a reserved label type: not a plain name.
     Invalid,
-    /// The name does not fit a cache key.
+    /// The name does not fit in `MAX_NAME` bytes.
     TooLong,
 }
 
-/// Byte-at-a-time parser of an uncompressed wire name, built so the XDP program can feed it
-/// from a bounded loop over packet bytes and the host from a slice.
-///
-/// It writes the lower-cased name into a key and keeps the ones' complement sum of the bytes as
-/// sent (big-endian 16-bit words counted from the first name byte), which the XDP program needs
-/// for the reply's UDP checksum.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NameParser {
-    next_label: usize,
-    /// Sum of the name bytes as received.
-    pub csum: u32,
+/// One step of walking a wire name label by label: `len` is the byte at offset `at`, where a
+/// label starts. Both sides walk names with it, so they agree on which ones the cache takes.
+#[inline(always)]
+pub const fn label(at: usize, len: u8) -> Label {
+    if len == 0 {
+        return Label::End(at + 1);
+    }
+    if len & 0xc0 != 0 {
+        return Label::Invalid;
+    }
+    let next = at + 1 + len as usize;
+    // The root label needs a byte too.
+    if next >= MAX_NAME {
+        Label::TooLong
+    } else {
+        Label::Next(next)
+    }
 }
 
-impl NameParser {
-    pub const fn new() -> Self {
-        Self {
-            next_label: 0,
-            csum: 0,
-        }
+/// Words of a zero-padded name of `len` bytes, as the name hash and the comparison of names
+/// take them.
+#[inline(always)]
+pub const fn name_words(len: usize) -> usize {
+    len.div_ceil(8)
+}
+
+/// A question as the kernel cache answers it: the name lower-cased in wire format, zero
+/// padded, and the type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuestionKey {
+    pub qtype: u16,
+    /// Length of the wire name in `name`, root label included.
+    pub name_len: u16,
+    pub name: [u8; MAX_NAME],
+}
+
+impl QuestionKey {
+    /// The wire name (lower-cased, root label included).
+    pub fn wire_name(&self) -> &[u8] {
+        &self.name[..(self.name_len as usize).min(MAX_NAME)]
     }
 
-    /// Takes byte `b` at offset `i` of the name; bytes must come in order from offset 0.
-    #[inline(always)]
-    pub fn step(&mut self, i: usize, b: u8, key: &mut CacheKey) -> Step {
-        let Some(slot) = key.name.get_mut(i) else {
-            return Step::TooLong;
-        };
-        *slot = lower(b);
-        if i == self.next_label {
-            if b == 0 {
-                return Step::End(i + 1);
-            }
-            if b & 0xc0 != 0 {
-                return Step::Invalid;
-            }
-            self.next_label = i + 1 + b as usize;
-        }
-        self.csum += if i & 1 == 0 {
-            (b as u32) << 8
-        } else {
-            b as u32
-        };
-        Step::More
+    /// The `CACHE` key of the question under the program's hash key.
+    pub fn cache_key(&self, key: &HashKey) -> CacheKey {
+        let words = self
+            .name
+            .chunks_exact(8)
+            .take(name_words(self.name_len as usize));
+        let hash = name_hash(
+            key,
+            words.map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])),
+        );
+        CacheKey::new(hash, self.qtype, self.name_len)
     }
 }
 
@@ -83,7 +110,7 @@ pub enum QuestionError {
 #[derive(Clone, Copy, Debug)]
 pub struct Question {
     /// Lower-cased name and type; the class is reported separately.
-    pub key: CacheKey,
+    pub key: QuestionKey,
     pub qclass: u16,
     /// Offset of the first byte after the question (12 + name + 4).
     pub end: usize,
@@ -97,42 +124,36 @@ pub fn parse_question(msg: &[u8]) -> Result<Question, QuestionError> {
     if u16::from_be_bytes([msg[4], msg[5]]) != 1 {
         return Err(QuestionError::Malformed);
     }
-    let mut key = CacheKey {
-        qtype: 0,
-        name_len: 0,
-        name: [0; MAX_NAME],
-    };
-    let mut parser = NameParser::new();
-    let mut i = 0;
+    let mut at = 0;
     let name_len = loop {
-        let Some(&b) = msg.get(12 + i) else {
+        let Some(&len) = msg.get(12 + at) else {
             return Err(QuestionError::Truncated);
         };
-        match parser.step(i, b, &mut key) {
-            Step::More => i += 1,
-            Step::End(len) => break len,
-            Step::Invalid => return Err(QuestionError::Malformed),
-            Step::TooLong => return Err(QuestionError::TooLong),
+        match label(at, len) {
+            Label::Next(next) => at = next,
+            Label::End(len) => break len,
+            Label::Invalid => return Err(QuestionError::Malformed),
+            Label::TooLong => return Err(QuestionError::TooLong),
         }
     };
+    let mut key = QuestionKey {
+        qtype: 0,
+        name_len: name_len as u16,
+        name: [0; MAX_NAME],
+    };
+    for (to, &b) in key.name.iter_mut().zip(&msg[12..12 + name_len]) {
+        *to = lower(b);
+    }
     let end = 12 + name_len + 4;
     let Some(tail) = msg.get(12 + name_len..end) else {
         return Err(QuestionError::Truncated);
     };
-    key.name_len = name_len as u16;
     key.qtype = u16::from_be_bytes([tail[0], tail[1]]);
     Ok(Question {
         key,
         qclass: u16::from_be_bytes([tail[2], tail[3]]),
         end,
     })
-}
-
-impl CacheKey {
-    /// The wire name of the key (lower-cased, root label included).
-    pub fn wire_name(&self) -> &[u8] {
-        &self.name[..(self.name_len as usize).min(MAX_NAME)]
-    }
 }
 
 #[cfg(test)]
@@ -209,21 +230,52 @@ mod tests {
     }
 
     #[test]
-    fn sum_covers_the_name_as_sent() {
-        let name = b"\x03AbC\x00";
-        let q = query(name, 1);
-        let mut key = CacheKey::zeroed();
-        let mut p = NameParser::new();
-        for (i, &b) in name.iter().enumerate() {
-            if let Step::End(_) = p.step(i, b, &mut key) {
-                break;
-            }
-        }
-        assert_eq!(
-            p.csum,
-            crate::checksum::sum_bytes(0, &q[12..12 + name.len()])
-        );
+    fn longest_name_fits_and_one_more_byte_does_not() {
+        let mut m = [0u8; 160];
+        m[5] = 1;
+        // Labels of 63 and 62 bytes and the root: MAX_NAME bytes.
+        m[12] = 63;
+        m[12 + 64] = 62;
+        let q = parse_question(&m).unwrap();
+        assert_eq!(q.key.name_len as usize, MAX_NAME);
+        m[12 + 64] = 63;
+        assert_eq!(parse_question(&m).unwrap_err(), QuestionError::TooLong);
     }
 
-    use bytemuck::Zeroable;
+    #[test]
+    fn word_lower_casing_is_byte_lower_casing() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                // Neighbours that are upper case, lower case or have the high bit set.
+                for fill in [b'Q', b'q', 0xc1, 0x5b, 0x40] {
+                    let mut bytes = [fill; 8];
+                    bytes[at] = b;
+                    let want = bytes.map(lower);
+                    let got = lower_word(u64::from_le_bytes(bytes)).to_le_bytes();
+                    assert_eq!(got, want, "{bytes:02x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cache_keys_ignore_case_only() {
+        let key: HashKey =
+            core::array::from_fn(|i| 0x1234_5678_9abc_def1_u64.rotate_left(i as u32));
+        let k = |name: &[u8], qtype: u16| {
+            parse_question(&query(name, qtype))
+                .unwrap()
+                .key
+                .cache_key(&key)
+        };
+        let www = k(b"\x03www\x07example\x03com\x00", 1);
+        assert_eq!(www, k(b"\x03WWW\x07eXample\x03COM\x00", 1));
+        assert_eq!((www.qtype, www.name_len), (1, 17));
+        assert_ne!(www, k(b"\x03www\x07example\x03com\x00", 28));
+        assert_ne!(www, k(b"\x03www\x07example\x03org\x00", 1));
+        let q = parse_question(&query(b"\x03www\x07example\x03com\x00", 1)).unwrap();
+        let mut other_key = key;
+        other_key[1] += 1;
+        assert_ne!(www.hash, q.key.cache_key(&other_key).hash);
+    }
 }

@@ -48,3 +48,12 @@ pub fn opaque(mut v: usize) -> usize {
     unsafe { asm!("{0} = {0}", inout(reg) v, options(pure, nomem, nostack, preserves_flags)) };
     v
 }
+
+/// `len / N`, as a value the verifier does not link to `len`. A loop over the words of `len`
+/// that stops on this leaves `len` as it was, instead of narrowing it to a different range for
+/// each number of words, which would split the verifier's paths after the loop that many ways.
+/// (`opaque` alone is a register move, after which the verifier narrows both copies.)
+#[inline(always)]
+pub fn whole_words<const N: usize>(len: usize) -> usize {
+    opaque(len) / N
+}

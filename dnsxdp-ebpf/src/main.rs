@@ -10,11 +10,13 @@
 mod access;
 mod bare_reply;
 mod bounds;
+mod clock;
 mod counters;
 mod packet;
 mod parse;
 mod ratelimit;
 mod reply;
+mod served;
 
 use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},
@@ -23,22 +25,27 @@ use core::{
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::generated::bpf_ktime_get_ns,
     macros::{map, xdp},
-    maps::{HashMap, LruHashMap},
+    maps::LruHashMap,
     programs::XdpContext,
 };
-use dnsxdp_common::{CacheEntry, CacheKey, Counter, ServedKey};
+use dnsxdp_common::{CacheEntry, CacheKey, Counter, MAX_NAME, hash::HashKey};
 
-use crate::{counters::count, packet::Packet, reply::Fail};
+use crate::{
+    bounds::opaque,
+    counters::count,
+    packet::{Packet, load},
+    parse::NameWords,
+    reply::Fail,
+};
 
 /// Answers by query name and type. The daemon sets its size when it loads the object.
 #[map]
 static CACHE: LruHashMap<CacheKey, CacheEntry> = LruHashMap::with_max_entries(65536, 0);
 
-/// Local addresses and ports to answer on; other DNS traffic through the box is left alone.
-#[map]
-static SERVED: HashMap<ServedKey, u8> = HashMap::with_max_entries(64, 0);
+/// The key of the name hash. The loader sets it to a random value (`GLOBAL_HASH_KEY`).
+#[unsafe(no_mangle)]
+static HASH_KEY: HashKey = [0; MAX_NAME / 8];
 
 /// Keys live on the stack; 8-byte alignment lets LLVM write them in whole words.
 #[repr(C, align(8))]
@@ -50,9 +57,7 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
     let Some((frame, dest)) = parse::frame(&pkt) else {
         return xdp_action::XDP_PASS;
     };
-    let served = Aligned(dest.key());
-    let served: &ServedKey = &served.0;
-    if SERVED.get_ptr(served).is_none() {
+    if !served::served(&dest) {
         return xdp_action::XDP_PASS;
     }
     count(Counter::Packets);
@@ -64,32 +69,46 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         return action;
     }
 
-    let mut key = MaybeUninit::<Aligned<CacheKey>>::uninit();
-    let words = key.as_mut_ptr().cast::<u64>();
-    for i in 0..size_of::<Aligned<CacheKey>>() / 8 {
+    let mut words = MaybeUninit::<NameWords>::uninit();
+    let ptr = words.as_mut_ptr().cast::<u64>();
+    for i in 0..size_of::<NameWords>() / 8 {
         // Volatile, so LLVM does not fold the stores back into a memset call, which the BPF
         // backend does not inline.
-        unsafe { words.add(i).write_volatile(0) };
+        unsafe { ptr.add(i).write_volatile(0) };
     }
-    let key = unsafe { &mut key.assume_init_mut().0 };
-    let query = match parse::query(&pkt, &frame, key) {
+    let words = unsafe { words.assume_init_mut() };
+    // Read through a pointer LLVM cannot see into: the key is only known once the object is
+    // loaded.
+    let hash_key = unsafe { &*(opaque(&raw const HASH_KEY as usize) as *const HashKey) };
+    let query = match parse::query(&pkt, &frame, hash_key, words) {
         Ok(q) => q,
         Err(reason) => {
             count(reason);
             return xdp_action::XDP_PASS;
         }
     };
+    let key = Aligned(CacheKey::new(
+        query.hash,
+        query.qtype,
+        query.name_len as u16,
+    ));
+    let key: &CacheKey = &key.0;
     let Some(entry) = CACHE.get_ptr_mut(key) else {
         count(Counter::Misses);
         return xdp_action::XDP_PASS;
     };
-    let now = unsafe { bpf_ktime_get_ns() };
     let e = unsafe { &*entry };
-    if now >= e.expires_ns {
-        count(Counter::Expired);
+    // A different name whose hash, length and type are the same: as good as not cached.
+    if !same_name(words, query.name_words, e) {
+        count(Counter::Misses);
         return xdp_action::XDP_PASS;
     }
-    match reply::build(&ctx, &frame, &query, e, e.expires_ns - now) {
+    // The coarse clock costs less than CLOCK_MONOTONIC; `build_entry` makes up for its lag.
+    let Some(ttl) = e.ttl_at(clock::coarse_ns()) else {
+        count(Counter::Expired);
+        return xdp_action::XDP_PASS;
+    };
+    match reply::build(&ctx, &frame, &query, e, ttl) {
         Ok(()) => {
             count(Counter::Hits);
             // Shared by all CPUs answering this name.
@@ -104,6 +123,20 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         }
         Err(Fail::Drop) => xdp_action::XDP_DROP,
     }
+}
+
+/// Whether the first `count` words of the entry's name are `words`.
+#[inline(always)]
+fn same_name(words: &NameWords, count: usize, e: &CacheEntry) -> bool {
+    for (i, &word) in words.iter().enumerate() {
+        if i >= count {
+            break;
+        }
+        if word != unsafe { load::<u64>(e.name.as_ptr(), i * 8) } {
+            return false;
+        }
+    }
+    true
 }
 
 /// For the peer end of a veth pair, whose frames are only seen by XDP if a program is attached.

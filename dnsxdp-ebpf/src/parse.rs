@@ -1,13 +1,15 @@
 //! Parsing the frame down to the DNS question, and deciding whether the cache may answer it.
 
 use dnsxdp_common::{
-    CacheKey, Counter, EDNS_UDP_SIZE, MAX_NAME, PLAIN_UDP_SIZE, QCLASS_IN, QTYPE_A, QTYPE_AAAA,
-    QTYPE_OPT, ServedKey,
-    name::{NameParser, Step},
+    Counter, EDNS_UDP_SIZE, MAX_NAME, PLAIN_UDP_SIZE, QCLASS_IN, QTYPE_A, QTYPE_AAAA, QTYPE_OPT,
+    ServedKey,
+    checksum::{fold64, sum_le_word},
+    hash::{HashKey, word_hash},
+    name::{Label, label, lower_word, name_words},
 };
 
 use crate::{
-    bounds::{forget, opaque},
+    bounds::{forget, opaque, whole_words},
     packet::{Packet, be16, load},
 };
 
@@ -161,14 +163,22 @@ fn ipv6(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
     }
 }
 
+/// The query name lower-cased, as words of `CacheEntry::name`.
+pub type NameWords = [u64; MAX_NAME / 8];
+
 /// A query the cache can answer, once its key is found. Everything else the answer needs is
 /// still in the packet: headers and question stay in place.
 pub struct Query {
+    /// Hash of the name (`CacheKey::hash`).
+    pub hash: u64,
+    pub qtype: u16,
     /// Offset of the DNS header.
     pub dns: usize,
     /// Wire length of the question name.
     pub name_len: usize,
-    /// Sum of the name bytes as sent (even offset).
+    /// Words of the name in `NameWords`.
+    pub name_words: usize,
+    /// Sum of the name bytes as sent (even offset), folded.
     pub name_sum: u32,
     /// The query had an OPT record, so the answer gets one.
     pub edns: bool,
@@ -176,10 +186,15 @@ pub struct Query {
     pub max_len: usize,
 }
 
-/// Validates the datagram and its DNS message and fills `key` from the question. The error is
-/// the counter of the reason the packet passes.
+/// Validates the datagram and its DNS message, and puts the lower-cased question name into
+/// `words` (zeroed by the caller). The error is the counter of the reason the packet passes.
 #[inline(always)]
-pub fn query(pkt: &Packet, f: &Frame, key: &mut CacheKey) -> Result<Query, Counter> {
+pub fn query(
+    pkt: &Packet,
+    f: &Frame,
+    hash_key: &HashKey,
+    words: &mut NameWords,
+) -> Result<Query, Counter> {
     // Lengths come from the IP and UDP headers: a short frame may carry Ethernet padding.
     if f.ip_len < f.ip_hlen + UDP_HLEN
         || f.l3 + f.ip_len > pkt.len()
@@ -209,25 +224,22 @@ pub fn query(pkt: &Packet, f: &Frame, key: &mut CacheKey) -> Result<Query, Count
     }
 
     let name = dns + DNS_HLEN;
-    let mut parser = NameParser::new();
+    let mut at = 0;
     let mut name_len = 0;
-    // Four bytes per bounds check. A question has four more bytes after its root label, so a
-    // chunk running past the frame means a truncated message even if the name ends inside it.
-    // Bytes are checked against the frame only; the end of the name is checked against the
-    // message below, so bytes read from padding never make a question.
-    'name: for chunk in 0..MAX_NAME / 4 {
-        let i = chunk * 4;
-        let p = pkt.bytes::<4>(name + i).ok_or(Counter::PassMalformed)?;
-        for k in 0..4 {
-            match parser.step(i + k, unsafe { *p.add(k) }, key) {
-                Step::More => {}
-                Step::End(len) => {
-                    name_len = len;
-                    break 'name;
-                }
-                Step::Invalid => return Err(Counter::PassMalformed),
-                Step::TooLong => break 'name,
+    // Label by label: one bounds check per label. Bytes are checked against the frame only;
+    // the end of the name is checked against the message below, so bytes read from padding
+    // never make a question. Labels take two bytes or more, so the loop reaches the root label
+    // of every name that fits.
+    for _ in 0..MAX_NAME / 2 {
+        let p = pkt.bytes::<1>(name + at).ok_or(Counter::PassMalformed)?;
+        match label(at, unsafe { *p }) {
+            Label::Next(next) => at = next,
+            Label::End(len) => {
+                name_len = len;
+                break;
             }
+            Label::Invalid => return Err(Counter::PassMalformed),
+            Label::TooLong => break,
         }
     }
     if name_len == 0 {
@@ -250,8 +262,6 @@ pub fn query(pkt: &Packet, f: &Frame, key: &mut CacheKey) -> Result<Query, Count
     if qclass != QCLASS_IN || (qtype != QTYPE_A && qtype != QTYPE_AAAA) {
         return Err(Counter::PassUnsupported);
     }
-    key.qtype = qtype;
-    key.name_len = name_len as u16;
 
     let after = q + 4;
     let mut max_len = PLAIN_UDP_SIZE as usize;
@@ -260,13 +270,56 @@ pub fn query(pkt: &Packet, f: &Frame, key: &mut CacheKey) -> Result<Query, Count
     } else if after != end {
         return Err(Counter::PassMalformed);
     }
+    // Only now, so that queries which pass anyway do not pay for the hash.
+    let (hash, name_sum) = lower_name(pkt, name, name_len, hash_key, words)?;
     Ok(Query {
+        hash,
+        qtype,
         dns,
         name_len,
-        name_sum: parser.csum,
+        // Hidden from LLVM, which would otherwise compare the words of the name as its length
+        // again and so split the verifier's paths by length.
+        name_words: opaque(name_words(name_len)),
+        name_sum,
         edns: ar == 1,
         max_len,
     })
+}
+
+/// Reads the `len` bytes of the name at `name` a word at a time into `words`, lower-cased, and
+/// returns their keyed hash and the sum of the bytes as sent. A last partial word is read so
+/// that it ends with the name, which the DNS header before it leaves room for, and shifted
+/// down: the bytes after the name are never read.
+#[inline(always)]
+fn lower_name(
+    pkt: &Packet,
+    name: usize,
+    len: usize,
+    hash_key: &HashKey,
+    words: &mut NameWords,
+) -> Result<(u64, u32), Counter> {
+    let (mut hash, mut sum) = (0u64, 0);
+    let (full, rest) = (whole_words::<8>(len), opaque(len) % 8);
+    for (i, slot) in words.iter_mut().enumerate() {
+        let word = if i < full {
+            let p = pkt.bytes::<8>(name + i * 8).ok_or(Counter::PassMalformed)?;
+            unsafe { load::<u64>(p, 0) }
+        } else if i == full && rest != 0 {
+            // Offsets ending in `- 8` go through `opaque` so that LLVM does not fold the
+            // subtraction into a negative load offset.
+            let p = pkt
+                .bytes::<8>(opaque(name + len - 8))
+                .ok_or(Counter::PassMalformed)?;
+            unsafe { load::<u64>(p, 0) >> ((8 - rest) * 8) }
+        } else {
+            break;
+        };
+        sum = sum_le_word(sum, word);
+        let word = lower_word(word);
+        *slot = word;
+        hash = hash.wrapping_add(word_hash(hash_key, i, word));
+    }
+    Ok((hash, fold64(sum).swap_bytes() as u32))
 }
 
 /// Checks the OPT record at `off`, which must end the message at `end`, and returns the

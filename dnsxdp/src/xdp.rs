@@ -13,7 +13,8 @@ use aya::{
     programs::{ProgramError, Xdp as XdpProgram, XdpMode as AttachMode},
 };
 use dnsxdp_common::{
-    CacheEntry, CacheKey, Counter, MAP_CACHE, MAP_COUNTERS, MAP_SERVED, PROG_CACHE, ServedKey,
+    CacheEntry, CacheKey, Counter, GLOBAL_HASH_KEY, MAP_CACHE, MAP_COUNTERS, MAP_SERVED,
+    PROG_CACHE, ServedKey, hash::HashKey, name::QuestionKey,
 };
 use tracing::{debug, info, warn};
 
@@ -35,6 +36,8 @@ pub struct XdpMaps {
     cache: Mutex<HashMap<MapData, CacheKey, CacheEntry>>,
     counters: PerCpuArray<MapData, u64>,
     served: Mutex<HashMap<MapData, ServedKey, u8>>,
+    /// The key of the program's name hash, random per load.
+    hash_key: HashKey,
 }
 
 /// Fails, naming it, if an interface does not exist: before anything is loaded.
@@ -76,8 +79,10 @@ pub fn attach(
     access: &AccessPolicy,
 ) -> anyhow::Result<(Attached, KernelTables)> {
     raise_memlock_limit();
+    let hash_key: HashKey = rand::random();
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_CACHE, cache_size)
+        .override_global(GLOBAL_HASH_KEY, &hash_key, true)
         .load(EBPF_OBJECT)
         .map_err(|e| anyhow!("loading the eBPF object failed: {}", one_line(e)))?;
     let mut take = |name: &str| {
@@ -88,6 +93,7 @@ pub fn attach(
         cache: Mutex::new(HashMap::try_from(take(MAP_CACHE)?).context(MAP_CACHE)?),
         counters: PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?,
         served: Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?),
+        hash_key,
     };
     if let Err(e) = maps.refresh_served(listen) {
         warn!("{e:#}");
@@ -187,7 +193,8 @@ pub enum Fill {
 impl XdpMaps {
     /// Stores an answer for the XDP program to serve; with `Fill::IfAbsent` an entry already
     /// there (and its hit count) is kept.
-    pub fn insert(&self, key: CacheKey, entry: CacheEntry, fill: Fill) {
+    pub fn insert(&self, key: QuestionKey, entry: CacheEntry, fill: Fill) {
+        let key = key.cache_key(&self.hash_key);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         match cache.insert(key, entry, fill as u64) {
             Ok(()) => {}

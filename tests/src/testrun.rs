@@ -11,8 +11,9 @@ use aya::{
     util::nr_cpus,
 };
 use dnsxdp_common::{
-    COUNTER_COUNT, CacheEntry, CacheKey, Counter, MAP_CACHE, MAP_COUNTERS, MAP_SERVED, PROG_CACHE,
-    PROG_PASS, QCLASS_IN, QTYPE_OPT, ServedKey, entry::build_entry,
+    COUNTER_COUNT, CacheEntry, CacheKey, Counter, GLOBAL_HASH_KEY, MAP_CACHE, MAP_COUNTERS,
+    MAP_SERVED, PROG_CACHE, PROG_PASS, QCLASS_IN, QTYPE_OPT, ServedKey, entry::build_entry,
+    hash::HashKey, name::QuestionKey,
 };
 use hickory_proto::{
     op::{Message, MessageType, OpCode, Query as HQuery},
@@ -89,6 +90,8 @@ impl Counters {
 /// is called.
 pub struct XdpCache {
     ebpf: Ebpf,
+    /// The random key of the name hash it was loaded with.
+    hash_key: HashKey,
 }
 
 impl XdpCache {
@@ -102,8 +105,10 @@ impl XdpCache {
 
     /// Loads another build of the program, e.g. to compare two versions.
     pub fn load_object(object: &[u8], cache_entries: u32) -> Result<Self> {
+        let hash_key = random_hash_key()?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_CACHE, cache_entries)
+            .override_global(GLOBAL_HASH_KEY, &hash_key, true)
             .load(object)
             .context("loading the eBPF object")?;
         let prog: &mut Xdp = ebpf
@@ -112,7 +117,7 @@ impl XdpCache {
             .try_into()?;
         prog.load()
             .with_context(|| format!("loading program {PROG_CACHE}"))?;
-        Ok(Self { ebpf })
+        Ok(Self { ebpf, hash_key })
     }
 
     /// Attaches the program to `iface` in the calling thread's network namespace, for as long
@@ -160,20 +165,37 @@ impl XdpCache {
         Ok(())
     }
 
-    pub fn insert(&mut self, key: &CacheKey, entry: &CacheEntry) -> Result<()> {
+    /// Stops answering queries to `addr`, as soon as each CPU's memo of SERVED lets go of it.
+    pub fn unserve(&mut self, addr: SocketAddr) -> Result<()> {
+        self.served()?.remove(&served_key(addr))?;
+        Ok(())
+    }
+
+    /// The `CACHE` key of `key` under this load's hash key.
+    pub fn cache_key(&self, key: &QuestionKey) -> CacheKey {
+        key.cache_key(&self.hash_key)
+    }
+
+    pub fn insert(&mut self, key: &QuestionKey, entry: &CacheEntry) -> Result<()> {
+        self.insert_at(&self.cache_key(key), entry)
+    }
+
+    /// Inserts `entry` under any key, whether or not it is its name's.
+    pub fn insert_at(&mut self, key: &CacheKey, entry: &CacheEntry) -> Result<()> {
         self.cache()?.insert(key, entry, 0)?;
         Ok(())
     }
 
     /// Makes an entry of `response` as the daemon does, stamped now, and inserts it.
-    pub fn insert_response(&mut self, response: &[u8]) -> Result<(CacheKey, CacheEntry)> {
+    pub fn insert_response(&mut self, response: &[u8]) -> Result<(QuestionKey, CacheEntry)> {
         let (key, entry) = entry_from(response, u32::MAX)?;
         self.insert(&key, &entry)?;
         Ok((key, entry))
     }
 
-    pub fn entry(&mut self, key: &CacheKey) -> Result<Option<CacheEntry>> {
-        match self.cache()?.get(key, 0) {
+    pub fn entry(&mut self, key: &QuestionKey) -> Result<Option<CacheEntry>> {
+        let key = self.cache_key(key);
+        match self.cache()?.get(&key, 0) {
             Ok(e) => Ok(Some(e)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(e.into()),
@@ -234,6 +256,20 @@ impl XdpCache {
     }
 }
 
+/// A random key for the name hash, as the daemon picks one at each load.
+pub fn random_hash_key() -> Result<HashKey> {
+    let mut key: HashKey = Default::default();
+    let len = std::mem::size_of::<HashKey>();
+    // SAFETY: writes at most the `len` bytes of `key`.
+    let n = unsafe { libc::getrandom(key.as_mut_ptr().cast(), len, 0) };
+    ensure!(
+        n == len as isize,
+        "getrandom: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(key)
+}
+
 /// Attaches `dnsxdp_pass` to `iface` in the current network namespace. It stays attached until
 /// the returned object is dropped.
 pub fn attach_pass(iface: &str) -> Result<Ebpf> {
@@ -259,7 +295,7 @@ pub fn served_key(addr: SocketAddr) -> ServedKey {
     }
 }
 
-/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns` and `CacheEntry::expires_ns`.
+/// CLOCK_MONOTONIC in ns, the clock of `CacheEntry::expires_ns`.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -272,7 +308,7 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// The daemon's entry for `response`, stamped now.
-pub fn entry_from(response: &[u8], max_ttl: u32) -> Result<(CacheKey, CacheEntry)> {
+pub fn entry_from(response: &[u8], max_ttl: u32) -> Result<(QuestionKey, CacheEntry)> {
     build_entry(response, monotonic_ns(), max_ttl).map_err(|e| anyhow!("build_entry: {e:?}"))
 }
 

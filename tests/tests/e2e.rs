@@ -140,9 +140,18 @@ fn an_entry_evicted_from_the_kernel_is_put_back_from_the_daemon_cache() -> Resul
     let q = query("www.example.test.", RecordType::A);
     s.ask(&q)?;
     let mut kernel = s.daemon.kernel_cache(&s.topo)?;
-    let key = dnsxdp_common::name::parse_question(&q.to_vec()?)
+    let question = dnsxdp_common::name::parse_question(&q.to_vec()?)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?
         .key;
+    // The key holds a hash under the daemon's random key: look the entry up by its name.
+    let key = kernel
+        .iter()
+        .filter_map(Result::ok)
+        .find(|(k, e)| {
+            (k.qtype, k.name_len) == (question.qtype, question.name_len) && e.name == question.name
+        })
+        .map(|(k, _)| k)
+        .context("no kernel entry for the name")?;
     let filled = kernel.get(&key, 0)?;
     kernel.remove(&key)?;
     let upstream = s.daemon.counter("upstream_queries")?;

@@ -8,8 +8,8 @@ use std::{
 };
 
 use dnsxdp_common::{
-    CacheEntry, Counter, MAX_NAME, QTYPE_A, QTYPE_AAAA, RCODE_NXDOMAIN, checksum::sum_bytes,
-    name::parse_question,
+    CacheEntry, Counter, EXPIRY_MARGIN_NS, MAX_NAME, QTYPE_A, QTYPE_AAAA, RCODE_NXDOMAIN,
+    checksum::sum_bytes, entry::build_entry, name::parse_question,
 };
 use dnsxdp_tests::{
     netns::{SERVER_IFACE, SERVER_V4, SERVER_V6, Topology},
@@ -261,10 +261,12 @@ fn check_reply(query: &[u8], out: &[u8]) -> Message {
     m
 }
 
-/// The TTL an answer may carry for `entry` when run between the outcome's two timestamps.
+/// The TTL an answer may carry for `entry` when run between the outcome's two timestamps. The
+/// program reads the coarse clock, which may lag them by up to a tick: less than
+/// `EXPIRY_MARGIN_NS`.
 fn ttl_range(entry: &CacheEntry, o: &Outcome) -> RangeInclusive<u32> {
     let secs = |now: u64| ((entry.expires_ns - now) / NS) as u32;
-    secs(o.after_ns)..=secs(o.before_ns)
+    secs(o.after_ns)..=secs(o.before_ns - EXPIRY_MARGIN_NS)
 }
 
 /// `got` are `want` with every TTL replaced by the same value in `ttls`.
@@ -289,7 +291,7 @@ fn verifier_budget() {
     let x = XdpCache::load().unwrap_or_else(|e| panic!("{e:#}"));
     let n = x.verified_insns().unwrap();
     // Far below the kernel's 1,000,000: changes that multiply verifier paths show up here.
-    assert!(n < 400_000, "verifier processed {n} instructions");
+    assert!(n < 200_000, "verifier processed {n} instructions");
 }
 
 #[test]
@@ -516,13 +518,17 @@ fn expired_entry_passes() {
         vec![record(NAME, 300, a([192, 0, 2, 1])).unwrap()],
     )
     .unwrap();
-    let (key, mut entry) = entry_from(&resp, 300).unwrap();
     let query = f.v4.query(&Query::new(NAME, QTYPE_A));
-    for expires_ns in [1, monotonic_ns()] {
-        entry.expires_ns = expires_ns;
-        f.x.insert(&key, &entry).unwrap();
-        f.pass(&query, Some(Counter::Expired));
-    }
+    let (key, mut entry) = entry_from(&resp, 300).unwrap();
+    entry.expires_ns = 1;
+    f.x.insert(&key, &entry).unwrap();
+    f.pass(&query, Some(Counter::Expired));
+    // Records whose TTL of a second ran out just now: the lag of the program's coarse clock is
+    // made up for by the entry expiring early.
+    let (key, entry) = build_entry(&resp, monotonic_ns() - NS, 1).unwrap();
+    f.x.insert(&key, &entry).unwrap();
+    f.pass(&query, Some(Counter::Expired));
+    let mut entry = entry;
     // Less than a second left: still served, with TTL 0.
     entry.expires_ns = monotonic_ns() + NS / 2;
     f.x.insert(&key, &entry).unwrap();
@@ -550,6 +556,73 @@ fn miss_passes() {
     );
 }
 
+/// A dotted name, all `c`, whose wire form is `len` (3..=255) bytes long.
+fn name_of_wire_len(len: usize, c: char) -> String {
+    // Labels of up to 63 characters, none shorter than one: `len - 1` bytes of labels.
+    let mut left = len - 1;
+    let mut name = String::new();
+    while left > 0 {
+        let mut take = left.min(64);
+        if left - take == 1 {
+            take -= 1;
+        }
+        name += &c.to_string().repeat(take - 1);
+        name.push('.');
+        left -= take;
+    }
+    name
+}
+
+#[test]
+fn names_of_every_length_hit() {
+    let mut f = Fixture::new();
+    for len in 3..=MAX_NAME {
+        let name = name_of_wire_len(len, 'h');
+        assert_eq!(wire_name(&name).len(), len);
+        let (resp, entry) = f.cache_a(&name, 300);
+        let (o, m) = f.answer(&f.v4.query(&Query::new(&name.to_uppercase(), QTYPE_A)));
+        assert_records(
+            m.answers(),
+            upstream(&resp).answers(),
+            &ttl_range(&entry, &o),
+        );
+    }
+}
+
+#[test]
+fn an_entry_under_another_names_key_is_a_miss() {
+    let mut f = Fixture::new();
+    // Names of one, two and sixteen words, and ones that end inside a word.
+    for len in [8, 9, 16, 17, 100, MAX_NAME] {
+        let name = name_of_wire_len(len, 'h');
+        let question = parse_question(&Query::new(&name, QTYPE_A).to_wire()).unwrap();
+        let key = f.x.cache_key(&question.key);
+        // Same length and type, one byte different: the first, one in the middle or the last.
+        // Its entry is stored under `name`'s key, as if their hashes collided.
+        for at in [0, len / 2, len - 3] {
+            let mut other = name.clone().into_bytes();
+            let at = if other[at] == b'.' { at + 1 } else { at };
+            other[at] = b'x';
+            let other = String::from_utf8(other).unwrap();
+            let resp = response(
+                &other,
+                RecordType::A,
+                vec![record(&other, 300, a([192, 0, 2, 66])).unwrap()],
+            )
+            .unwrap();
+            let (_, entry) = entry_from(&resp, 300).unwrap();
+            f.x.insert_at(&key, &entry).unwrap();
+            f.pass(
+                &f.v4.query(&Query::new(&name, QTYPE_A)),
+                Some(Counter::Misses),
+            );
+        }
+        // Under its own key, the name is answered.
+        f.cache_a(&name, 300);
+        f.answer(&f.v4.query(&Query::new(&name, QTYPE_A)));
+    }
+}
+
 #[test]
 fn unserved_address_or_port_passes_uncounted() {
     let mut f = Fixture::new();
@@ -571,6 +644,44 @@ fn unserved_address_or_port_passes_uncounted() {
         &FrameSpec::between(f.v6.client, SocketAddr::new(v4_as_v6, 53)).query(&q),
         None,
     );
+}
+
+#[test]
+fn destinations_sharing_memo_slots_are_told_apart() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let q = Query::new(NAME, QTYPE_A);
+    // Far more destinations than the per-CPU memo of SERVED has slots, the served ones among
+    // them, in turn and twice over.
+    for _ in 0..2 {
+        for i in 0..200u16 {
+            for spec in [&f.v4, &f.v6] {
+                let other = SocketAddr::new(spec.server.ip(), 1000 + i);
+                f.pass(&FrameSpec::between(spec.client, other).query(&q), None);
+            }
+            let other = SocketAddr::new(Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8).into(), 53);
+            f.pass(&FrameSpec::between(f.v4.client, other).query(&q), None);
+            if i % 50 == 0 {
+                f.answer(&f.v4.query(&q));
+                f.answer(&f.v6.query(&q));
+            }
+        }
+    }
+}
+
+#[test]
+fn an_address_no_longer_served_passes() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let query = f.v4.query(&Query::new(NAME, QTYPE_A));
+    f.answer(&query);
+    f.x.unserve(f.v4.server).unwrap();
+    // The memo of SERVED trusts an answer for 25 ticks: 250 ms at HZ=100.
+    std::thread::sleep(Duration::from_millis(300));
+    f.pass(&query, None);
+    f.x.serve(f.v4.server).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    f.answer(&query);
 }
 
 #[test]
@@ -951,7 +1062,7 @@ fn negative_and_static_entries() {
     let wire = m.to_vec().unwrap();
     let q = parse_question(&wire).unwrap();
     let records = &wire[q.end..];
-    let mut entry: CacheEntry = bytemuck::Zeroable::zeroed();
+    let mut entry = CacheEntry::new(&q.key);
     entry.len = records.len() as u16;
     entry.records[..records.len()].copy_from_slice(records);
     // Owner "example.com." compressed to a pointer: TTL after 2 + 4 bytes.
@@ -978,7 +1089,7 @@ fn negative_and_static_entries() {
     )
     .unwrap();
     let q = parse_question(&resp).unwrap();
-    let mut entry: CacheEntry = bytemuck::Zeroable::zeroed();
+    let mut entry = CacheEntry::new(&q.key);
     let records = &resp[q.end..];
     entry.len = records.len() as u16;
     entry.records[..records.len()].copy_from_slice(records);

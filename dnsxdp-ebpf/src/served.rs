@@ -1,0 +1,73 @@
+//! Whether the program answers on a destination: the SERVED map, and a per-CPU memo of it.
+
+use aya_ebpf::{
+    helpers::generated::bpf_jiffies64,
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
+use dnsxdp_common::ServedKey;
+
+use crate::{Aligned, parse::Dest};
+
+/// Local addresses and ports to answer on; other DNS traffic through the box is left alone.
+#[map]
+static SERVED: HashMap<ServedKey, u8> = HashMap::with_max_entries(64, 0);
+
+/// The memo has `1 << MEMO_BITS` slots.
+const MEMO_BITS: u32 = 6;
+/// Ticks a memo slot is trusted for: a change to SERVED reaches every CPU within 25 ticks,
+/// 250 ms at the lowest common HZ of 100. The daemon refreshes SERVED every few seconds.
+const MEMO_TICKS: u64 = 25;
+const NOT_SERVED: u32 = 1;
+const IS_SERVED: u32 = 2;
+
+/// What SERVED said about a destination, and when.
+#[repr(C)]
+struct Memo {
+    addr: [u64; 2],
+    port: u32,
+    /// `NOT_SERVED` or `IS_SERVED`; zero in a slot never filled.
+    answer: u32,
+    /// `bpf_jiffies64` when SERVED was asked.
+    jiffies: u64,
+}
+
+/// Per CPU, the latest answers of SERVED, direct-mapped by destination. Looking up a hash map
+/// is a helper call, and with the mitigation for return address mispredictions on AMD (SRSO)
+/// the return alone costs more than the memo, which the verifier inlines.
+#[map]
+static SERVED_MEMO: PerCpuArray<Memo> = PerCpuArray::with_max_entries(1 << MEMO_BITS, 0);
+
+/// Whether `dest` is in SERVED, as of at most `MEMO_TICKS` ago.
+#[inline(always)]
+pub fn served(dest: &Dest) -> bool {
+    let lookup = || {
+        let key = Aligned(dest.key());
+        let key: &ServedKey = &key.0;
+        SERVED.get_ptr(key).is_some()
+    };
+    // Inlined by the verifier: a load of `jiffies_64`.
+    let now = unsafe { bpf_jiffies64() };
+    let port = dest.port as u32;
+    // Fibonacci hashing of the destination.
+    let hash = (dest.addr[0] ^ dest.addr[1] ^ port as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let Some(slot) = SERVED_MEMO.get_ptr_mut((hash >> (64 - MEMO_BITS)) as u32) else {
+        return lookup();
+    };
+    let memo = unsafe { &mut *slot };
+    if memo.answer != 0
+        && memo.addr == dest.addr
+        && memo.port == port
+        && now.wrapping_sub(memo.jiffies) < MEMO_TICKS
+    {
+        return memo.answer == IS_SERVED;
+    }
+    let served = lookup();
+    *memo = Memo {
+        addr: dest.addr,
+        port,
+        answer: if served { IS_SERVED } else { NOT_SERVED },
+        jiffies: now,
+    };
+    served
+}
