@@ -206,7 +206,30 @@ impl Daemon {
         if unsafe { libc::kill(self.child.id() as libc::pid_t, signal) } != 0 {
             return Err(std::io::Error::last_os_error().into());
         }
+        if signal == libc::SIGSTOP {
+            self.wait_stopped()?;
+        }
         Ok(())
+    }
+
+    /// Waits until every thread has stopped: kill() returns before a busy thread has.
+    fn wait_stopped(&self) -> Result<()> {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let all_stopped = fs::read_dir(&tasks)?.filter_map(Result::ok).all(|task| {
+                // The state follows the parenthesised command name in `stat`.
+                fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+            });
+            if all_stopped {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        bail!("dnsxdp did not stop within 2 s of SIGSTOP")
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status.
