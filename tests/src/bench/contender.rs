@@ -95,9 +95,15 @@ impl Kind {
         };
         let mut cmd = Command::new(self.program()?);
         cmd.arg(flag);
-        Ok(proc::output(cmd)?
+        let text = proc::output(cmd)?;
+        let line = text
             .lines()
             .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        // dnsmasq follows its version with a copyright notice on the same line.
+        Ok(line
+            .split("  ")
+            .next()
             .unwrap_or_default()
             .trim()
             .to_owned())

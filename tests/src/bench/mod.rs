@@ -435,7 +435,11 @@ fn machine() -> Machine {
             .find(|l| l.contains(pick))
             .unwrap_or("-")
             .trim();
-        line.to_owned()
+        if line.to_lowercase().contains(name) {
+            line.to_owned()
+        } else {
+            format!("{name} {line}")
+        }
     };
     Machine {
         os: field(&read("/etc/os-release"), "PRETTY_NAME"),
