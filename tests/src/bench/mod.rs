@@ -122,6 +122,8 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
         contender::find(tool)?;
     }
     let plan = Plan::new(opts.quick);
+    // Before the bench adds its own load to the load average.
+    let machine = machine();
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let date = report::utc(now);
     let out = opts.out.clone().unwrap_or_else(|| {
@@ -190,7 +192,7 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
         date,
         command: opts.command.clone(),
         quick: opts.quick,
-        machine: machine(),
+        machine,
         method: method(&plan),
         micro,
         contenders,
