@@ -1,12 +1,14 @@
 //! An upstream's answer as the daemon keeps it: its sections with TTLs that count down, and
 //! how long it may be cached.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
 use hickory_proto::{
     op::{Message, ResponseCode},
     rr::{RData, Record},
 };
 
-use crate::clock;
+use crate::{clock, config::TtlPolicy};
 
 /// The TTL of records in a stale answer (RFC 8767 §4).
 pub const STALE_TTL: u32 = 30;
@@ -24,6 +26,38 @@ pub struct Answer {
     fetched_ns: u64,
     /// Seconds it may be cached for; `None` when it must not be.
     ttl: Option<u32>,
+    /// Daemon cache hits, and whether a prefetch was started: what decides a prefetch.
+    pub use_: Use,
+}
+
+/// How much a cached answer is used, and whether it is already being refreshed.
+#[derive(Debug, Default)]
+pub struct Use {
+    hits: AtomicU64,
+    prefetching: AtomicBool,
+}
+
+impl Use {
+    /// Counts a hit; returns the hits so far, this one included.
+    pub fn hit(&self) -> u64 {
+        self.hits.fetch_add(1, Relaxed) + 1
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Relaxed)
+    }
+
+    /// True exactly once: for the caller that gets to start the prefetch.
+    pub fn start_prefetch(&self) -> bool {
+        !self.prefetching.swap(true, Relaxed)
+    }
+}
+
+/// A copy starts unused.
+impl Clone for Use {
+    fn clone(&self) -> Self {
+        Use::default()
+    }
 }
 
 /// The three record sections with TTLs as of some moment.
@@ -34,13 +68,14 @@ pub struct Sections {
 }
 
 impl Answer {
-    /// Takes the sections of `msg`, received at `now_ns`, with every TTL capped at `max_ttl`.
+    /// Takes the sections of `msg`, received at `now_ns`, with TTLs as `policy` has them.
     ///
-    /// NOERROR with records caches for the smallest TTL of the answer and authority sections;
-    /// NXDOMAIN and NODATA for the SOA's negative TTL, min(SOA TTL, MINIMUM) (RFC 2308 §5),
+    /// NOERROR with records caches for the smallest TTL of the answer and authority sections,
+    /// each TTL raised to `policy.min` and capped at `policy.max`; NXDOMAIN and NODATA for the
+    /// SOA's negative TTL, min(SOA TTL, MINIMUM) (RFC 2308 §5) capped at `policy.max_negative`,
     /// which the SOA is also sent with, and not at all without a SOA. Anything else, such as
     /// SERVFAIL or REFUSED, is not cached.
-    pub fn from_upstream(msg: Message, now_ns: u64, max_ttl: u32) -> Answer {
+    pub fn from_upstream(msg: Message, now_ns: u64, policy: &TtlPolicy) -> Answer {
         let rcode = msg.response_code();
         let authentic_data = msg.authentic_data();
         let mut parts = msg.into_parts();
@@ -52,12 +87,16 @@ impl Answer {
             .chain(&mut parts.name_servers)
             .chain(&mut parts.additionals)
         {
-            r.set_ttl(r.ttl().min(max_ttl));
+            let ttl = match negative {
+                true => r.ttl().min(policy.max),
+                false => r.ttl().clamp(policy.min, policy.max),
+            };
+            r.set_ttl(ttl);
         }
         let mut soa_ttl = None;
         for r in &mut parts.name_servers {
             if let RData::SOA(soa) = r.data() {
-                let ttl = r.ttl().min(soa.minimum());
+                let ttl = r.ttl().min(soa.minimum()).min(policy.max_negative);
                 r.set_ttl(ttl);
                 soa_ttl = Some(soa_ttl.unwrap_or(u32::MAX).min(ttl));
             }
@@ -81,6 +120,7 @@ impl Answer {
             additional: parts.additionals,
             fetched_ns: now_ns,
             ttl: ttl.filter(|&t| t > 0),
+            use_: Use::default(),
         }
     }
 
@@ -95,6 +135,7 @@ impl Answer {
             additional: Vec::new(),
             fetched_ns: 0,
             ttl: None,
+            use_: Use::default(),
         }
     }
 
@@ -139,8 +180,24 @@ impl Answer {
             additional: refreshed(&self.additional),
             fetched_ns: now_ns,
             ttl: None,
+            use_: Use::default(),
             ..*self
         }
+    }
+
+    /// Whether `now_ns` falls in the last tenth of its cached life, when a hit on a popular
+    /// answer refreshes it.
+    pub fn in_prefetch_window(&self, now_ns: u64) -> bool {
+        self.ttl.is_some_and(|ttl| {
+            let life = clock::ns(ttl);
+            now_ns >= self.fetched_ns.saturating_add(life - life / 10)
+        })
+    }
+
+    /// Seconds the answer stays cached after `now_ns`, if cached.
+    pub fn remaining_secs(&self, now_ns: u64) -> Option<u64> {
+        let end = self.fetched_ns.saturating_add(clock::ns(self.ttl?));
+        (now_ns < end).then(|| clock::secs(end - now_ns))
     }
 
     /// The moment, at or before `now_ns`, at which the TTLs of `sections_at(now_ns)` are exact:
@@ -213,6 +270,13 @@ pub(crate) mod tests {
 
     const S: u64 = 1_000_000_000;
 
+    fn max(max: u32) -> TtlPolicy {
+        TtlPolicy {
+            max,
+            ..TtlPolicy::default()
+        }
+    }
+
     #[test]
     fn positive_ttl_is_the_smallest_and_counts_down() {
         let msg = response(
@@ -220,7 +284,7 @@ pub(crate) mod tests {
             vec![a("www.t.", 300, 1), a("www.t.", 100, 2)],
             vec![],
         );
-        let ans = Answer::from_upstream(msg, 10 * S, 86400);
+        let ans = Answer::from_upstream(msg, 10 * S, &TtlPolicy::default());
         assert_eq!(ans.ttl, Some(100));
         let later = ans.sections_at(10 * S + 30 * S + S / 2);
         let ttls: Vec<u32> = later.answers.iter().map(Record::ttl).collect();
@@ -236,21 +300,60 @@ pub(crate) mod tests {
             vec![a("www.t.", 7 * 86400, 1)],
             vec![],
         );
-        let ans = Answer::from_upstream(msg, 0, 60);
+        let ans = Answer::from_upstream(msg, 0, &max(60));
         assert_eq!(ans.ttl, Some(60));
         assert_eq!(ans.sections_at(0).answers[0].ttl(), 60);
     }
 
     #[test]
+    fn small_positive_ttls_are_raised_but_negative_ones_are_not() {
+        let policy = TtlPolicy {
+            min: 60,
+            max: 600,
+            max_negative: 30,
+        };
+        let msg = response(
+            ResponseCode::NoError,
+            vec![a("www.t.", 5, 1), a("www.t.", 7200, 2)],
+            vec![],
+        );
+        let ans = Answer::from_upstream(msg, 0, &policy);
+        let ttls: Vec<u32> = ans.sections_at(0).answers.iter().map(Record::ttl).collect();
+        assert_eq!((ttls, ans.ttl), (vec![60, 600], Some(60)));
+        let nx = response(ResponseCode::NXDomain, vec![], vec![soa(3600, 300)]);
+        let ans = Answer::from_upstream(nx, 0, &policy);
+        assert_eq!(ans.ttl, Some(30));
+        assert_eq!(ans.sections_at(0).authority[0].ttl(), 30);
+        let nx = response(ResponseCode::NXDomain, vec![], vec![soa(10, 300)]);
+        assert_eq!(Answer::from_upstream(nx, 0, &policy).ttl, Some(10));
+    }
+
+    #[test]
+    fn the_prefetch_window_is_the_last_tenth() {
+        let msg = response(ResponseCode::NoError, vec![a("www.t.", 100, 1)], vec![]);
+        let ans = Answer::from_upstream(msg, 0, &TtlPolicy::default());
+        assert!(!ans.in_prefetch_window(89 * S));
+        assert!(ans.in_prefetch_window(90 * S));
+        assert_eq!(ans.remaining_secs(90 * S), Some(10));
+        assert_eq!(ans.remaining_secs(100 * S), None);
+        assert_eq!(ans.use_.hit(), 1);
+        assert!(ans.use_.start_prefetch());
+        assert!(!ans.use_.start_prefetch());
+    }
+
+    #[test]
     fn negative_answers_use_the_soa() {
         let msg = response(ResponseCode::NXDomain, vec![], vec![soa(3600, 300)]);
-        let ans = Answer::from_upstream(msg, 0, 86400);
+        let ans = Answer::from_upstream(msg, 0, &TtlPolicy::default());
         assert_eq!(ans.ttl, Some(300));
         assert_eq!(ans.sections_at(0).authority[0].ttl(), 300);
         let nodata = response(ResponseCode::NoError, vec![], vec![soa(60, 300)]);
-        assert_eq!(Answer::from_upstream(nodata, 0, 86400).ttl, Some(60));
+        assert_eq!(
+            Answer::from_upstream(nodata, 0, &TtlPolicy::default()).ttl,
+            Some(60)
+        );
         let bare = response(ResponseCode::NXDomain, vec![], vec![]);
-        assert!(!Answer::from_upstream(bare, 0, 86400).cacheable());
+        assert!(!Answer::from_upstream(bare, 0, &TtlPolicy::default()).cacheable());
     }
 
     #[test]
@@ -260,7 +363,7 @@ pub(crate) mod tests {
             vec![a("www.t.", 10, 1)],
             vec![soa(3600, 300)],
         );
-        let ans = Answer::from_upstream(msg, 0, 86400);
+        let ans = Answer::from_upstream(msg, 0, &TtlPolicy::default());
         let window = 60 * S;
         assert!(ans.stale_servable(10 * S, window));
         assert!(ans.stale_servable(69 * S, window));
@@ -277,10 +380,10 @@ pub(crate) mod tests {
     fn errors_and_zero_ttls_are_not_cached() {
         for rcode in [ResponseCode::ServFail, ResponseCode::Refused] {
             let msg = response(rcode, vec![a("www.t.", 300, 1)], vec![]);
-            assert!(!Answer::from_upstream(msg, 0, 86400).cacheable());
+            assert!(!Answer::from_upstream(msg, 0, &TtlPolicy::default()).cacheable());
         }
         let msg = response(ResponseCode::NoError, vec![a("www.t.", 0, 1)], vec![]);
-        let ans = Answer::from_upstream(msg, 0, 86400);
+        let ans = Answer::from_upstream(msg, 0, &TtlPolicy::default());
         assert!(!ans.cacheable());
         assert!(ans.expired(0));
     }

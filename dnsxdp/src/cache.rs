@@ -105,7 +105,11 @@ mod tests {
 
     fn answer(ttl: u32, now: u64) -> Arc<Answer> {
         let msg = response(ResponseCode::NoError, vec![a("www.t.", ttl, 1)], vec![]);
-        Arc::new(Answer::from_upstream(msg, now, 86400))
+        Arc::new(Answer::from_upstream(
+            msg,
+            now,
+            &crate::config::TtlPolicy::default(),
+        ))
     }
 
     fn cache(n: usize) -> Cache {

@@ -81,12 +81,48 @@ pub struct RunArgs {
     /// Serve everything from userspace; load no eBPF.
     #[arg(long)]
     pub no_xdp: bool,
-    /// Entries in the kernel and daemon caches [default: 65536].
+    /// Entries in both the kernel and the daemon cache, unless set apart [default: 65536].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub cache_size: Option<u32>,
+    /// Entries in the kernel (XDP) cache, A/AAAA answers only [default: --cache-size].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub kernel_cache_size: Option<u32>,
+    /// Entries in the daemon's cache, every type [default: --cache-size].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub daemon_cache_size: Option<u32>,
+    /// Shortest time a positive answer is cached, in seconds; smaller TTLs are raised
+    /// [default: 0].
+    #[arg(long, value_name = "SECONDS")]
+    pub min_ttl: Option<u32>,
     /// Longest time an answer is cached, in seconds [default: 86400].
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_ttl: Option<u32>,
+    /// Longest time an NXDOMAIN or NODATA answer is cached, in seconds [default: 3600].
+    #[arg(long, value_name = "SECONDS")]
+    pub max_negative_ttl: Option<u32>,
+    /// Do not refresh popular answers before they expire.
+    #[arg(long)]
+    pub no_prefetch: bool,
+    /// Hits (XDP and daemon) an answer needs to be refreshed when queried in the last 10% of
+    /// its TTL [default: 2].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub prefetch_min_hits: Option<u32>,
+    /// Start with an empty kernel cache instead of the one the last run left pinned.
+    #[arg(long)]
+    pub fresh_cache: bool,
+    /// bpffs directory the kernel cache is pinned in between runs
+    /// [default: /sys/fs/bpf/dnsxdp/IFACE].
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP at ADDR:PORT (e.g. 127.0.0.1:9153); off unless given.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
+    /// Log every query as a JSON line to FILE, or to standard output with `-`.
+    #[arg(long, value_name = "FILE")]
+    pub query_log: Option<PathBuf>,
+    /// Log one XDP hit in N (daemon answers are all logged) [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub query_log_sample: Option<u32>,
     /// Log verbosity [default: info].
     #[arg(long, value_enum)]
     pub log_level: Option<LogLevel>,
@@ -195,7 +231,18 @@ impl RunArgs {
             xdp_mode: self.xdp_mode,
             no_xdp: self.no_xdp.then_some(true),
             cache_size: self.cache_size,
+            kernel_cache_size: self.kernel_cache_size,
+            daemon_cache_size: self.daemon_cache_size,
+            min_ttl: self.min_ttl,
             max_ttl: self.max_ttl,
+            max_negative_ttl: self.max_negative_ttl,
+            prefetch: self.no_prefetch.then_some(false),
+            prefetch_min_hits: self.prefetch_min_hits,
+            fresh_cache: self.fresh_cache.then_some(true),
+            pin_dir: self.pin_dir.clone(),
+            metrics: self.metrics.clone(),
+            query_log: self.query_log.clone(),
+            query_log_sample: self.query_log_sample,
             log_level: self.log_level,
             control: self.control.clone(),
             allow: list(&self.allow),

@@ -23,6 +23,11 @@ use crate::{
 
 pub const DEFAULT_CACHE_SIZE: u32 = 65536;
 pub const DEFAULT_MAX_TTL: u32 = 86400;
+pub const DEFAULT_MAX_NEGATIVE_TTL: u32 = 3600;
+pub const DEFAULT_PREFETCH_MIN_HITS: u32 = 2;
+pub const DEFAULT_QUERY_LOG_SAMPLE: u32 = 1;
+/// Where each run's kernel cache is pinned, under a directory named for its interfaces.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/dnsxdp";
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_FAILS: u32 = 3;
 pub const DEFAULT_RETRIES: u32 = 2;
@@ -45,7 +50,18 @@ pub struct Settings {
     pub xdp_mode: Option<XdpMode>,
     pub no_xdp: Option<bool>,
     pub cache_size: Option<u32>,
+    pub kernel_cache_size: Option<u32>,
+    pub daemon_cache_size: Option<u32>,
+    pub min_ttl: Option<u32>,
     pub max_ttl: Option<u32>,
+    pub max_negative_ttl: Option<u32>,
+    pub prefetch: Option<bool>,
+    pub prefetch_min_hits: Option<u32>,
+    pub fresh_cache: Option<bool>,
+    pub pin_dir: Option<PathBuf>,
+    pub metrics: Option<String>,
+    pub query_log: Option<PathBuf>,
+    pub query_log_sample: Option<u32>,
     pub log_level: Option<LogLevel>,
     pub control: Option<PathBuf>,
     pub allow: Option<Vec<String>>,
@@ -74,8 +90,22 @@ pub struct Config {
     pub tls_ca: Option<PathBuf>,
     /// `None` with --no-xdp.
     pub xdp_mode: Option<XdpMode>,
-    pub cache_size: u32,
-    pub max_ttl: u32,
+    /// Entries in the XDP program's map.
+    pub kernel_cache_size: u32,
+    /// Entries in the daemon's cache.
+    pub daemon_cache_size: u32,
+    pub ttl: TtlPolicy,
+    /// Hits an entry needs before it is refreshed ahead of expiry; `None`: no prefetch.
+    pub prefetch_min_hits: Option<u32>,
+    /// Start with an empty kernel cache instead of the one pinned by the last run.
+    pub fresh_cache: bool,
+    /// Where the kernel cache is pinned between runs.
+    pub pin_dir: PathBuf,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    pub query_log: Option<QueryLogTarget>,
+    /// One XDP hit in this many is logged.
+    pub query_log_sample: u32,
     pub log_level: LogLevel,
     pub control: PathBuf,
     /// ACL and rate limit: what a reload changes.
@@ -99,7 +129,18 @@ impl Settings {
             xdp_mode: self.xdp_mode.or(fallback.xdp_mode),
             no_xdp: self.no_xdp.or(fallback.no_xdp),
             cache_size: self.cache_size.or(fallback.cache_size),
+            kernel_cache_size: self.kernel_cache_size.or(fallback.kernel_cache_size),
+            daemon_cache_size: self.daemon_cache_size.or(fallback.daemon_cache_size),
+            min_ttl: self.min_ttl.or(fallback.min_ttl),
             max_ttl: self.max_ttl.or(fallback.max_ttl),
+            max_negative_ttl: self.max_negative_ttl.or(fallback.max_negative_ttl),
+            prefetch: self.prefetch.or(fallback.prefetch),
+            prefetch_min_hits: self.prefetch_min_hits.or(fallback.prefetch_min_hits),
+            fresh_cache: self.fresh_cache.or(fallback.fresh_cache),
+            pin_dir: self.pin_dir.or(fallback.pin_dir),
+            metrics: self.metrics.or(fallback.metrics),
+            query_log: self.query_log.or(fallback.query_log),
+            query_log_sample: self.query_log_sample.or(fallback.query_log_sample),
             log_level: self.log_level.or(fallback.log_level),
             control: self.control.or(fallback.control),
             allow: self.allow.or(fallback.allow),
@@ -156,9 +197,34 @@ impl Settings {
                 }
                 "tls-ca" => s.tls_ca = Some(value.as_str().ok_or_else(|| bad("a path"))?.into()),
                 "xdp-mode" => s.xdp_mode = Some(choice(value).ok_or_else(|| bad(XDP_MODES))?),
-                "no-xdp" => s.no_xdp = Some(value.as_bool().ok_or_else(|| bad("true or false"))?),
+                "no-xdp" => s.no_xdp = Some(value.as_bool().ok_or_else(|| bad(BOOL))?),
                 "cache-size" => s.cache_size = Some(positive(value).ok_or_else(|| bad(COUNT))?),
+                "kernel-cache-size" => {
+                    s.kernel_cache_size = Some(positive(value).ok_or_else(|| bad(COUNT))?);
+                }
+                "daemon-cache-size" => {
+                    s.daemon_cache_size = Some(positive(value).ok_or_else(|| bad(COUNT))?);
+                }
+                "min-ttl" => s.min_ttl = Some(count(value).ok_or_else(|| bad(COUNT_OR_ZERO))?),
                 "max-ttl" => s.max_ttl = Some(positive(value).ok_or_else(|| bad(COUNT))?),
+                "max-negative-ttl" => {
+                    s.max_negative_ttl = Some(count(value).ok_or_else(|| bad(COUNT_OR_ZERO))?);
+                }
+                "prefetch" => s.prefetch = Some(value.as_bool().ok_or_else(|| bad(BOOL))?),
+                "prefetch-min-hits" => {
+                    s.prefetch_min_hits = Some(positive(value).ok_or_else(|| bad(COUNT))?);
+                }
+                "fresh-cache" => s.fresh_cache = Some(value.as_bool().ok_or_else(|| bad(BOOL))?),
+                "pin-dir" => s.pin_dir = Some(value.as_str().ok_or_else(|| bad("a path"))?.into()),
+                "metrics" => {
+                    s.metrics = Some(value.as_str().ok_or_else(|| bad("ADDR:PORT"))?.into());
+                }
+                "query-log" => {
+                    s.query_log = Some(value.as_str().ok_or_else(|| bad("a path or -"))?.into());
+                }
+                "query-log-sample" => {
+                    s.query_log_sample = Some(positive(value).ok_or_else(|| bad(COUNT))?);
+                }
                 "log-level" => s.log_level = Some(choice(value).ok_or_else(|| bad(LOG_LEVELS))?),
                 "control" => s.control = Some(value.as_str().ok_or_else(|| bad("a path"))?.into()),
                 "allow" => s.allow = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
@@ -192,6 +258,7 @@ impl Settings {
 
 /// What the config file keys take, for error messages.
 const STRINGS: &str = "a string or list of strings";
+const BOOL: &str = "true or false";
 const COUNT: &str = "an integer from 1 to 4294967295";
 const COUNT_OR_ZERO: &str = "an integer from 0 to 4294967295";
 const STRATEGIES: &str = "one of round-robin, weighted, fastest, ordered";
@@ -302,6 +369,17 @@ impl Config {
         if let Some(up) = upstreams.iter().find(|up| serves(&listen, local, up.addr)) {
             bail!("upstream {up} is this server's own listen address: pass a different --upstream");
         }
+        let pin_dir = s
+            .pin_dir
+            .unwrap_or_else(|| Path::new(PIN_ROOT).join(ifaces.join("+")));
+        let ttl = TtlPolicy {
+            min: s.min_ttl.unwrap_or(0),
+            max: s.max_ttl.unwrap_or(DEFAULT_MAX_TTL),
+            max_negative: s.max_negative_ttl.unwrap_or(DEFAULT_MAX_NEGATIVE_TTL),
+        };
+        if ttl.min > ttl.max {
+            bail!("min-ttl: {} is more than max-ttl ({})", ttl.min, ttl.max);
+        }
         let positive = |key: &str, d: Option<Duration>, default: Duration| match d {
             Some(Duration::ZERO) => bail!("{key}: must be more than 0"),
             d => Ok(d.unwrap_or(default)),
@@ -324,12 +402,74 @@ impl Config {
             serve_stale: s.serve_stale.unwrap_or(DEFAULT_SERVE_STALE),
             tls_ca: s.tls_ca,
             xdp_mode: (!no_xdp).then(|| s.xdp_mode.unwrap_or_default()),
-            cache_size: s.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
-            max_ttl: s.max_ttl.unwrap_or(DEFAULT_MAX_TTL),
+            kernel_cache_size: s
+                .kernel_cache_size
+                .or(s.cache_size)
+                .unwrap_or(DEFAULT_CACHE_SIZE),
+            daemon_cache_size: s
+                .daemon_cache_size
+                .or(s.cache_size)
+                .unwrap_or(DEFAULT_CACHE_SIZE),
+            ttl,
+            prefetch_min_hits: s
+                .prefetch
+                .unwrap_or(true)
+                .then(|| s.prefetch_min_hits.unwrap_or(DEFAULT_PREFETCH_MIN_HITS)),
+            fresh_cache: s.fresh_cache.unwrap_or(false),
+            pin_dir,
+            metrics: s
+                .metrics
+                .map(|m| {
+                    m.parse().map_err(|_| {
+                        anyhow::anyhow!("metrics: invalid address '{m}': expected ADDR:PORT, e.g. 127.0.0.1:9153")
+                    })
+                })
+                .transpose()?,
+            query_log: s.query_log.map(QueryLogTarget::from_path),
+            query_log_sample: s.query_log_sample.unwrap_or(DEFAULT_QUERY_LOG_SAMPLE),
             log_level: s.log_level.unwrap_or_default(),
             control: s.control.unwrap_or_else(|| DEFAULT_CONTROL.into()),
             access,
         })
+    }
+}
+
+/// How long answers are cached, in seconds (Unbound's cache-min-ttl, cache-max-ttl and
+/// cache-max-negative-ttl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TtlPolicy {
+    /// Positive answers with a smaller TTL are cached, and sent, with this one.
+    pub min: u32,
+    /// Every TTL is capped at this.
+    pub max: u32,
+    /// NXDOMAIN and NODATA are cached for at most this.
+    pub max_negative: u32,
+}
+
+impl Default for TtlPolicy {
+    fn default() -> Self {
+        TtlPolicy {
+            min: 0,
+            max: DEFAULT_MAX_TTL,
+            max_negative: DEFAULT_MAX_NEGATIVE_TTL,
+        }
+    }
+}
+
+/// Where query log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryLogTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+impl QueryLogTarget {
+    /// `-` is standard output.
+    fn from_path(path: PathBuf) -> QueryLogTarget {
+        match path.as_os_str() == "-" {
+            true => QueryLogTarget::Stdout,
+            false => QueryLogTarget::File(path),
+        }
     }
 }
 
@@ -443,8 +583,8 @@ mod tests {
         };
         let c = Config::resolve(flags.or(file), &[], no_resolv_conf).unwrap();
         assert_eq!(c.upstreams, vec![udp("198.18.0.3:5353")]);
-        assert_eq!(c.cache_size, 20);
-        assert_eq!(c.max_ttl, 60);
+        assert_eq!((c.kernel_cache_size, c.daemon_cache_size), (20, 20));
+        assert_eq!(c.ttl.max, 60);
         assert_eq!(c.xdp_mode, None);
     }
 
@@ -459,8 +599,13 @@ mod tests {
         assert_eq!(c.listen, vec![sa("0.0.0.0:53"), sa("[::]:53")]);
         assert_eq!(c.upstreams, vec![udp("[fd00::2]:53")]);
         assert_eq!(c.xdp_mode, Some(XdpMode::Auto));
-        assert_eq!(c.cache_size, DEFAULT_CACHE_SIZE);
-        assert_eq!(c.max_ttl, DEFAULT_MAX_TTL);
+        assert_eq!(c.kernel_cache_size, DEFAULT_CACHE_SIZE);
+        assert_eq!(c.daemon_cache_size, DEFAULT_CACHE_SIZE);
+        assert_eq!(c.ttl, TtlPolicy::default());
+        assert_eq!(c.prefetch_min_hits, Some(DEFAULT_PREFETCH_MIN_HITS));
+        assert!(!c.fresh_cache);
+        assert_eq!(c.pin_dir, PathBuf::from("/sys/fs/bpf/dnsxdp/eth0"));
+        assert_eq!((c.metrics, c.query_log.clone()), (None, None));
         assert_eq!(c.log_level, LogLevel::Info);
         assert_eq!(c.control, PathBuf::from(DEFAULT_CONTROL));
         assert_eq!(
@@ -601,6 +746,68 @@ mod tests {
         assert_eq!(c.access.limit, None);
         assert_eq!(c.access.deny, DenyAction::Drop);
         assert!(c.access.acl.allows("192.168.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn cache_keys_parse_and_are_checked() {
+        let s = Settings::from_toml(
+            r#"
+            no-xdp = true
+            upstream = "198.18.0.2"
+            cache-size = 100
+            daemon-cache-size = 5000
+            min-ttl = 30
+            max-ttl = 600
+            max-negative-ttl = 0
+            prefetch = false
+            fresh-cache = true
+            pin-dir = "/sys/fs/bpf/x"
+            metrics = "127.0.0.1:9153"
+            query-log = "-"
+            query-log-sample = 10
+            "#,
+        )
+        .unwrap();
+        let c = Config::resolve(s, &[], no_resolv_conf).unwrap();
+        assert_eq!((c.kernel_cache_size, c.daemon_cache_size), (100, 5000));
+        assert_eq!(
+            c.ttl,
+            TtlPolicy {
+                min: 30,
+                max: 600,
+                max_negative: 0
+            }
+        );
+        assert_eq!(c.prefetch_min_hits, None);
+        assert!(c.fresh_cache);
+        assert_eq!(c.pin_dir, PathBuf::from("/sys/fs/bpf/x"));
+        assert_eq!(c.metrics, Some(sa("127.0.0.1:9153")));
+        assert_eq!(c.query_log, Some(QueryLogTarget::Stdout));
+        assert_eq!(c.query_log_sample, 10);
+        let resolve = |text: &str| {
+            let s =
+                Settings::from_toml(&format!("no-xdp = true\nupstream = \"198.18.0.2\"\n{text}"));
+            Config::resolve(s?, &[], no_resolv_conf).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            resolve("min-ttl = 100\nmax-ttl = 50").unwrap_err(),
+            "min-ttl: 100 is more than max-ttl (50)"
+        );
+        assert!(
+            resolve("metrics = \"localhost\"")
+                .unwrap_err()
+                .starts_with("metrics: invalid address 'localhost'")
+        );
+        assert!(
+            resolve("prefetch = 1")
+                .unwrap_err()
+                .starts_with("prefetch: expected true or false")
+        );
+        assert!(
+            resolve("query-log-sample = 0")
+                .unwrap_err()
+                .starts_with("query-log-sample: expected an integer from 1")
+        );
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
             let (attached, tables) = xdp::attach(
                 &config.ifaces,
                 mode,
-                config.cache_size,
+                config.kernel_cache_size,
                 &config.listen,
                 &config.access,
             )?;
@@ -78,10 +78,11 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         stats.clone(),
     )?);
     info!("access: {}", config.access.summary());
-    let cache_size = NonZeroUsize::new(config.cache_size as usize).context("cache size is 0")?;
+    let cache_size =
+        NonZeroUsize::new(config.daemon_cache_size as usize).context("cache size is 0")?;
     let settings = ResolverSettings {
         cache_size,
-        max_ttl: config.max_ttl,
+        ttl: config.ttl,
         query_timeout: config.query_timeout,
         serve_stale: config.serve_stale,
     };

@@ -144,7 +144,11 @@ mod tests {
 
     fn many_a(n: u8) -> Answer {
         let records: Vec<Record> = (0..n).map(|i| a("www.t.", 300, i)).collect();
-        Answer::from_upstream(response(ResponseCode::NoError, records, vec![]), 0, 86400)
+        Answer::from_upstream(
+            response(ResponseCode::NoError, records, vec![]),
+            0,
+            &crate::config::TtlPolicy::default(),
+        )
     }
 
     #[test]
@@ -259,7 +263,7 @@ mod tests {
                 vec![soa(60, 60)],
             ),
             0,
-            86400,
+            &crate::config::TtlPolicy::default(),
         );
         let one = normalized(&client(Some(4096), true), &ans, 0).unwrap();
         let two = normalized(&client(None, false), &ans, 0).unwrap();

@@ -16,6 +16,7 @@ use crate::{
     answer::Answer,
     cache::{Cache, Key, Lookup},
     clock,
+    config::TtlPolicy,
     flight::Flights,
     query::{self, ClientQuery, Parsed},
     reply::{self, Transport},
@@ -39,7 +40,7 @@ pub struct Resolver {
     cache: Mutex<Cache>,
     flights: Flights<FlightKey, Fetched>,
     pool: Arc<Pool>,
-    max_ttl: u32,
+    ttl: TtlPolicy,
     /// How long a client waits for an answer (or a stale one, or SERVFAIL).
     query_timeout: Duration,
     stats: Arc<Stats>,
@@ -50,7 +51,7 @@ pub struct Resolver {
 /// How the resolver is set up, besides its upstreams and where it reports.
 pub struct ResolverSettings {
     pub cache_size: NonZeroUsize,
-    pub max_ttl: u32,
+    pub ttl: TtlPolicy,
     pub query_timeout: Duration,
     /// How long after expiry an answer may be served when no upstream answers; 0: never.
     pub serve_stale: Duration,
@@ -67,7 +68,7 @@ impl Resolver {
             cache: Mutex::new(Cache::new(settings.cache_size, settings.serve_stale)),
             flights: Flights::default(),
             pool,
-            max_ttl: settings.max_ttl,
+            ttl: settings.ttl,
             query_timeout: settings.query_timeout,
             stats,
             kernel,
@@ -156,7 +157,7 @@ impl Resolver {
         let answer = Arc::new(Answer::from_upstream(
             check::scrub(msg, &q.query),
             now,
-            self.max_ttl,
+            &self.ttl,
         ));
         trace!(name = %q.query.name(), qtype = %q.query.query_type(), rcode = %answer.rcode, "from upstream");
         // With CD set the upstream did not validate: the answer goes only to those who asked.
@@ -183,7 +184,7 @@ impl Resolver {
         };
         // Counted from when the rendered TTLs are exact, so the entry expires with the answer
         // rather than up to a second after it.
-        match build_entry(&wire, answer.aged_at(now), self.max_ttl) {
+        match build_entry(&wire, answer.aged_at(now), self.ttl.max) {
             Ok((key, entry)) => kernel.insert(key, entry, fill),
             Err(why) => debug!(name = %q.query.name(), ?why, "not cacheable in XDP"),
         }
@@ -265,7 +266,7 @@ mod tests {
         let pool = Arc::new(Pool::new(specs, settings, None).unwrap());
         let settings = ResolverSettings {
             cache_size: NonZeroUsize::new(16).unwrap(),
-            max_ttl: 86400,
+            ttl: TtlPolicy::default(),
             query_timeout: Duration::from_millis(400),
             serve_stale,
         };
