@@ -11,6 +11,7 @@ pub mod control;
 pub mod daemon;
 pub mod duration;
 pub mod flight;
+pub mod kernel_cache;
 pub mod local_addrs;
 pub mod query;
 pub mod ratelimit;

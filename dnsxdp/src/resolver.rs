@@ -18,11 +18,12 @@ use crate::{
     clock,
     config::TtlPolicy,
     flight::Flights,
+    kernel_cache::Fill,
     query::{self, ClientQuery, Parsed},
     reply::{self, Transport},
     stats::Stats,
     upstream::{check, pool::Pool, question::Question},
-    xdp::{Fill, XdpMaps},
+    xdp::XdpMaps,
 };
 
 /// What identical in-flight misses share: the cache key, and CD, since a query with CD set is
@@ -168,7 +169,8 @@ impl Resolver {
         Some(answer)
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+    /// The daemon's cache, locked.
+    pub fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -185,7 +187,7 @@ impl Resolver {
         // Counted from when the rendered TTLs are exact, so the entry expires with the answer
         // rather than up to a second after it.
         match build_entry(&wire, answer.aged_at(now), self.ttl.max) {
-            Ok((key, entry)) => kernel.insert(key, entry, fill),
+            Ok((key, entry)) => kernel.cache.insert(key, entry, fill),
             Err(why) => debug!(name = %q.query.name(), ?why, "not cacheable in XDP"),
         }
     }

@@ -26,7 +26,13 @@ pub struct Stats {
     denied_refused: AtomicU64,
     limited_dropped: AtomicU64,
     limited_slipped: AtomicU64,
+    prefetches: AtomicU64,
+    /// Answers sent by the daemon, by `RCODES` index.
+    rcodes: [AtomicU64; RCODES.len()],
 }
+
+/// The response codes counted apart; everything else is `other`.
+pub const RCODES: [&str; 5] = ["noerror", "nxdomain", "servfail", "refused", "other"];
 
 impl Stats {
     /// A message from a client.
@@ -86,6 +92,23 @@ impl Stats {
         .fetch_add(1, Relaxed);
     }
 
+    /// A refresh of a popular answer before it expired.
+    pub fn prefetch(&self) {
+        self.prefetches.fetch_add(1, Relaxed);
+    }
+
+    /// An answer the daemon sent, by its response code (the low four bits of the header's).
+    pub fn answered(&self, rcode: u8) {
+        let index = match rcode {
+            0 => 0,
+            3 => 1,
+            2 => 2,
+            5 => 3,
+            _ => 4,
+        };
+        self.rcodes[index].fetch_add(1, Relaxed);
+    }
+
     pub fn snapshot(&self) -> DaemonCounters {
         let (udp, tcp) = (
             self.queries_udp.load(Relaxed),
@@ -105,6 +128,12 @@ impl Stats {
             denied_refused: self.denied_refused.load(Relaxed),
             limited_dropped: self.limited_dropped.load(Relaxed),
             limited_slipped: self.limited_slipped.load(Relaxed),
+            prefetches: self.prefetches.load(Relaxed),
+            rcodes: RCODES
+                .iter()
+                .zip(&self.rcodes)
+                .map(|(name, n)| (name.to_string(), n.load(Relaxed)))
+                .collect(),
         }
     }
 }
@@ -125,6 +154,10 @@ pub struct DaemonCounters {
     pub denied_refused: u64,
     pub limited_dropped: u64,
     pub limited_slipped: u64,
+    /// Popular answers refreshed before they expired, from XDP hits and daemon hits.
+    pub prefetches: u64,
+    /// Answers the daemon sent, by response code (`RCODES`).
+    pub rcodes: BTreeMap<String, u64>,
 }
 
 /// One upstream's counters.
@@ -197,6 +230,7 @@ impl Report {
             ("denied_refused", d.denied_refused),
             ("limited_dropped", d.limited_dropped),
             ("limited_slipped", d.limited_slipped),
+            ("prefetches", d.prefetches),
         ];
         let xdp: Option<Vec<(&str, u64)>> = self.xdp.as_ref().map(|x| {
             Counter::ALL
@@ -312,9 +346,11 @@ mod tests {
                 "failures",
                 "limited_dropped",
                 "limited_slipped",
+                "prefetches",
                 "queries",
                 "queries_tcp",
                 "queries_udp",
+                "rcodes",
                 "stale_answers",
                 "upstream_queries"
             ]
@@ -353,7 +389,7 @@ mod tests {
             .filter(|l| l.starts_with("  "))
             .map(str::len)
             .collect();
-        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 13);
+        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 14);
         assert!(widths.iter().all(|&w| w == widths[0]));
         let lines: Vec<&str> = upstreams.lines().collect();
         assert_eq!(lines.len(), 3);

@@ -9,12 +9,12 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray},
+    maps::{HashMap, MapData, PerCpuArray},
     programs::{ProgramError, Xdp as XdpProgram, XdpMode as AttachMode},
 };
 use dnsxdp_common::{
-    CacheEntry, CacheKey, Counter, GLOBAL_HASH_KEY, MAP_CACHE, MAP_COUNTERS, MAP_SERVED,
-    PROG_CACHE, ServedKey, hash::HashKey, name::QuestionKey,
+    Counter, GLOBAL_HASH_KEY, MAP_CACHE, MAP_COUNTERS, MAP_SERVED, PROG_CACHE, ServedKey,
+    hash::HashKey,
 };
 use tracing::{debug, info, warn};
 
@@ -22,6 +22,7 @@ use crate::{
     EBPF_OBJECT,
     access::{AccessPolicy, Tables as _, kernel::KernelTables},
     cli::XdpMode,
+    kernel_cache::KernelCache,
     local_addrs::{if_index, local_addrs},
 };
 
@@ -33,11 +34,9 @@ pub struct Attached {
 
 /// The maps the daemon writes and reads while the program runs.
 pub struct XdpMaps {
-    cache: Mutex<HashMap<MapData, CacheKey, CacheEntry>>,
+    pub cache: KernelCache,
     counters: PerCpuArray<MapData, u64>,
     served: Mutex<HashMap<MapData, ServedKey, u8>>,
-    /// The key of the program's name hash, random per load.
-    hash_key: HashKey,
 }
 
 /// Fails, naming it, if an interface does not exist: before anything is loaded.
@@ -90,10 +89,12 @@ pub fn attach(
             .ok_or_else(|| anyhow!("the eBPF object has no {name} map"))
     };
     let maps = XdpMaps {
-        cache: Mutex::new(HashMap::try_from(take(MAP_CACHE)?).context(MAP_CACHE)?),
+        cache: KernelCache::new(
+            HashMap::try_from(take(MAP_CACHE)?).context(MAP_CACHE)?,
+            hash_key,
+        ),
         counters: PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?,
         served: Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?),
-        hash_key,
     };
     if let Err(e) = maps.refresh_served(listen) {
         warn!("{e:#}");
@@ -183,27 +184,7 @@ fn raise_memlock_limit() {
     }
 }
 
-/// How a kernel cache write treats an existing entry (the BPF_ANY and BPF_NOEXIST flags).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fill {
-    Replace = 0,
-    IfAbsent = 1,
-}
-
 impl XdpMaps {
-    /// Stores an answer for the XDP program to serve; with `Fill::IfAbsent` an entry already
-    /// there (and its hit count) is kept.
-    pub fn insert(&self, key: QuestionKey, entry: CacheEntry, fill: Fill) {
-        let key = key.cache_key(&self.hash_key);
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        match cache.insert(key, entry, fill as u64) {
-            Ok(()) => {}
-            Err(MapError::SyscallError(e))
-                if fill == Fill::IfAbsent && e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => warn!("writing the kernel cache failed: {e}"),
-        }
-    }
-
     /// The program's counters summed over CPUs, by name.
     pub fn counters(&self) -> anyhow::Result<BTreeMap<String, u64>> {
         Counter::ALL
