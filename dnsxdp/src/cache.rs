@@ -5,7 +5,7 @@ use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use lru::LruCache;
 
-use crate::{answer::Answer, query::ClientQuery};
+use crate::{answer::Answer, query::ClientQuery, stats::CacheSize};
 
 /// What an answer depends on: the name (lower-cased), type, class and whether DNSSEC records
 /// were asked for.
@@ -26,6 +26,19 @@ impl Key {
             dnssec_ok: q.dnssec_ok(),
         }
     }
+
+    /// The name, lower-cased.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    pub fn qtype(&self) -> RecordType {
+        self.qtype
+    }
+
+    pub fn dnssec_ok(&self) -> bool {
+        self.dnssec_ok
+    }
 }
 
 /// What the cache has for a question.
@@ -41,6 +54,8 @@ pub struct Cache {
     lru: LruCache<Key, Arc<Answer>>,
     /// How long after expiry an answer is kept to be served stale.
     stale_window_ns: u64,
+    /// Entries dropped to make room for another key.
+    evictions: u64,
 }
 
 impl Cache {
@@ -48,6 +63,7 @@ impl Cache {
         Cache {
             lru: LruCache::new(capacity),
             stale_window_ns: u64::try_from(serve_stale.as_nanos()).unwrap_or(u64::MAX),
+            evictions: 0,
         }
     }
 
@@ -68,8 +84,48 @@ impl Cache {
 
     /// Stores `answer` if it is cacheable, evicting the least recently used entry when full.
     pub fn insert(&mut self, key: Key, answer: Arc<Answer>) {
-        if answer.cacheable() {
-            self.lru.put(key, answer);
+        if !answer.cacheable() {
+            return;
+        }
+        // `push` hands back the old entry of the same key as well as an evicted one.
+        if self
+            .lru
+            .push(key.clone(), answer)
+            .is_some_and(|(pushed_out, _)| pushed_out != key)
+        {
+            self.evictions += 1;
+        }
+    }
+
+    /// Every entry not yet expired at `now_ns`, with its answer and whole seconds left.
+    pub fn fresh(&self, now_ns: u64) -> impl Iterator<Item = (&Key, &Arc<Answer>, u64)> {
+        self.lru
+            .iter()
+            .filter_map(move |(k, a)| Some((k, a, a.remaining_secs(now_ns)?)))
+    }
+
+    /// Removes every entry whose key `flush` selects; returns how many.
+    pub fn remove_where(&mut self, flush: impl Fn(&Key) -> bool) -> u64 {
+        let keys: Vec<Key> = self
+            .lru
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| flush(k))
+            .cloned()
+            .collect();
+        for key in &keys {
+            self.lru.pop(key);
+        }
+        keys.len() as u64
+    }
+
+    /// How full the cache is at `now_ns`: stale answers count as held, not as entries.
+    pub fn size(&self, now_ns: u64) -> CacheSize {
+        CacheSize {
+            entries: self.fresh(now_ns).count() as u64,
+            occupancy: self.lru.len() as u64,
+            capacity: self.lru.cap().get() as u64,
+            evictions: self.evictions,
         }
     }
 }
@@ -178,6 +234,42 @@ mod tests {
         assert!(fresh(c.get(&k1, 0)).is_some());
         assert!(fresh(c.get(&k2, 0)).is_none());
         assert!(fresh(c.get(&k3, 0)).is_some());
+    }
+
+    #[test]
+    fn evictions_count_keys_pushed_out_not_replacements() {
+        let mut c = cache(2);
+        let keys: Vec<Key> = ["a.t.", "b.t.", "c.t."]
+            .iter()
+            .map(|n| Key::of(&client(n, false)))
+            .collect();
+        c.insert(keys[0].clone(), answer(60, 0));
+        c.insert(keys[1].clone(), answer(60, 0));
+        c.insert(keys[1].clone(), answer(60, 0));
+        assert_eq!(c.size(0).evictions, 0, "a replacement");
+        c.insert(keys[2].clone(), answer(60, 0));
+        c.insert(keys[0].clone(), answer(60, 0));
+        let size = c.size(0);
+        assert_eq!((size.entries, size.capacity, size.evictions), (2, 2, 2));
+    }
+
+    #[test]
+    fn expired_answers_are_held_but_not_entries_and_can_be_removed() {
+        let mut c = cache(4);
+        let (short, long) = (
+            Key::of(&client("a.t.", false)),
+            Key::of(&client("b.t.", true)),
+        );
+        c.insert(short.clone(), answer(10, 0));
+        c.insert(long.clone(), answer(100, 0));
+        let size = c.size(20 * S);
+        assert_eq!((size.entries, size.occupancy), (1, 2));
+        let fresh: Vec<(&Key, u64)> = c.fresh(20 * S).map(|(k, _, ttl)| (k, ttl)).collect();
+        assert_eq!(fresh, vec![(&long, 80)]);
+        assert!(long.dnssec_ok() && long.name().to_string() == "b.t.");
+        assert_eq!(c.remove_where(|k| k.name() == short.name()), 1);
+        assert_eq!(c.size(20 * S).occupancy, 1);
+        assert_eq!(c.size(20 * S).evictions, 0, "removals are not evictions");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum Command {
     /// Make a running daemon read its config file again and apply its ACL and rate limits
     /// (as SIGHUP does).
     Reload(ReloadArgs),
+    /// List, show or flush the answers a running daemon has cached (kernel and daemon).
+    Cache(CacheArgs),
 }
 
 #[derive(Args, Clone, Debug, Default)]
@@ -180,6 +182,50 @@ pub struct ReloadArgs {
     pub control: PathBuf,
 }
 
+#[derive(Args, Debug)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Control socket of the daemon.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL, global = true)]
+    pub control: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// One row per unexpired cached answer and cache layer, in name order, and the count.
+    List {
+        /// Rows to print at most [default: 100 for the table, all with --json].
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// The cached answers for NAME: of TYPE, or of every type cached.
+    Get {
+        name: String,
+        /// A record type: A, AAAA, MX, ... or TYPE<number>.
+        #[arg(value_name = "TYPE")]
+        qtype: Option<String>,
+    },
+    /// Remove answers from both layers at once; the XDP program misses from the next query.
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["name", "suffix", "all"]))]
+    Flush {
+        /// The name whose answers go: of TYPE, or of every type.
+        name: Option<String>,
+        /// A record type: A, AAAA, MX, ... or TYPE<number>.
+        #[arg(value_name = "TYPE", requires = "name")]
+        qtype: Option<String>,
+        /// A zone: it and every name under it, by whole labels.
+        #[arg(long, value_name = "ZONE")]
+        suffix: Option<String>,
+        /// Everything.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum XdpMode {
     /// Native (driver) mode, falling back to skb mode.
@@ -266,6 +312,30 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cache_flush_takes_exactly_one_of_a_name_a_suffix_or_all() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["dnsxdp", "cache"], args].concat());
+        let cli = parse(&["flush", "www.example.test", "AAAA", "--json"]).unwrap();
+        let Command::Cache(args) = cli.command else {
+            panic!("not cache")
+        };
+        assert!(args.json);
+        assert!(matches!(
+            args.command,
+            CacheCommand::Flush { name: Some(n), qtype: Some(t), all: false, .. }
+                if n == "www.example.test" && t == "AAAA"
+        ));
+        assert!(parse(&["flush", "--suffix", "example.test"]).is_ok());
+        assert!(parse(&["flush", "--all"]).is_ok());
+        for bad in [
+            &["flush"][..],
+            &["flush", "www.example.test", "--all"],
+            &["flush", "--suffix", "example.test", "--all"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

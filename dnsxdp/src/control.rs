@@ -17,8 +17,12 @@ use tracing::{debug, info, warn};
 
 use crate::{
     access::{Access, LimitedClient},
+    cache_ops::{self, Flushed, Listing, Selection},
+    clock,
+    kernel_cache::KernelCache,
     reload::Reloader,
-    stats::{Report, Stats, with_allowed},
+    resolver::Resolver,
+    stats::{CacheReport, Lookups, Report, Stats, with_allowed},
     upstream::pool::Pool,
     xdp::XdpMaps,
 };
@@ -34,6 +38,16 @@ pub enum Request {
     },
     /// Read the config file again and apply its ACL and rate limit.
     Reload,
+    /// The cached answers `selection` picks from both layers: the first `limit` (all if null)
+    /// in name order.
+    CacheList {
+        selection: Selection,
+        limit: Option<usize>,
+    },
+    /// Remove the answers `selection` picks from both layers.
+    CacheFlush {
+        selection: Selection,
+    },
 }
 
 /// The reply to `Reload`: the access settings now in force.
@@ -55,19 +69,36 @@ pub struct State {
     pub upstreams: Arc<Pool>,
     pub access: Arc<Access>,
     pub reloader: Arc<Reloader>,
+    /// Holds the daemon cache.
+    pub resolver: Arc<Resolver>,
 }
 
 impl State {
     fn report(&self) -> anyhow::Result<Report> {
+        let xdp = self
+            .xdp
+            .as_ref()
+            .map(|x| x.counters().map(with_allowed))
+            .transpose()?;
+        let daemon = self.stats.snapshot();
+        let now = clock::now_ns();
+        let kernel_size = self.kernel().map(|k| k.size(now)).transpose()?;
+        let daemon_size = self.resolver.lock_cache().size(now);
+        let cache = CacheReport::new(
+            kernel_size.zip(xdp.as_ref()),
+            daemon_size,
+            Lookups::of(&daemon),
+        );
         Ok(Report {
-            xdp: self
-                .xdp
-                .as_ref()
-                .map(|x| x.counters().map(with_allowed))
-                .transpose()?,
-            daemon: self.stats.snapshot(),
+            xdp,
+            daemon,
+            cache,
             upstreams: self.upstreams.counters(),
         })
+    }
+
+    fn kernel(&self) -> Option<&KernelCache> {
+        self.xdp.as_deref().map(|x| &x.cache)
     }
 
     fn answer(&self, line: &str) -> String {
@@ -82,6 +113,16 @@ impl State {
                     })?;
                     info!("reloaded: {reloaded}");
                     Ok(serde_json::to_value(Reloaded { reloaded })?)
+                }
+                Request::CacheList { selection, limit } => {
+                    let listing =
+                        cache_ops::list(&self.resolver, self.kernel(), &selection, limit)?;
+                    Ok(serde_json::to_value(listing)?)
+                }
+                Request::CacheFlush { selection } => {
+                    let flushed = cache_ops::flush(&self.resolver, self.kernel(), &selection)?;
+                    info!("flushed {selection}: {}", flushed_text(&flushed));
+                    Ok(serde_json::to_value(flushed)?)
                 }
             });
         match reply {
@@ -227,6 +268,51 @@ pub fn reload(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `dnsxdp cache list` and `get`: the answers `selection` picks, at most `limit` of them (the
+/// table shows 100 unless told).
+pub fn print_cache(
+    path: &Path,
+    selection: Selection,
+    limit: Option<usize>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let limit = limit.or((!json).then_some(DEFAULT_LIST_LIMIT));
+    let reply = ask(path, &Request::CacheList { selection, limit })?;
+    let listing: Listing =
+        serde_json::from_str(&reply).context("the daemon's cache reply is not valid")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listing.answers)?);
+    } else {
+        print!("{}", cache_ops::table(&listing));
+    }
+    Ok(())
+}
+
+/// Rows `dnsxdp cache list` prints without `--limit` or `--json`.
+const DEFAULT_LIST_LIMIT: usize = 100;
+
+/// `dnsxdp cache flush`: prints how many entries each layer lost.
+pub fn flush_cache(path: &Path, selection: Selection, json: bool) -> anyhow::Result<()> {
+    let reply = ask(path, &Request::CacheFlush { selection })?;
+    let flushed: Flushed =
+        serde_json::from_str(&reply).context("the daemon's flush reply is not valid")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&flushed)?);
+    } else {
+        println!("removed {}", flushed_text(&flushed));
+    }
+    Ok(())
+}
+
+/// "N from the kernel cache, M from the daemon cache".
+fn flushed_text(f: &Flushed) -> String {
+    let kernel = match f.kernel {
+        Some(n) => format!("{n} from the kernel cache"),
+        None => "nothing from the kernel cache (XDP is off)".into(),
+    };
+    format!("{kernel}, {} from the daemon cache", f.daemon)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,13 +336,109 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let tables = Box::new(crate::access::memory::MemoryTables::default());
         let access = Arc::new(Access::new(tables, &config.access, vec![], stats.clone()).unwrap());
+        let pool = Arc::new(Pool::new(vec![upstream], settings, None).unwrap());
+        let resolver_settings = crate::resolver::ResolverSettings {
+            cache_size: std::num::NonZeroUsize::new(8).unwrap(),
+            ttl: Default::default(),
+            query_timeout: std::time::Duration::from_secs(1),
+            serve_stale: std::time::Duration::ZERO,
+            prefetch_min_hits: None,
+            query_log: None,
+        };
+        let resolver = Resolver::new(pool.clone(), resolver_settings, stats.clone(), None);
         State {
             stats,
             xdp: None,
-            upstreams: Arc::new(Pool::new(vec![upstream], settings, None).unwrap()),
+            upstreams: pool,
             access: access.clone(),
             reloader: Arc::new(Reloader::new(args, config, access)),
+            resolver: Arc::new(resolver),
         }
+    }
+
+    /// Puts an answer with TTL 300 for `name` and `qtype` in the daemon cache.
+    fn cache(state: &State, name: &str, qtype: hickory_proto::rr::RecordType) {
+        use hickory_proto::{
+            op::{Message, Query, ResponseCode},
+            rr::{Name, RData, Record, rdata::A},
+        };
+        let name = Name::from_ascii(name).unwrap();
+        let query = crate::query::ClientQuery::plain(Query::query(name.clone(), qtype));
+        let mut msg = Message::new();
+        msg.add_query(Query::query(name.clone(), qtype));
+        msg.add_answer(Record::from_rdata(
+            name,
+            300,
+            RData::A(A::new(198, 18, 0, 1)),
+        ));
+        msg.set_response_code(ResponseCode::NoError);
+        let now = clock::now_ns();
+        let answer = crate::answer::Answer::from_upstream(msg, now, &Default::default());
+        state
+            .resolver
+            .lock_cache()
+            .insert(crate::cache::Key::of(&query), Arc::new(answer));
+    }
+
+    fn listing(state: &State, request: &str) -> Listing {
+        serde_json::from_str(&state.answer(request)).unwrap()
+    }
+
+    fn list_request(selection: Selection) -> String {
+        let request = Request::CacheList {
+            selection,
+            limit: None,
+        };
+        serde_json::to_string(&request).unwrap()
+    }
+
+    #[test]
+    fn cache_requests_list_get_and_flush_the_daemon_cache() {
+        use hickory_proto::rr::RecordType;
+        let state = state();
+        for name in ["www.example.test.", "a.example.test.", "badexample.test."] {
+            cache(&state, name, RecordType::A);
+        }
+        cache(&state, "www.example.test.", RecordType::MX);
+        let all = listing(
+            &state,
+            r#"{"cmd":"cache_list","selection":{"match":"all"},"limit":2}"#,
+        );
+        assert_eq!(all.total, 4);
+        // Canonical order: the zone's names together, after the name that sorts first.
+        let names: Vec<&str> = all.answers.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["badexample.test.", "a.example.test."]);
+        let www = Selection::name("www.example.test", None).unwrap();
+        let www = listing(&state, &list_request(www));
+        let types: Vec<&str> = www.answers.iter().map(|a| a.qtype.as_str()).collect();
+        assert_eq!(types, ["A", "MX"]);
+        let a = &www.answers[0];
+        assert_eq!(
+            (a.cache, a.rcode.as_str(), a.hits),
+            (cache_ops::Layer::Daemon, "NOERROR", 0)
+        );
+        assert!(a.ttl == 300 || a.ttl == 299, "{}", a.ttl);
+
+        let flush = |selection: &str| -> Flushed {
+            let request = format!(r#"{{"cmd":"cache_flush","selection":{selection}}}"#);
+            serde_json::from_str(&state.answer(&request)).unwrap()
+        };
+        let flushed = flush(r#"{"match":"name","name":"www.example.test.","qtype":15}"#);
+        assert_eq!(
+            flushed,
+            Flushed {
+                kernel: None,
+                daemon: 1
+            }
+        );
+        let flushed = flush(r#"{"match":"suffix","zone":"example.test."}"#);
+        assert_eq!(flushed.daemon, 2);
+        let left = listing(&state, &list_request(Selection::All));
+        assert_eq!(left.answers[0].name, "badexample.test.");
+        assert_eq!(flush(r#"{"match":"all"}"#).daemon, 1);
+        let bad = r#"{"cmd":"cache_list","selection":{"match":"name","name":"a..b"},"limit":1}"#;
+        let bad = state.answer(bad);
+        assert!(bad.contains("invalid name 'a..b'"), "{bad}");
     }
 
     #[test]
@@ -288,6 +470,8 @@ mod tests {
         let report: Report = serde_json::from_str(&reply).unwrap();
         assert!(report.xdp.is_none());
         assert_eq!(report.daemon.queries, 0);
+        assert!(report.cache.kernel.is_none());
+        assert_eq!(report.cache.daemon.size.capacity, 8);
         assert_eq!(report.upstreams[0].upstream, "udp://198.18.0.2:53");
     }
 

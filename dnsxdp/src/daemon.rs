@@ -145,6 +145,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         upstreams: pool,
         access,
         reloader,
+        resolver,
     });
     info!("control socket at {}", config.control.display());
     tokio::select! {

@@ -1,47 +1,232 @@
 //! The XDP program's cache as the daemon sees it: filling it, and (for operators) reading and
 //! emptying it.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-use aya::maps::{HashMap, MapData, MapError};
+use anyhow::Context as _;
+use aya::maps::{HashMap, IterableMap as _, MapData, MapError};
 use dnsxdp_common::{CacheEntry, CacheKey, hash::HashKey, name::QuestionKey};
 use tracing::warn;
 
-/// How a kernel cache write treats an existing entry (the BPF_ANY and BPF_NOEXIST flags).
+use crate::stats::CacheSize;
+
+/// The flags of a map update that replaces an existing key, and of one that does not.
+const BPF_ANY: u64 = 0;
+const BPF_NOEXIST: u64 = 1;
+
+/// How a kernel cache write treats an existing entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fill {
-    Replace = 0,
-    IfAbsent = 1,
+    Replace,
+    /// The entry already there (and its hit count) is kept.
+    IfAbsent,
+}
+
+/// A live entry of the kernel cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelEntry {
+    pub question: QuestionKey,
+    /// Whole seconds of TTL its answers have left.
+    pub remaining_secs: u64,
+    /// Answers the XDP program sent from it.
+    pub hits: u64,
+    pub rcode: u8,
+}
+
+impl KernelEntry {
+    /// The entry stored under `key`, or `None` if it has expired at `now_ns`.
+    fn of(key: &CacheKey, entry: &CacheEntry, now_ns: u64) -> Option<KernelEntry> {
+        Some(KernelEntry {
+            question: QuestionKey::of_entry(key, entry),
+            remaining_secs: entry.remaining_secs(now_ns)?,
+            hits: entry.hits,
+            rcode: entry.rcode,
+        })
+    }
+}
+
+/// The map, and what the daemon did to it: the kernel does not count its LRU evictions, so
+/// they are derived from these and the occupancy (`evictions`).
+struct Map {
+    map: HashMap<MapData, CacheKey, CacheEntry>,
+    /// Keys the daemon added that were not in the map.
+    added: u64,
+    /// Entries the daemon deleted.
+    deleted: u64,
+}
+
+impl Map {
+    /// Deletes `key`; false if it was not there.
+    fn delete(&mut self, key: &CacheKey) -> anyhow::Result<bool> {
+        match self.map.remove(key) {
+            Ok(()) => {
+                self.deleted += 1;
+                Ok(true)
+            }
+            Err(e) if is_errno(&e, libc::ENOENT) => Ok(false),
+            Err(e) => Err(e).context("deleting from the kernel cache"),
+        }
+    }
+
+    /// Deletes each of `keys`; returns how many were there.
+    fn delete_all(&mut self, keys: &[CacheKey]) -> anyhow::Result<u64> {
+        let mut deleted = 0;
+        for key in keys {
+            deleted += u64::from(self.delete(key)?);
+        }
+        Ok(deleted)
+    }
 }
 
 /// The `CACHE` map and the key its names are hashed with.
 pub struct KernelCache {
-    map: Mutex<HashMap<MapData, CacheKey, CacheEntry>>,
+    map: Mutex<Map>,
     /// The key of the program's name hash.
     hash_key: HashKey,
+    /// Entries in the map when the daemon started: a pinned map keeps the last run's.
+    initial: u64,
 }
 
 impl KernelCache {
     pub fn new(map: HashMap<MapData, CacheKey, CacheEntry>, hash_key: HashKey) -> KernelCache {
+        let initial = map.keys().filter_map(Result::ok).count() as u64;
         KernelCache {
-            map: Mutex::new(map),
+            map: Mutex::new(Map {
+                map,
+                added: 0,
+                deleted: 0,
+            }),
             hash_key,
+            initial,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MapData, CacheKey, CacheEntry>> {
+    /// Every write goes through this lock, so that the counts and the occupancy agree while it
+    /// is held: the kernel evicts only when an entry is written.
+    fn lock(&self) -> MutexGuard<'_, Map> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores an answer for the XDP program to serve; with `Fill::IfAbsent` an entry already
-    /// there (and its hit count) is kept.
+    /// Stores an answer for the XDP program to serve.
     pub fn insert(&self, key: QuestionKey, entry: CacheEntry, fill: Fill) {
         let key = key.cache_key(&self.hash_key);
-        match self.lock().insert(key, entry, fill as u64) {
-            Ok(()) => {}
-            Err(MapError::SyscallError(e))
-                if fill == Fill::IfAbsent && e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => warn!("writing the kernel cache failed: {e}"),
+        let mut m = self.lock();
+        // Written only if new first, to count the keys added.
+        let written = match m.map.insert(key, entry, BPF_NOEXIST) {
+            Ok(()) => {
+                m.added += 1;
+                Ok(())
+            }
+            Err(e) if is_errno(&e, libc::EEXIST) => match fill {
+                Fill::IfAbsent => Ok(()),
+                Fill::Replace => m.map.insert(key, entry, BPF_ANY),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            warn!("writing the kernel cache failed: {e}");
         }
+    }
+
+    /// Every entry not expired at `now_ns`, in no particular order.
+    pub fn entries(&self, now_ns: u64) -> anyhow::Result<Vec<KernelEntry>> {
+        let m = self.lock();
+        let mut live = Vec::new();
+        for item in m.map.iter() {
+            let (key, entry) = item.context("reading the kernel cache")?;
+            live.extend(KernelEntry::of(&key, &entry, now_ns));
+        }
+        Ok(live)
+    }
+
+    /// The live entry for `question`, if there is one.
+    pub fn get(&self, question: &QuestionKey, now_ns: u64) -> anyhow::Result<Option<KernelEntry>> {
+        let key = question.cache_key(&self.hash_key);
+        match self.lock().map.get(&key, 0) {
+            Ok(entry) => {
+                Ok(KernelEntry::of(&key, &entry, now_ns).filter(|e| e.question == *question))
+            }
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e).context("reading the kernel cache"),
+        }
+    }
+
+    /// Deletes the entry for `question`; false if there was none.
+    pub fn remove(&self, question: &QuestionKey) -> anyhow::Result<bool> {
+        self.lock().delete(&question.cache_key(&self.hash_key))
+    }
+
+    /// Deletes every entry, expired or not, whose question `select` picks; returns how many.
+    pub fn remove_where(&self, select: impl Fn(&QuestionKey) -> bool) -> anyhow::Result<u64> {
+        let mut m = self.lock();
+        let mut doomed = Vec::new();
+        // Collected first: deleting the key an iteration stands on makes it start over.
+        for item in m.map.iter() {
+            let (key, entry) = item.context("reading the kernel cache")?;
+            if select(&QuestionKey::of_entry(&key, &entry)) {
+                doomed.push(key);
+            }
+        }
+        m.delete_all(&doomed)
+    }
+
+    /// Deletes every entry; returns how many there were.
+    pub fn clear(&self) -> anyhow::Result<u64> {
+        let mut m = self.lock();
+        let keys = m
+            .map
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .context("reading the kernel cache")?;
+        m.delete_all(&keys)
+    }
+
+    /// How full the map is at `now_ns`, and how many entries the kernel evicted. Reads every
+    /// entry, with writes held off meanwhile.
+    pub fn size(&self, now_ns: u64) -> anyhow::Result<CacheSize> {
+        let m = self.lock();
+        let (mut entries, mut occupancy) = (0, 0);
+        for item in m.map.iter() {
+            let (_, entry) = item.context("reading the kernel cache")?;
+            occupancy += 1;
+            entries += u64::from(entry.remaining_secs(now_ns).is_some());
+        }
+        let info = m
+            .map
+            .map()
+            .info()
+            .context("reading the kernel cache's size")?;
+        Ok(CacheSize {
+            entries,
+            occupancy,
+            capacity: info.max_entries().into(),
+            evictions: evictions(m.added, m.deleted, self.initial, occupancy),
+        })
+    }
+}
+
+/// Entries the kernel evicted: every entry there was (`initial` ones and those `added`) is
+/// still there, was `deleted` by the daemon, or was evicted.
+fn evictions(added: u64, deleted: u64, initial: u64, occupancy: u64) -> u64 {
+    (initial + added).saturating_sub(deleted + occupancy)
+}
+
+fn is_errno(e: &MapError, errno: i32) -> bool {
+    matches!(e, MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(errno))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evictions_are_what_neither_stayed_nor_was_deleted() {
+        // 10 added to an empty map, 3 flushed, 5 left: 2 evicted.
+        assert_eq!(evictions(10, 3, 0, 5), 2);
+        // A pinned map's entries count as there from the start.
+        assert_eq!(evictions(4, 0, 60, 64), 0);
+        assert_eq!(evictions(10, 0, 60, 64), 6);
+        // Entries written by another process make it short, never below zero.
+        assert_eq!(evictions(0, 0, 0, 3), 0);
     }
 }

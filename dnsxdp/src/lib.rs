@@ -4,6 +4,7 @@ pub mod access;
 pub mod acl;
 pub mod answer;
 pub mod cache;
+pub mod cache_ops;
 pub mod cli;
 pub mod clock;
 pub mod config;

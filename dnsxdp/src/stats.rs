@@ -203,12 +203,98 @@ pub fn with_allowed(mut xdp: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     xdp
 }
 
+/// How full one cache layer is and how much it evicted.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheSize {
+    /// Answers it would serve now: unexpired.
+    pub entries: u64,
+    /// Answers it holds, expired ones not yet removed included.
+    pub occupancy: u64,
+    pub capacity: u64,
+    /// Answers pushed out to make room for others since the daemon started.
+    pub evictions: u64,
+}
+
+/// Client queries that looked up the daemon cache, and how many it answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lookups {
+    pub lookups: u64,
+    pub hits: u64,
+}
+
+impl Lookups {
+    /// A lookup either hits, or misses (or finds a stale answer) and then asks upstream or
+    /// waits for the same question already on its way: `cache_hits` + `upstream_queries` +
+    /// `coalesced`. Prefetches are not client queries and count in none of them.
+    pub fn of(d: &DaemonCounters) -> Lookups {
+        Lookups {
+            lookups: d.cache_hits + d.upstream_queries + d.coalesced,
+            hits: d.cache_hits,
+        }
+    }
+}
+
+/// One cache layer in `dnsxdp stats`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CacheLayer {
+    #[serde(flatten)]
+    pub size: CacheSize,
+    /// Hits over lookups (`CacheReport::new` says which); null before the first lookup.
+    pub hit_ratio: Option<f64>,
+}
+
+/// The `cache` section of `dnsxdp stats`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CacheReport {
+    /// Null with --no-xdp.
+    pub kernel: Option<CacheLayer>,
+    pub daemon: CacheLayer,
+    /// Queries answered from either cache over queries that reached one; null before any did.
+    pub hit_ratio: Option<f64>,
+}
+
+impl CacheReport {
+    /// The hit ratios are:
+    /// - kernel: XDP `hits` / (`hits` + `misses` + `expired`), the queries the program looked
+    ///   up in its map;
+    /// - daemon: daemon `cache_hits` / client queries that looked up the daemon cache
+    ///   (`Lookups::of`): XDP misses, queries XDP passed or did not see, TCP;
+    /// - total: (XDP `hits` + daemon cache hits) / (XDP `hits` + daemon cache lookups): a query
+    ///   XDP did not answer reaches the daemon cache and counts there only, not twice.
+    pub fn new(
+        kernel: Option<(CacheSize, &BTreeMap<String, u64>)>,
+        daemon: CacheSize,
+        lookups: Lookups,
+    ) -> CacheReport {
+        let xdp = |c: Counter| kernel.map_or(0, |(_, x)| x.get(c.name()).copied().unwrap_or(0));
+        let xdp_hits = xdp(Counter::Hits);
+        let xdp_lookups = xdp_hits + xdp(Counter::Misses) + xdp(Counter::Expired);
+        CacheReport {
+            kernel: kernel.map(|(size, _)| CacheLayer {
+                size,
+                hit_ratio: ratio(xdp_hits, xdp_lookups),
+            }),
+            daemon: CacheLayer {
+                size: daemon,
+                hit_ratio: ratio(lookups.hits, lookups.lookups),
+            },
+            hit_ratio: ratio(xdp_hits + lookups.hits, xdp_hits + lookups.lookups),
+        }
+    }
+}
+
+/// `part / whole`, or `None` when `whole` is 0.
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
 /// The answer to the control socket's `stats` command.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Report {
     /// The XDP program's counters summed over CPUs, by `Counter::name()`; null with --no-xdp.
     pub xdp: Option<BTreeMap<String, u64>>,
     pub daemon: DaemonCounters,
+    pub cache: CacheReport,
     pub upstreams: Vec<UpstreamCounters>,
 }
 
@@ -255,8 +341,42 @@ impl Report {
             None => section("xdp: disabled (--no-xdp)", &[]),
         }
         section("daemon", &daemon);
+        out.push_str(&self.cache_table());
         out.push_str(&self.upstream_table());
         out
+    }
+
+    /// One line per cache layer and one for both, columns aligned.
+    fn cache_table(&self) -> String {
+        let c = &self.cache;
+        let percent = |r: Option<f64>| r.map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+        let layer = |name: &str, l: &CacheLayer| {
+            let s = &l.size;
+            [
+                name.into(),
+                s.entries.to_string(),
+                s.occupancy.to_string(),
+                s.capacity.to_string(),
+                s.evictions.to_string(),
+                percent(l.hit_ratio),
+            ]
+        };
+        let header = [
+            "layer",
+            "entries",
+            "occupancy",
+            "capacity",
+            "evictions",
+            "hit_ratio",
+        ];
+        let mut rows = vec![header.map(String::from)];
+        rows.extend(c.kernel.as_ref().map(|k| layer("kernel", k)));
+        rows.push(layer("daemon", &c.daemon));
+        let mut total: [String; 6] = Default::default();
+        total[0] = "total".into();
+        total[5] = percent(c.hit_ratio);
+        rows.push(total);
+        aligned("cache", &rows)
     }
 
     /// One line per upstream, columns aligned.
@@ -283,19 +403,24 @@ impl Report {
                 u.latency_ms.map_or("-".into(), |ms| format!("{ms:.1}")),
             ]);
         }
-        let widths: Vec<usize> = (0..header.len())
-            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-            .collect();
-        let mut out = String::from("upstreams\n");
-        for row in rows {
-            let _ = write!(out, "  {:<w$}", row[0], w = widths[0]);
-            for (cell, w) in row.iter().zip(&widths).skip(1) {
-                let _ = write!(out, "  {cell:>w$}");
-            }
-            out.push('\n');
-        }
-        out
+        aligned("upstreams", &rows)
     }
+}
+
+/// `title`, then `rows` indented with the first column left-aligned and the others right.
+fn aligned<const N: usize>(title: &str, rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!("{title}\n");
+    for row in rows {
+        let _ = write!(out, "  {:<w$}", row[0], w = widths[0]);
+        for (cell, w) in row.iter().zip(&widths).skip(1) {
+            let _ = write!(out, "  {cell:>w$}");
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -325,15 +450,105 @@ mod tests {
         assert_eq!((d.limited_dropped, d.limited_slipped), (2, 0));
     }
 
+    fn size(entries: u64) -> CacheSize {
+        CacheSize {
+            entries,
+            occupancy: entries + 2,
+            capacity: 64,
+            evictions: 1,
+        }
+    }
+
+    fn xdp_counters(hits: u64, misses: u64, expired: u64) -> BTreeMap<String, u64> {
+        [("hits", hits), ("misses", misses), ("expired", expired)]
+            .into_iter()
+            .map(|(name, n)| (name.to_string(), n))
+            .collect()
+    }
+
+    #[test]
+    fn hit_ratios_count_each_query_once() {
+        // 6 XDP hits of 10 lookups; 4 more queries reached the daemon cache besides the
+        // XDP misses and the expired one, 5 daemon hits of those 8.
+        let xdp = xdp_counters(6, 3, 1);
+        let s = Stats::default();
+        for _ in 0..5 {
+            s.cache_hit();
+        }
+        s.upstream_query();
+        s.upstream_query();
+        s.coalesced();
+        let lookups = Lookups::of(&s.snapshot());
+        assert_eq!(
+            lookups,
+            Lookups {
+                lookups: 8,
+                hits: 5
+            }
+        );
+        let c = CacheReport::new(Some((size(3), &xdp)), size(5), lookups);
+        assert_eq!(c.kernel.unwrap().hit_ratio, Some(0.6));
+        assert_eq!(c.daemon.hit_ratio, Some(5.0 / 8.0));
+        assert_eq!(c.hit_ratio, Some(11.0 / 14.0));
+    }
+
+    #[test]
+    fn hit_ratios_are_null_before_any_lookup() {
+        let idle = CacheReport::new(
+            Some((size(0), &xdp_counters(0, 0, 0))),
+            size(0),
+            Lookups::default(),
+        );
+        assert_eq!(idle.kernel.as_ref().unwrap().hit_ratio, None);
+        assert_eq!((idle.daemon.hit_ratio, idle.hit_ratio), (None, None));
+        let no_xdp = CacheReport::new(
+            None,
+            size(1),
+            Lookups {
+                lookups: 4,
+                hits: 1,
+            },
+        );
+        assert!(no_xdp.kernel.is_none());
+        assert_eq!(
+            (no_xdp.daemon.hit_ratio, no_xdp.hit_ratio),
+            (Some(0.25), Some(0.25))
+        );
+        let json = serde_json::to_value(&idle).unwrap();
+        assert!(json["hit_ratio"].is_null(), "{json}");
+    }
+
     #[test]
     fn json_has_the_documented_shape() {
         let report = Report {
             xdp: None,
             daemon: Stats::default().snapshot(),
+            cache: CacheReport::new(
+                None,
+                size(3),
+                Lookups {
+                    lookups: 4,
+                    hits: 1,
+                },
+            ),
             upstreams: vec![upstream(Some(1.25))],
         };
         let v: serde_json::Value = serde_json::to_value(&report).unwrap();
         assert!(v["xdp"].is_null());
+        assert_eq!(
+            v["cache"],
+            serde_json::json!({
+                "kernel": null,
+                "daemon": {
+                    "entries": 3,
+                    "occupancy": 5,
+                    "capacity": 64,
+                    "evictions": 1,
+                    "hit_ratio": 0.25,
+                },
+                "hit_ratio": 0.25,
+            })
+        );
         let keys: Vec<&String> = v["daemon"].as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
@@ -376,14 +591,33 @@ mod tests {
                 .map(|c| (c.name().to_string(), 7))
                 .collect(),
         );
+        // The 14 XDP misses and expired reached the daemon cache, which answered half.
+        let lookups = Lookups {
+            lookups: 14,
+            hits: 7,
+        };
+        let cache = CacheReport::new(Some((size(2), &xdp)), size(3), lookups);
         let report = Report {
             xdp: Some(xdp),
             daemon: Stats::default().snapshot(),
+            cache,
             upstreams: vec![upstream(Some(1.5)), upstream(None)],
         };
         let table = report.table();
         assert!(table.starts_with("xdp\n  packets "));
-        let (counters, upstreams) = table.split_once("upstreams\n").unwrap();
+        let (counters, rest) = table.split_once("cache\n").unwrap();
+        let (cache, upstreams) = rest.split_once("upstreams\n").unwrap();
+        let lines: Vec<&str> = cache.lines().collect();
+        assert_eq!(lines.len(), 4, "{cache}");
+        assert!(lines.iter().all(|l| l.len() == lines[0].len()), "{cache}");
+        assert!(
+            lines[1].starts_with("  kernel") && lines[1].ends_with("  33.3%"),
+            "{cache}"
+        );
+        assert!(
+            lines[2].ends_with("  50.0%") && lines[3].ends_with("  66.7%"),
+            "{cache}"
+        );
         let widths: Vec<usize> = counters
             .lines()
             .filter(|l| l.starts_with("  "))

@@ -26,8 +26,12 @@ pub const BIG_COUNT: u8 = 40;
 pub const HUGE_COUNT: u8 = 100;
 /// TTL of `short.example.test.`, for expiry tests.
 pub const SHORT_TTL: u32 = 3;
+/// Every name under this zone has an A record (a wildcard): as many distinct names as a test
+/// needs.
+pub const MANY_ZONE: &str = "many.example.test.";
 
-/// The zone: A and AAAA names, a CNAME chain, a short TTL, and answers of every size class.
+/// The zone: A and AAAA names, a CNAME chain, a short TTL, answers of every size class, and a
+/// wildcard.
 pub fn zone_text() -> String {
     let mut z = String::from(
         "$ORIGIN example.test.\n$TTL 300\n\
@@ -42,6 +46,7 @@ pub fn zone_text() -> String {
          mail IN MX 10 www\n\
          txt IN TXT \"hello\"\n",
     );
+    writeln!(z, "*.{MANY_ZONE} IN A 198.18.13.1").unwrap();
     writeln!(z, "short {SHORT_TTL} IN A 198.18.10.3").unwrap();
     writeln!(z, "short {SHORT_TTL} IN AAAA fd00:10::3").unwrap();
     for i in 0..BIG_COUNT {
