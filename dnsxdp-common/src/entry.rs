@@ -2,7 +2,7 @@
 
 use crate::{
     CacheEntry, EXPIRY_MARGIN_NS, MAX_RECORDS_LEN, MAX_TTLS, QCLASS_IN, QTYPE_A, QTYPE_AAAA,
-    QTYPE_CNAME, RCODE_NOERROR,
+    QTYPE_CNAME, QTYPE_SOA, RCODE_NOERROR, RCODE_NXDOMAIN,
     checksum::sum_bytes,
     name::{QuestionKey, parse_question},
 };
@@ -28,12 +28,17 @@ const MAX_WIRE_NAME: usize = 255;
 /// Compression pointers followed in one name before it is called a loop.
 const MAX_POINTER_HOPS: usize = 32;
 
-/// Builds the entry for `response`, a positive answer to an A or AAAA IN query with its
-/// question first, as it would be sent to a client. The records' lifetime is the smallest TTL
-/// of the answer, capped at `max_ttl` seconds, counted from `now_ns` (CLOCK_MONOTONIC); the
-/// entry expires `EXPIRY_MARGIN_NS` before it.
+/// Builds the entry for `response`, an answer to an A or AAAA IN query with its question
+/// first, as it would be sent to a client. The records' lifetime is the smallest TTL in it,
+/// capped at `max_ttl` seconds, counted from `now_ns` (CLOCK_MONOTONIC); the entry expires
+/// `EXPIRY_MARGIN_NS` before it, and asks for a prefetch in the last tenth of it.
 ///
-/// Names in the answer may only point backwards into the question or earlier records, so the
+/// A positive answer is NOERROR with A/AAAA records of the question's type, maybe after a
+/// CNAME chain, and no authority section. A negative one (RFC 2308) is NXDOMAIN, or NOERROR
+/// without a record of that type (NODATA), with one SOA, and nothing else, in the authority
+/// section: its TTL, set by the daemon to the negative TTL, counts down like the others.
+///
+/// Names in the records may only point backwards into the question or earlier records, so the
 /// records stay valid after any query with the same name (in any case) as their question.
 pub fn build_entry(
     response: &[u8],
@@ -48,16 +53,20 @@ pub fn build_entry(
     if question.qclass != QCLASS_IN || !(key.qtype == QTYPE_A || key.qtype == QTYPE_AAAA) {
         return Err(NotCacheable::Unsupported);
     }
-    // QR set, opcode QUERY, not truncated, NOERROR.
+    // QR set, opcode QUERY, not truncated, NOERROR or NXDOMAIN.
     let (flags, rcode) = (response[2], response[3] & 0x0f);
-    if flags & 0x80 == 0 || flags & 0x7a != 0 || rcode != RCODE_NOERROR {
+    if flags & 0x80 == 0
+        || flags & 0x7a != 0
+        || !(rcode == RCODE_NOERROR || rcode == RCODE_NXDOMAIN)
+    {
         return Err(NotCacheable::Unsupported);
     }
-    let ancount = u16::from_be_bytes([response[6], response[7]]);
-    if ancount == 0 {
+    let count = |at: usize| u16::from_be_bytes([response[at], response[at + 1]]);
+    let (ancount, nscount, arcount) = (count(6), count(8), count(10));
+    if arcount != 0 {
         return Err(NotCacheable::Unsupported);
     }
-    if ancount as usize > MAX_TTLS {
+    if ancount as usize + nscount as usize > MAX_TTLS {
         return Err(NotCacheable::TooLarge);
     }
 
@@ -66,7 +75,8 @@ pub fn build_entry(
     let mut pos = start;
     let mut min_ttl = u32::MAX;
     let mut has_target_type = false;
-    for i in 0..ancount as usize {
+    for i in 0..(ancount + nscount) as usize {
+        let in_answer = i < ancount as usize;
         pos = skip_name(response, pos)?;
         let fixed = response.get(pos..pos + 10).ok_or(NotCacheable::Malformed)?;
         let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
@@ -80,24 +90,38 @@ pub fn build_entry(
         if class != QCLASS_IN {
             return Err(NotCacheable::Unsupported);
         }
-        if rtype == key.qtype {
-            let want = if rtype == QTYPE_A { 4 } else { 16 };
-            if rdlen != want {
-                return Err(NotCacheable::Malformed);
+        match (in_answer, rtype) {
+            (true, t) if t == key.qtype => {
+                let want = if rtype == QTYPE_A { 4 } else { 16 };
+                if rdlen != want {
+                    return Err(NotCacheable::Malformed);
+                }
+                has_target_type = true;
             }
-            has_target_type = true;
-        } else if rtype == QTYPE_CNAME {
-            if skip_name(response, rdata)? != rdata + rdlen {
-                return Err(NotCacheable::Malformed);
+            (true, QTYPE_CNAME) => {
+                if skip_name(response, rdata)? != rdata + rdlen {
+                    return Err(NotCacheable::Malformed);
+                }
             }
-        } else {
-            return Err(NotCacheable::Unsupported);
+            (false, QTYPE_SOA) => {
+                // MNAME, RNAME, then five 32-bit fields.
+                let rname = skip_name(response, rdata)?;
+                if skip_name(response, rname)? + 20 != rdata + rdlen {
+                    return Err(NotCacheable::Malformed);
+                }
+            }
+            _ => return Err(NotCacheable::Unsupported),
         }
         entry.ttl_offsets[i] = (pos + 4 - start) as u16;
         min_ttl = min_ttl.min(ttl);
         pos = rdata + rdlen;
     }
-    if !has_target_type {
+    // NOERROR without a record of the type is NODATA, at the end of the chain if any.
+    let negative = rcode == RCODE_NXDOMAIN || !has_target_type;
+    // A positive answer stands alone; a negative one needs its SOA, and nothing else, since
+    // only SOA records pass the loop in the authority section.
+    let authority = if negative { 1 } else { 0 };
+    if nscount != authority || (rcode == RCODE_NXDOMAIN && has_target_type) {
         return Err(NotCacheable::Unsupported);
     }
     let len = pos - start;
@@ -109,17 +133,21 @@ pub fn build_entry(
         return Err(NotCacheable::ZeroTtl);
     }
 
+    let records = (ancount + nscount) as usize;
     entry.records[..len].copy_from_slice(&response[start..pos]);
-    for &off in &entry.ttl_offsets[..ancount as usize] {
+    for &off in &entry.ttl_offsets[..records] {
         let off = off as usize;
         entry.records[off..off + 4].fill(0);
     }
-    entry.expires_ns = now_ns.saturating_add(ttl as u64 * NS_PER_SEC - EXPIRY_MARGIN_NS);
+    let life = ttl as u64 * NS_PER_SEC;
+    entry.expires_ns = now_ns.saturating_add(life - EXPIRY_MARGIN_NS);
+    entry.prefetch_ns = now_ns.saturating_add(life - life / 10);
     entry.csum = sum_bytes(0, &entry.records[..len]);
     entry.len = len as u16;
     entry.ancount = ancount;
+    entry.nscount = nscount;
     entry.rcode = rcode;
-    entry.ttl_count = ancount as u8;
+    entry.ttl_count = records as u8;
     Ok((key, entry))
 }
 
@@ -368,6 +396,96 @@ mod tests {
         assert_eq!(
             build_entry(&m[..end], 0, 86400).unwrap_err(),
             NotCacheable::Unsupported
+        );
+    }
+
+    /// A SOA for `example.com` (a pointer into the question) at `pos`.
+    fn soa(out: &mut [u8; 600], pos: usize, ttl: u32) -> usize {
+        let mut rdata = [0u8; 30];
+        rdata[..5].copy_from_slice(b"\x02ns\xc0\x10");
+        rdata[5..10].copy_from_slice(b"\x02hm\xc0\x10");
+        rdata[10..14].copy_from_slice(&7u32.to_be_bytes());
+        record(out, pos, &[0xc0, 0x10], QTYPE_SOA, ttl, &rdata)
+    }
+
+    #[test]
+    fn nxdomain_and_nodata_keep_their_soa_with_a_ttl_to_count_down() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 0, &mut m);
+        m[9] = 1; // NSCOUNT
+        m[3] = 0x83; // NXDOMAIN
+        let end = soa(&mut m, q_end, 300);
+        let (key, e) = build_entry(&m[..end], 0, 86400).unwrap();
+        assert_eq!(key.qtype, QTYPE_A);
+        assert_eq!((e.rcode, e.ancount, e.nscount, e.ttl_count), (3, 0, 1, 1));
+        assert_eq!(e.ttl_offsets[0], 6);
+        assert_eq!(&e.records[6..10], &[0, 0, 0, 0]);
+        assert_eq!(e.remaining_secs(0), Some(300));
+        assert_eq!(e.prefetch_ns, 270 * NS_PER_SEC);
+        // NODATA: NOERROR, no answer.
+        m[3] = 0x80;
+        let (_, e) = build_entry(&m[..end], 0, 60).unwrap();
+        assert_eq!((e.rcode, e.nscount, e.remaining_secs(0)), (0, 1, Some(60)));
+        // NODATA at the end of a CNAME chain.
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_AAAA, 1, &mut m);
+        m[9] = 1;
+        let p = record(
+            &mut m,
+            q_end,
+            &[0xc0, 12],
+            QTYPE_CNAME,
+            300,
+            b"\x01x\xc0\x10",
+        );
+        let end = soa(&mut m, p, 100);
+        let (_, e) = build_entry(&m[..end], 0, 86400).unwrap();
+        assert_eq!((e.ancount, e.nscount, e.ttl_count), (1, 1, 2));
+        assert_eq!(e.remaining_secs(0), Some(100));
+    }
+
+    #[test]
+    fn negative_answers_without_exactly_a_soa_are_refused() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 0, &mut m);
+        m[3] = 0x83;
+        assert_eq!(
+            build_entry(&m[..q_end], 0, 86400).unwrap_err(),
+            NotCacheable::Unsupported
+        );
+        // An NS record in the authority section.
+        m[9] = 1;
+        let end = record(&mut m, q_end, &[0xc0, 0x10], 2, 300, b"\x02ns\xc0\x10");
+        assert_eq!(
+            build_entry(&m[..end], 0, 86400).unwrap_err(),
+            NotCacheable::Unsupported
+        );
+        // A positive answer with a SOA after it.
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 1, &mut m);
+        m[9] = 1;
+        let p = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 300, &[1, 2, 3, 4]);
+        let end = soa(&mut m, p, 300);
+        assert_eq!(
+            build_entry(&m[..end], 0, 86400).unwrap_err(),
+            NotCacheable::Unsupported
+        );
+        // A SOA whose RDATA is cut short.
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 0, &mut m);
+        m[3] = 0x83;
+        m[9] = 1;
+        let end = record(
+            &mut m,
+            q_end,
+            &[0xc0, 0x10],
+            QTYPE_SOA,
+            300,
+            b"\x02ns\xc0\x10\0\0",
+        );
+        assert_eq!(
+            build_entry(&m[..end], 0, 86400).unwrap_err(),
+            NotCacheable::Malformed
         );
     }
 

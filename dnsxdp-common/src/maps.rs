@@ -28,8 +28,14 @@ pub const RCODE_NXDOMAIN: u8 = 3;
 pub const MAP_CACHE: &str = "CACHE";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_SERVED: &str = "SERVED";
+pub const MAP_EVENTS: &str = "EVENTS";
 /// The program's global holding the `hash::HashKey` of names, set when the object is loaded.
 pub const GLOBAL_HASH_KEY: &str = "HASH_KEY";
+/// The program's global holding its `XdpSettings`, set when the object is loaded.
+pub const GLOBAL_SETTINGS: &str = "SETTINGS";
+/// Changes whenever `CacheKey` or `CacheEntry` change meaning, so that a cache pinned by an
+/// older daemon is not read as this one's.
+pub const CACHE_LAYOUT: u32 = 2;
 pub const PROG_CACHE: &str = "dnsxdp";
 /// An XDP_PASS program for the far end of a veth pair: without one, XDP_TX frames never leave
 /// the peer's queue.
@@ -79,6 +85,9 @@ pub struct CacheEntry {
     pub expires_ns: u64,
     /// Answers served from XDP; the kernel increments it.
     pub hits: u64,
+    /// From when a hit asks the daemon to refresh the entry (the last tenth of its life), in
+    /// the clock of `expires_ns`; `u64::MAX`: never.
+    pub prefetch_ns: u64,
     /// Ones' complement sum of `records[..len]` taken as big-endian 16-bit words from
     /// `records[0]` (a trailing odd byte padded with zero), not folded.
     pub csum: u32,
@@ -88,8 +97,8 @@ pub struct CacheEntry {
     pub rcode: u8,
     /// How many entries of `ttl_offsets` are in use.
     pub ttl_count: u8,
-    /// Explicit padding, zero.
-    pub _pad: u32,
+    /// Non-zero once the XDP program has asked for a prefetch, so it asks once.
+    pub prefetch_sent: u32,
     /// Offset in `records` of every TTL field the kernel fills with the remaining lifetime.
     pub ttl_offsets: [u16; MAX_TTLS],
     /// The question's name lower-cased in wire format and zero padded, as in `QuestionKey`:
@@ -208,10 +217,67 @@ impl Counter {
     }
 }
 
+/// Settings the daemon gives the XDP program when it loads it (`GLOBAL_SETTINGS`).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq, Eq)]
+pub struct XdpSettings {
+    /// Hits an entry needs before a hit in its prefetch window asks for a refresh;
+    /// `u64::MAX`: prefetch is off.
+    pub prefetch_min_hits: u64,
+    /// One hit in this many is reported as an `EVENT_HIT`; 0: none (no query log).
+    pub log_sample: u32,
+    /// `EVENT_DENIED` and `EVENT_LIMITED` a CPU may report per second; 0: none.
+    pub security_per_sec: u32,
+}
+
+impl XdpSettings {
+    /// Reports nothing and never prefetches: what a program nobody configured does.
+    pub const OFF: XdpSettings = XdpSettings {
+        prefetch_min_hits: u64::MAX,
+        log_sample: 0,
+        security_per_sec: 0,
+    };
+}
+
+/// `Event::kind`: a hit in an entry's prefetch window (`name`, `qtype`, `hits` set).
+pub const EVENT_PREFETCH: u8 = 1;
+/// A sampled hit, for the query log (`name`, `qtype`, `client`, `rcode` set).
+pub const EVENT_HIT: u8 = 2;
+/// A query from a denied client (`client`, `action` set).
+pub const EVENT_DENIED: u8 = 3;
+/// A query over its client's rate limit (`client`, `action` set).
+pub const EVENT_LIMITED: u8 = 4;
+
+/// What the XDP program reports to the daemon through the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Debug)]
+pub struct Event {
+    /// CLOCK_MONOTONIC_COARSE when it happened, in ns.
+    pub time_ns: u64,
+    /// The entry's hits before this one.
+    pub hits: u64,
+    /// The client's address, IPv4 ones mapped (`::ffff:a.b.c.d`).
+    pub client: [u8; 16],
+    /// The question's name as in `CacheEntry::name`.
+    pub name: [u8; MAX_NAME],
+    pub qtype: u16,
+    pub name_len: u16,
+    /// The client's UDP port, host byte order.
+    pub client_port: u16,
+    /// One of the `EVENT_*` values.
+    pub kind: u8,
+    /// The answer's RCODE, for `EVENT_HIT`.
+    pub rcode: u8,
+    /// The `Counter` of what was done, for `EVENT_DENIED` and `EVENT_LIMITED`.
+    pub action: u32,
+    pub _pad: u32,
+}
+
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: all three are `#[repr(C)]` plain data without padding (checked by bytemuck's Pod).
+    // SAFETY: all are `#[repr(C)]` plain data without padding (checked by bytemuck's Pod).
     unsafe impl aya::Pod for super::CacheKey {}
     unsafe impl aya::Pod for super::CacheEntry {}
     unsafe impl aya::Pod for super::ServedKey {}
+    unsafe impl aya::Pod for super::XdpSettings {}
 }

@@ -1,7 +1,7 @@
 //! Query names: validation, lower-casing, and the cache key of a question.
 
 use crate::{
-    CacheKey, MAX_NAME,
+    CacheEntry, CacheKey, MAX_NAME,
     hash::{HashKey, name_hash},
 };
 
@@ -76,6 +76,15 @@ pub struct QuestionKey {
 }
 
 impl QuestionKey {
+    /// The question a kernel cache entry answers, from its key and the name it holds.
+    pub fn of_entry(key: &CacheKey, entry: &CacheEntry) -> QuestionKey {
+        QuestionKey {
+            qtype: key.qtype,
+            name_len: key.name_len,
+            name: entry.name,
+        }
+    }
+
     /// The wire name (lower-cased, root label included).
     pub fn wire_name(&self) -> &[u8] {
         &self.name[..(self.name_len as usize).min(MAX_NAME)]

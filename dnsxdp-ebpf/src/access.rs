@@ -38,21 +38,42 @@ const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 #[repr(C, align(8))]
 struct AclKey([u32; 5]);
 
-/// `check`'s answer for a query that is to be served.
+/// `check`'s action for a query that is to be served.
 pub const SERVE: u32 = u32::MAX;
 
-/// The XDP action for a query that is not to be served, or `SERVE`.
+/// What `check` decided, packed in one register: the XDP action (or `SERVE`) in the low half,
+/// and in the high half the `Counter` of what was done to a stopped query (0 if it was not).
+pub struct Verdict(pub u64);
+
+impl Verdict {
+    #[inline(always)]
+    pub fn action(&self) -> u32 {
+        self.0 as u32
+    }
+
+    /// The counter of a query the ACL or the rate limit stopped.
+    #[inline(always)]
+    pub fn stopped_by(&self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// The verdict on a query.
 ///
 /// A function of its own for the verifier: whichever way a query went through it, the main
 /// program goes on in the same state (only the return value differs), so what follows is not
-/// verified once per way.
+/// verified once per way. It returns a register rather than a struct: the caller's stack and
+/// its own together are at the verifier's limit.
 #[inline(never)]
-pub fn check(ctx: &XdpContext, f: &Frame) -> u32 {
-    verdict(ctx, f).unwrap_or(SERVE)
+pub fn check(ctx: &XdpContext, f: &Frame) -> u64 {
+    verdict(ctx, f).map_or(SERVE as u64, |(action, counter)| {
+        ((counter as u64) << 32) | action as u64
+    })
 }
 
+/// The action and counter for a query that is not to be served.
 #[inline(always)]
-fn verdict(ctx: &XdpContext, f: &Frame) -> Option<u32> {
+fn verdict(ctx: &XdpContext, f: &Frame) -> Option<(u32, Counter)> {
     let addr = client(&Packet::new(ctx), f)?;
     let cfg = ACCESS.get(0)?;
     let mut key = AclKey([0; 5]);
@@ -95,15 +116,15 @@ fn verdict(ctx: &XdpContext, f: &Frame) -> Option<u32> {
     // The one place the answer is made, so the verifier walks its loops once.
     if bare_reply::send(ctx, f, kind) {
         count(answered);
-        return Some(xdp_action::XDP_TX);
+        return Some((xdp_action::XDP_TX, answered));
     }
     Some(discard(dropped))
 }
 
 #[inline(always)]
-fn discard(counter: Counter) -> u32 {
+fn discard(counter: Counter) -> (u32, Counter) {
     count(counter);
-    xdp_action::XDP_DROP
+    (xdp_action::XDP_DROP, counter)
 }
 
 /// The source address as the words of its 16-byte form, IPv4 ones mapped.

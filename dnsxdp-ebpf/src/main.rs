@@ -12,6 +12,7 @@ mod bare_reply;
 mod bounds;
 mod clock;
 mod counters;
+mod events;
 mod packet;
 mod parse;
 mod ratelimit;
@@ -64,8 +65,12 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
     let Some(frame) = frame.forget() else {
         return xdp_action::XDP_PASS;
     };
-    let action = access::check(&ctx, &frame);
+    let verdict = access::Verdict(access::check(&ctx, &frame));
+    let action = verdict.action();
     if action != access::SERVE {
+        if verdict.stopped_by() != 0 && events::settings().security_per_sec != 0 {
+            events::security(&ctx, &frame, verdict.stopped_by(), action);
+        }
         return action;
     }
 
@@ -104,13 +109,34 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     // The coarse clock costs less than CLOCK_MONOTONIC; `build_entry` makes up for its lag.
-    let Some(ttl) = e.ttl_at(clock::coarse_ns()) else {
+    let now = clock::coarse_ns();
+    let Some(ttl) = e.ttl_at(now) else {
         count(Counter::Expired);
         return xdp_action::XDP_PASS;
     };
     match reply::build(&ctx, &frame, &query, e, ttl) {
         Ok(()) => {
             count(Counter::Hits);
+            let settings = events::settings();
+            // Once per entry, give or take a race between CPUs: the daemon refreshes a name
+            // once however often it is asked.
+            let prefetch = now >= e.prefetch_ns
+                && e.prefetch_sent == 0
+                && e.hits >= settings.prefetch_min_hits;
+            let log = settings.log_sample != 0 && events::sampled(settings.log_sample);
+            if prefetch {
+                unsafe { (*entry).prefetch_sent = 1 };
+            }
+            if prefetch || log {
+                let facts = events::HitFacts {
+                    now,
+                    qtype: query.qtype,
+                    name_len: query.name_len as u16,
+                    prefetch,
+                    log,
+                };
+                events::hit(&ctx, &frame, e, words, &facts);
+            }
             // Shared by all CPUs answering this name.
             unsafe {
                 atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).hits, 1)

@@ -77,6 +77,17 @@ fn header_reply(request: &[u8], rcode: ResponseCode) -> Vec<u8> {
 }
 
 impl ClientQuery {
+    /// `query` as the daemon asks it on its own behalf (a prefetch): RD set, no EDNS.
+    pub fn plain(query: Query) -> ClientQuery {
+        ClientQuery {
+            id: 0,
+            query,
+            recursion_desired: true,
+            checking_disabled: false,
+            edns: None,
+        }
+    }
+
     pub fn dnssec_ok(&self) -> bool {
         self.edns.is_some_and(|e| e.dnssec_ok)
     }

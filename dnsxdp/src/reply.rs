@@ -2,7 +2,7 @@
 
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
-    rr::{Name, Record, rdata::opt::EdnsOption},
+    rr::{Name, Record, RecordType, rdata::opt::EdnsOption},
 };
 use tracing::warn;
 
@@ -78,7 +78,8 @@ fn encode(msg: &Message) -> Vec<u8> {
 }
 
 /// The reply to `q` as every client without EDNS options would get it, for the kernel cache:
-/// ID 0, RD set, CD clear, no OPT record, the question lower-cased, only the answer section.
+/// ID 0, RD set, CD clear, no OPT record, the question lower-cased, the answer section and,
+/// for NXDOMAIN and NODATA, the SOA that says how long the name is known not to exist.
 pub fn normalized(q: &ClientQuery, answer: &Answer, now_ns: u64) -> Option<Vec<u8>> {
     let mut query = Query::query(q.lower_name(), q.query.query_type());
     query.set_query_class(q.query.query_class());
@@ -90,10 +91,17 @@ pub fn normalized(q: &ClientQuery, answer: &Answer, now_ns: u64) -> Option<Vec<u
         .set_recursion_available(true)
         .set_response_code(answer.rcode)
         .add_query(query);
-    msg.insert_answers(owned_as(
-        answer.sections_at(now_ns).answers,
-        &q.lower_name(),
-    ));
+    let sections = answer.sections_at(now_ns);
+    let negative = answer.rcode == ResponseCode::NXDomain
+        || !sections
+            .answers
+            .iter()
+            .any(|r| r.record_type() == q.query.query_type());
+    if negative {
+        let soa = sections.authority.into_iter();
+        msg.insert_name_servers(soa.filter(|r| r.record_type() == RecordType::SOA).collect());
+    }
+    msg.insert_answers(owned_as(sections.answers, &q.lower_name()));
     msg.to_vec().ok()
 }
 
@@ -273,5 +281,21 @@ mod tests {
         assert_eq!(key.wire_name(), b"\x03www\x01t\x00");
         assert_eq!(entry.ancount, 1);
         assert_eq!(entry.remaining_secs(0), Some(300));
+    }
+
+    #[test]
+    fn negative_answers_keep_only_their_soa_for_the_kernel() {
+        let policy = crate::config::TtlPolicy::default();
+        for rcode in [ResponseCode::NXDomain, ResponseCode::NoError] {
+            let ans =
+                Answer::from_upstream(response(rcode, vec![], vec![soa(600, 60)]), 0, &policy);
+            let wire = normalized(&client(None, false), &ans, 0).unwrap();
+            let m = Message::from_vec(&wire).unwrap();
+            assert_eq!(m.response_code(), rcode);
+            assert_eq!((m.answer_count(), m.name_server_count()), (0, 1));
+            let (_, entry) = dnsxdp_common::entry::build_entry(&wire, 0, 86400).unwrap();
+            assert_eq!((entry.rcode, entry.nscount), (u16::from(rcode) as u8, 1));
+            assert_eq!(entry.remaining_secs(0), Some(60));
+        }
     }
 }

@@ -2,13 +2,18 @@
 //! caches, and render the reply.
 
 use std::{
+    net::SocketAddr,
     num::NonZeroUsize,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use dnsxdp_common::entry::build_entry;
-use hickory_proto::{op::ResponseCode, rr::RecordType};
+use hickory_proto::{
+    op::{Query, ResponseCode},
+    rr::{Name, RecordType},
+    serialize::binary::BinDecodable,
+};
 use tokio::time::{Instant, timeout_at};
 use tracing::{debug, trace};
 
@@ -20,6 +25,7 @@ use crate::{
     flight::Flights,
     kernel_cache::Fill,
     query::{self, ClientQuery, Parsed},
+    querylog::{Layer, Line, QueryLog, rcode_name, rfc3339},
     reply::{self, Transport},
     stats::Stats,
     upstream::{check, pool::Pool, question::Question},
@@ -47,6 +53,9 @@ pub struct Resolver {
     stats: Arc<Stats>,
     /// The kernel cache to fill, when XDP is in use.
     kernel: Option<Arc<XdpMaps>>,
+    /// Hits an answer needs to be refreshed in the last tenth of its TTL; `None`: never.
+    prefetch_min_hits: Option<u32>,
+    query_log: Option<Arc<QueryLog>>,
 }
 
 /// How the resolver is set up, besides its upstreams and where it reports.
@@ -56,6 +65,8 @@ pub struct ResolverSettings {
     pub query_timeout: Duration,
     /// How long after expiry an answer may be served when no upstream answers; 0: never.
     pub serve_stale: Duration,
+    pub prefetch_min_hits: Option<u32>,
+    pub query_log: Option<Arc<QueryLog>>,
 }
 
 impl Resolver {
@@ -73,19 +84,55 @@ impl Resolver {
             query_timeout: settings.query_timeout,
             stats,
             kernel,
+            prefetch_min_hits: settings.prefetch_min_hits,
+            query_log: settings.query_log,
         }
     }
 
-    /// The reply to `packet`, or `None` when it deserves none.
-    pub async fn handle(self: &Arc<Self>, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    /// The reply to `packet` from `client`, or `None` when it deserves none.
+    pub async fn handle(
+        self: &Arc<Self>,
+        packet: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
         self.stats.query(transport);
-        let q = match query::parse(packet) {
-            Parsed::Query(q) => q,
-            Parsed::Reply(reply) => return Some(reply),
+        let arrived = std::time::Instant::now();
+        let (q, reply, layer) = match query::parse(packet) {
+            Parsed::Query(q) => {
+                let (reply, layer) = self.answer(&q, transport).await;
+                (Some(q), reply, layer)
+            }
+            Parsed::Reply(reply) => (None, reply, Layer::Local),
             Parsed::Drop => return None,
         };
+        let rcode = reply.get(3).map_or(0, |b| b & 0x0f);
+        self.stats.answered(rcode);
+        if let Some(log) = &self.query_log {
+            log.log(Line {
+                time: rfc3339(SystemTime::now()),
+                client,
+                name: q
+                    .as_ref()
+                    .map_or(String::new(), |q| q.query.name().to_string()),
+                qtype: q
+                    .as_ref()
+                    .map_or(String::new(), |q| q.query.query_type().to_string()),
+                rcode: rcode_name(rcode),
+                layer,
+                latency_us: Some(arrived.elapsed().as_micros() as u64),
+            });
+        }
+        Some(reply)
+    }
+
+    /// The reply to `q`, and which layer gave it.
+    async fn answer(self: &Arc<Self>, q: &ClientQuery, transport: Transport) -> (Vec<u8>, Layer) {
         let now = clock::now_ns();
-        let error = |rcode| Some(reply::render(&q, &Answer::error(rcode), now, transport));
+        let error = |rcode| {
+            let reply = reply::render(q, &Answer::error(rcode), now, transport);
+            (reply, Layer::Local)
+        };
         if q.edns.is_some_and(|e| e.version > 0) {
             return error(ResponseCode::BADVERS);
         }
@@ -93,15 +140,24 @@ impl Resolver {
         if matches!(q.query.query_type(), RecordType::AXFR | RecordType::IXFR) {
             return error(ResponseCode::Refused);
         }
-        let key = Key::of(&q);
+        let key = Key::of(q);
         let stale = match self.lock_cache().get(&key, now) {
             Lookup::Fresh(answer) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "daemon cache hit");
                 self.stats.cache_hit();
+                let hits = answer.use_.hit();
+                if self
+                    .prefetch_min_hits
+                    .is_some_and(|min| hits >= u64::from(min))
+                    && answer.in_prefetch_window(now)
+                    && answer.use_.start_prefetch()
+                {
+                    self.prefetch(q.clone());
+                }
                 // The kernel sends a query it could serve only when its entry is gone (evicted
                 // before ours): put it back so the next one is answered there again.
-                self.fill_kernel(&q, &answer, now, Fill::IfAbsent);
-                return Some(reply::render(&q, &answer, now, transport));
+                self.fill_kernel(q, &answer, now, Fill::IfAbsent);
+                return (reply::render(q, &answer, now, transport), Layer::Cache);
             }
             Lookup::Stale(answer) => Some(answer),
             Lookup::Miss => None,
@@ -132,17 +188,47 @@ impl Resolver {
         };
         let now = clock::now_ns();
         match (fetched, stale) {
-            (Some(answer), _) => Some(reply::render(&q, &answer, now, transport)),
+            (Some(answer), _) => (reply::render(q, &answer, now, transport), Layer::Upstream),
             (None, Some(stale)) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "stale answer");
                 self.stats.stale_answer();
-                Some(reply::render(&q, &stale.as_stale(now), now, transport))
+                let reply = reply::render(q, &stale.as_stale(now), now, transport);
+                (reply, Layer::Stale)
             }
             (None, None) => {
                 self.stats.failure();
                 error(ResponseCode::ServFail)
             }
         }
+    }
+
+    /// Refreshes a popular A/AAAA answer the XDP program served in the last tenth of its
+    /// TTL: `name` is its wire name, lower-cased.
+    pub fn prefetch_kernel_entry(self: &Arc<Self>, name: &[u8], qtype: u16) {
+        let Ok(name) = Name::from_bytes(name) else {
+            return;
+        };
+        let q = ClientQuery::plain(Query::query(name, RecordType::from(qtype)));
+        // The daemon's copy, when it has one, says whether a refresh already ran or runs.
+        if let Lookup::Fresh(answer) = self.lock_cache().get(&Key::of(&q), clock::now_ns())
+            && !(answer.in_prefetch_window(clock::now_ns()) && answer.use_.start_prefetch())
+        {
+            return;
+        }
+        self.prefetch(q);
+    }
+
+    /// Asks the upstreams for `q` again, in the background, to refresh the caches before its
+    /// answer expires. A client miss for the same question meanwhile joins it.
+    fn prefetch(self: &Arc<Self>, q: ClientQuery) {
+        debug!(name = %q.query.name(), qtype = %q.query.query_type(), "prefetch");
+        self.stats.prefetch();
+        let key = FlightKey {
+            key: Key::of(&q),
+            checking_disabled: false,
+        };
+        let deadline = Instant::now() + self.query_timeout;
+        self.flights.join(key, || self.clone().fetch(q, deadline));
     }
 
     /// Asks the upstreams for `q` by `deadline`; a checked answer goes into the caches (the
@@ -174,11 +260,12 @@ impl Resolver {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Gives the XDP program an A/AAAA answer to serve, if it can: only answers without DNSSEC
-    /// records, since it answers queries without the DO bit.
+    /// Gives the XDP program an A/AAAA answer to serve, positive or negative, if it can: only
+    /// answers without DNSSEC records, since it answers queries without the DO bit.
     fn fill_kernel(&self, q: &ClientQuery, answer: &Answer, now: u64, fill: Fill) {
         let Some(kernel) = &self.kernel else { return };
-        if answer.rcode != ResponseCode::NoError || !q.is_address_query() || q.dnssec_ok() {
+        let rcode_served = matches!(answer.rcode, ResponseCode::NoError | ResponseCode::NXDomain);
+        if !rcode_served || !q.is_address_query() || q.dnssec_ok() {
             return;
         }
         let Some(wire) = reply::normalized(q, answer, now) else {
@@ -271,13 +358,22 @@ mod tests {
             ttl: TtlPolicy::default(),
             query_timeout: Duration::from_millis(400),
             serve_stale,
+            prefetch_min_hits: Some(2),
+            query_log: None,
         };
         let r = Resolver::new(pool, settings, stats.clone(), None);
         (Arc::new(r), stats)
     }
 
+    fn client() -> SocketAddr {
+        "198.18.1.2:5353".parse().unwrap()
+    }
+
     async fn ask(r: &Arc<Resolver>, id: u16, name: &str) -> Message {
-        let reply = r.handle(&query(id, name), Transport::Udp).await.unwrap();
+        let reply = r
+            .handle(&query(id, name), client(), Transport::Udp)
+            .await
+            .unwrap();
         Message::from_vec(&reply).unwrap()
     }
 
@@ -285,8 +381,14 @@ mod tests {
     async fn forwards_then_serves_from_the_cache() {
         let up = upstream(300, Duration::ZERO).await;
         let (r, stats) = resolver(&[&up], Duration::ZERO);
-        let first = r.handle(&query(1, "Www.T."), Transport::Udp).await.unwrap();
-        let second = r.handle(&query(2, "www.t."), Transport::Tcp).await.unwrap();
+        let first = r
+            .handle(&query(1, "Www.T."), client(), Transport::Udp)
+            .await
+            .unwrap();
+        let second = r
+            .handle(&query(2, "www.t."), client(), Transport::Tcp)
+            .await
+            .unwrap();
         let (first, second) = (
             Message::from_vec(&first).unwrap(),
             Message::from_vec(&second).unwrap(),

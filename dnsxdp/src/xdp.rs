@@ -3,18 +3,19 @@
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
+    path::Path,
     sync::{Arc, Mutex},
 };
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, Xdp as XdpProgram, XdpMode as AttachMode},
 };
 use dnsxdp_common::{
-    Counter, GLOBAL_HASH_KEY, MAP_CACHE, MAP_COUNTERS, MAP_SERVED, PROG_CACHE, ServedKey,
-    hash::HashKey,
+    Counter, GLOBAL_HASH_KEY, GLOBAL_SETTINGS, MAP_CACHE, MAP_COUNTERS, MAP_EVENTS, MAP_SERVED,
+    PROG_CACHE, ServedKey, XdpSettings, hash::HashKey,
 };
 use tracing::{debug, info, warn};
 
@@ -22,14 +23,30 @@ use crate::{
     EBPF_OBJECT,
     access::{AccessPolicy, Tables as _, kernel::KernelTables},
     cli::XdpMode,
-    kernel_cache::KernelCache,
+    clock,
+    kernel_cache::{Fill, KernelCache},
     local_addrs::{if_index, local_addrs},
+    pin,
 };
 
 /// The loaded program, attached to its interfaces until dropped.
 pub struct Attached {
     _ebpf: Ebpf,
     pub maps: Arc<XdpMaps>,
+    /// What the program reports (`events` module), for the daemon to take and read.
+    pub events: Option<RingBuf<MapData>>,
+}
+
+/// How the program is loaded.
+pub struct LoadOptions<'a> {
+    pub mode: XdpMode,
+    /// Entries of the kernel cache.
+    pub cache_size: u32,
+    pub settings: XdpSettings,
+    /// Where the cache is pinned between runs.
+    pub pin_dir: &'a Path,
+    /// Start empty rather than with the entries the last run left pinned.
+    pub fresh_cache: bool,
 }
 
 /// The maps the daemon writes and reads while the program runs.
@@ -67,35 +84,46 @@ pub fn check_privileges() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the program with a CACHE of `cache_size` entries, fills SERVED for `listen` and the
-/// access maps for `access`, and attaches to each interface in `mode`. Returns the access maps
-/// too.
+/// Loads the program as `opts` say, with the live entries of the cache the last run pinned,
+/// fills SERVED for `listen` and the access maps for `access`, and attaches to each interface.
+/// Returns the access maps too.
 pub fn attach(
     ifaces: &[String],
-    mode: XdpMode,
-    cache_size: u32,
+    opts: &LoadOptions,
     listen: &[SocketAddr],
     access: &AccessPolicy,
 ) -> anyhow::Result<(Attached, KernelTables)> {
     raise_memlock_limit();
+    let pin_path = pin::cache_path(opts.pin_dir);
+    let kept = pin::take(&pin_path, opts.fresh_cache, clock::now_ns());
     let hash_key: HashKey = rand::random();
     let mut ebpf = EbpfLoader::new()
-        .map_max_entries(MAP_CACHE, cache_size)
+        .map_max_entries(MAP_CACHE, opts.cache_size)
         .override_global(GLOBAL_HASH_KEY, &hash_key, true)
+        .override_global(GLOBAL_SETTINGS, &opts.settings, true)
         .load(EBPF_OBJECT)
         .map_err(|e| anyhow!("loading the eBPF object failed: {}", one_line(e)))?;
     let mut take = |name: &str| {
         ebpf.take_map(name)
             .ok_or_else(|| anyhow!("the eBPF object has no {name} map"))
     };
+    let cache = take(MAP_CACHE)?;
+    if let Err(e) = pin::pin(&cache, &pin_path) {
+        warn!("{e:#}; the kernel cache will not outlive this run");
+    }
+    let events = RingBuf::try_from(take(MAP_EVENTS)?).context(MAP_EVENTS)?;
     let maps = XdpMaps {
-        cache: KernelCache::new(
-            HashMap::try_from(take(MAP_CACHE)?).context(MAP_CACHE)?,
-            hash_key,
-        ),
+        cache: KernelCache::new(HashMap::try_from(cache).context(MAP_CACHE)?, hash_key),
         counters: PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?,
         served: Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?),
     };
+    if !kept.is_empty() {
+        let count = kept.len();
+        for (key, entry) in kept {
+            maps.cache.insert(key, entry, Fill::IfAbsent);
+        }
+        info!("kernel cache: {count} live entries kept from the last run");
+    }
     if let Err(e) = maps.refresh_served(listen) {
         warn!("{e:#}");
     }
@@ -114,13 +142,14 @@ pub fn attach(
         e => anyhow!("loading the XDP program failed: {}", one_line(e)),
     })?;
     for iface in ifaces {
-        let used = attach_one(program, iface, mode)?;
+        let used = attach_one(program, iface, opts.mode)?;
         info!("XDP attached to {iface} ({used} mode)");
     }
     Ok((
         Attached {
             _ebpf: ebpf,
             maps: Arc::new(maps),
+            events: Some(events),
         },
         tables,
     ))

@@ -94,10 +94,14 @@ impl Daemon {
         if !extra.contains(&"--no-xdp") {
             args.extend(["--iface", SERVER_IFACE]);
         }
+        let pin_dir = topo.pin_dir().to_string_lossy().into_owned();
+        if !extra.contains(&"--pin-dir") {
+            args.extend(["--pin-dir", &pin_dir]);
+        }
         args.extend_from_slice(extra);
         let child = topo
             .server
-            .command(binary()?.to_str().context("binary path")?)
+            .command_with_host_mounts(binary()?.to_str().context("binary path")?)
             .args(&args)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log)?)

@@ -12,6 +12,7 @@
 use std::{
     fs::File,
     os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
     thread,
@@ -54,6 +55,16 @@ impl Netns {
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    /// A command that runs inside the namespace but sees the host's mounts: `ip netns exec`
+    /// mounts a /sys of the namespace's own, which hides the bpffs at /sys/fs/bpf where dnsxdp
+    /// pins its cache.
+    pub fn command_with_host_mounts(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", self.name))
+            .args(["--", program]);
         cmd
     }
 
@@ -133,6 +144,12 @@ impl Topology {
         self.client_xdp = None;
     }
 
+    /// Where daemons on this topology pin their kernel cache: one directory per topology, so
+    /// that tests running side by side never share a cache, removed with the topology.
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new(TEST_PIN_ROOT).join(&self.server.name)
+    }
+
     /// Attaches the client's XDP_PASS program again, removing whatever program a load generator
     /// left on the interface.
     pub fn attach_client_xdp(&mut self) -> Result<()> {
@@ -145,6 +162,17 @@ impl Topology {
         Ok(())
     }
 }
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.pin_dir());
+        // Only once no other topology is using it.
+        let _ = std::fs::remove_dir(TEST_PIN_ROOT);
+    }
+}
+
+/// Under bpffs, where the tests' daemons pin their caches.
+const TEST_PIN_ROOT: &str = "/sys/fs/bpf/dnsxdp-test";
 
 fn link(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
     a.ip(&[

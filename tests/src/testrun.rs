@@ -6,14 +6,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, PerCpuValues},
+    maps::{HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{TestRun, TestRunOptions, Xdp, XdpMode},
     util::nr_cpus,
 };
 use dnsxdp_common::{
-    COUNTER_COUNT, CacheEntry, CacheKey, Counter, GLOBAL_HASH_KEY, MAP_CACHE, MAP_COUNTERS,
-    MAP_SERVED, PROG_CACHE, PROG_PASS, QCLASS_IN, QTYPE_OPT, ServedKey, entry::build_entry,
-    hash::HashKey, name::QuestionKey,
+    COUNTER_COUNT, CacheEntry, CacheKey, Counter, Event, GLOBAL_HASH_KEY, GLOBAL_SETTINGS,
+    MAP_CACHE, MAP_COUNTERS, MAP_EVENTS, MAP_SERVED, PROG_CACHE, PROG_PASS, QCLASS_IN, QTYPE_OPT,
+    ServedKey, XdpSettings, entry::build_entry, hash::HashKey, name::QuestionKey,
 };
 use hickory_proto::{
     op::{Message, MessageType, OpCode, Query as HQuery},
@@ -103,12 +103,22 @@ impl XdpCache {
         Self::load_object(dnsxdp::EBPF_OBJECT, cache_entries)
     }
 
+    /// Loads the program set to report what `settings` ask for.
+    pub fn load_reporting(settings: XdpSettings) -> Result<Self> {
+        Self::load_configured(dnsxdp::EBPF_OBJECT, TEST_CACHE_ENTRIES, settings)
+    }
+
     /// Loads another build of the program, e.g. to compare two versions.
     pub fn load_object(object: &[u8], cache_entries: u32) -> Result<Self> {
+        Self::load_configured(object, cache_entries, XdpSettings::OFF)
+    }
+
+    fn load_configured(object: &[u8], cache_entries: u32, settings: XdpSettings) -> Result<Self> {
         let hash_key = random_hash_key()?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_CACHE, cache_entries)
             .override_global(GLOBAL_HASH_KEY, &hash_key, true)
+            .override_global(GLOBAL_SETTINGS, &settings, true)
             .load(object)
             .context("loading the eBPF object")?;
         let prog: &mut Xdp = ebpf
@@ -200,6 +210,22 @@ impl XdpCache {
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The events the program reported since the last call.
+    pub fn events(&mut self) -> Result<Vec<Event>> {
+        let map = self.ebpf.map_mut(MAP_EVENTS).context("no EVENTS map")?;
+        let mut ring = RingBuf::try_from(map)?;
+        let mut events = Vec::new();
+        while let Some(item) = ring.next() {
+            ensure!(
+                item.len() == size_of::<Event>(),
+                "event of {} bytes",
+                item.len()
+            );
+            events.push(bytemuck::pod_read_unaligned(&item));
+        }
+        Ok(events)
     }
 
     pub fn counters(&self) -> Result<Counters> {

@@ -10,7 +10,7 @@ use dnsxdp::{
     config::Settings,
     ratelimit::LimitAction,
 };
-use dnsxdp_common::{Counter, QTYPE_A, QTYPE_AAAA};
+use dnsxdp_common::{Counter, EVENT_DENIED, EVENT_LIMITED, QTYPE_A, QTYPE_AAAA, XdpSettings};
 use dnsxdp_tests::testrun::*;
 use hickory_proto::rr::{
     RData, RecordType,
@@ -29,7 +29,12 @@ struct Fixture {
 impl Fixture {
     /// The program with A and AAAA answers for `NAME` cached and `settings`' access rules.
     fn new(settings: Settings) -> Fixture {
-        let mut x = XdpCache::load().unwrap_or_else(|e| panic!("{e:#}"));
+        Fixture::reporting(settings, XdpSettings::OFF)
+    }
+
+    /// The same, with the program reporting as `reports` say.
+    fn reporting(settings: Settings, reports: XdpSettings) -> Fixture {
+        let mut x = XdpCache::load_reporting(reports).unwrap_or_else(|e| panic!("{e:#}"));
         x.serve(server(SERVER_V4)).unwrap();
         x.serve(server(SERVER_V6)).unwrap();
         let a = RData::A(A(Ipv4Addr::new(198, 51, 100, 1)));
@@ -273,4 +278,52 @@ fn every_second_limited_query_slips_with_tc() {
             );
         }
     }
+}
+
+#[test]
+fn stopped_queries_are_reported_a_few_a_second() {
+    let reports = XdpSettings {
+        security_per_sec: 3,
+        ..XdpSettings::OFF
+    };
+    let mut f = Fixture::reporting(acl(DenyAction::Refuse), reports);
+    for _ in 0..10 {
+        f.expect(
+            &from("198.18.1.200").query(&query(QTYPE_A)),
+            Action::Tx,
+            Counter::DeniedRefused,
+        );
+    }
+    let events = f.x.events().unwrap();
+    // Three, unless the test crossed a second of the program's clock: then up to six.
+    assert!((3..=6).contains(&events.len()), "{} events", events.len());
+    for ev in &events {
+        assert_eq!(
+            (ev.kind, ev.action),
+            (EVENT_DENIED, Counter::DeniedRefused as u32)
+        );
+        // The client, although the frame was already turned into the answer to it.
+        assert_eq!(ev.client[10..], [0xff, 0xff, 198, 18, 1, 200]);
+        assert_eq!(ev.client_port, 40000);
+    }
+
+    let mut f = Fixture::reporting(limit(1, 1, LimitAction::Drop), reports);
+    let frame = from("198.18.1.2").query(&query(QTYPE_A));
+    f.expect(&frame, Action::Tx, Counter::Hits);
+    f.expect(&frame, Action::Drop, Counter::LimitedDropped);
+    let events = f.x.events().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, EVENT_LIMITED);
+    assert_eq!(events[0].client[10..], [0xff, 0xff, 198, 18, 1, 2]);
+
+    // Off: nothing, however many.
+    let mut f = Fixture::new(acl(DenyAction::Drop));
+    for _ in 0..5 {
+        f.expect(
+            &from("198.18.1.200").query(&query(QTYPE_A)),
+            Action::Drop,
+            Counter::DeniedDropped,
+        );
+    }
+    assert!(f.x.events().unwrap().is_empty());
 }

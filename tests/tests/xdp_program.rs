@@ -8,8 +8,11 @@ use std::{
 };
 
 use dnsxdp_common::{
-    CacheEntry, Counter, EXPIRY_MARGIN_NS, MAX_NAME, QTYPE_A, QTYPE_AAAA, RCODE_NXDOMAIN,
-    checksum::sum_bytes, entry::build_entry, name::parse_question,
+    CacheEntry, Counter, EVENT_HIT, EVENT_PREFETCH, EXPIRY_MARGIN_NS, MAX_NAME, QTYPE_A,
+    QTYPE_AAAA, RCODE_NXDOMAIN, XdpSettings,
+    checksum::sum_bytes,
+    entry::build_entry,
+    name::{QuestionKey, parse_question},
 };
 use dnsxdp_tests::{
     netns::{SERVER_IFACE, SERVER_V4, SERVER_V6, Topology},
@@ -1033,7 +1036,7 @@ fn ethernet_padding_is_not_echoed() {
 #[test]
 fn negative_and_static_entries() {
     let mut f = Fixture::new();
-    // NXDOMAIN with the zone's SOA, as the daemon may store it: the layout needs no change.
+    // NXDOMAIN with the zone's SOA, as the daemon stores it.
     let name = "nope.example.com.";
     let soa = record(
         "example.com.",
@@ -1059,22 +1062,13 @@ fn negative_and_static_entries() {
             RecordType::A,
         ))
         .add_name_server(soa.clone());
-    let wire = m.to_vec().unwrap();
-    let q = parse_question(&wire).unwrap();
-    let records = &wire[q.end..];
-    let mut entry = CacheEntry::new(&q.key);
-    entry.len = records.len() as u16;
-    entry.records[..records.len()].copy_from_slice(records);
-    // Owner "example.com." compressed to a pointer: TTL after 2 + 4 bytes.
-    assert_eq!(&records[..2], &[0xc0, 17]);
-    entry.records[6..10].fill(0);
-    entry.ttl_offsets[0] = 6;
-    entry.ttl_count = 1;
-    entry.nscount = 1;
-    entry.rcode = RCODE_NXDOMAIN;
-    entry.expires_ns = monotonic_ns() + 300 * NS;
-    entry.csum = sum_bytes(0, &entry.records[..records.len()]);
-    f.x.insert(&q.key, &entry).unwrap();
+    let (key, entry) = entry_from(&m.to_vec().unwrap(), u32::MAX).unwrap();
+    assert_eq!(
+        (entry.nscount, entry.rcode, entry.ttl_count),
+        (1, RCODE_NXDOMAIN, 1)
+    );
+    assert_eq!(entry.remaining_secs(monotonic_ns()), Some(899));
+    f.x.insert(&key, &entry).unwrap();
     let (o, reply) = f.answer(&f.v6.query(&Query::new(name, QTYPE_A)));
     assert_eq!(reply.response_code(), ResponseCode::NXDomain);
     assert!(reply.answers().is_empty());
@@ -1230,4 +1224,101 @@ fn veth_answers_that_outgrow_the_tailroom() {
             vec![(Counter::Packets, 1), (Counter::PassTooBig, 1)]
         ),
     }
+}
+
+/// A loaded program reporting as `settings` say, answering on the default IPv4 server, with
+/// `NAME` cached and in its prefetch window from the start.
+fn reporting(settings: XdpSettings) -> (Fixture, QuestionKey) {
+    let mut x = XdpCache::load_reporting(settings).unwrap_or_else(|e| panic!("{e:#}"));
+    let (v4, v6) = (FrameSpec::v4(), FrameSpec::v6());
+    x.serve(v4.server).unwrap();
+    let resp = response(
+        NAME,
+        RecordType::A,
+        vec![record(NAME, 300, a([198, 51, 100, 1])).unwrap()],
+    )
+    .unwrap();
+    let (key, mut entry) = entry_from(&resp, u32::MAX).unwrap();
+    // A second ago: the program's coarse clock may lag a few ticks.
+    entry.prefetch_ns = monotonic_ns() - NS;
+    x.insert(&key, &entry).unwrap();
+    (Fixture { x, v4, v6 }, key)
+}
+
+#[test]
+fn a_popular_entry_in_its_last_tenth_asks_once_for_a_prefetch() {
+    let settings = XdpSettings {
+        prefetch_min_hits: 2,
+        ..XdpSettings::OFF
+    };
+    let (mut f, key) = reporting(settings);
+    let query = f.v4.query(&Query::new(NAME, QTYPE_A));
+    let mut asked = Vec::new();
+    for _ in 0..5 {
+        f.answer(&query);
+        asked.push(f.x.events().unwrap().len());
+    }
+    // Hits before each: 0 and 1 are too few; 2 asks; then it has asked.
+    assert_eq!(asked, [0, 0, 1, 0, 0]);
+    assert_eq!(f.x.entry(&key).unwrap().unwrap().prefetch_sent, 1);
+
+    let (mut f, key) = reporting(settings);
+    f.answer(&query);
+    f.answer(&query);
+    f.answer(&query);
+    let ev = f.x.events().unwrap();
+    assert_eq!(ev.len(), 1);
+    let ev = ev[0];
+    assert_eq!((ev.kind, ev.qtype, ev.hits), (EVENT_PREFETCH, QTYPE_A, 2));
+    assert_eq!(&ev.name[..ev.name_len as usize], key.wire_name());
+
+    // Outside the window, or with prefetch off, a hit asks for nothing.
+    let (mut f, key) = reporting(settings);
+    let mut entry = f.x.entry(&key).unwrap().unwrap();
+    entry.prefetch_ns = monotonic_ns() + 60 * NS;
+    f.x.insert(&key, &entry).unwrap();
+    for _ in 0..4 {
+        f.answer(&query);
+    }
+    assert!(f.x.events().unwrap().is_empty());
+    let (mut f, _) = reporting(XdpSettings::OFF);
+    for _ in 0..4 {
+        f.answer(&query);
+    }
+    assert!(f.x.events().unwrap().is_empty());
+}
+
+#[test]
+fn sampled_hits_are_reported_with_their_client() {
+    let settings = XdpSettings {
+        log_sample: 1,
+        ..XdpSettings::OFF
+    };
+    let (mut f, key) = reporting(settings);
+    let query = f.v4.query(&Query::new("WWW.example.com", QTYPE_A));
+    f.answer(&query);
+    let ev = f.x.events().unwrap();
+    assert_eq!(ev.len(), 1);
+    let ev = ev[0];
+    assert_eq!((ev.kind, ev.qtype, ev.rcode), (EVENT_HIT, QTYPE_A, 0));
+    assert_eq!(&ev.name[..ev.name_len as usize], key.wire_name());
+    let IpAddr::V4(client) = f.v4.client.ip() else {
+        panic!("not IPv4")
+    };
+    assert_eq!(ev.client[..12], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+    assert_eq!(ev.client[12..], client.octets());
+    assert_eq!(ev.client_port, f.v4.client.port());
+    let now = monotonic_ns();
+    assert!(ev.time_ns <= now && now - ev.time_ns < 60 * NS);
+
+    // One in four, at random: about a quarter of 400 hits.
+    let (mut f, _) = reporting(XdpSettings {
+        log_sample: 4,
+        ..XdpSettings::OFF
+    });
+    for _ in 0..400 {
+        f.answer(&query);
+    }
+    let n = f.x.events().unwrap().len();
+    assert!((50..=150).contains(&n), "{n} of 400 sampled at 1 in 4");
 }

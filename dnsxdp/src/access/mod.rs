@@ -26,6 +26,7 @@ use crate::{
     clock,
     config::Settings,
     ratelimit::RateLimit,
+    security::{Action, Layer, SecurityLog},
     stats::Stats,
 };
 
@@ -135,9 +136,15 @@ pub struct Access {
     /// The daemon's bucket updates are read-modify-write; one at a time.
     charging: Mutex<()>,
     stats: Arc<Stats>,
+    security: SecurityLog,
 }
 
 impl Access {
+    /// Where queries stopped by XDP are logged too.
+    pub fn security_log(&self) -> &SecurityLog {
+        &self.security
+    }
+
     /// Access control by `policy`, written to `tables`.
     pub fn new(
         tables: Box<dyn Tables>,
@@ -151,6 +158,7 @@ impl Access {
             xdp_ifaces,
             charging: Mutex::new(()),
             stats,
+            security: SecurityLog::default(),
         };
         access.apply(policy)?;
         Ok(access)
@@ -184,9 +192,13 @@ impl Access {
                 && let Some(refused) = bare_reply(packet, Kind::Refused)
             {
                 self.stats.denied(true);
+                self.security
+                    .record(peer, Action::Denied { refused: true }, Layer::Daemon);
                 return Screened::Answer(refused);
             }
             self.stats.denied(false);
+            self.security
+                .record(peer, Action::Denied { refused: false }, Layer::Daemon);
             return Screened::Drop { denied: true };
         }
         let charged = matches!(via, Via::Udp { ifindex } if self.xdp_ifaces.contains(&ifindex));
@@ -201,9 +213,13 @@ impl Access {
                 && let Some(truncated) = bare_reply(packet, Kind::Truncated)
             {
                 self.stats.limited(true);
+                self.security
+                    .record(peer, Action::Limited { slipped: true }, Layer::Daemon);
                 return Screened::Answer(truncated);
             }
             self.stats.limited(false);
+            self.security
+                .record(peer, Action::Limited { slipped: false }, Layer::Daemon);
             return Screened::Drop { denied: false };
         }
         self.stats.allowed();

@@ -1,7 +1,7 @@
 //! DNS over TCP: length-prefixed messages, several per connection, answered as they complete
 //! (RFC 7766 allows out-of-order replies).
 
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -39,14 +39,19 @@ pub async fn serve(listener: TcpListener, resolver: Arc<Resolver>, access: Arc<A
         };
         let (resolver, access) = (resolver.clone(), access.clone());
         tokio::spawn(async move {
-            connection(stream, peer.ip(), resolver, access).await;
+            connection(stream, peer, resolver, access).await;
             debug!(%peer, "TCP connection closed");
             drop(permit);
         });
     }
 }
 
-async fn connection(stream: TcpStream, peer: IpAddr, resolver: Arc<Resolver>, access: Arc<Access>) {
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    resolver: Arc<Resolver>,
+    access: Arc<Access>,
+) {
     let (mut reader, writer) = stream.into_split();
     let writer = Arc::new(Mutex::new(writer));
     let pipelined = Arc::new(Semaphore::new(MAX_PIPELINED));
@@ -58,7 +63,7 @@ async fn connection(stream: TcpStream, peer: IpAddr, resolver: Arc<Resolver>, ac
         let Ok(Ok(_)) = timeout(IDLE_TIMEOUT, reader.read_exact(&mut packet)).await else {
             return;
         };
-        let screened = match access.screen(&packet, peer, Via::Tcp) {
+        let screened = match access.screen(&packet, peer.ip(), Via::Tcp) {
             Screened::Serve => None,
             Screened::Answer(reply) => Some(reply),
             // A client that may not ask at all gets no connection either.
@@ -72,7 +77,7 @@ async fn connection(stream: TcpStream, peer: IpAddr, resolver: Arc<Resolver>, ac
         tokio::spawn(async move {
             let reply = match screened {
                 Some(reply) => Some(reply),
-                None => resolver.handle(&packet, Transport::Tcp).await,
+                None => resolver.handle(&packet, peer, Transport::Tcp).await,
             };
             if let Some(reply) = reply {
                 let mut frame = Vec::with_capacity(2 + reply.len());

@@ -66,7 +66,7 @@ pub async fn serve(socket: UdpSocket, resolver: Arc<Resolver>, access: Arc<Acces
         tokio::spawn(async move {
             let reply = match screened {
                 Some(reply) => Some(reply),
-                None => resolver.handle(&packet, Transport::Udp).await,
+                None => resolver.handle(&packet, peer, Transport::Udp).await,
             };
             if let Some(reply) = reply {
                 let fd = socket.as_raw_fd();

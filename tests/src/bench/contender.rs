@@ -135,10 +135,11 @@ impl Server {
         fs::create_dir_all(dir)?;
         let program = kind.program()?;
         let control = dir.join("control.sock");
-        let mut cmd = sandbox
-            .topo
-            .server
-            .command(program.to_str().context("program path")?);
+        let program = program.to_str().context("program path")?;
+        let mut cmd = match kind {
+            Kind::DnsxdpXdp => sandbox.topo.server.command_with_host_mounts(program),
+            _ => sandbox.topo.server.command(program),
+        };
         match kind {
             Kind::DnsxdpXdp | Kind::DnsxdpNoXdp => {
                 cmd.args(["run", "--listen", &format!("{SERVER_V4}:53")])
@@ -152,7 +153,9 @@ impl Server {
                     // The runtime would start a worker per CPU; the others run one thread.
                     .env("TOKIO_WORKER_THREADS", "1");
                 if kind == Kind::DnsxdpXdp {
-                    cmd.args(["--iface", SERVER_IFACE, "--xdp-mode", "native"]);
+                    cmd.args(["--iface", SERVER_IFACE, "--xdp-mode", "native"])
+                        .arg("--pin-dir")
+                        .arg(sandbox.topo.pin_dir());
                 } else {
                     cmd.arg("--no-xdp");
                 }

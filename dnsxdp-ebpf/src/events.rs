@@ -1,0 +1,186 @@
+//! Reports to the daemon through the `EVENTS` ring buffer: requests to prefetch an entry,
+//! sampled hits for the query log, and denied or rate-limited clients for the security log.
+//! What is reported is set by the daemon in `SETTINGS`; with everything off a hit pays for
+//! two loads and compares.
+
+use core::ptr::{addr_of_mut, read_volatile};
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::generated::bpf_get_prandom_u32,
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+    programs::XdpContext,
+};
+use dnsxdp_common::{
+    CacheEntry, Counter, EVENT_DENIED, EVENT_HIT, EVENT_LIMITED, EVENT_PREFETCH, Event, XdpSettings,
+};
+
+use crate::{
+    bounds::opaque,
+    clock,
+    packet::{Packet, load},
+    parse::{Frame, NameWords},
+};
+
+/// Room for a few thousand events between two reads by the daemon.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Per CPU, the second (of the coarse clock) security events were last reported in, and how
+/// many were.
+#[map]
+static SECURITY_BUDGET: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// What to report. The loader sets it (`GLOBAL_SETTINGS`).
+#[unsafe(no_mangle)]
+static SETTINGS: XdpSettings = XdpSettings::OFF;
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// The settings, read through a pointer LLVM cannot see into: they are only known once the
+/// object is loaded.
+#[inline(always)]
+pub fn settings() -> &'static XdpSettings {
+    unsafe { &*(opaque(&raw const SETTINGS as usize) as *const XdpSettings) }
+}
+
+/// Whether this hit is one of the one in `sample` the query log gets.
+#[inline(always)]
+pub fn sampled(sample: u32) -> bool {
+    sample == 1 || (sample > 1 && unsafe { bpf_get_prandom_u32() } % sample == 0)
+}
+
+/// What a hit report says besides the packet and the entry.
+#[repr(C)]
+pub struct HitFacts {
+    pub now: u64,
+    pub qtype: u16,
+    pub name_len: u16,
+    pub prefetch: bool,
+    pub log: bool,
+}
+
+/// Reports a hit that asks for a prefetch, or is logged, or both, after the answer was
+/// written into the frame (so the client is its destination).
+///
+/// Its own function: only the rare hits that report anything pay for its verification paths.
+#[inline(never)]
+pub fn hit(ctx: &XdpContext, f: &Frame, e: &CacheEntry, words: &NameWords, facts: &HitFacts) {
+    if facts.prefetch {
+        report(e, words, facts, EVENT_PREFETCH, None);
+    }
+    if facts.log {
+        report(e, words, facts, EVENT_HIT, address(ctx, f, true));
+    }
+}
+
+#[inline(always)]
+fn report(
+    e: &CacheEntry,
+    words: &NameWords,
+    facts: &HitFacts,
+    kind: u8,
+    client: Option<([u32; 4], u16)>,
+) {
+    let Some(mut slot) = EVENTS.reserve::<Event>(0) else {
+        return;
+    };
+    let ev = slot.as_mut_ptr();
+    unsafe {
+        (*ev).time_ns = facts.now;
+        (*ev).hits = read_volatile(&e.hits);
+        let name = addr_of_mut!((*ev).name) as *mut u64;
+        for (i, w) in words.iter().enumerate() {
+            name.add(i).write(*w);
+        }
+        (*ev).qtype = facts.qtype;
+        (*ev).name_len = facts.name_len;
+        (*ev).kind = kind;
+        (*ev).rcode = e.rcode;
+        (*ev).action = 0;
+        (*ev)._pad = 0;
+        let (addr, port) = client.unwrap_or(([0; 4], 0));
+        write_words(addr_of_mut!((*ev).client) as *mut u32, &addr);
+        (*ev).client_port = port;
+    }
+    slot.submit(0);
+}
+
+/// The destination (`dst`) or source address (16-byte form, as words) and port of the frame.
+#[inline(always)]
+fn address(ctx: &XdpContext, f: &Frame, dst: bool) -> Option<([u32; 4], u16)> {
+    let pkt = Packet::new(ctx);
+    let addr = if f.v6 {
+        let ip = pkt.bytes::<40>(f.l3)?;
+        let at = if dst { 24 } else { 8 };
+        unsafe {
+            [
+                load(ip, at),
+                load(ip, at + 4),
+                load(ip, at + 8),
+                load(ip, at + 12),
+            ]
+        }
+    } else {
+        let ip = pkt.bytes::<20>(f.l3)?;
+        let at = if dst { 16 } else { 12 };
+        [0, 0, V4_MAPPED_WORD, unsafe { load(ip, at) }]
+    };
+    let udp = pkt.bytes::<4>(f.udp())?;
+    let port = u16::from_be(unsafe { load::<u16>(udp, if dst { 2 } else { 0 }) });
+    Some((addr, port))
+}
+
+/// `::ffff:0:0/96` in the third word of an address.
+const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// Copies address words into an event.
+#[inline(always)]
+unsafe fn write_words(to: *mut u32, words: &[u32; 4]) {
+    for (i, w) in words.iter().enumerate() {
+        unsafe { to.add(i).write(*w) };
+    }
+}
+
+/// Reports a query the ACL or the rate limit stopped, with the `Counter` of what was done,
+/// unless this CPU has reported its share this second. `action` is the XDP action taken: after
+/// XDP_TX the frame is the answer, and the client its destination.
+///
+/// Its own function: only stopped queries pay for its verification paths, and the stack of
+/// `access::check` is free again when it runs.
+#[inline(never)]
+pub fn security(ctx: &XdpContext, f: &Frame, counter: u32, action: u32) {
+    let Some(budget) = SECURITY_BUDGET.get_ptr_mut(0) else {
+        return;
+    };
+    let now = clock::coarse_ns();
+    let budget = unsafe { &mut *budget };
+    let second = now / NS_PER_SEC;
+    if budget[0] != second {
+        *budget = [second, 0];
+    }
+    if budget[1] >= settings().security_per_sec as u64 {
+        return;
+    }
+    budget[1] += 1;
+    let answered = action == xdp_action::XDP_TX;
+    let Some((addr, port)) = address(ctx, f, answered) else {
+        return;
+    };
+    let Some(mut slot) = EVENTS.reserve::<Event>(0) else {
+        return;
+    };
+    let ev = slot.as_mut_ptr();
+    let denied =
+        counter == Counter::DeniedDropped as u32 || counter == Counter::DeniedRefused as u32;
+    unsafe {
+        // The name and the rest mean nothing here; the daemon does not read them.
+        (*ev).time_ns = now;
+        write_words(addr_of_mut!((*ev).client) as *mut u32, &addr);
+        (*ev).client_port = port;
+        (*ev).kind = if denied { EVENT_DENIED } else { EVENT_LIMITED };
+        (*ev).action = counter;
+    }
+    slot.submit(0);
+}

@@ -1,0 +1,64 @@
+//! Keeping the kernel cache across restarts: the map is pinned in bpffs, and the next run
+//! moves its live entries into the map of the program it loads (whose name hash has a new
+//! key), then pins that map in its place.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use aya::maps::{HashMap, Map, MapData};
+use dnsxdp_common::{CACHE_LAYOUT, CacheEntry, CacheKey, name::QuestionKey};
+use tracing::{info, warn};
+
+/// Where the cache of this entry layout is pinned under `dir`: a daemon with another layout
+/// never reads it.
+pub fn cache_path(dir: &Path) -> PathBuf {
+    dir.join(format!("cache-v{CACHE_LAYOUT}"))
+}
+
+/// The entries of the cache pinned at `path` that are live at `now_ns`, with hit counts
+/// kept and prefetch requests cleared; the pin is removed. With `fresh`, nothing is read.
+pub fn take(path: &Path, fresh: bool, now_ns: u64) -> Vec<(QuestionKey, CacheEntry)> {
+    if !path.exists() {
+        return Vec::new();
+    }
+    let entries = if fresh {
+        info!("--fresh-cache: starting with an empty kernel cache");
+        Vec::new()
+    } else {
+        read(path, now_ns).unwrap_or_else(|e| {
+            warn!(
+                "the kernel cache pinned at {} is not used: {e:#}",
+                path.display()
+            );
+            Vec::new()
+        })
+    };
+    if let Err(e) = std::fs::remove_file(path) {
+        warn!("removing the old pin {}: {e}", path.display());
+    }
+    entries
+}
+
+fn read(path: &Path, now_ns: u64) -> anyhow::Result<Vec<(QuestionKey, CacheEntry)>> {
+    let data = MapData::from_pin(path).context("opening the pin")?;
+    let map: HashMap<MapData, CacheKey, CacheEntry> =
+        HashMap::try_from(Map::LruHashMap(data)).context("not a cache of this version")?;
+    let mut live = Vec::new();
+    for item in map.iter() {
+        let (key, mut entry) = item.context("reading it")?;
+        if entry.expires_ns > now_ns {
+            entry.prefetch_sent = 0;
+            live.push((QuestionKey::of_entry(&key, &entry), entry));
+        }
+    }
+    Ok(live)
+}
+
+/// Pins `map` at `path` for the next run.
+pub fn pin(map: &Map, path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    map.pin(path)
+        .with_context(|| format!("pinning the kernel cache at {}", path.display()))
+}
