@@ -74,7 +74,8 @@ pub struct State {
 }
 
 impl State {
-    fn report(&self) -> anyhow::Result<Report> {
+    /// What `dnsxdp stats` prints and the metrics endpoint serves.
+    pub(crate) fn report(&self) -> anyhow::Result<Report> {
         let xdp = self
             .xdp
             .as_ref()

@@ -17,6 +17,7 @@ use crate::{
     control::{ControlSocket, State},
     duration,
     local_addrs::if_index,
+    metrics,
     reload::Reloader,
     resolver::{Resolver, ResolverSettings},
     server,
@@ -51,6 +52,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     )?);
     let bound = server::bind(&config.listen)?;
     let control = ControlSocket::bind(&config.control)?;
+    let metrics = config.metrics.map(metrics::Endpoint::bind).transpose()?;
     let (attached, tables, xdp_ifaces): (_, Box<dyn Tables>, _) = match config.xdp_mode {
         Some(mode) => {
             let (attached, tables) = xdp::attach(
@@ -147,6 +149,10 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         reloader,
         resolver,
     });
+    if let Some(metrics) = metrics {
+        info!("metrics at http://{}/metrics", metrics.addr());
+        tasks.spawn(metrics.serve(state.clone()));
+    }
     info!("control socket at {}", config.control.display());
     tokio::select! {
         _ = control.serve(state) => {}

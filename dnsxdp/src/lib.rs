@@ -14,6 +14,7 @@ pub mod duration;
 pub mod flight;
 pub mod kernel_cache;
 pub mod local_addrs;
+pub mod metrics;
 pub mod query;
 pub mod ratelimit;
 pub mod reload;

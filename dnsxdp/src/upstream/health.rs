@@ -1,4 +1,5 @@
-//! One upstream's health: its counters, smoothed latency, and whether it is down.
+//! One upstream's health: its counters, smoothed latency, latency histogram, and whether it is
+//! down.
 
 use std::{
     sync::{
@@ -8,15 +9,36 @@ use std::{
     time::Duration,
 };
 
+use prometheus_client::metrics::histogram::Histogram;
+
 /// Each latency sample moves the smoothed value by 1/8 of the difference, as TCP's SRTT.
 const SMOOTHING: u32 = 8;
 
-#[derive(Default)]
+/// Upper bounds in seconds of the latency histogram's buckets: from a resolver next door
+/// (0.5 ms) to one that answers just within the default query timeout (2 s).
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+];
+
 pub struct Health {
     queries: AtomicU64,
     failures: AtomicU64,
     timeouts: AtomicU64,
+    /// Latencies of answered queries; timeouts and failures are counted, not timed.
+    latency: Histogram,
     state: Mutex<State>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            queries: AtomicU64::default(),
+            failures: AtomicU64::default(),
+            timeouts: AtomicU64::default(),
+            latency: Histogram::new(LATENCY_BUCKETS),
+            state: Mutex::default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -60,6 +82,9 @@ impl Health {
     /// Counts a query. `max_fails` failures in a row take the upstream down (0: never).
     pub fn record(&self, outcome: Outcome, max_fails: u32) -> Change {
         self.queries.fetch_add(1, Relaxed);
+        if let Outcome::Answered(rtt) = outcome {
+            self.latency.observe(rtt.as_secs_f64());
+        }
         let mut state = self.lock();
         match outcome {
             Outcome::Answered(rtt) => {
@@ -105,6 +130,10 @@ impl Health {
 
     pub fn srtt(&self) -> Option<Duration> {
         self.lock().srtt
+    }
+
+    pub fn latency(&self) -> &Histogram {
+        &self.latency
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -175,5 +204,18 @@ mod tests {
         assert!(h.recovered(5 * MS));
         assert!(!h.is_down());
         assert_eq!(h.srtt(), Some(5 * MS));
+    }
+
+    #[test]
+    fn only_answered_queries_are_timed() {
+        let h = Health::default();
+        h.record(Outcome::Answered(2 * MS), 3);
+        h.record(Outcome::Answered(8 * MS), 3);
+        h.record(Outcome::TimedOut(1000 * MS), 3);
+        h.record(Outcome::Failed, 3);
+        // A probe's answer is no client query's latency.
+        h.recovered(MS);
+        assert_eq!(h.latency().count(), 2);
+        assert!((h.latency().sum() - 0.010).abs() < 1e-9);
     }
 }

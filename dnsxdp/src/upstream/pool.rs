@@ -4,6 +4,7 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use hickory_proto::op::{Message, ResponseCode};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::{
     task::JoinSet,
     time::{Instant, MissedTickBehavior, interval, timeout},
@@ -182,6 +183,14 @@ impl Pool {
             Ok(Err(e)) => debug!(upstream = upstream.name(), "probe failed: {e}"),
             Err(_) => debug!(upstream = upstream.name(), "probe timed out"),
         }
+    }
+
+    /// Each upstream's name and the latencies of the queries it answered, in the configured
+    /// order.
+    pub fn latencies(&self) -> impl Iterator<Item = (&str, &Histogram)> {
+        self.upstreams
+            .iter()
+            .map(|u| (u.name(), u.health.latency()))
     }
 
     /// Counters of each upstream, in the configured order.
