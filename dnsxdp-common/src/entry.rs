@@ -446,30 +446,22 @@ mod tests {
 
     #[test]
     fn negative_answers_without_exactly_a_soa_are_refused() {
+        let why = |msg: &[u8]| build_entry(msg, 0, 86400).unwrap_err();
         let mut m = [0u8; 600];
         let q_end = header(QTYPE_A, 0, &mut m);
         m[3] = 0x83;
-        assert_eq!(
-            build_entry(&m[..q_end], 0, 86400).unwrap_err(),
-            NotCacheable::Unsupported
-        );
+        assert_eq!(why(&m[..q_end]), NotCacheable::Unsupported);
         // An NS record in the authority section.
         m[9] = 1;
         let end = record(&mut m, q_end, &[0xc0, 0x10], 2, 300, b"\x02ns\xc0\x10");
-        assert_eq!(
-            build_entry(&m[..end], 0, 86400).unwrap_err(),
-            NotCacheable::Unsupported
-        );
+        assert_eq!(why(&m[..end]), NotCacheable::Unsupported);
         // A positive answer with a SOA after it.
         let mut m = [0u8; 600];
         let q_end = header(QTYPE_A, 1, &mut m);
         m[9] = 1;
         let p = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 300, &[1, 2, 3, 4]);
         let end = soa(&mut m, p, 300);
-        assert_eq!(
-            build_entry(&m[..end], 0, 86400).unwrap_err(),
-            NotCacheable::Unsupported
-        );
+        assert_eq!(why(&m[..end]), NotCacheable::Unsupported);
         // A SOA whose RDATA is cut short.
         let mut m = [0u8; 600];
         let q_end = header(QTYPE_A, 0, &mut m);
@@ -483,10 +475,7 @@ mod tests {
             300,
             b"\x02ns\xc0\x10\0\0",
         );
-        assert_eq!(
-            build_entry(&m[..end], 0, 86400).unwrap_err(),
-            NotCacheable::Malformed
-        );
+        assert_eq!(why(&m[..end]), NotCacheable::Malformed);
     }
 
     #[test]

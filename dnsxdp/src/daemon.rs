@@ -10,17 +10,20 @@ use tokio::{
 };
 use tracing::{info, warn};
 
+use dnsxdp_common::XdpSettings;
+
 use crate::{
     access::{Access, Tables, memory::MemoryTables},
     cli::RunArgs,
     config::Config,
     control::{ControlSocket, State},
-    duration,
+    duration, events,
     local_addrs::if_index,
     metrics,
+    querylog::QueryLog,
     reload::Reloader,
     resolver::{Resolver, ResolverSettings},
-    server,
+    security, server,
     stats::Stats,
     upstream::pool::Pool,
     xdp,
@@ -28,6 +31,19 @@ use crate::{
 
 /// How often SERVED is brought in line with the host's addresses.
 const SERVED_REFRESH: Duration = Duration::from_secs(5);
+
+/// What the XDP program is to report, from the settings.
+fn xdp_settings(config: &Config) -> XdpSettings {
+    XdpSettings {
+        prefetch_min_hits: config.prefetch_min_hits.map_or(u64::MAX, u64::from),
+        log_sample: match config.query_log {
+            Some(_) => config.query_log_sample,
+            None => 0,
+        },
+        // More than the log writes, so that its summary line shows when a flood was cut short.
+        security_per_sec: 2 * security::LINES_PER_SEC,
+    }
+}
 
 /// Runs the daemon `args` configured as `config`; `args` are kept for reloads.
 pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
@@ -53,15 +69,24 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     let bound = server::bind(&config.listen)?;
     let control = ControlSocket::bind(&config.control)?;
     let metrics = config.metrics.map(metrics::Endpoint::bind).transpose()?;
-    let (attached, tables, xdp_ifaces): (_, Box<dyn Tables>, _) = match config.xdp_mode {
+    let stats = Arc::new(Stats::default());
+    let query_log = config
+        .query_log
+        .as_ref()
+        .map(|target| QueryLog::open(target, stats.clone()))
+        .transpose()?
+        .map(Arc::new);
+    let (mut attached, tables, xdp_ifaces): (_, Box<dyn Tables>, _) = match config.xdp_mode {
         Some(mode) => {
-            let (attached, tables) = xdp::attach(
-                &config.ifaces,
+            let opts = xdp::LoadOptions {
                 mode,
-                config.kernel_cache_size,
-                &config.listen,
-                &config.access,
-            )?;
+                cache_size: config.kernel_cache_size,
+                settings: xdp_settings(&config),
+                pin_dir: &config.pin_dir,
+                fresh_cache: config.fresh_cache,
+            };
+            let (attached, tables) =
+                xdp::attach(&config.ifaces, &opts, &config.listen, &config.access)?;
             let ifaces = config.ifaces.iter().filter_map(|i| if_index(i)).collect();
             (Some(attached), Box::new(tables), ifaces)
         }
@@ -72,7 +97,6 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     };
     let kernel = attached.as_ref().map(|a| a.maps.clone());
 
-    let stats = Arc::new(Stats::default());
     let access = Arc::new(Access::new(
         tables,
         &config.access,
@@ -87,6 +111,8 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         ttl: config.ttl,
         query_timeout: config.query_timeout,
         serve_stale: config.serve_stale,
+        prefetch_min_hits: config.prefetch_min_hits,
+        query_log: query_log.clone(),
     };
     let resolver = Arc::new(Resolver::new(
         pool.clone(),
@@ -95,6 +121,14 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         kernel.clone(),
     ));
     let mut tasks = JoinSet::new();
+    if let Some(ring) = attached.as_mut().and_then(|a| a.events.take()) {
+        let sinks = events::Sinks {
+            resolver: resolver.clone(),
+            query_log,
+            access: access.clone(),
+        };
+        tasks.spawn(events::read(ring, sinks));
+    }
     tasks.spawn(pool.clone().probe_down());
     for b in bound {
         let addr = b.addr();

@@ -7,7 +7,7 @@ use std::{
     io::{self, BufWriter, Write},
     net::SocketAddr,
     sync::{
-        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
         mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::config::QueryLogTarget;
+use crate::{config::QueryLogTarget, stats::Stats};
 
 /// Lines waiting for the writer at most.
 const QUEUE: usize = 65_536;
@@ -58,12 +58,13 @@ pub struct Line {
 
 pub struct QueryLog {
     queue: SyncSender<Line>,
-    dropped: AtomicU64,
+    stats: Arc<Stats>,
 }
 
 impl QueryLog {
-    /// Opens `target` (a file is appended to) and starts the writer thread.
-    pub fn open(target: &QueryLogTarget) -> anyhow::Result<QueryLog> {
+    /// Opens `target` (a file is appended to) and starts the writer thread; lines it drops
+    /// are counted in `stats`.
+    pub fn open(target: &QueryLogTarget, stats: Arc<Stats>) -> anyhow::Result<QueryLog> {
         let out: Box<dyn Write + Send> = match target {
             QueryLogTarget::Stdout => Box::new(io::stdout()),
             QueryLogTarget::File(path) => Box::new(
@@ -79,21 +80,13 @@ impl QueryLog {
             .name("query-log".into())
             .spawn(move || write_lines(lines, BufWriter::new(out)))
             .context("query-log: starting the writer")?;
-        Ok(QueryLog {
-            queue,
-            dropped: AtomicU64::new(0),
-        })
+        Ok(QueryLog { queue, stats })
     }
 
     pub fn log(&self, line: Line) {
         if self.queue.try_send(line).is_err() {
-            self.dropped.fetch_add(1, Relaxed);
+            self.stats.query_log_dropped();
         }
-    }
-
-    /// Lines lost because the writer fell behind (or failed).
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Relaxed)
     }
 }
 
@@ -183,7 +176,8 @@ mod tests {
     #[test]
     fn lines_are_json_with_the_documented_keys() {
         let dir = std::env::temp_dir().join(format!("dnsxdp-qlog-{}", std::process::id()));
-        let log = QueryLog::open(&QueryLogTarget::File(dir.clone())).unwrap();
+        let stats = Arc::new(Stats::default());
+        let log = QueryLog::open(&QueryLogTarget::File(dir.clone()), stats.clone()).unwrap();
         log.log(Line {
             time: rfc3339(UNIX_EPOCH),
             client: "198.18.1.2:5353".parse().unwrap(),
@@ -203,6 +197,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         std::fs::remove_file(&dir).unwrap();
+        assert_eq!(stats.snapshot().query_log_dropped, 0);
         let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(
             v,

@@ -27,6 +27,7 @@ pub struct Stats {
     limited_dropped: AtomicU64,
     limited_slipped: AtomicU64,
     prefetches: AtomicU64,
+    query_log_dropped: AtomicU64,
     /// Answers sent by the daemon, by `RCODES` index.
     rcodes: [AtomicU64; RCODES.len()],
 }
@@ -97,6 +98,11 @@ impl Stats {
         self.prefetches.fetch_add(1, Relaxed);
     }
 
+    /// A query log line lost because the writer fell behind.
+    pub fn query_log_dropped(&self) {
+        self.query_log_dropped.fetch_add(1, Relaxed);
+    }
+
     /// An answer the daemon sent, by its response code (the low four bits of the header's).
     pub fn answered(&self, rcode: u8) {
         let index = match rcode {
@@ -129,6 +135,7 @@ impl Stats {
             limited_dropped: self.limited_dropped.load(Relaxed),
             limited_slipped: self.limited_slipped.load(Relaxed),
             prefetches: self.prefetches.load(Relaxed),
+            query_log_dropped: self.query_log_dropped.load(Relaxed),
             rcodes: RCODES
                 .iter()
                 .zip(&self.rcodes)
@@ -156,6 +163,8 @@ pub struct DaemonCounters {
     pub limited_slipped: u64,
     /// Popular answers refreshed before they expired, from XDP hits and daemon hits.
     pub prefetches: u64,
+    /// Query log lines dropped because the disk could not keep up (`--query-log`).
+    pub query_log_dropped: u64,
     /// Answers the daemon sent, by response code (`RCODES`).
     pub rcodes: BTreeMap<String, u64>,
 }
@@ -317,6 +326,7 @@ impl Report {
             ("limited_dropped", d.limited_dropped),
             ("limited_slipped", d.limited_slipped),
             ("prefetches", d.prefetches),
+            ("query_log_dropped", d.query_log_dropped),
         ];
         let xdp: Option<Vec<(&str, u64)>> = self.xdp.as_ref().map(|x| {
             Counter::ALL
@@ -565,6 +575,7 @@ mod tests {
                 "queries",
                 "queries_tcp",
                 "queries_udp",
+                "query_log_dropped",
                 "rcodes",
                 "stale_answers",
                 "upstream_queries"
@@ -623,7 +634,7 @@ mod tests {
             .filter(|l| l.starts_with("  "))
             .map(str::len)
             .collect();
-        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 14);
+        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 15);
         assert!(widths.iter().all(|&w| w == widths[0]));
         let lines: Vec<&str> = upstreams.lines().collect();
         assert_eq!(lines.len(), 3);
