@@ -196,7 +196,13 @@ async fn connection(stream: UnixStream, state: Arc<State>) {
         if line.trim().is_empty() {
             continue;
         }
-        let mut reply = state.answer(&line);
+        // Off the runtime's workers: reading a large kernel map takes a while, and queries
+        // should not wait behind it.
+        let answering = state.clone();
+        let Ok(mut reply) = tokio::task::spawn_blocking(move || answering.answer(&line)).await
+        else {
+            return;
+        };
         reply.push('\n');
         if let Err(e) = writer.write_all(reply.as_bytes()).await {
             debug!("control reply failed: {e}");

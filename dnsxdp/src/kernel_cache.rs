@@ -81,6 +81,9 @@ impl Map {
 /// The `CACHE` map and the key its names are hashed with.
 pub struct KernelCache {
     map: Mutex<Map>,
+    /// A second handle on the same map, for walks through it: they take long on a full map,
+    /// and the daemon's fills should not wait for them.
+    reader: HashMap<MapData, CacheKey, CacheEntry>,
     /// The key of the program's name hash.
     hash_key: HashKey,
     /// Entries in the map when the daemon started: a pinned map keeps the last run's.
@@ -88,21 +91,34 @@ pub struct KernelCache {
 }
 
 impl KernelCache {
-    pub fn new(map: HashMap<MapData, CacheKey, CacheEntry>, hash_key: HashKey) -> KernelCache {
+    pub fn new(
+        map: HashMap<MapData, CacheKey, CacheEntry>,
+        hash_key: HashKey,
+    ) -> anyhow::Result<KernelCache> {
         let initial = map.keys().filter_map(Result::ok).count() as u64;
-        KernelCache {
+        let id = map
+            .map()
+            .info()
+            .context("reading the kernel cache's id")?
+            .id();
+        let reader = MapData::from_id(id)
+            .map(aya::maps::Map::LruHashMap)
+            .and_then(HashMap::try_from)
+            .context("opening the kernel cache again")?;
+        Ok(KernelCache {
             map: Mutex::new(Map {
                 map,
                 added: 0,
                 deleted: 0,
             }),
+            reader,
             hash_key,
             initial,
-        }
+        })
     }
 
-    /// Every write goes through this lock, so that the counts and the occupancy agree while it
-    /// is held: the kernel evicts only when an entry is written.
+    /// Every write goes through this lock, so that the counts of entries added and deleted
+    /// are those of the writes done: the kernel evicts only when an entry is written.
     fn lock(&self) -> MutexGuard<'_, Map> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -130,9 +146,8 @@ impl KernelCache {
 
     /// Every entry not expired at `now_ns`, in no particular order.
     pub fn entries(&self, now_ns: u64) -> anyhow::Result<Vec<KernelEntry>> {
-        let m = self.lock();
         let mut live = Vec::new();
-        for item in m.map.iter() {
+        for item in self.reader.iter() {
             let (key, entry) = item.context("reading the kernel cache")?;
             live.extend(KernelEntry::of(&key, &entry, now_ns));
         }
@@ -142,7 +157,7 @@ impl KernelCache {
     /// The live entry for `question`, if there is one.
     pub fn get(&self, question: &QuestionKey, now_ns: u64) -> anyhow::Result<Option<KernelEntry>> {
         let key = question.cache_key(&self.hash_key);
-        match self.lock().map.get(&key, 0) {
+        match self.reader.get(&key, 0) {
             Ok(entry) => {
                 Ok(KernelEntry::of(&key, &entry, now_ns).filter(|e| e.question == *question))
             }
@@ -158,41 +173,42 @@ impl KernelCache {
 
     /// Deletes every entry, expired or not, whose question `select` picks; returns how many.
     pub fn remove_where(&self, select: impl Fn(&QuestionKey) -> bool) -> anyhow::Result<u64> {
-        let mut m = self.lock();
         let mut doomed = Vec::new();
         // Collected first: deleting the key an iteration stands on makes it start over.
-        for item in m.map.iter() {
+        for item in self.reader.iter() {
             let (key, entry) = item.context("reading the kernel cache")?;
             if select(&QuestionKey::of_entry(&key, &entry)) {
                 doomed.push(key);
             }
         }
-        m.delete_all(&doomed)
+        self.lock().delete_all(&doomed)
     }
 
     /// Deletes every entry; returns how many there were.
     pub fn clear(&self) -> anyhow::Result<u64> {
-        let mut m = self.lock();
-        let keys = m
-            .map
+        let keys = self
+            .reader
             .keys()
             .collect::<Result<Vec<_>, _>>()
             .context("reading the kernel cache")?;
-        m.delete_all(&keys)
+        self.lock().delete_all(&keys)
     }
 
     /// How full the map is at `now_ns`, and how many entries the kernel evicted. Reads every
-    /// entry, with writes held off meanwhile.
+    /// entry; fills during the walk can make it count a few evictions too few.
     pub fn size(&self, now_ns: u64) -> anyhow::Result<CacheSize> {
-        let m = self.lock();
+        let (added, deleted) = {
+            let m = self.lock();
+            (m.added, m.deleted)
+        };
         let (mut entries, mut occupancy) = (0, 0);
-        for item in m.map.iter() {
+        for item in self.reader.iter() {
             let (_, entry) = item.context("reading the kernel cache")?;
             occupancy += 1;
             entries += u64::from(entry.remaining_secs(now_ns).is_some());
         }
-        let info = m
-            .map
+        let info = self
+            .reader
             .map()
             .info()
             .context("reading the kernel cache's size")?;
@@ -200,7 +216,7 @@ impl KernelCache {
             entries,
             occupancy,
             capacity: info.max_entries().into(),
-            evictions: evictions(m.added, m.deleted, self.initial, occupancy),
+            evictions: evictions(added, deleted, self.initial, occupancy),
         })
     }
 }

@@ -113,7 +113,7 @@ pub fn attach(
     }
     let events = RingBuf::try_from(take(MAP_EVENTS)?).context(MAP_EVENTS)?;
     let maps = XdpMaps {
-        cache: KernelCache::new(HashMap::try_from(cache).context(MAP_CACHE)?, hash_key),
+        cache: KernelCache::new(HashMap::try_from(cache).context(MAP_CACHE)?, hash_key)?,
         counters: PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?,
         served: Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?),
     };
