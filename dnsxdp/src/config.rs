@@ -464,6 +464,14 @@ pub enum QueryLogTarget {
 }
 
 impl QueryLogTarget {
+    /// For messages: the path, or standard output.
+    pub fn describe(&self) -> String {
+        match self {
+            QueryLogTarget::Stdout => "standard output".into(),
+            QueryLogTarget::File(path) => path.display().to_string(),
+        }
+    }
+
     /// `-` is standard output.
     fn from_path(path: PathBuf) -> QueryLogTarget {
         match path.as_os_str() == "-" {

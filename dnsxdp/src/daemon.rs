@@ -124,7 +124,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     if let Some(ring) = attached.as_mut().and_then(|a| a.events.take()) {
         let sinks = events::Sinks {
             resolver: resolver.clone(),
-            query_log,
+            query_log: query_log.clone(),
             access: access.clone(),
         };
         tasks.spawn(events::read(ring, sinks));
@@ -172,6 +172,9 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
             match on_sighup.reload() {
                 Ok(rules) => info!("SIGHUP: reloaded: {rules}"),
                 Err(e) => warn!("SIGHUP: reload failed, the rules in force are kept: {e:#}"),
+            }
+            if let Some(log) = &query_log {
+                log.reopen();
             }
         }
     });

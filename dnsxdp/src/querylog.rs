@@ -57,45 +57,76 @@ pub struct Line {
 }
 
 pub struct QueryLog {
-    queue: SyncSender<Line>,
+    queue: SyncSender<Message>,
     stats: Arc<Stats>,
+}
+
+/// What the writer thread is sent.
+enum Message {
+    Line(Line),
+    /// Close the file and open it again, after logrotate moved it away.
+    Reopen,
 }
 
 impl QueryLog {
     /// Opens `target` (a file is appended to) and starts the writer thread; lines it drops
     /// are counted in `stats`.
     pub fn open(target: &QueryLogTarget, stats: Arc<Stats>) -> anyhow::Result<QueryLog> {
-        let out: Box<dyn Write + Send> = match target {
-            QueryLogTarget::Stdout => Box::new(io::stdout()),
-            QueryLogTarget::File(path) => Box::new(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("query-log: opening {}", path.display()))?,
-            ),
-        };
-        let (queue, lines) = sync_channel(QUEUE);
+        let out = open_target(target)
+            .with_context(|| format!("query-log: opening {}", target.describe()))?;
+        let (queue, messages) = sync_channel(QUEUE);
+        let target = target.clone();
         std::thread::Builder::new()
             .name("query-log".into())
-            .spawn(move || write_lines(lines, BufWriter::new(out)))
+            .spawn(move || write_lines(messages, out, &target))
             .context("query-log: starting the writer")?;
         Ok(QueryLog { queue, stats })
     }
 
     pub fn log(&self, line: Line) {
-        if self.queue.try_send(line).is_err() {
+        if self.queue.try_send(Message::Line(line)).is_err() {
             self.stats.query_log_dropped();
+        }
+    }
+
+    /// Has the file opened again by name (on SIGHUP), so that a rotated log is not written on.
+    pub fn reopen(&self) {
+        if self.queue.try_send(Message::Reopen).is_err() {
+            tracing::warn!("query-log: the writer is behind; the log was not reopened");
         }
     }
 }
 
+fn open_target(target: &QueryLogTarget) -> io::Result<BufWriter<Box<dyn Write + Send>>> {
+    let out: Box<dyn Write + Send> = match target {
+        QueryLogTarget::Stdout => Box::new(io::stdout()),
+        QueryLogTarget::File(path) => {
+            Box::new(OpenOptions::new().create(true).append(true).open(path)?)
+        }
+    };
+    Ok(BufWriter::new(out))
+}
+
 /// Writes lines until every sender is gone, flushing at least every `FLUSH_EVERY`.
-fn write_lines(lines: Receiver<Line>, mut out: impl Write) {
+fn write_lines(
+    messages: Receiver<Message>,
+    mut out: BufWriter<Box<dyn Write + Send>>,
+    target: &QueryLogTarget,
+) {
     let mut flushed = Instant::now();
     loop {
-        match lines.recv_timeout(FLUSH_EVERY) {
-            Ok(line) => {
+        match messages.recv_timeout(FLUSH_EVERY) {
+            Ok(Message::Reopen) => {
+                let _ = out.flush();
+                match open_target(target) {
+                    Ok(reopened) => out = reopened,
+                    Err(e) => tracing::warn!(
+                        "query-log: reopening {} failed, writing on: {e}",
+                        target.describe()
+                    ),
+                }
+            }
+            Ok(Message::Line(line)) => {
                 let written = serde_json::to_writer(&mut out, &line)
                     .map_err(io::Error::from)
                     .and_then(|()| out.write_all(b"\n"));
@@ -171,6 +202,45 @@ mod tests {
         // A leap day.
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_reopen_writes_on_in_a_new_file_of_the_same_name() {
+        let path = std::env::temp_dir().join(format!("dnsxdp-qlog-rot-{}", std::process::id()));
+        let rotated = path.with_extension("1");
+        let log = QueryLog::open(&QueryLogTarget::File(path.clone()), Arc::default()).unwrap();
+        let line = |name: &str| Line {
+            time: rfc3339(UNIX_EPOCH),
+            client: "198.18.1.2:5353".parse().unwrap(),
+            name: name.into(),
+            qtype: "A".into(),
+            rcode: "NOERROR".into(),
+            layer: Layer::Xdp,
+            latency_us: None,
+        };
+        log.log(line("before."));
+        wait_for_line(&path);
+        std::fs::rename(&path, &rotated).unwrap();
+        log.reopen();
+        log.log(line("after."));
+        let after = wait_for_line(&path);
+        let before = std::fs::read_to_string(&rotated).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(&rotated).unwrap();
+        assert!(before.contains("\"before.\"") && !before.contains("after."));
+        assert!(after.contains("\"after.\"") && !after.contains("before."));
+    }
+
+    /// The file's text once it ends a line, waiting for the writer's flush.
+    fn wait_for_line(path: &std::path::Path) -> String {
+        for _ in 0..50 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.ends_with('\n') {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nothing written to {}", path.display())
     }
 
     #[test]

@@ -67,9 +67,11 @@ pub fn run() -> Result<()> {
   ip netns exec {client} dig @{SERVER_V6} h42.example.test AAAA
   ip netns exec {client} dig @{SERVER_V4} alias7.example.test
   {} stats --control {control}
+  {} cache list --control {control}
   ip -n {server} link show {SERVER_IFACE}     # the attached XDP program
 
 Press Ctrl-C to stop dnsxdp and NSD and delete the namespaces.",
+        bin.display(),
         bin.display()
     );
     proc::wait_for_interrupt();
