@@ -209,9 +209,11 @@ impl Resolver {
             return;
         };
         let q = ClientQuery::plain(Query::query(name, RecordType::from(qtype)));
-        // The daemon's copy, when it has one, says whether a refresh already ran or runs.
+        // The daemon's copy, when it has one, says whether a refresh already runs: two CPUs
+        // may report the same entry. A refresh replaces the copy, so the next window asks anew.
+        // The kernel entry's window is its own (one put back from the copy starts later).
         if let Lookup::Fresh(answer) = self.lock_cache().get(&Key::of(&q), clock::now_ns())
-            && !(answer.in_prefetch_window(clock::now_ns()) && answer.use_.start_prefetch())
+            && !answer.use_.start_prefetch()
         {
             return;
         }
@@ -479,5 +481,40 @@ mod tests {
         let fresh = ask(&r, 4, "www.t.").await;
         assert!(fresh.answers()[0].ttl() <= 1);
         assert_eq!(stats.snapshot().stale_answers, 2);
+    }
+
+    /// A name asked often enough is fetched again in the last tenth of its TTL, once, in the
+    /// background; the answer in the cache is then the new one, and no client waits for it.
+    #[tokio::test]
+    async fn popular_answers_are_refreshed_before_they_expire() {
+        let up = upstream(2, Duration::ZERO).await;
+        let (r, stats) = resolver(&[&up], Duration::ZERO);
+        ask(&r, 1, "www.t.").await;
+        ask(&r, 2, "www.t.").await;
+        ask(&r, 3, "www.t.").await;
+        assert_eq!(up.queries.load(Relaxed), 1);
+        // In the last 200 ms of two seconds.
+        tokio::time::sleep(Duration::from_millis(1850)).await;
+        // The hit that starts the refresh gets the cached answer at once, as do those after.
+        let reply = ask(&r, 4, "www.t.").await;
+        assert_eq!(reply.answers()[0].ttl(), 1, "the cached answer");
+        for id in 5..8 {
+            ask(&r, id, "www.t.").await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(up.queries.load(Relaxed), 2, "one refresh");
+        assert_eq!(stats.snapshot().prefetches, 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Past the first answer's expiry: the refreshed one, from the cache.
+        let hits = stats.snapshot().cache_hits;
+        assert!(ask(&r, 9, "www.t.").await.answers()[0].ttl() >= 1);
+        assert_eq!(stats.snapshot().cache_hits, hits + 1);
+        assert_eq!(up.queries.load(Relaxed), 2);
+        // An answer asked once is not refreshed: it expires.
+        ask(&r, 10, "other.t.").await;
+        tokio::time::sleep(Duration::from_millis(1850)).await;
+        ask(&r, 11, "other.t.").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(stats.snapshot().prefetches, 1);
     }
 }
