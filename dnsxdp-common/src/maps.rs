@@ -176,9 +176,12 @@ pub enum Counter {
     LimitedDropped,
     /// Answered with TC=1 (a slip): the client is over its rate limit.
     LimitedSlipped,
+    /// A report for the daemon (a prefetch request, a logged hit, a security event) lost
+    /// because the ring buffer was full.
+    EventsLost,
 }
 
-pub const COUNTER_COUNT: u32 = 13;
+pub const COUNTER_COUNT: u32 = 14;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -195,6 +198,7 @@ impl Counter {
         Counter::DeniedRefused,
         Counter::LimitedDropped,
         Counter::LimitedSlipped,
+        Counter::EventsLost,
     ];
 
     /// Name used in `dnsxdp stats`.
@@ -213,6 +217,7 @@ impl Counter {
             Counter::DeniedRefused => "denied_refused",
             Counter::LimitedDropped => "limited_dropped",
             Counter::LimitedSlipped => "limited_slipped",
+            Counter::EventsLost => "events_lost",
         }
     }
 }

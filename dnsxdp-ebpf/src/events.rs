@@ -19,6 +19,7 @@ use dnsxdp_common::{
 use crate::{
     bounds::opaque,
     clock,
+    counters::count,
     packet::{Packet, load},
     parse::{Frame, NameWords},
 };
@@ -84,6 +85,7 @@ fn report(
     client: Option<([u32; 4], u16)>,
 ) {
     let Some(mut slot) = EVENTS.reserve::<Event>(0) else {
+        count(Counter::EventsLost);
         return;
     };
     let ev = slot.as_mut_ptr();
@@ -169,6 +171,7 @@ pub fn security(ctx: &XdpContext, f: &Frame, counter: u32, action: u32) {
         return;
     };
     let Some(mut slot) = EVENTS.reserve::<Event>(0) else {
+        count(Counter::EventsLost);
         return;
     };
     let ev = slot.as_mut_ptr();

@@ -283,13 +283,20 @@ fn encode_lookups(report: &Report, e: &mut DescriptorEncoder) -> fmt::Result {
     )
 }
 
-/// The XDP program's packets, and why it passed some to the daemon unanswered.
+/// The XDP program's packets, why it passed some to the daemon unanswered, and the reports
+/// it could not send.
 fn encode_xdp(xdp: &BTreeMap<String, u64>, e: &mut DescriptorEncoder) -> fmt::Result {
     counter(
         e,
         "xdp_packets",
         "UDP packets to a served address and port the XDP program saw.",
         xdp_counter(xdp, Counter::Packets.name()),
+    )?;
+    counter(
+        e,
+        "xdp_events_lost",
+        "Reports of the XDP program (prefetch requests, logged hits, security events) lost to a full ring buffer.",
+        xdp_counter(xdp, Counter::EventsLost.name()),
     )?;
     counters(
         e,
@@ -606,6 +613,7 @@ mod tests {
             "dnsxdp_xdp_packets_total 10",
             r#"dnsxdp_xdp_passed_total{reason="not_query"} 50"#,
             r#"dnsxdp_xdp_passed_total{reason="malformed"} 90"#,
+            "dnsxdp_xdp_events_lost_total 140",
             // 10 packets, of which 100 + 110 + 120 + 130 were stopped: none allowed.
             r#"dnsxdp_access_total{layer="xdp",action="allowed"} 0"#,
             r#"dnsxdp_access_total{layer="xdp",action="limited_slipped"} 130"#,

@@ -1322,3 +1322,24 @@ fn sampled_hits_are_reported_with_their_client() {
     let n = f.x.events().unwrap().len();
     assert!((50..=150).contains(&n), "{n} of 400 sampled at 1 in 4");
 }
+
+#[test]
+fn reports_a_full_ring_buffer_has_no_room_for_are_counted() {
+    let (mut f, _) = reporting(XdpSettings {
+        log_sample: 1,
+        ..XdpSettings::OFF
+    });
+    let query = f.v4.query(&Query::new(NAME, QTYPE_A));
+    let start = f.x.counters().unwrap();
+    // More hits than a megabyte of events holds, none read meanwhile.
+    let hits = 6000;
+    for _ in 0..hits {
+        assert_eq!(f.x.run(&query).unwrap().action, Action::Tx);
+    }
+    let counted = f.x.counters().unwrap().since(&start);
+    let lost = counted.get(Counter::EventsLost);
+    let kept = f.x.events().unwrap().len() as u64;
+    assert!(lost > 0, "nothing lost");
+    assert_eq!(kept + lost, hits);
+    assert_eq!(counted.get(Counter::Hits), hits);
+}
