@@ -56,9 +56,16 @@ fn read(path: &Path, now_ns: u64) -> anyhow::Result<Vec<(QuestionKey, CacheEntry
 
 /// Pins `map` at `path` for the next run.
 pub fn pin(map: &Map, path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    map.pin(path)
-        .with_context(|| format!("pinning the kernel cache at {}", path.display()))
+    let pinned = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(map.pin(path)?));
+    // `ip netns exec` mounts a /sys of its own, without the bpffs at /sys/fs/bpf.
+    pinned.with_context(|| {
+        format!(
+            "pinning the kernel cache at {} (is a bpf filesystem mounted there? see --pin-dir)",
+            path.display()
+        )
+    })
 }
