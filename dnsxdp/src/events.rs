@@ -92,7 +92,7 @@ fn hit_line(ev: &Event, name: &[u8]) -> Line {
         client: SocketAddr::new(client_ip(ev), ev.client_port),
         name: Name::from_bytes(name).map_or_else(|_| "?".into(), |n| n.to_string()),
         qtype: RecordType::from(ev.qtype).to_string(),
-        rcode: rcode_name(ev.rcode),
+        rcode: rcode_name(ev.rcode.into()),
         layer: Layer::Xdp,
         latency_us: None,
     }

@@ -147,8 +147,8 @@ fn write_lines(
     let _ = out.flush();
 }
 
-/// The mnemonic of a header RCODE, as dig prints it.
-pub fn rcode_name(rcode: u8) -> String {
+/// The mnemonic of an RCODE, as dig prints it.
+pub fn rcode_name(rcode: u16) -> String {
     match rcode {
         0 => "NOERROR".into(),
         1 => "FORMERR".into(),
@@ -156,6 +156,7 @@ pub fn rcode_name(rcode: u8) -> String {
         3 => "NXDOMAIN".into(),
         4 => "NOTIMP".into(),
         5 => "REFUSED".into(),
+        16 => "BADVERS".into(),
         n => format!("RCODE{n}"),
     }
 }

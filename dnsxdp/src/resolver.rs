@@ -98,15 +98,18 @@ impl Resolver {
     ) -> Option<Vec<u8>> {
         self.stats.query(transport);
         let arrived = std::time::Instant::now();
-        let (q, reply, layer) = match query::parse(packet) {
+        let (q, reply, layer, rcode) = match query::parse(packet) {
             Parsed::Query(q) => {
-                let (reply, layer) = self.answer(&q, transport).await;
-                (Some(q), reply, layer)
+                let (reply, layer, rcode) = self.answer(&q, transport).await;
+                (Some(q), reply, layer, u16::from(rcode))
             }
-            Parsed::Reply(reply) => (None, reply, Layer::Local),
+            // A bare header: the RCODE is all in it.
+            Parsed::Reply(reply) => {
+                let rcode = reply.get(3).map_or(0, |b| b & 0x0f);
+                (None, reply, Layer::Local, u16::from(rcode))
+            }
             Parsed::Drop => return None,
         };
-        let rcode = reply.get(3).map_or(0, |b| b & 0x0f);
         self.stats.answered(rcode);
         if let Some(log) = &self.query_log {
             log.log(Line {
@@ -126,12 +129,16 @@ impl Resolver {
         Some(reply)
     }
 
-    /// The reply to `q`, and which layer gave it.
-    async fn answer(self: &Arc<Self>, q: &ClientQuery, transport: Transport) -> (Vec<u8>, Layer) {
+    /// The reply to `q`, which layer gave it, and its RCODE (extended ones included).
+    async fn answer(
+        self: &Arc<Self>,
+        q: &ClientQuery,
+        transport: Transport,
+    ) -> (Vec<u8>, Layer, ResponseCode) {
         let now = clock::now_ns();
         let error = |rcode| {
             let reply = reply::render(q, &Answer::error(rcode), now, transport);
-            (reply, Layer::Local)
+            (reply, Layer::Local, rcode)
         };
         if q.edns.is_some_and(|e| e.version > 0) {
             return error(ResponseCode::BADVERS);
@@ -157,7 +164,8 @@ impl Resolver {
                 // The kernel sends a query it could serve only when its entry is gone (evicted
                 // before ours): put it back so the next one is answered there again.
                 self.fill_kernel(q, &answer, now, Fill::IfAbsent);
-                return (reply::render(q, &answer, now, transport), Layer::Cache);
+                let reply = reply::render(q, &answer, now, transport);
+                return (reply, Layer::Cache, answer.rcode);
             }
             Lookup::Stale(answer) => Some(answer),
             Lookup::Miss => None,
@@ -188,12 +196,15 @@ impl Resolver {
         };
         let now = clock::now_ns();
         match (fetched, stale) {
-            (Some(answer), _) => (reply::render(q, &answer, now, transport), Layer::Upstream),
+            (Some(answer), _) => {
+                let reply = reply::render(q, &answer, now, transport);
+                (reply, Layer::Upstream, answer.rcode)
+            }
             (None, Some(stale)) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "stale answer");
                 self.stats.stale_answer();
                 let reply = reply::render(q, &stale.as_stale(now), now, transport);
-                (reply, Layer::Stale)
+                (reply, Layer::Stale, stale.rcode)
             }
             (None, None) => {
                 self.stats.failure();
@@ -516,5 +527,32 @@ mod tests {
         ask(&r, 11, "other.t.").await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(stats.snapshot().prefetches, 1);
+    }
+
+    /// Answers are counted by their whole RCODE: BADVERS (16) lives partly in the OPT record.
+    #[tokio::test]
+    async fn answers_are_counted_by_rcode() {
+        let up = upstream(300, Duration::ZERO).await;
+        let (r, stats) = resolver(&[&up], Duration::ZERO);
+        ask(&r, 1, "www.t.").await;
+        let mut m = Message::from_vec(&query(2, "www.t.")).unwrap();
+        let mut edns = hickory_proto::op::Edns::new();
+        edns.set_version(1);
+        m.set_edns(edns);
+        let reply = r
+            .handle(&m.to_vec().unwrap(), client(), Transport::Udp)
+            .await;
+        let reply = Message::from_vec(&reply.unwrap()).unwrap();
+        // 16: BADVERS, which hickory reads as BADSIG, its other name.
+        assert_eq!(u16::from(reply.response_code()), 16);
+        // Too short to answer: not counted.
+        assert!(
+            r.handle(&[0, 1, 0, 0, 0, 1], client(), Transport::Udp)
+                .await
+                .is_none()
+        );
+        let rcodes = stats.snapshot().rcodes;
+        assert_eq!((rcodes["noerror"], rcodes["other"]), (1, 1));
+        assert_eq!(rcodes.values().sum::<u64>(), 2, "{rcodes:?}");
     }
 }

@@ -103,8 +103,8 @@ impl Stats {
         self.query_log_dropped.fetch_add(1, Relaxed);
     }
 
-    /// An answer the daemon sent, by its response code (the low four bits of the header's).
-    pub fn answered(&self, rcode: u8) {
+    /// An answer the daemon sent, by its response code (extended ones included).
+    pub fn answered(&self, rcode: u16) {
         let index = match rcode {
             0 => 0,
             3 => 1,
