@@ -16,7 +16,7 @@ use dnsxdp_common::{
 use crate::{
     bare_reply::{self, Kind},
     counters::count,
-    packet::{Packet, load},
+    packet::Packet,
     parse::Frame,
     ratelimit::{self, Limit},
 };
@@ -30,9 +30,6 @@ static ACL: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(MAX_ACL_RULES, 0);
 /// The daemon's settings: rate limit and what denied queries get.
 #[map]
 static ACCESS: Array<AccessConfig> = Array::with_max_entries(1, 0);
-
-/// `::ffff:0:0/96` in the third word of an address.
-const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 
 /// An LPM trie key on the stack: prefix length, then the address.
 #[repr(C, align(8))]
@@ -74,7 +71,7 @@ pub fn check(ctx: &XdpContext, f: &Frame) -> u64 {
 /// The action and counter for a query that is not to be served.
 #[inline(always)]
 fn verdict(ctx: &XdpContext, f: &Frame) -> Option<(u32, Counter)> {
-    let addr = client(&Packet::new(ctx), f)?;
+    let addr = f.address(&Packet::new(ctx), false)?;
     let cfg = ACCESS.get(0)?;
     let mut key = AclKey([0; 5]);
     let words = key.0.as_mut_ptr();
@@ -125,16 +122,4 @@ fn verdict(ctx: &XdpContext, f: &Frame) -> Option<(u32, Counter)> {
 fn discard(counter: Counter) -> (u32, Counter) {
     count(counter);
     (xdp_action::XDP_DROP, counter)
-}
-
-/// The source address as the words of its 16-byte form, IPv4 ones mapped.
-#[inline(always)]
-fn client(pkt: &Packet, f: &Frame) -> Option<[u32; 4]> {
-    if f.v6 {
-        let ip = pkt.bytes::<24>(f.l3)?;
-        unsafe { Some([load(ip, 8), load(ip, 12), load(ip, 16), load(ip, 20)]) }
-    } else {
-        let ip = pkt.bytes::<16>(f.l3)?;
-        Some([0, 0, V4_MAPPED_WORD, unsafe { load(ip, 12) }])
-    }
 }

@@ -72,7 +72,7 @@ pub fn hit(ctx: &XdpContext, f: &Frame, e: &CacheEntry, words: &NameWords, facts
         report(e, words, facts, EVENT_PREFETCH, None);
     }
     if facts.log {
-        report(e, words, facts, EVENT_HIT, address(ctx, f, true));
+        report(e, words, facts, EVENT_HIT, endpoint(ctx, f, true));
     }
 }
 
@@ -109,33 +109,15 @@ fn report(
     slot.submit(0);
 }
 
-/// The destination (`dst`) or source address (16-byte form, as words) and port of the frame.
+/// The source or destination (`dst`) address (16-byte form, as words) and port of the frame.
 #[inline(always)]
-fn address(ctx: &XdpContext, f: &Frame, dst: bool) -> Option<([u32; 4], u16)> {
+fn endpoint(ctx: &XdpContext, f: &Frame, dst: bool) -> Option<([u32; 4], u16)> {
     let pkt = Packet::new(ctx);
-    let addr = if f.v6 {
-        let ip = pkt.bytes::<40>(f.l3)?;
-        let at = if dst { 24 } else { 8 };
-        unsafe {
-            [
-                load(ip, at),
-                load(ip, at + 4),
-                load(ip, at + 8),
-                load(ip, at + 12),
-            ]
-        }
-    } else {
-        let ip = pkt.bytes::<20>(f.l3)?;
-        let at = if dst { 16 } else { 12 };
-        [0, 0, V4_MAPPED_WORD, unsafe { load(ip, at) }]
-    };
+    let addr = f.address(&pkt, dst)?;
     let udp = pkt.bytes::<4>(f.udp())?;
     let port = u16::from_be(unsafe { load::<u16>(udp, if dst { 2 } else { 0 }) });
     Some((addr, port))
 }
-
-/// `::ffff:0:0/96` in the third word of an address.
-const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 
 /// Copies address words into an event.
 #[inline(always)]
@@ -167,7 +149,7 @@ pub fn security(ctx: &XdpContext, f: &Frame, counter: u32, action: u32) {
     }
     budget[1] += 1;
     let answered = action == xdp_action::XDP_TX;
-    let Some((addr, port)) = address(ctx, f, answered) else {
+    let Some((addr, port)) = endpoint(ctx, f, answered) else {
         return;
     };
     let Some(mut slot) = EVENTS.reserve::<Event>(0) else {

@@ -64,7 +64,32 @@ impl Frame {
     pub fn udp(&self) -> usize {
         self.l3 + self.ip_hlen
     }
+
+    /// The source address, or the destination one (`dst`), as the words of its 16-byte form,
+    /// IPv4 ones mapped.
+    #[inline(always)]
+    pub fn address(&self, pkt: &Packet, dst: bool) -> Option<[u32; 4]> {
+        if self.v6 {
+            let ip = pkt.bytes::<40>(self.l3)?;
+            let at = if dst { 24 } else { 8 };
+            unsafe {
+                Some([
+                    load(ip, at),
+                    load(ip, at + 4),
+                    load(ip, at + 8),
+                    load(ip, at + 12),
+                ])
+            }
+        } else {
+            let ip = pkt.bytes::<20>(self.l3)?;
+            let at = if dst { 16 } else { 12 };
+            Some([0, 0, V4_MAPPED_WORD, unsafe { load(ip, at) }])
+        }
+    }
 }
+
+/// `::ffff:0:0/96` in the third word of an address.
+const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 
 /// Destination address (IPv4-mapped for IPv4) and port of a datagram, the words of a
 /// `ServedKey`.
