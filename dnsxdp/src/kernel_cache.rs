@@ -86,8 +86,6 @@ pub struct KernelCache {
     reader: HashMap<MapData, CacheKey, CacheEntry>,
     /// The key of the program's name hash.
     hash_key: HashKey,
-    /// Entries in the map when the daemon started: a pinned map keeps the last run's.
-    initial: u64,
 }
 
 impl KernelCache {
@@ -95,7 +93,8 @@ impl KernelCache {
         map: HashMap<MapData, CacheKey, CacheEntry>,
         hash_key: HashKey,
     ) -> anyhow::Result<KernelCache> {
-        let initial = map.keys().filter_map(Result::ok).count() as u64;
+        // The map is new: entries kept from the last run are put in through `insert`, so they
+        // are counted as added like any other.
         let id = map
             .map()
             .info()
@@ -113,7 +112,6 @@ impl KernelCache {
             }),
             reader,
             hash_key,
-            initial,
         })
     }
 
@@ -216,15 +214,15 @@ impl KernelCache {
             entries,
             occupancy,
             capacity: info.max_entries().into(),
-            evictions: evictions(added, deleted, self.initial, occupancy),
+            evictions: evictions(added, deleted, occupancy),
         })
     }
 }
 
-/// Entries the kernel evicted: every entry there was (`initial` ones and those `added`) is
-/// still there, was `deleted` by the daemon, or was evicted.
-fn evictions(added: u64, deleted: u64, initial: u64, occupancy: u64) -> u64 {
-    (initial + added).saturating_sub(deleted + occupancy)
+/// Entries the kernel evicted: every entry the daemon `added` is still there, was `deleted` by
+/// the daemon, or was evicted.
+fn evictions(added: u64, deleted: u64, occupancy: u64) -> u64 {
+    added.saturating_sub(deleted + occupancy)
 }
 
 fn is_errno(e: &MapError, errno: i32) -> bool {
@@ -238,11 +236,10 @@ mod tests {
     #[test]
     fn evictions_are_what_neither_stayed_nor_was_deleted() {
         // 10 added to an empty map, 3 flushed, 5 left: 2 evicted.
-        assert_eq!(evictions(10, 3, 0, 5), 2);
-        // A pinned map's entries count as there from the start.
-        assert_eq!(evictions(4, 0, 60, 64), 0);
-        assert_eq!(evictions(10, 0, 60, 64), 6);
+        assert_eq!(evictions(10, 3, 5), 2);
+        // 64 kept from the last run and 10 more added to a map of 64.
+        assert_eq!(evictions(74, 0, 64), 10);
         // Entries written by another process make it short, never below zero.
-        assert_eq!(evictions(0, 0, 0, 3), 0);
+        assert_eq!(evictions(0, 0, 3), 0);
     }
 }
