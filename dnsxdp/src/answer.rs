@@ -13,7 +13,7 @@ use crate::{clock, config::TtlPolicy};
 /// The TTL of records in a stale answer (RFC 8767 §4).
 pub const STALE_TTL: u32 = 30;
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Answer {
     pub rcode: ResponseCode,
     pub authentic_data: bool,
@@ -27,7 +27,7 @@ pub struct Answer {
     /// Seconds it may be cached for; `None` when it must not be.
     ttl: Option<u32>,
     /// Daemon cache hits, and whether a prefetch was started: what decides a prefetch.
-    pub use_: Use,
+    pub usage: Use,
 }
 
 /// How much a cached answer is used, and whether it is already being refreshed.
@@ -50,13 +50,6 @@ impl Use {
     /// True exactly once: for the caller that gets to start the prefetch.
     pub fn start_prefetch(&self) -> bool {
         !self.prefetching.swap(true, Relaxed)
-    }
-}
-
-/// A copy starts unused.
-impl Clone for Use {
-    fn clone(&self) -> Self {
-        Use::default()
     }
 }
 
@@ -120,7 +113,7 @@ impl Answer {
             additional: parts.additionals,
             fetched_ns: now_ns,
             ttl: ttl.filter(|&t| t > 0),
-            use_: Use::default(),
+            usage: Use::default(),
         }
     }
 
@@ -135,7 +128,7 @@ impl Answer {
             additional: Vec::new(),
             fetched_ns: 0,
             ttl: None,
-            use_: Use::default(),
+            usage: Use::default(),
         }
     }
 
@@ -180,7 +173,7 @@ impl Answer {
             additional: refreshed(&self.additional),
             fetched_ns: now_ns,
             ttl: None,
-            use_: Use::default(),
+            usage: Use::default(),
             ..*self
         }
     }
@@ -336,9 +329,9 @@ pub(crate) mod tests {
         assert!(ans.in_prefetch_window(90 * S));
         assert_eq!(ans.remaining_secs(90 * S), Some(10));
         assert_eq!(ans.remaining_secs(100 * S), None);
-        assert_eq!(ans.use_.hit(), 1);
-        assert!(ans.use_.start_prefetch());
-        assert!(!ans.use_.start_prefetch());
+        assert_eq!(ans.usage.hit(), 1);
+        assert!(ans.usage.start_prefetch());
+        assert!(!ans.usage.start_prefetch());
     }
 
     #[test]

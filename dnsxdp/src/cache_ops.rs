@@ -288,7 +288,7 @@ fn in_daemon(resolver: &Resolver, target: &Target, now: u64) -> Vec<Cached> {
             qtype: key.qtype(),
             cache: Layer::Daemon,
             ttl,
-            hits: answer.use_.hits(),
+            hits: answer.usage.hits(),
             rcode: answer.rcode,
             dnssec_ok: key.dnssec_ok(),
         })

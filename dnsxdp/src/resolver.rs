@@ -152,12 +152,12 @@ impl Resolver {
             Lookup::Fresh(answer) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "daemon cache hit");
                 self.stats.cache_hit();
-                let hits = answer.use_.hit();
+                let hits = answer.usage.hit();
                 if self
                     .prefetch_min_hits
                     .is_some_and(|min| hits >= u64::from(min))
                     && answer.in_prefetch_window(now)
-                    && answer.use_.start_prefetch()
+                    && answer.usage.start_prefetch()
                 {
                     self.prefetch(q.clone());
                 }
@@ -224,7 +224,7 @@ impl Resolver {
         // may report the same entry. A refresh replaces the copy, so the next window asks anew.
         // The kernel entry's window is its own (one put back from the copy starts later).
         if let Lookup::Fresh(answer) = self.lock_cache().get(&Key::of(&q), clock::now_ns())
-            && !answer.use_.start_prefetch()
+            && !answer.usage.start_prefetch()
         {
             return;
         }
