@@ -1,5 +1,6 @@
 //! `cargo xtask`: set up the machine, build, run, test, benchmark and demo dnsxdp.
 
+mod package;
 mod setup;
 
 use std::{
@@ -53,6 +54,8 @@ enum Task {
     /// Start dnsxdp in a sandbox of network namespaces and show it answering from XDP; stays
     /// up until Ctrl-C (needs root).
     Demo,
+    /// Build the Debian package target/package/dnsxdp_<version>_amd64.deb (release build).
+    Package(package::Args),
 }
 
 fn main() -> Result<()> {
@@ -95,6 +98,7 @@ fn main() -> Result<()> {
             sandbox(&bench)
         }
         Task::Demo => sandbox(&["demo".to_owned()]),
+        Task::Package(args) => package::run(args),
     }
 }
 

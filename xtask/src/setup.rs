@@ -14,8 +14,8 @@ use anyhow::{Context as _, Result, bail};
 
 /// Debian packages the tests use: namespaces and veth (iproute2), offload settings (ethtool),
 /// the authoritative upstream (nsd), clients and load generators (dig, dnsperf, kxdpgun), map
-/// inspection (bpftool), and the servers the bench compares with (unbound, dnsmasq,
-/// knot-resolver).
+/// inspection (bpftool), the servers the bench compares with (unbound, dnsmasq,
+/// knot-resolver), and the venv of the Kubernetes manifest validator (python3-venv).
 const PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
@@ -27,6 +27,7 @@ const PACKAGES: &[&str] = &[
     "unbound",
     "dnsmasq",
     "knot-resolver",
+    "python3-venv",
 ];
 
 /// Services Debian starts on install; the tests and the bench start their own in namespaces,
@@ -67,6 +68,7 @@ enum Missing {
     RustSrc,
     BpfLinker,
     Packages(Vec<&'static str>),
+    KubernetesValidate,
 }
 
 fn missing() -> Result<Vec<Missing>> {
@@ -93,6 +95,12 @@ fn missing() -> Result<Vec<Missing>> {
     if !packages.is_empty() {
         missing.push(Missing::Packages(packages));
     }
+    let validator = venv().join("bin/kubernetes-validate");
+    if output(&validator.to_string_lossy(), &["--version"])
+        .is_none_or(|v| v.trim() != KUBERNETES_VALIDATE)
+    {
+        missing.push(Missing::KubernetesValidate);
+    }
     Ok(missing)
 }
 
@@ -117,6 +125,7 @@ fn install(missing: &[Missing]) -> Result<()> {
             }
             Missing::BpfLinker => install_bpf_linker()?,
             Missing::Packages(packages) => install_packages(packages)?,
+            Missing::KubernetesValidate => install_kubernetes_validate()?,
         }
     }
     Ok(())
@@ -177,6 +186,27 @@ fn llvm_major(verbose: &str) -> Result<String> {
         .filter(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()))
         .map(str::to_owned)
         .context("rustc +nightly -vV printed no LLVM version")
+}
+
+/// The version of kubernetes-validate (PyPI) the packaging tests check
+/// packaging/kubernetes with, offline, against the schemas it ships. Debian has no package of
+/// it, so it goes in a venv under the target directory (where the tests look for it).
+const KUBERNETES_VALIDATE: &str = "1.34.1";
+const VENV: &str = "tools/venv";
+
+fn venv() -> PathBuf {
+    crate::target_dir(&crate::workspace_root()).join(VENV)
+}
+
+fn install_kubernetes_validate() -> Result<()> {
+    println!("setup: installing kubernetes-validate {KUBERNETES_VALIDATE} in target/{VENV}");
+    let venv = venv();
+    let venv = venv.to_str().context("target directory path")?;
+    // Debian's Python: its venv module is what python3-venv provides.
+    run_cmd("/usr/bin/python3", &["-m", "venv", venv], &[])?;
+    let pip = format!("{venv}/bin/pip");
+    let package = format!("kubernetes-validate=={KUBERNETES_VALIDATE}");
+    run_cmd(&pip, &["install", "--quiet", &package], &[])
 }
 
 fn install_packages(packages: &[&str]) -> Result<()> {
