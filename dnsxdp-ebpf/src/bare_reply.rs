@@ -9,7 +9,7 @@ use aya_ebpf::{helpers::generated::bpf_xdp_adjust_tail, programs::XdpContext};
 use dnsxdp_common::checksum::{self, finish_udp};
 
 use crate::{
-    bounds::forget,
+    bounds::{forget, whole_words},
     packet::{Packet, be16, load, set_be16, store},
     parse::{DNS_HLEN, Frame, UDP_HLEN},
 };
@@ -180,8 +180,12 @@ fn sum(pkt: &Packet, off: usize, len: usize) -> Option<u64> {
         return None;
     }
     let mut sum = 0u64;
+    // Counted against a copy the verifier does not link to `len`: narrowing `len` itself at
+    // each step would leave one state per word count after the loop, and the three sums of a
+    // reply multiply them past what older verifiers (6.1) accept.
+    let words = whole_words::<8>(len);
     for i in 0..MAX_LEN / 8 {
-        if i * 8 + 8 > len {
+        if i >= words {
             break;
         }
         let w = unsafe { load::<u64>(pkt.bytes::<8>(off + i * 8)?, 0) };

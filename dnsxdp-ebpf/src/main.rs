@@ -21,13 +21,13 @@ mod served;
 
 use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},
-    mem::{MaybeUninit, size_of},
+    mem::size_of,
 };
 
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::LruHashMap,
+    maps::{LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use dnsxdp_common::{CacheEntry, CacheKey, Counter, MAX_NAME, hash::HashKey};
@@ -43,6 +43,11 @@ use crate::{
 /// Answers by query name and type. The daemon sets its size when it loads the object.
 #[map]
 static CACHE: LruHashMap<CacheKey, CacheEntry> = LruHashMap::with_max_entries(65536, 0);
+
+/// The query's name as words, kept per CPU rather than on the stack: there, they would take
+/// the main program and the access check it calls past the 6.1 verifier's 512-byte stack.
+#[map]
+static NAME_WORDS: PerCpuArray<NameWords> = PerCpuArray::with_max_entries(1, 0);
 
 /// The key of the name hash. The loader sets it to a random value (`GLOBAL_HASH_KEY`).
 #[unsafe(no_mangle)]
@@ -74,14 +79,16 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         return action;
     }
 
-    let mut words = MaybeUninit::<NameWords>::uninit();
-    let ptr = words.as_mut_ptr().cast::<u64>();
+    let Some(words) = NAME_WORDS.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let ptr = words.cast::<u64>();
     for i in 0..size_of::<NameWords>() / 8 {
         // Volatile, so LLVM does not fold the stores back into a memset call, which the BPF
         // backend does not inline.
         unsafe { ptr.add(i).write_volatile(0) };
     }
-    let words = unsafe { words.assume_init_mut() };
+    let words = unsafe { &mut *words };
     // Read through a pointer LLVM cannot see into: the key is only known once the object is
     // loaded.
     let hash_key = unsafe { &*(opaque(&raw const HASH_KEY as usize) as *const HashKey) };

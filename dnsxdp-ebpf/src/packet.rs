@@ -9,6 +9,10 @@ use aya_ebpf::programs::XdpContext;
 
 use crate::bounds::opaque;
 
+/// Beyond any frame XDP sees without fragments (they fit in a page), and far enough below the
+/// verifier's 64 KiB packet range limit that an access's own size cannot cross it.
+const MAX_OFFSET: usize = 0x3fff;
+
 /// The packet's data pointers, read from the context.
 #[derive(Clone, Copy)]
 pub struct Packet {
@@ -35,6 +39,13 @@ impl Packet {
     /// A pointer to `N` bytes at `off`, if they are all inside the packet.
     #[inline(always)]
     pub fn bytes<const N: usize>(&self, off: usize) -> Option<*mut u8> {
+        // A constant bound on the very register added to the pointer: verifiers before 6.8
+        // learn nothing from comparing two unknowns (`off` against a length read from the
+        // packet), and refuse packet pointer math with an offset they cannot bound.
+        let off = opaque(off);
+        if off > MAX_OFFSET {
+            return None;
+        }
         let p = self.start + off;
         // Kept as `p + N > end`: LLVM would rewrite a one-byte check into `p >= end`, from
         // which the verifier learns nothing when `p` has no constant offset.
@@ -66,10 +77,13 @@ pub unsafe fn store<T: Scalar>(p: *mut u8, off: usize, v: T) {
     unsafe { ptr::write_unaligned(p.add(off).cast::<T>(), v) }
 }
 
-/// A big-endian 16-bit field.
+/// A big-endian 16-bit field. Masked after the swap, which LLVM cannot drop through `opaque`:
+/// the 6.1 verifier loses all bounds of a byte swap's result, and a length read this way could
+/// not be added to a packet pointer.
 #[inline(always)]
 pub unsafe fn be16(p: *const u8, off: usize) -> u16 {
-    u16::from_be(unsafe { load::<u16>(p, off) })
+    let v = u16::from_be(unsafe { load::<u16>(p, off) });
+    (opaque(v as usize) & 0xffff) as u16
 }
 
 #[inline(always)]

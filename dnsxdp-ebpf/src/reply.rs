@@ -177,7 +177,13 @@ fn copy_records(pkt: &Packet, rec: usize, e: &CacheEntry, len: usize) -> Option<
         let p = pkt.bytes::<8>(rec + off)?;
         unsafe { store(p, 0, load::<u64>(src, off)) };
     }
-    let last = opaque(len - 8);
+    // Checked again on the very register used as the entry's offset: LLVM may reload `len`
+    // after the caller's check, and the 6.1 verifier then knows nothing of its range. A `len`
+    // under 8 wraps and fails it too.
+    let last = opaque(len.wrapping_sub(8));
+    if last > MAX_RECORDS_LEN - 8 {
+        return None;
+    }
     let p = pkt.bytes::<8>(rec + last)?;
     unsafe { store(p, 0, load::<u64>(src, last)) };
     Some(())
