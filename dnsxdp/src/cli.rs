@@ -34,6 +34,25 @@ pub enum Command {
     Reload(ReloadArgs),
     /// List, show or flush the answers a running daemon has cached (kernel and daemon).
     Cache(CacheArgs),
+    /// Stop for good: the daemon exits, XDP is detached and the pinned cache removed, even if
+    /// no daemon runs any more (SIGTERM leaves XDP answering for the next run instead).
+    Stop(StopArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// The config file the daemon was started with, for its `iface`, `pin-dir` and `control`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Control socket of the daemon [default: /run/dnsxdp/control.sock].
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// Interface the daemon was attached to (repeatable), to find its pins.
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Vec<String>,
+    /// Where the daemon pinned its links and cache [default: /sys/fs/bpf/dnsxdp/IFACE].
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug, Default)]

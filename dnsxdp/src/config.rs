@@ -319,6 +319,11 @@ pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
     Ok(args.settings().or(file))
 }
 
+/// The pin dir: as set, else one under PIN_ROOT named for the interfaces.
+pub fn pin_dir(set: Option<PathBuf>, ifaces: &[String]) -> PathBuf {
+    set.unwrap_or_else(|| Path::new(PIN_ROOT).join(ifaces.join("+")))
+}
+
 /// `ADDR:PORT` to serve on.
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>().map_err(|_| {
@@ -369,9 +374,7 @@ impl Config {
         if let Some(up) = upstreams.iter().find(|up| serves(&listen, local, up.addr)) {
             bail!("upstream {up} is this server's own listen address: pass a different --upstream");
         }
-        let pin_dir = s
-            .pin_dir
-            .unwrap_or_else(|| Path::new(PIN_ROOT).join(ifaces.join("+")));
+        let pin_dir = pin_dir(s.pin_dir, &ifaces);
         let ttl = TtlPolicy {
             min: s.min_ttl.unwrap_or(0),
             max: s.max_ttl.unwrap_or(DEFAULT_MAX_TTL),

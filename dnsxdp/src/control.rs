@@ -48,6 +48,14 @@ pub enum Request {
     CacheFlush {
         selection: Selection,
     },
+    /// Detach XDP, remove the pins and exit: `dnsxdp stop`.
+    Stop,
+}
+
+/// The reply to `Stop`, sent before the daemon shuts down.
+#[derive(Serialize, Deserialize, Debug)]
+struct Stopping {
+    stopping: bool,
 }
 
 /// The reply to `Reload`: the access settings now in force.
@@ -71,6 +79,8 @@ pub struct State {
     pub reloader: Arc<Reloader>,
     /// Holds the daemon cache.
     pub resolver: Arc<Resolver>,
+    /// Told when `dnsxdp stop` asks the daemon to stop.
+    pub stop: Arc<tokio::sync::Notify>,
 }
 
 impl State {
@@ -124,6 +134,10 @@ impl State {
                     let flushed = cache_ops::flush(&self.resolver, self.kernel(), &selection)?;
                     info!("flushed {selection}: {}", flushed_text(&flushed));
                     Ok(serde_json::to_value(flushed)?)
+                }
+                Request::Stop => {
+                    self.stop.notify_one();
+                    Ok(serde_json::to_value(Stopping { stopping: true })?)
                 }
             });
         match reply {
@@ -234,6 +248,28 @@ fn ask(path: &Path, request: &Request) -> anyhow::Result<String> {
         bail!("the daemon says: {error}");
     }
     Ok(reply)
+}
+
+/// Asks the daemon at `path` to stop and waits, up to `wait`, until it has: its control socket
+/// is gone. False if no daemon answers there.
+pub fn stop(path: &Path, wait: std::time::Duration) -> anyhow::Result<bool> {
+    if StdUnixStream::connect(path).is_err() {
+        return Ok(false);
+    }
+    let reply = ask(path, &Request::Stop)?;
+    let _: Stopping =
+        serde_json::from_str(&reply).context("the daemon's stop reply is not valid")?;
+    let deadline = std::time::Instant::now() + wait;
+    while path.exists() {
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the daemon at {} did not stop within {wait:?}",
+                path.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(true)
 }
 
 /// `dnsxdp stats`: prints the running daemon's counters as JSON or as a table.

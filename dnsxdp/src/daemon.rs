@@ -1,5 +1,5 @@
-//! `dnsxdp run`: start everything, serve until SIGINT/SIGTERM (reloading the access rules on
-//! SIGHUP), take it all down.
+//! `dnsxdp run`: start everything, serve until SIGINT, SIGTERM or `dnsxdp stop` (reloading the
+//! access rules on SIGHUP), take it all down.
 
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
@@ -178,6 +178,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
             }
         }
     });
+    let stop = Arc::new(tokio::sync::Notify::new());
     let state = Arc::new(State {
         stats,
         xdp: kernel,
@@ -185,20 +186,40 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         access,
         reloader,
         resolver,
+        stop: stop.clone(),
     });
     if let Some(metrics) = metrics {
         info!("metrics at http://{}/metrics", metrics.addr());
         tasks.spawn(metrics.serve(state.clone()));
     }
     info!("control socket at {}", config.control.display());
-    tokio::select! {
-        _ = control.serve(state) => {}
-        _ = sigint.recv() => info!("SIGINT: shutting down"),
-        _ = sigterm.recv() => info!("SIGTERM: shutting down"),
-    }
+    // SIGTERM is what service managers send on a restart or an upgrade, so it leaves the
+    // kernel answering until the next daemon takes over; the explicit stops detach.
+    let detach = tokio::select! {
+        _ = control.serve(state) => true,
+        _ = stop.notified() => {
+            info!("dnsxdp stop: detaching XDP and shutting down");
+            true
+        }
+        _ = sigint.recv() => {
+            info!("SIGINT: detaching XDP and shutting down");
+            true
+        }
+        _ = sigterm.recv() => {
+            if attached.is_some() {
+                info!("SIGTERM: shutting down; XDP stays attached and answers from the kernel cache until dnsxdp runs again (dnsxdp stop detaches it)");
+            } else {
+                info!("SIGTERM: shutting down");
+            }
+            false
+        }
+    };
     tasks.shutdown().await;
-    // Detaches XDP from every interface.
-    drop(attached);
+    if let Some(attached) = attached {
+        if detach {
+            attached.stop();
+        }
+    }
     drop(control);
     Ok(())
 }

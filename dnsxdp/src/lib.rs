@@ -3,6 +3,7 @@
 pub mod access;
 pub mod acl;
 pub mod answer;
+pub mod bpffs;
 pub mod cache;
 pub mod cache_ops;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod duration;
 pub mod events;
 pub mod flight;
 pub mod kernel_cache;
+pub mod link;
 pub mod local_addrs;
 pub mod metrics;
 pub mod pin;

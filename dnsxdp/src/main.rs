@@ -1,11 +1,12 @@
-use std::{io::IsTerminal, process::ExitCode};
+use std::{io::IsTerminal, process::ExitCode, time::Duration};
 
+use anyhow::bail;
 use clap::Parser;
 use dnsxdp::{
     cache_ops::Selection,
-    cli::{CacheArgs, CacheCommand, Cli, Command},
+    cli::{CacheArgs, CacheCommand, Cli, Command, DEFAULT_CONTROL, StopArgs},
     config::{self, Config},
-    control, daemon, local_addrs,
+    control, daemon, local_addrs, pin,
 };
 
 fn main() -> ExitCode {
@@ -26,6 +27,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Reload(args) => control::reload(&args.control),
         Command::Cache(args) => cache(args),
+        Command::Stop(args) => stop(args),
         Command::Run(args) => {
             let local = local_addrs::local_addrs()?;
             let config = Config::resolve(config::settings(&args)?, &local, || {
@@ -39,6 +41,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(daemon::run(config, *args))
         }
     }
+}
+
+/// Asks a running daemon to stop; then removes whatever pins are left, which detaches XDP if
+/// no daemon was running to do it.
+fn stop(args: StopArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => config::load_file(path)?,
+        None => config::Settings::default(),
+    };
+    let control = args
+        .control
+        .or(file.control)
+        .unwrap_or_else(|| DEFAULT_CONTROL.into());
+    let ifaces = match args.iface.is_empty() {
+        true => file.iface.unwrap_or_default(),
+        false => args.iface,
+    };
+    let pin_dir = args.pin_dir.or(file.pin_dir);
+    let stopped = control::stop(&control, Duration::from_secs(10))?;
+    if stopped {
+        println!("stopped the daemon at {}", control.display());
+    }
+    // Without an interface or a pin dir, the default pin dir would be all of dnsxdp's.
+    if pin_dir.is_none() && ifaces.is_empty() {
+        if !stopped {
+            bail!(
+                "no dnsxdp daemon at {}; to detach what one left attached, pass --iface or --config",
+                control.display()
+            );
+        }
+        return Ok(());
+    }
+    let pin_dir = config::pin_dir(pin_dir, &ifaces);
+    if pin_dir.exists() {
+        pin::remove_all(&pin_dir);
+        println!("removed {}: XDP is detached", pin_dir.display());
+    }
+    Ok(())
 }
 
 fn cache(args: CacheArgs) -> anyhow::Result<()> {

@@ -69,3 +69,17 @@ pub fn pin(map: &Map, path: &Path) -> anyhow::Result<()> {
         )
     })
 }
+
+/// Removes `dir` with every pin in it: the links, whose programs are detached once nothing
+/// else holds them, and the cache. The directory of dnsxdp's default pin dirs goes too once
+/// it is empty.
+pub fn remove_all(dir: &Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => info!("removed the pins in {}", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!("removing the pins in {}: {e}", dir.display()),
+    }
+    if let Some(parent) = dir.parent().filter(|p| *p == Path::new(crate::config::PIN_ROOT)) {
+        let _ = std::fs::remove_dir(parent);
+    }
+}

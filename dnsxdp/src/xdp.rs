@@ -3,7 +3,7 @@
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
@@ -11,7 +11,7 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, Xdp as XdpProgram, XdpMode as AttachMode},
+    programs::{ProgramError, Xdp as XdpProgram},
 };
 use dnsxdp_common::{
     Counter, GLOBAL_HASH_KEY, GLOBAL_SETTINGS, MAP_CACHE, MAP_COUNTERS, MAP_EVENTS, MAP_SERVED,
@@ -22,19 +22,35 @@ use tracing::{debug, info, warn};
 use crate::{
     EBPF_OBJECT,
     access::{AccessPolicy, Tables as _, kernel::KernelTables},
+    bpffs,
     cli::XdpMode,
     clock,
     kernel_cache::{Fill, KernelCache},
+    link,
     local_addrs::{if_index, local_addrs},
     pin,
 };
 
-/// The loaded program, attached to its interfaces until dropped.
+/// The loaded program and its attachments. Dropped, it leaves the pinned links attached, so
+/// the kernel goes on answering until the next daemon takes over; `stop` detaches for good.
 pub struct Attached {
     _ebpf: Ebpf,
     pub maps: Arc<XdpMaps>,
     /// What the program reports (`events` module), for the daemon to take and read.
     pub events: Option<RingBuf<MapData>>,
+    attachments: Vec<link::Attachment>,
+    /// Where the links and the cache are pinned, if they are.
+    pin_dir: Option<PathBuf>,
+}
+
+impl Attached {
+    /// Detaches from every interface and removes the pins, leaving nothing behind.
+    pub fn stop(self) {
+        self.attachments.into_iter().for_each(link::Attachment::unpin);
+        if let Some(dir) = &self.pin_dir {
+            pin::remove_all(dir);
+        }
+    }
 }
 
 /// How the program is loaded.
@@ -94,8 +110,13 @@ pub fn attach(
     access: &AccessPolicy,
 ) -> anyhow::Result<(Attached, KernelTables)> {
     raise_memlock_limit();
-    let pin_path = pin::cache_path(opts.pin_dir);
-    let kept = pin::take(&pin_path, opts.fresh_cache, clock::now_ns());
+    let pin_dir = match bpffs::ensure(opts.pin_dir) {
+        Ok(()) => Some(opts.pin_dir.to_path_buf()),
+        Err(e) => {
+            warn!("{e:#}; the kernel cache and XDP will not outlive this run");
+            None
+        }
+    };
     let hash_key: HashKey = rand::random();
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_CACHE, opts.cache_size)
@@ -108,14 +129,38 @@ pub fn attach(
             .ok_or_else(|| anyhow!("the eBPF object has no {name} map"))
     };
     let cache = take(MAP_CACHE)?;
-    if let Err(e) = pin::pin(&cache, &pin_path) {
-        warn!("{e:#}; the kernel cache will not outlive this run");
-    }
     let events = RingBuf::try_from(take(MAP_EVENTS)?).context(MAP_EVENTS)?;
+    let counters = PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?;
+    let served = Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?);
+    let tables = KernelTables::take(&mut ebpf)?;
+    let program: &mut XdpProgram = ebpf
+        .program_mut(PROG_CACHE)
+        .ok_or_else(|| anyhow!("the eBPF object has no {PROG_CACHE} program"))?
+        .try_into()?;
+    // Verified before the last run's pins are touched: a program the kernel refuses leaves the
+    // one still attached, and its cache, as they were.
+    program.load().map_err(|e| match e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            debug!("verifier log:\n{verifier_log}");
+            anyhow!("the kernel rejected the XDP program: {io_error} (--log-level debug shows the verifier log)")
+        }
+        e => anyhow!("loading the XDP program failed: {}", one_line(e)),
+    })?;
+    let kept = match &pin_dir {
+        Some(dir) => {
+            let path = pin::cache_path(dir);
+            let kept = pin::take(&path, opts.fresh_cache, clock::now_ns());
+            if let Err(e) = pin::pin(&cache, &path) {
+                warn!("{e:#}; the kernel cache will not outlive this run");
+            }
+            kept
+        }
+        None => Vec::new(),
+    };
     let maps = XdpMaps {
         cache: KernelCache::new(HashMap::try_from(cache).context(MAP_CACHE)?, hash_key)?,
-        counters: PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?,
-        served: Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?),
+        counters,
+        served,
     };
     if !kept.is_empty() {
         let count = kept.len();
@@ -128,69 +173,23 @@ pub fn attach(
         warn!("{e:#}");
     }
     // Before the program runs: it serves everyone while its ACL is empty.
-    let tables = KernelTables::take(&mut ebpf)?;
     tables.apply(&access.entries(), &access.config())?;
-    let program: &mut XdpProgram = ebpf
-        .program_mut(PROG_CACHE)
-        .ok_or_else(|| anyhow!("the eBPF object has no {PROG_CACHE} program"))?
-        .try_into()?;
-    program.load().map_err(|e| match e {
-        ProgramError::LoadError { io_error, verifier_log } => {
-            debug!("verifier log:\n{verifier_log}");
-            anyhow!("the kernel rejected the XDP program: {io_error} (--log-level debug shows the verifier log)")
-        }
-        e => anyhow!("loading the XDP program failed: {}", one_line(e)),
-    })?;
+    let mut attachments = Vec::new();
     for iface in ifaces {
-        let used = attach_one(program, iface, opts.mode)?;
-        info!("XDP attached to {iface} ({used} mode)");
+        let (attachment, how) = link::attach(program, iface, opts.mode, pin_dir.as_deref())?;
+        info!("XDP attached to {iface} ({how})");
+        attachments.push(attachment);
     }
     Ok((
         Attached {
             _ebpf: ebpf,
             maps: Arc::new(maps),
             events: Some(events),
+            attachments,
+            pin_dir,
         },
         tables,
     ))
-}
-
-/// Attaches to `iface`, returning the mode used.
-fn attach_one(
-    program: &mut XdpProgram,
-    iface: &str,
-    mode: XdpMode,
-) -> anyhow::Result<&'static str> {
-    match mode {
-        XdpMode::Native => {
-            program.attach(iface, AttachMode::Driver).map_err(|e| {
-                anyhow!(
-                    "attaching XDP to {iface} in native mode failed: {}; try --xdp-mode skb",
-                    one_line(e)
-                )
-            })?;
-            Ok("native")
-        }
-        XdpMode::Skb => {
-            program.attach(iface, AttachMode::Skb).map_err(|e| {
-                anyhow!(
-                    "attaching XDP to {iface} in skb mode failed: {}",
-                    one_line(e)
-                )
-            })?;
-            Ok("skb")
-        }
-        XdpMode::Auto => match program.attach(iface, AttachMode::Driver) {
-            Ok(_) => Ok("native"),
-            Err(e) => {
-                warn!(
-                    "native XDP on {iface} failed ({}); falling back to skb mode",
-                    one_line(e)
-                );
-                attach_one(program, iface, XdpMode::Skb)
-            }
-        },
-    }
 }
 
 /// An error and its causes on one line.

@@ -38,6 +38,9 @@ pub fn binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Set to `native` or `skb` by `cargo xtask test --xdp-mode`: the mode the daemons attach in.
+pub const XDP_MODE_ENV: &str = "DNSXDP_TEST_XDP_MODE";
+
 /// The XDP program's cache, opened from outside the daemon.
 pub type KernelCache =
     aya::maps::HashMap<aya::maps::MapData, dnsxdp_common::CacheKey, dnsxdp_common::CacheEntry>;
@@ -65,6 +68,21 @@ impl Daemon {
         topo: &Topology,
         upstreams: &[&str],
         extra: &[&str],
+    ) -> Result<Self> {
+        Self::launch(topo, upstreams, extra, false)
+    }
+
+    /// Starts it as a user would with `ip netns exec`, which gives it a mount namespace and a
+    /// /sys of its own, without a bpf filesystem at /sys/fs/bpf. `extra` as for `start`.
+    pub fn start_under_ip_netns_exec(topo: &Topology, extra: &[&str]) -> Result<Self> {
+        Self::launch(topo, &[&format!("{UPSTREAM_V4}:53")], extra, true)
+    }
+
+    fn launch(
+        topo: &Topology,
+        upstreams: &[&str],
+        extra: &[&str],
+        ip_netns_exec: bool,
     ) -> Result<Self> {
         let v4: SocketAddr = format!("{SERVER_V4}:53").parse()?;
         let v6: SocketAddr = format!("[{SERVER_V6}]:53").parse()?;
@@ -95,13 +113,22 @@ impl Daemon {
             args.extend(["--iface", SERVER_IFACE]);
         }
         let pin_dir = topo.pin_dir().to_string_lossy().into_owned();
-        if !extra.contains(&"--pin-dir") {
+        // Under `ip netns exec` the default, in the namespace's own /sys, is what is tested.
+        if !extra.contains(&"--pin-dir") && !ip_netns_exec {
             args.extend(["--pin-dir", &pin_dir]);
         }
+        let mode = std::env::var(XDP_MODE_ENV).ok();
+        if let Some(mode) = &mode {
+            args.extend(["--xdp-mode", mode.as_str()]);
+        }
         args.extend_from_slice(extra);
-        let child = topo
-            .server
-            .command_with_host_mounts(binary()?.to_str().context("binary path")?)
+        let bin = binary()?;
+        let bin = bin.to_str().context("binary path")?;
+        let mut command = match ip_netns_exec {
+            true => topo.server.command(bin),
+            false => topo.server.command_with_host_mounts(bin),
+        };
+        let child = command
             .args(&args)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log)?)
@@ -126,7 +153,11 @@ impl Daemon {
                 bail!("dnsxdp exited ({status}):\n{}", self.log());
             }
             let q = client::query("ns.example.test.", RecordType::A);
-            if client::exchange_udp(&sock, self.v4, &q, Duration::from_millis(300)).is_ok() {
+            // The log's last line of startup too: a program the last run left attached
+            // answers cached names before this daemon is up.
+            if client::exchange_udp(&sock, self.v4, &q, Duration::from_millis(300)).is_ok()
+                && self.log().contains("control socket at ")
+            {
                 return Ok(());
             }
         }
@@ -236,6 +267,30 @@ impl Daemon {
         bail!("dnsxdp did not stop within 2 s of SIGSTOP")
     }
 
+    /// Kills the daemon with SIGKILL, as the OOM killer would, and reaps it.
+    pub fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Waits up to 10 s for the daemon to exit by itself; returns the exit status.
+    pub fn wait_exit(mut self) -> Result<std::process::ExitStatus> {
+        self.wait_exit_for(Duration::from_secs(10))
+            .context("dnsxdp did not exit within 10 s")
+    }
+
+    fn wait_exit_for(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("still running")
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the exit status.
     pub fn stop(mut self) -> Result<std::process::ExitStatus> {
         self.terminate()
@@ -244,15 +299,10 @@ impl Daemon {
     fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         let _ = self.signal(libc::SIGCONT);
         self.signal(libc::SIGTERM)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        bail!("dnsxdp did not exit within 10 s of SIGTERM")
+        self.wait_exit_for(Duration::from_secs(10)).or_else(|_| {
+            let _ = self.child.kill();
+            bail!("dnsxdp did not exit within 10 s of SIGTERM")
+        })
     }
 }
 

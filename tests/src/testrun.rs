@@ -138,7 +138,7 @@ impl XdpCache {
             .program_mut(PROG_CACHE)
             .ok_or_else(|| anyhow!("no program {PROG_CACHE}"))?
             .try_into()?;
-        prog.attach(iface, XdpMode::default())
+        prog.attach(iface, attach_mode())
             .with_context(|| format!("attaching {PROG_CACHE} to {iface}"))?;
         Ok(())
     }
@@ -298,6 +298,15 @@ pub fn random_hash_key() -> Result<HashKey> {
 
 /// Attaches `dnsxdp_pass` to `iface` in the current network namespace. It stays attached until
 /// the returned object is dropped.
+/// The mode `cargo xtask test --xdp-mode` asks for, else the kernel's choice (native on veth).
+fn attach_mode() -> XdpMode {
+    match std::env::var(crate::daemon::XDP_MODE_ENV).as_deref() {
+        Ok("skb") => XdpMode::Skb,
+        Ok("native") => XdpMode::Driver,
+        _ => XdpMode::default(),
+    }
+}
+
 pub fn attach_pass(iface: &str) -> Result<Ebpf> {
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_CACHE, 1)

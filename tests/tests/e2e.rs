@@ -437,25 +437,6 @@ fn tcp_queries_work_over_v4_and_v6() -> Result<()> {
 }
 
 #[test]
-fn sigterm_detaches_xdp_and_exits_cleanly() -> Result<()> {
-    let s = Sandbox::new()?;
-    let show = || -> Result<String> {
-        let out = s
-            .topo
-            .server
-            .command("ip")
-            .args(["link", "show", "veth0"])
-            .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    assert!(show()?.contains("xdp"), "XDP not attached: {}", show()?);
-    let Sandbox { daemon, .. } = s;
-    assert!(daemon.stop()?.success(), "exit status after SIGTERM");
-    assert!(!show()?.contains("xdp"), "XDP still attached: {}", show()?);
-    Ok(())
-}
-
-#[test]
 fn startup_errors_are_one_clear_line() -> Result<()> {
     let topo = Topology::new()?;
     let bin = dnsxdp_tests::daemon::binary()?;
