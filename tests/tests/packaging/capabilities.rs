@@ -1,6 +1,7 @@
 //! The daemon run as the unit runs it: root with only the unit's capability bounding set (and
-//! no new privileges), via setpriv. It answers a repeat from XDP with them, and fails to start
-//! without any one of them.
+//! no new privileges), via setpriv, from a config file. With them it answers a repeat from XDP,
+//! takes over the program a killed daemon left, and `dnsxdp stop` (ExecStop) detaches it; it
+//! fails to start without any one of them.
 
 use std::{
     fs,
@@ -25,9 +26,26 @@ use super::{run, unit_capabilities};
 
 const WAIT: Duration = Duration::from_secs(2);
 
-/// `dnsxdp run` in the server namespace of `topo`, with only `caps` (`CAP_BPF`, ...).
+/// `dnsxdp ARGS` in the server namespace of `topo`, root with only `caps` (`CAP_BPF`, ...).
+fn capped(topo: &Topology, caps: &[String]) -> Result<Command> {
+    // setpriv's names: `+bpf,+net_admin`.
+    let keep: Vec<String> = caps
+        .iter()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/var/run/netns/{}", topo.server.name))
+        .args(["--", "setpriv", "--inh-caps=-all", "--no-new-privs"])
+        .arg(format!("--bounding-set=-all,{}", keep.join(",")))
+        .arg("--")
+        .arg(binary()?);
+    Ok(cmd)
+}
+
+/// `dnsxdp run --config FILE` as the unit's ExecStart, with only `caps`.
 struct Capped {
     child: Child,
+    config: PathBuf,
     control: PathBuf,
     log: PathBuf,
 }
@@ -36,35 +54,37 @@ impl Capped {
     fn spawn(topo: &Topology, caps: &[String]) -> Result<Capped> {
         mount_bpffs();
         let base = std::env::temp_dir().join(format!("dnsxdp-capped-{}", topo.server.name));
+        let config = base.with_extension("toml");
         let (control, log) = (base.with_extension("sock"), base.with_extension("log"));
-        // setpriv's names: `+bpf,+net_admin`.
-        let keep: Vec<String> = caps
-            .iter()
-            .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
-            .collect();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", topo.server.name))
-            .args(["--", "setpriv", "--inh-caps=-all", "--no-new-privs"])
-            .arg(format!("--bounding-set=-all,{}", keep.join(",")))
-            .arg("--")
-            .arg(binary()?)
-            .args(["run", "--iface", SERVER_IFACE, "--listen"])
-            .arg(format!("{SERVER_V4}:53"))
-            .arg("--upstream")
-            .arg(format!("{UPSTREAM_V4}:53"))
-            .args(["--allow", "198.18.0.0/15", "--control"])
-            .arg(&control)
-            .arg("--pin-dir")
-            .arg(topo.pin_dir())
+        fs::write(
+            &config,
+            format!(
+                "iface = \"{SERVER_IFACE}\"\nlisten = \"{SERVER_V4}:53\"\n\
+                 upstream = \"{UPSTREAM_V4}:53\"\nallow = \"198.18.0.0/15\"\n\
+                 control = {control:?}\npin-dir = {:?}\n",
+                topo.pin_dir()
+            ),
+        )?;
+        let child = capped(topo, caps)?
+            .args(["run", "--config"])
+            .arg(&config)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log)?)
             .spawn()
             .context("starting nsenter")?;
         Ok(Capped {
             child,
+            config,
             control,
             log,
         })
+    }
+
+    /// SIGKILL, as a crash would end it.
+    fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     fn log(&self) -> String {
@@ -120,14 +140,18 @@ impl Capped {
 
 impl Drop for Capped {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child (nsenter execs setpriv, which execs dnsxdp).
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let _ = self.child.wait();
+        // Only a child not yet reaped: its pid is not someone else's.
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: signalling our own child (nsenter execs setpriv, which execs dnsxdp).
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
         if std::thread::panicking() {
             eprintln!("--- dnsxdp log ---\n{}", self.log());
         }
         let _ = fs::remove_file(&self.log);
         let _ = fs::remove_file(&self.control);
+        let _ = fs::remove_file(&self.config);
     }
 }
 
@@ -173,6 +197,52 @@ fn the_units_capabilities_are_enough_to_answer_from_xdp() -> Result<()> {
         "the repeat must be an XDP hit"
     );
     Ok(())
+}
+
+#[test]
+fn the_units_capabilities_are_enough_to_take_over_after_a_crash_and_to_stop() -> Result<()> {
+    let caps = unit_capabilities();
+    let topo = Topology::new()?;
+    let _nsd = Nsd::start(&topo.upstream, &[UPSTREAM_V4, UPSTREAM_V6])?;
+    let client = topo.client.enter(|| UdpSocket::bind("0.0.0.0:0"))??;
+    let server: SocketAddr = format!("{SERVER_V4}:53").parse()?;
+    let q = query("www.example.test.", RecordType::A);
+    let mut first = Capped::spawn(&topo, &caps)?;
+    first.wait_ready(&client)?;
+    exchange_udp(&client, server, &q, WAIT)?;
+    first.kill()?;
+    // Restart=always starts the next one, which must replace the program on the pinned link.
+    let cached = exchange_udp(&client, server, &q, WAIT).context("XDP after the crash")?;
+    assert_eq!(cached.answers().len(), 2);
+    let left = xdp_program(&topo)?.context("no XDP program after the crash")?;
+    let mut second = Capped::spawn(&topo, &caps)?;
+    // Not wait_ready: the program the first left answers already.
+    second.wait_started()?;
+    let now = xdp_program(&topo)?;
+    assert!(
+        now.is_some_and(|id| id != left),
+        "program {left} not replaced: {now:?}"
+    );
+
+    // ExecStop.
+    run(capped(&topo, &caps)?
+        .args(["stop", "--config"])
+        .arg(&second.config))?;
+    let exited = second.child.wait()?;
+    assert!(exited.success(), "{exited}");
+    assert_eq!(xdp_program(&topo)?, None, "XDP left attached");
+    assert!(!topo.pin_dir().exists(), "pins left");
+    Ok(())
+}
+
+/// The id of the XDP program on the server's interface.
+fn xdp_program(topo: &Topology) -> Result<Option<u64>> {
+    let out = run(topo
+        .server
+        .command("ip")
+        .args(["-j", "link", "show", SERVER_IFACE]))?;
+    let links: serde_json::Value = serde_json::from_str(&out)?;
+    Ok(links[0]["xdp"]["prog"]["id"].as_u64())
 }
 
 #[test]
