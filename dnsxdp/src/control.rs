@@ -396,6 +396,7 @@ mod tests {
             access: access.clone(),
             reloader: Arc::new(Reloader::new(args, config, access)),
             resolver: Arc::new(resolver),
+            stop: Default::default(),
         }
     }
 

@@ -215,10 +215,8 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         }
     };
     tasks.shutdown().await;
-    if let Some(attached) = attached {
-        if detach {
-            attached.stop();
-        }
+    if let Some(attached) = attached.filter(|_| detach) {
+        attached.stop();
     }
     drop(control);
     Ok(())

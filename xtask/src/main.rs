@@ -2,6 +2,8 @@
 
 mod package;
 mod setup;
+mod test;
+mod vm;
 
 use std::{
     os::unix::process::CommandExt as _,
@@ -35,12 +37,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run the host unit tests and the kernel integration tests (needs root).
-    Test {
-        /// Extra arguments for `cargo test`, e.g. a test name filter (after `--`).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Run the unit tests and the kernel tests on the running kernel, then the kernel matrix's
+    /// load-and-answer subset (generic mode here, and Debian 12's 6.1 under qemu in native and
+    /// generic mode) (needs root).
+    Test(test::Args),
     /// Benchmark dnsxdp against Unbound, dnsmasq and Knot Resolver in network namespaces;
     /// results go to target/bench/<time>/ (needs root).
     Bench {
@@ -72,22 +72,14 @@ fn main() -> Result<()> {
             let err = Command::new(&bin).arg("run").args(args).exec();
             Err(err).with_context(|| format!("exec {}", bin.display()))
         }
-        Task::Test { args } => {
+        Task::Test(args) => {
             if !is_root() {
                 bail!(
                     "the kernel tests load XDP programs and create network namespaces: run as root"
                 );
             }
             setup::ensure()?;
-            // The kernel tests drive the dnsxdp binary, so it must exist first.
-            cargo(&["build", "--package", "dnsxdp"], false)?;
-            // The eBPF crate only builds for the BPF target; dnsxdp's build script builds it.
-            let mut test = vec!["test", "--workspace", "--exclude", "dnsxdp-ebpf"];
-            if !args.is_empty() {
-                test.push("--");
-                test.extend(args.iter().map(String::as_str));
-            }
-            cargo_test(&test)
+            test::run(&args)
         }
         Task::Bench { quick, args } => {
             let mut bench = vec!["bench".to_owned()];
@@ -122,7 +114,7 @@ fn sandbox(args: &[String]) -> Result<()> {
     Err(err).context("exec cargo run")
 }
 
-fn cargo(args: &[&str], release: bool) -> Result<()> {
+pub(crate) fn cargo(args: &[&str], release: bool) -> Result<()> {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.args(args).current_dir(workspace_root());
     if release {
@@ -136,40 +128,13 @@ fn cargo(args: &[&str], release: bool) -> Result<()> {
 }
 
 /// Where cargo puts what it builds.
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
-}
-
-/// Runs `cargo test` and ends with one line totalling every test binary's results, so the
-/// last word is about all tests rather than the last (often empty) doc-test run.
-fn cargo_test(args: &[&str]) -> Result<()> {
-    let mut child = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(args)
-        .current_dir(workspace_root())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("running cargo test")?;
-    let (mut passed, mut failed) = (0u64, 0u64);
-    let stdout = child.stdout.take().expect("piped");
-    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-        let line = line?;
-        println!("{line}");
-        if let Some((p, f)) = test_result_counts(&line) {
-            passed += p;
-            failed += f;
-        }
-    }
-    let status = child.wait()?;
-    println!("tests: {passed} passed, {failed} failed");
-    if !status.success() {
-        bail!("cargo test failed ({status})");
-    }
-    Ok(())
 }
 
 /// Passed and failed counts of a libtest summary line
 /// (`test result: ok. 3 passed; 0 failed; ...`).
-fn test_result_counts(line: &str) -> Option<(u64, u64)> {
+pub(crate) fn test_result_counts(line: &str) -> Option<(u64, u64)> {
     let rest = line.strip_prefix("test result: ")?;
     let count = |word: &str| {
         rest.split(';')
@@ -192,7 +157,7 @@ fn is_root() -> bool {
     })
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")

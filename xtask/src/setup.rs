@@ -212,7 +212,7 @@ fn install_kubernetes_validate() -> Result<()> {
 fn install_packages(packages: &[&str]) -> Result<()> {
     println!("setup: installing Debian packages: {}", packages.join(" "));
     let env = [("DEBIAN_FRONTEND", "noninteractive".as_ref())];
-    run_cmd("apt-get", &["update", "-q"], &env)?;
+    apt_update()?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
     args.extend(packages);
     run_cmd("apt-get", &args, &env)?;
@@ -222,6 +222,12 @@ fn install_packages(packages: &[&str]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Fetches Debian's package lists.
+pub fn apt_update() -> Result<()> {
+    let env = [("DEBIAN_FRONTEND", "noninteractive".as_ref())];
+    run_cmd("apt-get", &["update", "-q"], &env)
 }
 
 /// Stops and disables a service; best effort, as containers often run no systemd.

@@ -1,0 +1,247 @@
+//! `cargo xtask test`: the unit and kernel tests on the running kernel, then the kernel
+//! matrix's load-and-answer subset, ending with one line that totals every test binary.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::ValueEnum;
+
+use crate::{cargo, target_dir, test_result_counts, vm, workspace_root};
+
+/// Debian 12's kernel, what most gateways run.
+const LTS_KERNEL: &str = "6.1";
+
+/// The load-and-answer subset run across the matrix: each kernel test binary with a filter
+/// (empty: all of it). The program passes the verifier and answers (xdp_program,
+/// access_program), the daemon fills it end to end (e2e), and it answers through a restart
+/// (service).
+const SUBSET: &[(&str, &str)] = &[
+    ("xdp_program", ""),
+    ("access_program", ""),
+    ("e2e", "repeat_is_answered_by_xdp"),
+    ("service", "a_sigkill_and_a_restart_lose_no_cached_query"),
+];
+
+/// Read by the kernel tests (tests/src/daemon.rs): the mode XDP is attached in.
+const XDP_MODE_ENV: &str = "DNSXDP_TEST_XDP_MODE";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run the kernel tests on this kernel under qemu only: a Debian version such as 6.1
+    /// (its newest linux-image package) or the path of a vmlinuz-RELEASE image.
+    #[arg(long, value_name = "VERSION|PATH")]
+    kernel: Option<String>,
+    /// Attach XDP in this mode in the kernel tests only [default: the kernel's choice, native
+    /// on veth].
+    #[arg(long, value_enum)]
+    xdp_mode: Option<Mode>,
+    /// Extra arguments for the test binaries, e.g. a test name filter (after `--`); with them
+    /// the matrix is left out.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Native,
+    Skb,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Native => "native",
+            Mode::Skb => "skb",
+        }
+    }
+}
+
+/// Passed and failed tests, and whether anything failed to run.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    broken: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, what: &str, (passed, failed, ok): (u64, u64, bool)) {
+        self.passed += passed;
+        self.failed += failed;
+        if !ok {
+            self.broken.push(what.to_string());
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    // The kernel tests drive the dnsxdp binary, so it must exist first.
+    cargo(&["build", "--package", "dnsxdp"], false)?;
+    let mut tally = Tally::default();
+    match &args.kernel {
+        Some(kernel) => {
+            let all: Vec<_> = kernel_tests()?
+                .into_iter()
+                .map(|(_, bin)| (bin, args.args.clone()))
+                .collect();
+            in_vm(&mut tally, kernel, args.xdp_mode, all)?;
+        }
+        None => {
+            tally.add("cargo test", host(args.xdp_mode, &args.args)?);
+            if args.xdp_mode.is_none() && args.args.is_empty() {
+                let subset = subset()?;
+                let mut skb = Tally::default();
+                for (bin, filter) in &subset {
+                    skb.add("skb", run_binary(bin, filter, Some(Mode::Skb))?);
+                }
+                tally.add(
+                    "the subset in skb mode",
+                    (skb.passed, skb.failed, skb.broken.is_empty()),
+                );
+                for mode in [Mode::Native, Mode::Skb] {
+                    in_vm(&mut tally, LTS_KERNEL, Some(mode), subset.clone())?;
+                }
+            }
+        }
+    }
+    println!("tests: {} passed, {} failed", tally.passed, tally.failed);
+    if !tally.broken.is_empty() || tally.failed > 0 {
+        bail!("tests failed: {}", tally.broken.join(", "));
+    }
+    Ok(())
+}
+
+/// `cargo test` over the workspace on the running kernel.
+fn host(mode: Option<Mode>, extra: &[String]) -> Result<(u64, u64, bool)> {
+    // The eBPF crate only builds for the BPF target; dnsxdp's build script builds it.
+    let mut cmd = cargo_cmd();
+    cmd.args(["test", "--workspace", "--exclude", "dnsxdp-ebpf"]);
+    if !extra.is_empty() {
+        cmd.arg("--").args(extra);
+    }
+    if let Some(mode) = mode {
+        cmd.env(XDP_MODE_ENV, mode.name());
+    }
+    counted(cmd)
+}
+
+/// One test binary with a filter, on the running kernel.
+fn run_binary(bin: &PathBuf, filter: &[String], mode: Option<Mode>) -> Result<(u64, u64, bool)> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--test-threads", "2"])
+        .args(filter)
+        .current_dir(workspace_root());
+    if let Some(mode) = mode {
+        cmd.env(XDP_MODE_ENV, mode.name());
+    }
+    println!(
+        "     Running {} ({})",
+        bin.display(),
+        mode.map_or("auto", Mode::name)
+    );
+    counted(cmd)
+}
+
+fn in_vm(
+    tally: &mut Tally,
+    kernel: &str,
+    mode: Option<Mode>,
+    tests: Vec<(PathBuf, Vec<String>)>,
+) -> Result<()> {
+    let root = workspace_root();
+    let target = target_dir(&root);
+    let kernel = vm::Kernel::resolve(kernel, &target.join("kernels"))?;
+    let mut env = vec![(
+        "DNSXDP_BIN",
+        target.join("debug/dnsxdp").display().to_string(),
+    )];
+    if let Some(mode) = mode {
+        env.push((XDP_MODE_ENV, mode.name().to_string()));
+    }
+    let run = vm::Run {
+        workspace: &root,
+        tests,
+        env,
+    };
+    let what = format!("{} ({})", kernel.release, mode.map_or("auto", Mode::name));
+    let result = vm::run_tests(&kernel, &run, &target.join("vm").join(&kernel.release))?;
+    tally.add(&what, result);
+    Ok(())
+}
+
+/// The subset's binaries with their filters.
+fn subset() -> Result<Vec<(PathBuf, Vec<String>)>> {
+    let bins = kernel_tests()?;
+    SUBSET
+        .iter()
+        .map(|(name, filter)| {
+            let bin = bins
+                .iter()
+                .find(|(n, _)| n == name)
+                .with_context(|| format!("no kernel test binary {name}"))?;
+            let filter = match filter.is_empty() {
+                true => Vec::new(),
+                false => vec![filter.to_string()],
+            };
+            Ok((bin.1.clone(), filter))
+        })
+        .collect()
+}
+
+/// The kernel test binaries (the tests crate's integration tests), built, by target name.
+fn kernel_tests() -> Result<Vec<(String, PathBuf)>> {
+    let out = cargo_cmd()
+        .args(["test", "--package", "dnsxdp-tests", "--tests", "--no-run"])
+        .args(["--message-format", "json-render-diagnostics"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("building the kernel tests")?;
+    if !out.status.success() {
+        bail!("building the kernel tests failed");
+    }
+    let mut bins = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_test = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "test"));
+        if let (true, Some(exe), Some(name)) = (
+            is_test,
+            msg["executable"].as_str(),
+            msg["target"]["name"].as_str(),
+        ) {
+            bins.push((name.to_string(), PathBuf::from(exe)));
+        }
+    }
+    Ok(bins)
+}
+
+fn cargo_cmd() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Runs `cmd`, echoing its output and counting libtest's summary lines.
+fn counted(mut cmd: Command) -> Result<(u64, u64, bool)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((p, f)) = test_result_counts(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    Ok((passed, failed, child.wait()?.success()))
+}
