@@ -79,7 +79,10 @@ pub fn remove_all(dir: &Path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => warn!("removing the pins in {}: {e}", dir.display()),
     }
-    if let Some(parent) = dir.parent().filter(|p| *p == Path::new(crate::config::PIN_ROOT)) {
+    if let Some(parent) = dir
+        .parent()
+        .filter(|p| *p == Path::new(crate::config::PIN_ROOT))
+    {
         let _ = std::fs::remove_dir(parent);
     }
 }

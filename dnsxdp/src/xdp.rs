@@ -46,7 +46,9 @@ pub struct Attached {
 impl Attached {
     /// Detaches from every interface and removes the pins, leaving nothing behind.
     pub fn stop(self) {
-        self.attachments.into_iter().for_each(link::Attachment::unpin);
+        self.attachments
+            .into_iter()
+            .for_each(link::Attachment::unpin);
         if let Some(dir) = &self.pin_dir {
             pin::remove_all(dir);
         }
