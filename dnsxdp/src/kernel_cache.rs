@@ -1,7 +1,10 @@
 //! The XDP program's cache as the daemon sees it: filling it, and (for operators) reading and
 //! emptying it.
 
-use std::sync::{Mutex, MutexGuard};
+use std::{
+    os::fd::AsFd as _,
+    sync::{Mutex, MutexGuard},
+};
 
 use anyhow::Context as _;
 use aya::maps::{HashMap, IterableMap as _, MapData, MapError};
@@ -95,12 +98,15 @@ impl KernelCache {
     ) -> anyhow::Result<KernelCache> {
         // The map is new: entries kept from the last run are put in through `insert`, so they
         // are counted as added like any other.
-        let id = map
+        // A duplicate of the descriptor: opening the map again by id would need CAP_SYS_ADMIN,
+        // which the service does not have.
+        let fd = map
             .map()
-            .info()
-            .context("reading the kernel cache's id")?
-            .id();
-        let reader = MapData::from_id(id)
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating the kernel cache's descriptor")?;
+        let reader = MapData::from_fd(fd)
             .map(aya::maps::Map::LruHashMap)
             .and_then(HashMap::try_from)
             .context("opening the kernel cache again")?;
