@@ -162,8 +162,13 @@ fn in_vm(
     if let Some(mode) = mode {
         env.push((XDP_MODE_ENV, mode.name().to_string()));
     }
+    let mut shares = vec![root.clone()];
+    if !target.starts_with(&root) {
+        shares.push(target.clone());
+    }
     let run = vm::Run {
         workspace: &root,
+        shares,
         tests,
         env,
     };

@@ -25,6 +25,9 @@ const MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "veth"];
 /// Where Debian's busybox-static puts its binary.
 const BUSYBOX: &str = "/bin/busybox";
 
+/// How the guest mounts the host's directories.
+const MOUNT_9P: &str = "trans=virtio,version=9p2000.L,ro,msize=512000";
+
 /// The last line the guest prints, with the tests' exit status.
 const EXIT_MARK: &str = "dnsxdp-vm: exit ";
 
@@ -143,6 +146,9 @@ fn download(package: &str, cache: &Path, root: &Path) -> Result<()> {
 /// What to run in the guest: each test binary with its arguments.
 pub struct Run<'a> {
     pub workspace: &'a Path,
+    /// Host directories the guest must see as they are (the workspace and the target dir):
+    /// shared again on their own, since the guest's tmpfs on /tmp or /run would hide them.
+    pub shares: Vec<PathBuf>,
     pub tests: Vec<(PathBuf, Vec<String>)>,
     pub env: Vec<(&'static str, String)>,
 }
@@ -156,18 +162,33 @@ pub fn run_tests(kernel: &Kernel, run: &Run, scratch: &Path) -> Result<(u64, u64
     // /dev/kvm may exist on a VM whose own guests hang after their BIOS: KVM is tried with a
     // deadline for the guest's first line, then TCG.
     if Path::new("/dev/kvm").exists() {
-        match boot(kernel, &initrd, scratch, "kvm", Duration::from_secs(30))? {
+        match boot(
+            kernel,
+            run,
+            &initrd,
+            scratch,
+            "kvm",
+            Duration::from_secs(30),
+        )? {
             Some(result) => return Ok(result),
             None => println!("vm: no guest under KVM within 30 s; using TCG"),
         }
     }
-    boot(kernel, &initrd, scratch, "tcg", Duration::from_secs(300))?
-        .context("the guest did not start under TCG within 300 s")
+    boot(
+        kernel,
+        run,
+        &initrd,
+        scratch,
+        "tcg",
+        Duration::from_secs(300),
+    )?
+    .context("the guest did not start under TCG within 300 s")
 }
 
 /// One boot under `accel`; None if the guest said nothing within `first_line`.
 fn boot(
     kernel: &Kernel,
+    run: &Run,
     initrd: &Path,
     scratch: &Path,
     accel: &str,
@@ -182,12 +203,13 @@ fn boot(
         .arg("-initrd")
         .arg(initrd)
         .args(["-append", "console=ttyS0 quiet panic=-1"])
-        .args([
-            "-fsdev",
-            "local,id=host,path=/,readonly=on,security_model=none,multidevs=remap",
-            "-device",
-            "virtio-9p-pci,fsdev=host,mount_tag=host",
-        ])
+        .args(share("host", Path::new("/")))
+        .args(
+            run.shares
+                .iter()
+                .enumerate()
+                .flat_map(|(i, dir)| share(&format!("share{i}"), dir)),
+        )
         // The kernel's console to a file; the tests' output, on ttyS1, to us.
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
@@ -237,11 +259,30 @@ fn boot(
     Ok(Some((passed, failed, ok)))
 }
 
+/// qemu's arguments to export `dir` read-only to the guest under `tag`.
+fn share(tag: &str, dir: &Path) -> [String; 4] {
+    [
+        "-fsdev".into(),
+        format!(
+            "local,id={tag},path={},readonly=on,security_model=none,multidevs=remap",
+            dir.display()
+        ),
+        "-device".into(),
+        format!("virtio-9p-pci,fsdev={tag},mount_tag={tag}"),
+    ]
+}
+
 /// The script the guest runs once the host's root is mounted.
 fn guest_script(run: &Run) -> String {
     let mut s = String::from("export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root\n");
     for (key, value) in &run.env {
         s += &format!("export {key}='{value}'\n");
+    }
+    for (i, dir) in run.shares.iter().enumerate() {
+        s += &format!(
+            "mkdir -p '{0}' && mount -t 9p -o {MOUNT_9P} share{i} '{0}'\n",
+            dir.display()
+        );
     }
     s += &format!(
         "ip link set lo up\ncd '{}'\nstatus=0\n",
@@ -268,7 +309,7 @@ $B mount -t proc proc /proc
 $B mount -t devtmpfs dev /dev
 echo "dnsxdp-vm: $($B uname -r) up" > /dev/ttyS1
 for m in $($B cat /modules/order); do $B insmod /modules/$m.ko || echo "insmod $m failed"; done
-$B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 host /root
+$B mount -t 9p -o MOUNT_9P host /root
 for d in tmp run var/tmp; do $B mount -t tmpfs tmpfs /root/$d; done
 $B mount -t proc proc /root/proc
 $B mount -t sysfs sys /root/sys
@@ -284,7 +325,7 @@ fn write_initramfs(path: &Path, kernel: &Kernel, script: &str) -> Result<()> {
     cpio.dir("bin");
     cpio.dir("modules");
     cpio.file("bin/busybox", 0o755, &fs::read(BUSYBOX).context(BUSYBOX)?);
-    cpio.file("init", 0o755, INIT.as_bytes());
+    cpio.file("init", 0o755, INIT.replace("MOUNT_9P", MOUNT_9P).as_bytes());
     cpio.file("test.sh", 0o644, script.as_bytes());
     let mut order = String::new();
     for (name, file) in &modules {
