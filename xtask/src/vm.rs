@@ -11,7 +11,10 @@ use std::{
     io::{BufRead as _, BufReader, Write as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::mpsc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     thread,
     time::Duration,
 };
@@ -24,6 +27,9 @@ const MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "veth"];
 
 /// Where Debian's busybox-static puts its binary.
 const BUSYBOX: &str = "/bin/busybox";
+
+/// Set once a KVM guest failed to start, so later boots of the same run go straight to TCG.
+static KVM_HANGS: AtomicBool = AtomicBool::new(false);
 
 /// How the guest mounts the host's directories.
 const MOUNT_9P: &str = "trans=virtio,version=9p2000.L,ro,msize=512000";
@@ -161,7 +167,7 @@ pub fn run_tests(kernel: &Kernel, run: &Run, scratch: &Path) -> Result<(u64, u64
     write_initramfs(&initrd, kernel, &guest_script(run))?;
     // /dev/kvm may exist on a VM whose own guests hang after their BIOS: KVM is tried with a
     // deadline for the guest's first line, then TCG.
-    if Path::new("/dev/kvm").exists() {
+    if Path::new("/dev/kvm").exists() && !KVM_HANGS.load(Ordering::Relaxed) {
         match boot(
             kernel,
             run,
@@ -171,7 +177,10 @@ pub fn run_tests(kernel: &Kernel, run: &Run, scratch: &Path) -> Result<(u64, u64
             Duration::from_secs(30),
         )? {
             Some(result) => return Ok(result),
-            None => println!("vm: no guest under KVM within 30 s; using TCG"),
+            None => {
+                println!("vm: no guest under KVM within 30 s; using TCG");
+                KVM_HANGS.store(true, Ordering::Relaxed);
+            }
         }
     }
     boot(
