@@ -90,16 +90,34 @@ pub fn check_privileges() -> anyhow::Result<()> {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .unwrap_or(0);
+    match missing_capabilities(caps).as_slice() {
+        [] => Ok(()),
+        missing => bail!(
+            "attaching XDP needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (missing {}): run as root, or pass --no-xdp",
+            missing.join(", ")
+        ),
+    }
+}
+
+/// The capabilities loading and attaching lacks in the effective set `caps`. CAP_SYS_ADMIN
+/// stands for CAP_BPF and CAP_PERFMON, as in kernels before 5.8. The verifier allows the
+/// packet pointer arithmetic that variable-length headers need only with CAP_PERFMON.
+fn missing_capabilities(caps: u64) -> Vec<&'static str> {
     const CAP_NET_ADMIN: u32 = 12;
     const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
     const CAP_BPF: u32 = 39;
     let has = |cap: u32| caps & (1 << cap) != 0;
-    if !(has(CAP_NET_ADMIN) && (has(CAP_BPF) || has(CAP_SYS_ADMIN))) {
-        bail!(
-            "attaching XDP needs root (CAP_BPF and CAP_NET_ADMIN): run as root, or pass --no-xdp"
-        );
-    }
-    Ok(())
+    let needed = [
+        ("CAP_BPF", has(CAP_BPF) || has(CAP_SYS_ADMIN)),
+        ("CAP_PERFMON", has(CAP_PERFMON) || has(CAP_SYS_ADMIN)),
+        ("CAP_NET_ADMIN", has(CAP_NET_ADMIN)),
+    ];
+    needed
+        .into_iter()
+        .filter(|(_, held)| !held)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Loads the program as `opts` say, with the live entries of the cache the last run pinned,
@@ -344,6 +362,18 @@ mod tests {
 
     fn ip_octets(s: &str) -> [u8; 16] {
         s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+    }
+
+    #[test]
+    fn missing_capabilities_are_named() {
+        let bit = |n: u32| 1u64 << n;
+        assert!(missing_capabilities(bit(12) | bit(21)).is_empty());
+        assert!(missing_capabilities(bit(12) | bit(38) | bit(39)).is_empty());
+        assert_eq!(missing_capabilities(bit(12) | bit(39)), ["CAP_PERFMON"]);
+        assert_eq!(
+            missing_capabilities(0),
+            ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"]
+        );
     }
 
     #[test]
