@@ -77,8 +77,8 @@ pub struct RunArgs {
     /// Longest wait for one upstream's reply before another is tried [default: 1s].
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     pub upstream_timeout: Option<Duration>,
-    /// Failed queries in a row that take an upstream down until it answers a probe; 0: never
-    /// [default: 3].
+    /// Timeouts and transport errors in a row (not SERVFAIL or REFUSED) that take an upstream
+    /// down until it answers a probe; 0: never [default: 3].
     #[arg(long, value_name = "N")]
     pub upstream_max_fails: Option<u32>,
     /// Queries to other upstreams (or the same, after a timeout) one miss may cost after the

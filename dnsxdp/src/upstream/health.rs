@@ -52,9 +52,12 @@ struct State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Answered(Duration),
+    /// Answered SERVFAIL or REFUSED: not useful, so counted as a failure, but the upstream is
+    /// alive. One broken zone must not take every upstream down.
+    Unusable(Duration),
     /// No usable reply within `Duration`, which counts as that much latency.
     TimedOut(Duration),
-    /// An error, a mismatched reply, SERVFAIL or REFUSED.
+    /// A transport error or a malformed or mismatched reply.
     Failed,
 }
 
@@ -82,12 +85,15 @@ impl Health {
     /// Counts a query. `max_fails` failures in a row take the upstream down (0: never).
     pub fn record(&self, outcome: Outcome, max_fails: u32) -> Change {
         self.queries.fetch_add(1, Relaxed);
-        if let Outcome::Answered(rtt) = outcome {
+        if let Outcome::Answered(rtt) | Outcome::Unusable(rtt) = outcome {
             self.latency.observe(rtt.as_secs_f64());
+        }
+        if let Outcome::Unusable(_) = outcome {
+            self.failures.fetch_add(1, Relaxed);
         }
         let mut state = self.lock();
         match outcome {
-            Outcome::Answered(rtt) => {
+            Outcome::Answered(rtt) | Outcome::Unusable(rtt) => {
                 state.sample(rtt);
                 state.failures_in_a_row = 0;
                 // Tried while down (all were) and it answered.

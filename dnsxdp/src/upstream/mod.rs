@@ -130,8 +130,9 @@ impl Upstream {
         };
         let outcome = match &result {
             Ok(_) => Outcome::Answered(start.elapsed()),
+            Err(Failure::Rcode(_)) => Outcome::Unusable(start.elapsed()),
             Err(Failure::TimedOut) => Outcome::TimedOut(limit),
-            Err(_) => Outcome::Failed,
+            Err(Failure::Error(_)) => Outcome::Failed,
         };
         (result, self.health.record(outcome, max_fails))
     }

@@ -250,10 +250,14 @@ mod tests {
     }
 
     fn pool(specs: Vec<UpstreamSpec>, retries: u32) -> Pool {
+        pool_failing_after(specs, retries, 0)
+    }
+
+    fn pool_failing_after(specs: Vec<UpstreamSpec>, retries: u32, max_fails: u32) -> Pool {
         let settings = PoolSettings {
             strategy: Strategy::Ordered,
             attempt_timeout: Duration::from_millis(100),
-            max_fails: 0,
+            max_fails,
             retries,
         };
         Pool::new(specs, settings, None).unwrap()
@@ -289,6 +293,25 @@ mod tests {
         assert_eq!(counts(&[&silent_queries, &servfail_queries]), [3, 2]);
         let c = p.counters();
         assert_eq!((c[0].queries, c[0].timeouts, c[1].failures), (2, 2, 1));
+    }
+
+    #[tokio::test]
+    async fn servfail_and_refused_never_take_an_upstream_down_but_silence_does() {
+        let (servfail, _) = upstream(Some(ResponseCode::ServFail)).await;
+        let (refused, _) = upstream(Some(ResponseCode::Refused)).await;
+        let p = pool_failing_after(vec![servfail, refused], 1, 3);
+        for _ in 0..5 {
+            assert!(resolve(&p).await.is_none());
+        }
+        let c = p.counters();
+        assert_eq!((c[0].failures, c[1].failures), (5, 5));
+        assert!(p.upstreams.iter().all(|u| !u.health.is_down()));
+        let (silent, _) = upstream(None).await;
+        let p = pool_failing_after(vec![silent], 0, 3);
+        for _ in 0..3 {
+            assert!(resolve(&p).await.is_none());
+        }
+        assert!(p.all_down());
     }
 
     #[tokio::test]
