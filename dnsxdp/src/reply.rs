@@ -43,7 +43,9 @@ pub fn render(q: &ClientQuery, answer: &Answer, now_ns: u64, transport: Transpor
         .set_recursion_desired(q.recursion_desired)
         .set_checking_disabled(q.checking_disabled)
         .set_recursion_available(true)
-        .set_authentic_data(answer.authentic_data)
+        // RFC 6840 §5.8: only for a client that asked for DNSSEC. The XDP program answers no
+        // DO query and never sets AD, so every layer agrees.
+        .set_authentic_data(answer.authentic_data && q.edns.is_some_and(|e| e.dnssec_ok))
         .set_response_code(answer.rcode)
         .add_query(q.query.clone());
     if let Some(client) = q.edns {
@@ -175,6 +177,21 @@ mod tests {
         let plain = Message::from_vec(&render(&client(None, false), &many_a(2), 0, Transport::Udp))
             .unwrap();
         assert!(plain.extensions().is_none());
+    }
+
+    #[test]
+    fn ad_is_set_only_for_clients_that_set_do() {
+        let mut authentic = many_a(1);
+        authentic.authentic_data = true;
+        let ad = |q: &ClientQuery, answer: &Answer| {
+            Message::from_vec(&render(q, answer, 0, Transport::Udp))
+                .unwrap()
+                .authentic_data()
+        };
+        assert!(ad(&client(Some(1232), true), &authentic));
+        assert!(!ad(&client(Some(1232), false), &authentic));
+        assert!(!ad(&client(None, false), &authentic));
+        assert!(!ad(&client(Some(1232), true), &many_a(1)));
     }
 
     #[test]
