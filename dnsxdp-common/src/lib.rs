@@ -10,5 +10,6 @@ pub mod entry;
 pub mod hash;
 pub mod maps;
 pub mod name;
+pub mod ports;
 
 pub use maps::*;

@@ -179,9 +179,11 @@ pub enum Counter {
     /// A report for the daemon (a prefetch request, a logged hit, a security event) lost
     /// because the ring buffer was full.
     EventsLost,
+    /// Dropped: sent from a port no answer may go to (`ports::reflective_port`).
+    DroppedSourcePort,
 }
 
-pub const COUNTER_COUNT: u32 = 14;
+pub const COUNTER_COUNT: u32 = 15;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -199,6 +201,7 @@ impl Counter {
         Counter::LimitedDropped,
         Counter::LimitedSlipped,
         Counter::EventsLost,
+        Counter::DroppedSourcePort,
     ];
 
     /// Name used in `dnsxdp stats`.
@@ -218,6 +221,7 @@ impl Counter {
             Counter::LimitedDropped => "limited_dropped",
             Counter::LimitedSlipped => "limited_slipped",
             Counter::EventsLost => "events_lost",
+            Counter::DroppedSourcePort => "dropped_source_port",
         }
     }
 }

@@ -30,7 +30,9 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
-use dnsxdp_common::{CacheEntry, CacheKey, Counter, MAX_NAME, hash::HashKey};
+use dnsxdp_common::{
+    CacheEntry, CacheKey, Counter, MAX_NAME, hash::HashKey, ports::reflective_port,
+};
 
 use crate::{
     bounds::opaque,
@@ -67,6 +69,11 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     count(Counter::Packets);
+    // Before the ACL, whose REFUSED would be an answer too.
+    if reflective_port(frame.src_port) {
+        count(Counter::DroppedSourcePort);
+        return xdp_action::XDP_DROP;
+    }
     let Some(frame) = frame.forget() else {
         return xdp_action::XDP_PASS;
     };

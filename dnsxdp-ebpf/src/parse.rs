@@ -44,6 +44,7 @@ pub struct Frame {
     pub ip_len: usize,
     /// From the UDP header, not validated yet.
     pub udp_len: usize,
+    pub src_port: u16,
 }
 
 impl Frame {
@@ -154,6 +155,7 @@ fn ipv4(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
                 ip_hlen,
                 ip_len: be16(ip, 2) as usize,
                 udp_len: be16(u, 4) as usize,
+                src_port: be16(u, 0),
             },
             Dest {
                 addr: [0, mapped],
@@ -179,6 +181,7 @@ fn ipv6(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
                 ip_hlen: IPV6_HLEN,
                 ip_len: IPV6_HLEN + be16(ip, 4) as usize,
                 udp_len: be16(u, 4) as usize,
+                src_port: be16(u, 0),
             },
             Dest {
                 addr: [load(ip, 24), load(ip, 32)],

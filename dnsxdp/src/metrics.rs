@@ -317,6 +317,7 @@ fn encode_access(report: &Report, e: &mut DescriptorEncoder) -> fmt::Result {
         Counter::DeniedRefused.name(),
         Counter::LimitedDropped.name(),
         Counter::LimitedSlipped.name(),
+        Counter::DroppedSourcePort.name(),
     ];
     let d = &report.daemon;
     let daemon = [
@@ -325,6 +326,7 @@ fn encode_access(report: &Report, e: &mut DescriptorEncoder) -> fmt::Result {
         d.denied_refused,
         d.limited_dropped,
         d.limited_slipped,
+        d.dropped_source_port,
     ];
     let xdp = report
         .xdp
@@ -338,8 +340,8 @@ fn encode_access(report: &Report, e: &mut DescriptorEncoder) -> fmt::Result {
         e,
         "access",
         "Queries by what the ACL and the rate limit did with them, by layer: allowed, \
-         denied_dropped, denied_refused, limited_dropped (over the limit) or limited_slipped \
-         (answered with TC=1).",
+         denied_dropped, denied_refused, limited_dropped (over the limit), limited_slipped \
+         (answered with TC=1) or dropped_source_port (from a port never answered).",
         xdp.into_iter().flatten().chain(daemon),
     )
 }

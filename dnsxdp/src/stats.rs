@@ -26,6 +26,7 @@ pub struct Stats {
     denied_refused: AtomicU64,
     limited_dropped: AtomicU64,
     limited_slipped: AtomicU64,
+    dropped_source_port: AtomicU64,
     prefetches: AtomicU64,
     query_log_dropped: AtomicU64,
     /// Answers sent by the daemon, by `RCODES` index.
@@ -93,6 +94,11 @@ impl Stats {
         .fetch_add(1, Relaxed);
     }
 
+    /// A datagram dropped for its source port (`dnsxdp_common::ports::reflective_port`).
+    pub fn dropped_source_port(&self) {
+        self.dropped_source_port.fetch_add(1, Relaxed);
+    }
+
     /// A refresh of a popular answer before it expired.
     pub fn prefetch(&self) {
         self.prefetches.fetch_add(1, Relaxed);
@@ -134,6 +140,7 @@ impl Stats {
             denied_refused: self.denied_refused.load(Relaxed),
             limited_dropped: self.limited_dropped.load(Relaxed),
             limited_slipped: self.limited_slipped.load(Relaxed),
+            dropped_source_port: self.dropped_source_port.load(Relaxed),
             prefetches: self.prefetches.load(Relaxed),
             query_log_dropped: self.query_log_dropped.load(Relaxed),
             rcodes: RCODES
@@ -161,6 +168,8 @@ pub struct DaemonCounters {
     pub denied_refused: u64,
     pub limited_dropped: u64,
     pub limited_slipped: u64,
+    /// UDP datagrams from a port no answer may go to, dropped before the ACL.
+    pub dropped_source_port: u64,
     /// Popular answers refreshed before they expired, from XDP hits and daemon hits.
     pub prefetches: u64,
     /// Query log lines dropped because the disk could not keep up (`--query-log`).
@@ -195,10 +204,11 @@ pub enum UpstreamState {
 /// by the program but derived by `with_allowed`.
 pub const XDP_ALLOWED: &str = "allowed";
 
-/// The XDP program's counters with `XDP_ALLOWED` added: every packet to us is allowed, denied
-/// or limited.
+/// The XDP program's counters with `XDP_ALLOWED` added: every packet to us is allowed, denied,
+/// limited or dropped for its source port.
 pub fn with_allowed(mut xdp: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     let stopped: u64 = [
+        Counter::DroppedSourcePort,
         Counter::DeniedDropped,
         Counter::DeniedRefused,
         Counter::LimitedDropped,
@@ -325,6 +335,7 @@ impl Report {
             ("denied_refused", d.denied_refused),
             ("limited_dropped", d.limited_dropped),
             ("limited_slipped", d.limited_slipped),
+            ("dropped_source_port", d.dropped_source_port),
             ("prefetches", d.prefetches),
             ("query_log_dropped", d.query_log_dropped),
         ];
@@ -568,6 +579,7 @@ mod tests {
                 "coalesced",
                 "denied_dropped",
                 "denied_refused",
+                "dropped_source_port",
                 "failures",
                 "limited_dropped",
                 "limited_slipped",
@@ -634,7 +646,7 @@ mod tests {
             .filter(|l| l.starts_with("  "))
             .map(str::len)
             .collect();
-        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 15);
+        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 16);
         assert!(widths.iter().all(|&w| w == widths[0]));
         let lines: Vec<&str> = upstreams.lines().collect();
         assert_eq!(lines.len(), 3);
@@ -649,13 +661,13 @@ mod tests {
     }
 
     #[test]
-    fn allowed_is_what_was_neither_denied_nor_limited() {
+    fn allowed_is_what_was_neither_denied_nor_limited_nor_dropped_for_its_port() {
         let mut xdp: BTreeMap<String, u64> = Counter::ALL
             .iter()
             .map(|c| (c.name().to_string(), 1))
             .collect();
         xdp.insert("packets".into(), 10);
-        assert_eq!(with_allowed(xdp)[XDP_ALLOWED], 6);
+        assert_eq!(with_allowed(xdp)[XDP_ALLOWED], 5);
     }
 
     fn upstream(latency_ms: Option<f64>) -> UpstreamCounters {

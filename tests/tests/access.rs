@@ -544,3 +544,47 @@ fn until<T>(limit: Duration, mut f: impl FnMut() -> Result<T>) -> Result<T> {
         }
     }
 }
+
+/// One datagram from `port` of `client`, and whatever comes back within `SILENCE`.
+fn from_port(s: &Sandbox, client: &str, port: u16, payload: &[u8]) -> Result<Option<Vec<u8>>> {
+    let at = SocketAddr::new(client.parse()?, port);
+    let sock = s.topo.client.enter(move || UdpSocket::bind(at))??;
+    sock.send_to(payload, s.server(client))?;
+    sock.set_read_timeout(Some(SILENCE))?;
+    let mut buf = [0u8; 1500];
+    Ok(sock.recv(&mut buf).ok().map(|n| buf[..n].to_vec()))
+}
+
+#[test]
+fn nothing_is_sent_to_loop_prone_ports_by_either_layer() -> Result<()> {
+    // Denied clients get REFUSED, so even they would be answered.
+    let flags = [&ACL[..], &["--acl-action", "refuse"]].concat();
+    let s = Sandbox::new(&flags)?;
+    s.cache()?;
+    let cached = query(CACHED, RecordType::A).to_vec()?;
+    // A header and garbage: FORMERR from the daemon.
+    let garbage = [&cached[..12], &[0xff; 9]].concat();
+    // Ports that are not loop-prone get their answers: what follows can tell.
+    assert!(from_port(&s, ALLOWED_V4, 20, &cached)?.is_some());
+    assert!(from_port(&s, ALLOWED_V4, 20, &garbage)?.is_some());
+    let (xdp, daemon) = (s.daemon.xdp("hits")?, s.daemon.counter("queries")?);
+    for port in [7, 19] {
+        assert_eq!(from_port(&s, ALLOWED_V4, port, &cached)?, None, "{port}");
+        assert_eq!(from_port(&s, DENIED_V4, port, &cached)?, None, "{port}");
+        assert_eq!(from_port(&s, ALLOWED_V6, port, &garbage)?, None, "{port}");
+    }
+    assert_eq!(s.daemon.xdp("hits")?, xdp);
+    assert_eq!(s.daemon.xdp("dropped_source_port")?, 6);
+    assert_eq!(s.daemon.counter("queries")?, daemon);
+    drop(s);
+
+    let s = Sandbox::new(&[&flags[..], &["--no-xdp"]].concat())?;
+    for port in [7, 19] {
+        assert_eq!(from_port(&s, ALLOWED_V4, port, &cached)?, None, "{port}");
+        assert_eq!(from_port(&s, DENIED_V4, port, &cached)?, None, "{port}");
+        assert_eq!(from_port(&s, ALLOWED_V6, port, &garbage)?, None, "{port}");
+    }
+    assert_eq!(s.daemon.counter("dropped_source_port")?, 6);
+    assert!(from_port(&s, ALLOWED_V4, 20, &garbage)?.is_some());
+    Ok(())
+}

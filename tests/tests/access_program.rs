@@ -180,6 +180,30 @@ fn denied_clients_are_dropped_before_the_cache() {
 }
 
 #[test]
+fn queries_from_loop_prone_ports_are_dropped_before_refused() {
+    let f = Fixture::new(acl(DenyAction::Refuse));
+    for port in [0, 7, 13, 17, 19, 37, 69, 123] {
+        for client in ["198.18.1.200", "198.18.1.2", "fd00:1::c8"] {
+            let mut spec = from(client);
+            spec.client.set_port(port);
+            f.expect(
+                &spec.query(&query(QTYPE_A)),
+                Action::Drop,
+                Counter::DroppedSourcePort,
+            );
+        }
+    }
+    // The port after chargen is an ordinary client's.
+    let mut spec = from("198.18.1.200");
+    spec.client.set_port(20);
+    f.expect(
+        &spec.query(&query(QTYPE_A)),
+        Action::Tx,
+        Counter::DeniedRefused,
+    );
+}
+
+#[test]
 fn denied_clients_are_refused_with_their_question() {
     let mut f = Fixture::new(acl(DenyAction::Refuse));
     let mut vlan_options = from("198.18.1.200");

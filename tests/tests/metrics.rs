@@ -318,6 +318,13 @@ const DAEMON: [(&str, SampleKey); 14] = [
             &[("layer", "daemon"), ("action", "limited_slipped")],
         ),
     ),
+    (
+        "dropped_source_port",
+        (
+            "dnsxdp_access_total",
+            &[("layer", "daemon"), ("action", "dropped_source_port")],
+        ),
+    ),
 ];
 
 /// The sample that carries the XDP counter `name` of `dnsxdp stats --json`.

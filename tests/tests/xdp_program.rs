@@ -541,6 +541,22 @@ fn expired_entry_passes() {
 }
 
 #[test]
+fn cached_names_are_not_answered_to_loop_prone_ports() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    for mut spec in [f.v4.clone(), f.v6.clone()] {
+        spec.client.set_port(19);
+        let o = f.run(&spec.query(&Query::new(NAME, QTYPE_A)));
+        assert_eq!(o.run.action, Action::Drop);
+        assert_eq!(
+            o.counters.nonzero(),
+            vec![(Counter::Packets, 1), (Counter::DroppedSourcePort, 1)]
+        );
+    }
+    f.answer(&f.v4.query(&Query::new(NAME, QTYPE_A)));
+}
+
+#[test]
 fn miss_passes() {
     let mut f = Fixture::new();
     f.cache_a(NAME, 300);

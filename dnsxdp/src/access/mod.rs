@@ -8,14 +8,17 @@ pub mod kernel;
 pub mod memory;
 
 use std::{
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex, RwLock},
 };
 
 use anyhow::bail;
-use dnsxdp_common::acl::{
-    ACL_ALLOW, ACL_EXEMPT, AccessConfig, Bucket, Charge, DENY_DROP, DENY_REFUSE, MAX_ACL_RULES,
-    RateKey, v4_mapped,
+use dnsxdp_common::{
+    acl::{
+        ACL_ALLOW, ACL_EXEMPT, AccessConfig, Bucket, Charge, DENY_DROP, DENY_REFUSE, MAX_ACL_RULES,
+        RateKey, v4_mapped,
+    },
+    ports::reflective_port,
 };
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -173,6 +176,16 @@ impl Access {
         self.tables.apply(&policy.entries(), &config)?;
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(())
+    }
+
+    /// Whether a UDP datagram from `peer` must go unanswered for its source port, whatever
+    /// the ACL says (`ports::reflective_port`); such datagrams are counted.
+    pub fn from_reflective_port(&self, peer: SocketAddr) -> bool {
+        let reflective = reflective_port(peer.port());
+        if reflective {
+            self.stats.dropped_source_port();
+        }
+        reflective
     }
 
     /// Applies the ACL and the rate limit to `packet` from `peer`, and counts the outcome.

@@ -52,6 +52,10 @@ pub async fn serve(socket: UdpSocket, resolver: Arc<Resolver>, access: Arc<Acces
                 continue;
             }
         };
+        // Before the ACL, whose REFUSED would be an answer too.
+        if access.from_reflective_port(peer) {
+            continue;
+        }
         let packet = buf[..len].to_vec();
         // Screened here rather than in the task, so a flood that is dropped costs no task.
         let via = Via::Udp {
