@@ -261,7 +261,7 @@ fn u64_at(stats: &Value, pointer: &str) -> Result<u64> {
 type SampleKey = (&'static str, &'static [(&'static str, &'static str)]);
 
 /// Daemon counters of `dnsxdp stats --json` and the samples that carry them.
-const DAEMON: [(&str, SampleKey); 14] = [
+const DAEMON: [(&str, SampleKey); 15] = [
     (
         "queries_udp",
         ("dnsxdp_queries_total", &[("transport", "udp")]),
