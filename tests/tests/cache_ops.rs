@@ -2,7 +2,11 @@
 //! binary against a daemon with XDP on a veth and NSD upstream. Run as root
 //! (`cargo xtask test`).
 
-use std::{net::UdpSocket, process::Command, time::Duration};
+use std::{
+    net::UdpSocket,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result, bail};
 use dnsxdp_tests::{
@@ -128,6 +132,17 @@ fn rows<'a>(listing: &'a Value, name: &str, qtype: &str, layer: &str) -> Vec<&'a
         .collect()
 }
 
+/// `rows` without their TTLs, which count down between two listings.
+fn without_ttl(rows: &[&Value]) -> Vec<Value> {
+    rows.iter()
+        .map(|r| {
+            let mut r = (*r).clone();
+            r.as_object_mut().map(|o| o.remove("ttl"));
+            r
+        })
+        .collect()
+}
+
 fn many(label: &str) -> String {
     format!("{label}.{MANY_ZONE}")
 }
@@ -139,6 +154,7 @@ fn list_and_get_show_an_answer_in_both_layers_with_its_xdp_hits() -> Result<()> 
     assert_eq!(s.served(WWW)?, Served::Xdp);
     assert_eq!(s.served(WWW)?, Served::Xdp);
 
+    let listed = Instant::now();
     let list = s.cache(&["list"])?;
     let kernel = rows(&list, WWW, "A", "kernel");
     assert_eq!(kernel.len(), 1, "{list}");
@@ -153,7 +169,14 @@ fn list_and_get_show_an_answer_in_both_layers_with_its_xdp_hits() -> Result<()> 
     // Any case, with or without the root dot; every type held, or the one asked for.
     let get = s.cache(&["get", "WWW.example.TEST"])?;
     assert_eq!(get.as_array().map(Vec::len), Some(2), "{get}");
-    assert_eq!(rows(&get, WWW, "A", "kernel"), kernel);
+    let got = rows(&get, WWW, "A", "kernel");
+    assert_eq!(without_ttl(&got), without_ttl(&kernel));
+    // Counted down between the two, never up.
+    let got_ttl = got[0]["ttl"].as_u64().context("ttl")?;
+    assert!(
+        got_ttl <= ttl && ttl - got_ttl <= listed.elapsed().as_secs() + 1,
+        "ttl {ttl}, then {got_ttl}"
+    );
     assert_eq!(s.cache(&["get", WWW, "aaaa"])?, serde_json::json!([]));
 
     let table = s.cache_command(&["list"], false)?;

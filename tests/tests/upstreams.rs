@@ -337,7 +337,7 @@ fn ordered_fails_over_and_comes_back() -> Result<()> {
 
 /// A dead, a slow, a SERVFAIL-ing and a spoofing upstream ahead of a good one: the answer
 /// comes from the good one within the client's patience, nothing forged is served or cached,
-/// and once the bad ones are down queries go straight to the good one.
+/// and once the silent ones are down queries no longer wait for them.
 #[test]
 fn dead_slow_servfailing_and_spoofing_upstreams_are_survived() -> Result<()> {
     let lab = Lab::new()?;
@@ -375,11 +375,14 @@ fn dead_slow_servfailing_and_spoofing_upstreams_are_survived() -> Result<()> {
         assert!(!forged(&reply), "{reply:?}");
         assert_eq!(records(&reply), records(&lab.truth(name, rtype)?));
     }
+    // The SERVFAIL-ing one failed as often but answers, so it stays up: a zone broken upstream
+    // must not take an upstream down.
     for url in &bad {
         let u = daemon.upstream(url)?;
+        let state = if *url == servfail.url() { "up" } else { "down" };
         assert_eq!(
             (u["state"].as_str(), counter(&u, "failures")),
-            (Some("down"), 3),
+            (Some(state), 3),
             "{u}"
         );
     }
