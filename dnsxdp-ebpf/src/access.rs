@@ -85,30 +85,32 @@ fn verdict(ctx: &XdpContext, f: &Frame) -> Option<(u32, Counter)> {
     }
     let key = unsafe { &*(key.0.as_ptr() as *const Key<[u8; 16]>) };
     let rule = ACL.get(key).copied().unwrap_or(ACL_ALLOW);
+    let denied = rule & ACL_ALLOW == 0;
+    if denied && cfg.deny != DENY_REFUSE {
+        return Some(discard(Counter::DeniedDropped));
+    }
+    // REFUSED is an answer too, so it is held to the rate limit like any other: a flood with
+    // spoofed sources is not reflected one for one.
+    let limit = match (denied || rule & ACL_EXEMPT == 0) && cfg.limits() {
+        true => ratelimit::charge(cfg, addr, f.v6),
+        false => Limit::Within,
+    };
     // What the query gets if it is not served: an answer, counted as the first counter, or,
     // without one, nothing, counted as the second.
-    let (kind, answered, dropped) = if rule & ACL_ALLOW == 0 {
-        if cfg.deny != DENY_REFUSE {
-            return Some(discard(Counter::DeniedDropped));
-        }
-        (
+    let (kind, answered, dropped) = match (denied, limit) {
+        (true, Limit::Within) => (
             Kind::Refused,
             Counter::DeniedRefused,
             Counter::DeniedDropped,
-        )
-    } else {
-        if rule & ACL_EXEMPT != 0 || !cfg.limits() {
-            return None;
-        }
-        match ratelimit::charge(cfg, addr, f.v6) {
-            Limit::Within => return None,
-            Limit::Over { slip: false } => return Some(discard(Counter::LimitedDropped)),
-            Limit::Over { slip: true } => (
-                Kind::Truncated,
-                Counter::LimitedSlipped,
-                Counter::LimitedDropped,
-            ),
-        }
+        ),
+        (true, Limit::Over { .. }) => return Some(discard(Counter::DeniedDropped)),
+        (false, Limit::Within) => return None,
+        (false, Limit::Over { slip: false }) => return Some(discard(Counter::LimitedDropped)),
+        (false, Limit::Over { slip: true }) => (
+            Kind::Truncated,
+            Counter::LimitedSlipped,
+            Counter::LimitedDropped,
+        ),
     };
     // The one place the answer is made, so the verifier walks its loops once.
     if bare_reply::send(ctx, f, kind) {

@@ -204,6 +204,22 @@ fn queries_from_loop_prone_ports_are_dropped_before_refused() {
 }
 
 #[test]
+fn refusals_are_held_to_the_rate_limit() {
+    let f = Fixture::new(Settings {
+        ratelimit_qps: Some(1),
+        ratelimit_burst: Some(2),
+        ..acl(DenyAction::Refuse)
+    });
+    let frame = from("198.18.1.200").query(&query(QTYPE_A));
+    for _ in 0..2 {
+        f.expect(&frame, Action::Tx, Counter::DeniedRefused);
+    }
+    for _ in 0..3 {
+        f.expect(&frame, Action::Drop, Counter::DeniedDropped);
+    }
+}
+
+#[test]
 fn denied_clients_are_refused_with_their_question() {
     let mut f = Fixture::new(acl(DenyAction::Refuse));
     let mut vlan_options = from("198.18.1.200");

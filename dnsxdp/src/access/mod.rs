@@ -200,10 +200,13 @@ impl Access {
             warn!("{e:#}");
             0
         });
+        let charged = matches!(via, Via::Udp { ifindex } if self.xdp_ifaces.contains(&ifindex));
         if rule & ACL_ALLOW == 0 {
-            if config.deny == DENY_REFUSE
-                && let Some(refused) = bare_reply(packet, Kind::Refused)
-            {
+            // REFUSED is an answer too, so it is held to the rate limit like any other: a
+            // flood with spoofed sources is not reflected one for one.
+            let refuse = config.deny == DENY_REFUSE
+                && !(config.limits() && !charged && self.charge(&config, addr, v6, via).is_some());
+            if refuse && let Some(refused) = bare_reply(packet, Kind::Refused) {
                 self.stats.denied(true);
                 self.security
                     .record(peer, Action::Denied { refused: true }, Layer::Daemon);
@@ -214,7 +217,6 @@ impl Access {
                 .record(peer, Action::Denied { refused: false }, Layer::Daemon);
             return Screened::Drop { denied: true };
         }
-        let charged = matches!(via, Via::Udp { ifindex } if self.xdp_ifaces.contains(&ifindex));
         if rule & ACL_EXEMPT == 0
             && config.limits()
             && !charged
@@ -407,6 +409,31 @@ mod tests {
         );
         let d = a.stats.snapshot();
         assert_eq!((d.allowed, d.denied_refused, d.denied_dropped), (1, 2, 1));
+    }
+
+    #[test]
+    fn refusals_are_held_to_the_rate_limit() {
+        let a = access(
+            Settings {
+                allow: Some(vec!["198.18.1.0/25".into()]),
+                acl_action: Some(DenyAction::Refuse),
+                ratelimit_qps: Some(1),
+                ratelimit_burst: Some(2),
+                ..Default::default()
+            },
+            vec![7],
+        );
+        let (q, udp) = (query(), Via::Udp { ifindex: 1 });
+        let stranger = "198.18.1.200".parse().unwrap();
+        let refused = (0..5)
+            .filter(|_| rcode(&a.screen(&q, stranger, udp)).is_some())
+            .count();
+        assert_eq!(refused, 2);
+        // What arrived on the XDP program's interface it has charged already.
+        let screened = a.screen(&q, stranger, Via::Udp { ifindex: 7 });
+        assert_eq!(rcode(&screened), Some((ResponseCode::Refused, false)));
+        let d = a.stats.snapshot();
+        assert_eq!((d.denied_refused, d.denied_dropped), (3, 3));
     }
 
     #[test]
