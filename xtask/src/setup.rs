@@ -15,7 +15,8 @@ use anyhow::{Context as _, Result, bail};
 /// Debian packages the tests use: namespaces and veth (iproute2), offload settings (ethtool),
 /// the authoritative upstream (nsd), clients and load generators (dig, dnsperf, kxdpgun), map
 /// inspection (bpftool), the servers the bench compares with (unbound, dnsmasq,
-/// knot-resolver), and the venv of the Kubernetes manifest validator (python3-venv).
+/// knot-resolver), the venv of the Kubernetes manifest validator (python3-venv), and what
+/// boots other kernels for the kernel matrix (qemu, and a static busybox for its initramfs).
 const PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
@@ -28,6 +29,8 @@ const PACKAGES: &[&str] = &[
     "dnsmasq",
     "knot-resolver",
     "python3-venv",
+    "qemu-system-x86",
+    "busybox-static",
 ];
 
 /// Services Debian starts on install; the tests and the bench start their own in namespaces,
