@@ -152,6 +152,22 @@ pub fn build_entry(
 }
 
 impl CacheEntry {
+    /// Shortens the entry's life to at most `max_secs` from `now_ns`, as `build_entry` would
+    /// have made it: for entries kept from a run whose TTL caps were higher.
+    pub fn cap_life(&mut self, now_ns: u64, max_secs: u32) {
+        let life = u64::from(max_secs) * NS_PER_SEC;
+        let expires = now_ns.saturating_add(life.saturating_sub(EXPIRY_MARGIN_NS));
+        if self.expires_ns <= expires {
+            return;
+        }
+        self.expires_ns = expires;
+        if self.prefetch_ns != u64::MAX {
+            self.prefetch_ns = self
+                .prefetch_ns
+                .min(now_ns.saturating_add(life - life / 10));
+        }
+    }
+
     /// An empty entry for `key`'s name.
     pub fn new(key: &QuestionKey) -> Self {
         let mut entry: Self = bytemuck::Zeroable::zeroed();
@@ -270,6 +286,24 @@ mod tests {
             fold(e.csum),
             fold(sum_bytes(0, &e.records[..e.len as usize]))
         );
+    }
+
+    #[test]
+    fn a_kept_entry_is_capped_like_a_new_one() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 1, &mut m);
+        let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 300, &[1, 2, 3, 4]);
+        let (_, mut e) = build_entry(&m[..end], 0, 86400).unwrap();
+        let (_, capped) = build_entry(&m[..end], 5 * NS_PER_SEC, 10).unwrap();
+        e.cap_life(5 * NS_PER_SEC, 10);
+        assert_eq!(
+            (e.expires_ns, e.prefetch_ns),
+            (capped.expires_ns, capped.prefetch_ns)
+        );
+        // A shorter life is left as it is, and so is an entry that never asks for a prefetch.
+        e.prefetch_ns = u64::MAX;
+        e.cap_life(5 * NS_PER_SEC, 60);
+        assert_eq!((e.expires_ns, e.prefetch_ns), (capped.expires_ns, u64::MAX));
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
                 settings: xdp_settings(&config),
                 pin_dir: &config.pin_dir,
                 fresh_cache: config.fresh_cache,
+                ttl: config.ttl,
             };
             let (attached, tables) =
                 xdp::attach(&config.ifaces, &opts, &config.listen, &config.access)?;

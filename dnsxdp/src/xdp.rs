@@ -25,6 +25,7 @@ use crate::{
     bpffs,
     cli::XdpMode,
     clock,
+    config::TtlPolicy,
     kernel_cache::{Fill, KernelCache},
     link,
     local_addrs::{if_index, local_addrs},
@@ -65,6 +66,8 @@ pub struct LoadOptions<'a> {
     pub pin_dir: &'a Path,
     /// Start empty rather than with the entries the last run left pinned.
     pub fresh_cache: bool,
+    /// The caps entries kept from the last run are held to, as new ones are.
+    pub ttl: TtlPolicy,
 }
 
 /// The maps the daemon writes and reads while the program runs.
@@ -183,8 +186,14 @@ pub fn attach(
         served,
     };
     if !kept.is_empty() {
-        let count = kept.len();
-        for (key, entry) in kept {
+        let (count, now) = (kept.len(), clock::now_ns());
+        for (key, mut entry) in kept {
+            // No answer records: NXDOMAIN or NODATA.
+            let cap = match entry.ancount {
+                0 => opts.ttl.max_negative.min(opts.ttl.max),
+                _ => opts.ttl.max,
+            };
+            entry.cap_life(now, cap);
             maps.cache.insert(key, entry, Fill::IfAbsent);
         }
         info!("kernel cache: {count} live entries kept from the last run");

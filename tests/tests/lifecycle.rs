@@ -242,6 +242,28 @@ fn a_restart_keeps_the_kernel_cache_unless_told_otherwise() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn entries_kept_from_the_last_run_are_held_to_lowered_ttl_caps() -> Result<()> {
+    let s = Sandbox::new(&[])?;
+    let (www, nope) = ("www.example.test.", "nope.example.test.");
+    assert_eq!(ttls(s.ask(www, RecordType::A)?.answers()), [300, 300]);
+    assert_eq!(soa_ttl(&s.ask(nope, RecordType::A)?), 60);
+    let Sandbox {
+        daemon, sock, topo, ..
+    } = s;
+    assert!(daemon.stop()?.success());
+
+    let daemon = Daemon::start(&topo, &["--max-ttl", "10", "--max-negative-ttl", "5"])?;
+    let (hits, upstream) = (daemon.xdp("hits")?, daemon.counter("upstream_queries")?);
+    let kept = exchange_udp(&sock, daemon.v4, &query(www, RecordType::A), WAIT)?;
+    let negative = exchange_udp(&sock, daemon.v4, &query(nope, RecordType::A), WAIT)?;
+    assert_eq!(daemon.xdp("hits")? - hits, 2);
+    assert_eq!(daemon.counter("upstream_queries")?, upstream);
+    assert!(ttls(kept.answers()).iter().all(|&t| t <= 10), "{kept:?}");
+    assert!(soa_ttl(&negative) <= 5, "{negative:?}");
+    Ok(())
+}
+
 /// A query log file named for this test, removed when dropped.
 struct LogFile(PathBuf);
 
