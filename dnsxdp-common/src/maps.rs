@@ -181,9 +181,12 @@ pub enum Counter {
     EventsLost,
     /// Dropped: sent from a port no answer may go to (`ports::reflective_port`).
     DroppedSourcePort,
+    /// Passed: from a source the stack drops (unspecified, loopback, multicast, broadcast,
+    /// class E, IPv4-mapped) or to a group MAC address; an answer would go where no client is.
+    PassMartian,
 }
 
-pub const COUNTER_COUNT: u32 = 15;
+pub const COUNTER_COUNT: u32 = 16;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -202,6 +205,7 @@ impl Counter {
         Counter::LimitedSlipped,
         Counter::EventsLost,
         Counter::DroppedSourcePort,
+        Counter::PassMartian,
     ];
 
     /// Name used in `dnsxdp stats`.
@@ -222,6 +226,7 @@ impl Counter {
             Counter::LimitedSlipped => "limited_slipped",
             Counter::EventsLost => "events_lost",
             Counter::DroppedSourcePort => "dropped_source_port",
+            Counter::PassMartian => "pass_martian",
         }
     }
 }

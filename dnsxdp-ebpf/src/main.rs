@@ -69,6 +69,10 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     }
     count(Counter::Packets);
+    if frame.martian {
+        count(Counter::PassMartian);
+        return xdp_action::XDP_PASS;
+    }
     // Before the ACL, whose REFUSED would be an answer too.
     if reflective_port(frame.src_port) {
         count(Counter::DroppedSourcePort);

@@ -45,6 +45,9 @@ pub struct Frame {
     /// From the UDP header, not validated yet.
     pub udp_len: usize,
     pub src_port: u16,
+    /// From a source the stack drops as a martian, or to a group MAC address: an answer would
+    /// go where no client is.
+    pub martian: bool,
 }
 
 impl Frame {
@@ -117,7 +120,7 @@ impl Dest {
 pub fn frame(pkt: &Packet) -> Option<(Frame, Dest)> {
     let eth = pkt.bytes::<ETH_HLEN>(0)?;
     let ethertype = unsafe { be16(eth, 12) };
-    if ethertype == ETH_P_8021Q {
+    let (mut frame, dest) = if ethertype == ETH_P_8021Q {
         let tag = pkt.bytes::<{ ETH_HLEN + VLAN_HLEN }>(0)?;
         match unsafe { be16(tag, 16) } {
             ETH_P_IP => ipv4(pkt, ETH_HLEN + VLAN_HLEN),
@@ -130,7 +133,10 @@ pub fn frame(pkt: &Packet) -> Option<(Frame, Dest)> {
             ETH_P_IPV6 => ipv6(pkt, ETH_HLEN),
             _ => None,
         }
-    }
+    }?;
+    // The group bit of the destination MAC: multicast or broadcast.
+    frame.martian |= unsafe { *eth } & 1 != 0;
+    Some((frame, dest))
 }
 
 #[inline(always)]
@@ -156,6 +162,8 @@ fn ipv4(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
                 ip_len: be16(ip, 2) as usize,
                 udp_len: be16(u, 4) as usize,
                 src_port: be16(u, 0),
+                // This network (0/8), loopback, multicast, class E and broadcast.
+                martian: matches!(*ip.add(12), 0 | 127 | 224..),
             },
             Dest {
                 addr: [0, mapped],
@@ -182,6 +190,7 @@ fn ipv6(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
                 ip_len: IPV6_HLEN + be16(ip, 4) as usize,
                 udp_len: be16(u, 4) as usize,
                 src_port: be16(u, 0),
+                martian: martian_v6(load(ip, 8), load(ip, 16)),
             },
             Dest {
                 addr: [load(ip, 24), load(ip, 32)],
@@ -189,6 +198,16 @@ fn ipv6(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
             },
         ))
     }
+}
+
+/// Whether the IPv6 source whose halves, loaded in host byte order, are `hi` and `lo` is one
+/// the stack drops: unspecified, loopback, multicast or IPv4-mapped.
+#[inline(always)]
+fn martian_v6(hi: u64, lo: u64) -> bool {
+    let [first, ..] = hi.to_ne_bytes();
+    let [.., last] = lo.to_ne_bytes();
+    let low_words = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+    first == 0xff || (hi == 0 && (lo & !(0xff << 56) == 0 && last <= 1 || lo as u32 == low_words))
 }
 
 /// The query name lower-cased, as words of `CacheEntry::name`.

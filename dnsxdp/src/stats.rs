@@ -205,9 +205,10 @@ pub enum UpstreamState {
 pub const XDP_ALLOWED: &str = "allowed";
 
 /// The XDP program's counters with `XDP_ALLOWED` added: every packet to us is allowed, denied,
-/// limited or dropped for its source port.
+/// limited, dropped for its source port, or passed as martian before the ACL.
 pub fn with_allowed(mut xdp: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     let stopped: u64 = [
+        Counter::PassMartian,
         Counter::DroppedSourcePort,
         Counter::DeniedDropped,
         Counter::DeniedRefused,
@@ -661,13 +662,13 @@ mod tests {
     }
 
     #[test]
-    fn allowed_is_what_was_neither_denied_nor_limited_nor_dropped_for_its_port() {
+    fn allowed_is_what_the_acl_saw_and_neither_denied_nor_limited() {
         let mut xdp: BTreeMap<String, u64> = Counter::ALL
             .iter()
             .map(|c| (c.name().to_string(), 1))
             .collect();
         xdp.insert("packets".into(), 10);
-        assert_eq!(with_allowed(xdp)[XDP_ALLOWED], 5);
+        assert_eq!(with_allowed(xdp)[XDP_ALLOWED], 4);
     }
 
     fn upstream(latency_ms: Option<f64>) -> UpstreamCounters {

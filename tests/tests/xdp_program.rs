@@ -557,6 +557,57 @@ fn cached_names_are_not_answered_to_loop_prone_ports() {
 }
 
 #[test]
+fn sources_the_stack_drops_and_group_macs_pass() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let sources = [
+        "0.1.2.3",
+        "127.0.0.1",
+        "224.0.0.251",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::",
+        "::1",
+        "ff02::fb",
+        "::ffff:192.0.2.10",
+    ];
+    for source in sources {
+        let ip: IpAddr = source.parse().unwrap();
+        let mut spec = if ip.is_ipv4() {
+            f.v4.clone()
+        } else {
+            f.v6.clone()
+        };
+        spec.client.set_ip(ip);
+        f.pass(
+            &spec.query(&Query::new(NAME, QTYPE_A)),
+            Some(Counter::PassMartian),
+        );
+    }
+    for mac in [
+        [0x01, 0, 0x5e, 0, 0, 0xfb],
+        [0xff; 6],
+        [0x33, 0x33, 0, 0, 0, 1],
+    ] {
+        let mut spec = f.v4.clone();
+        spec.server_mac = mac;
+        f.pass(
+            &spec.query(&Query::new(NAME, QTYPE_A)),
+            Some(Counter::PassMartian),
+        );
+    }
+    // Link-local and private sources are ordinary clients.
+    for source in ["169.254.1.1", "10.0.0.1"] {
+        let mut spec = f.v4.clone();
+        spec.client.set_ip(source.parse().unwrap());
+        f.answer(&spec.query(&Query::new(NAME, QTYPE_A)));
+    }
+    let mut spec = f.v6.clone();
+    spec.client.set_ip("fe80::1".parse().unwrap());
+    f.answer(&spec.query(&Query::new(NAME, QTYPE_A)));
+}
+
+#[test]
 fn miss_passes() {
     let mut f = Fixture::new();
     f.cache_a(NAME, 300);
