@@ -184,9 +184,11 @@ pub enum Counter {
     /// Passed: from a source the stack drops (unspecified, loopback, multicast, broadcast,
     /// class E, IPv4-mapped) or to a group MAC address; an answer would go where no client is.
     PassMartian,
+    /// Passed: a bad IPv4 header or UDP checksum, which the stack drops.
+    PassChecksum,
 }
 
-pub const COUNTER_COUNT: u32 = 16;
+pub const COUNTER_COUNT: u32 = 17;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -206,6 +208,7 @@ impl Counter {
         Counter::EventsLost,
         Counter::DroppedSourcePort,
         Counter::PassMartian,
+        Counter::PassChecksum,
     ];
 
     /// Name used in `dnsxdp stats`.
@@ -227,6 +230,7 @@ impl Counter {
             Counter::EventsLost => "events_lost",
             Counter::DroppedSourcePort => "dropped_source_port",
             Counter::PassMartian => "pass_martian",
+            Counter::PassChecksum => "pass_checksum",
         }
     }
 }

@@ -6,12 +6,13 @@
 //! whose question cannot be found is not answered.
 
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_tail, programs::XdpContext};
-use dnsxdp_common::checksum::{self, finish_udp};
+use dnsxdp_common::checksum::finish_udp;
 
 use crate::{
-    bounds::{forget, whole_words},
+    bounds::forget,
     packet::{Packet, be16, load, set_be16, store},
     parse::{DNS_HLEN, Frame, UDP_HLEN},
+    sum::{fold, sum},
 };
 
 /// Longest legal wire name, and the most labels it can have.
@@ -19,6 +20,8 @@ const MAX_NAME: usize = 255;
 const MAX_LABELS: usize = 128;
 /// Largest answer: header, longest name, type and class.
 const MAX_MESSAGE: usize = DNS_HLEN + MAX_NAME + 4;
+/// The longest run summed: the UDP header and the answer.
+const SUM_MAX: usize = UDP_HLEN + MAX_MESSAGE;
 const MAX_IPV4_HLEN: usize = 60;
 const IPPROTO_UDP: u16 = 17;
 const REPLY_TTL: u8 = 64;
@@ -88,7 +91,7 @@ fn build(ctx: &XdpContext, f: &Frame, kind: Kind) -> Option<()> {
             set_be16(ip, 4, udp_len as u16);
             *ip.add(7) = REPLY_TTL;
         }
-        sum(&pkt, f.l3 + 8, 32)?
+        sum::<SUM_MAX>(&pkt, f.l3 + 8, 32)?
     } else {
         let ip = pkt.bytes::<20>(f.l3)?;
         swap::<4>(ip, 12, 16);
@@ -97,9 +100,9 @@ fn build(ctx: &XdpContext, f: &Frame, kind: Kind) -> Option<()> {
             *ip.add(8) = REPLY_TTL;
             store::<u16>(ip, 10, 0);
         }
-        let ip_sum = sum(&pkt, f.l3, f.ip_hlen.min(MAX_IPV4_HLEN))?;
+        let ip_sum = sum::<SUM_MAX>(&pkt, f.l3, f.ip_hlen.min(MAX_IPV4_HLEN))?;
         unsafe { store::<u16>(ip, 10, !fold(ip_sum)) };
-        sum(&pkt, f.l3 + 12, 8)?
+        sum::<SUM_MAX>(&pkt, f.l3 + 12, 8)?
     };
 
     let u = pkt.bytes::<{ UDP_HLEN + DNS_HLEN }>(udp)?;
@@ -121,7 +124,7 @@ fn build(ctx: &XdpContext, f: &Frame, kind: Kind) -> Option<()> {
     }
     // The pseudo-header's protocol and length, as the words they would be loaded as.
     let pseudo = IPPROTO_UDP.to_be() as u64 + (udp_len as u16).to_be() as u64;
-    let udp_sum = addr_sum + pseudo + sum(&pkt, udp, udp_len)?;
+    let udp_sum = addr_sum + pseudo + sum::<SUM_MAX>(&pkt, udp, udp_len)?;
     unsafe { store::<u16>(u, 6, finish_udp(fold(udp_sum) as u32)) };
     Some(())
 }
@@ -167,48 +170,4 @@ fn swap<const N: usize>(p: *mut u8, a: usize, b: usize) {
             }
         }
     }
-}
-
-/// Ones' complement sum, unfolded, of the `len` bytes at `off` as 16-bit words in host byte
-/// order, a trailing odd byte padded with zero. Eight bytes a step keep the verifier's walk of
-/// the loop short.
-#[inline(always)]
-fn sum(pkt: &Packet, off: usize, len: usize) -> Option<u64> {
-    const MAX_LEN: usize = UDP_HLEN + MAX_MESSAGE;
-    // Also what tells the verifier that `len` is not negative.
-    if len > MAX_LEN {
-        return None;
-    }
-    let mut sum = 0u64;
-    // Counted against a copy the verifier does not link to `len`: narrowing `len` itself at
-    // each step would leave one state per word count after the loop, and the three sums of a
-    // reply multiply them past what older verifiers (6.1) accept.
-    let words = whole_words::<8>(len);
-    for i in 0..MAX_LEN / 8 {
-        if i >= words {
-            break;
-        }
-        let w = unsafe { load::<u64>(pkt.bytes::<8>(off + i * 8)?, 0) };
-        sum += (w & 0xffff_ffff) + (w >> 32);
-    }
-    // The rest, at offsets written without a subtraction so the verifier sees no negative.
-    if len & 4 != 0 {
-        sum += unsafe { load::<u32>(pkt.bytes::<4>(off + (len & !7))?, 0) } as u64;
-    }
-    if len & 2 != 0 {
-        sum += unsafe { load::<u16>(pkt.bytes::<2>(off + (len & !3))?, 0) } as u64;
-    }
-    if len & 1 != 0 {
-        let last = unsafe { *pkt.bytes::<1>(off + (len & !1))? };
-        sum += u16::from_ne_bytes([last, 0]) as u64;
-    }
-    Some(sum)
-}
-
-/// Folds an unfolded sum to 16 bits.
-#[inline(always)]
-fn fold(sum: u64) -> u16 {
-    let sum = (sum & 0xffff_ffff) + (sum >> 32);
-    let sum = (sum & 0xffff_ffff) + (sum >> 32);
-    checksum::fold(sum as u32)
 }

@@ -18,6 +18,8 @@ mod parse;
 mod ratelimit;
 mod reply;
 mod served;
+mod sum;
+mod verify;
 
 use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},
@@ -132,6 +134,11 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         count(Counter::Expired);
         return xdp_action::XDP_PASS;
     };
+    // Last, so that only answers pay for the sums.
+    if !verify::checksums_ok(&pkt, &frame) {
+        count(Counter::PassChecksum);
+        return xdp_action::XDP_PASS;
+    }
     match reply::build(&ctx, &frame, &query, e, ttl) {
         Ok(()) => {
             count(Counter::Hits);

@@ -650,7 +650,7 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("dnsxdp_xdp_passed_total"))
             .count();
-        assert_eq!(passed, 6);
+        assert_eq!(passed, 7);
     }
 
     #[test]

@@ -608,6 +608,62 @@ fn sources_the_stack_drops_and_group_macs_pass() {
 }
 
 #[test]
+fn frames_with_checksums_the_stack_rejects_pass() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let query = Query::new(NAME, QTYPE_A);
+    // Offsets of the IPv4 header checksum and of each family's UDP checksum.
+    let (ip_sum, udp_sum_v4, udp_sum_v6) = (14 + 10, 14 + 20 + 6, 14 + 40 + 6);
+    let corrupt = |mut frame: Vec<u8>, at: usize| {
+        frame[at] ^= 0x5a;
+        frame
+    };
+    f.pass(
+        &corrupt(f.v4.query(&query), udp_sum_v4),
+        Some(Counter::PassChecksum),
+    );
+    f.pass(
+        &corrupt(f.v4.query(&query), ip_sum),
+        Some(Counter::PassChecksum),
+    );
+    f.pass(
+        &corrupt(f.v6.query(&query), udp_sum_v6),
+        Some(Counter::PassChecksum),
+    );
+    // A payload byte (of the DNS ID) changed under a checksum made for the original.
+    let frame = corrupt(f.v4.query(&query), 14 + 20 + 8);
+    f.pass(&frame, Some(Counter::PassChecksum));
+    // No checksum: allowed over IPv4 (RFC 768), not over IPv6 (RFC 8200 §8.1).
+    let mut frame = f.v4.query(&query);
+    frame[udp_sum_v4..udp_sum_v4 + 2].fill(0);
+    f.answer(&frame);
+    let mut frame = f.v6.query(&query);
+    frame[udp_sum_v6..udp_sum_v6 + 2].fill(0);
+    f.pass(&frame, Some(Counter::PassChecksum));
+    // Left to offload by a sender on this host: the pseudo-header's sum alone.
+    for spec in [&f.v4, &f.v6] {
+        let mut frame = spec.query(&query);
+        let udp_len = query.to_wire().len() + 8;
+        let pseudo = pseudo_header(spec.client.ip(), spec.server.ip(), udp_len);
+        let at = if spec.client.is_ipv4() {
+            udp_sum_v4
+        } else {
+            udp_sum_v6
+        };
+        frame[at..at + 2].copy_from_slice(&(!internet_checksum(&[&pseudo])).to_be_bytes());
+        f.answer(&frame);
+    }
+    // Options are covered by the header checksum too.
+    let mut spec = f.v4.clone();
+    spec.ip_options = vec![1, 1, 1, 0];
+    f.answer(&spec.query(&query));
+    f.pass(
+        &corrupt(spec.query(&query), ip_sum),
+        Some(Counter::PassChecksum),
+    );
+}
+
+#[test]
 fn miss_passes() {
     let mut f = Fixture::new();
     f.cache_a(NAME, 300);

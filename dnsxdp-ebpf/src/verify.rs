@@ -1,0 +1,53 @@
+//! The checksums the stack verifies before a socket sees a datagram. A frame it would drop must
+//! not be answered from XDP either: the daemon would never have seen the query.
+
+use crate::{
+    packet::{Packet, load},
+    parse::{Frame, UDP_HLEN},
+    sum::{fold, sum},
+};
+
+/// Longest IPv4 header, options included.
+const MAX_IPV4_HLEN: usize = 60;
+/// Longest query whose checksum is verified; a longer one passes unanswered. The cache
+/// answers at most 1232 bytes, and queries are far shorter.
+const MAX_DATAGRAM: usize = 512;
+const IPPROTO_UDP: u16 = 17;
+
+/// Whether the IPv4 header checksum (IPv4) and the UDP checksum are right. A zero UDP
+/// checksum means none over IPv4 (RFC 768), and is invalid over IPv6 (RFC 8200 §8.1); one left
+/// to checksum offload holds the pseudo-header's sum.
+#[inline(always)]
+pub fn checksums_ok(pkt: &Packet, f: &Frame) -> bool {
+    check(pkt, f).unwrap_or(false)
+}
+
+#[inline(always)]
+fn check(pkt: &Packet, f: &Frame) -> Option<bool> {
+    let udp = f.udp();
+    let stored = unsafe { load::<u16>(pkt.bytes::<UDP_HLEN>(udp)?, 6) };
+    let addr_sum = if f.v6 {
+        if stored == 0 {
+            return Some(false);
+        }
+        sum::<32>(pkt, f.l3 + 8, 32)?
+    } else {
+        // Summed with its own checksum, a correct header folds to all ones.
+        if fold(sum::<MAX_IPV4_HLEN>(pkt, f.l3, f.ip_hlen)?) != 0xffff {
+            return Some(false);
+        }
+        if stored == 0 {
+            return Some(true);
+        }
+        sum::<8>(pkt, f.l3 + 12, 8)?
+    };
+    // The pseudo-header's protocol and length, as the words they would be loaded as.
+    let pseudo = addr_sum + IPPROTO_UDP.to_be() as u64 + (f.udp_len as u16).to_be() as u64;
+    // A sender on this host that leaves the checksum to offload (a container's or VM's veth
+    // or tap) stores the pseudo-header's sum alone, and the stack takes that datagram.
+    if stored == fold(pseudo) {
+        return Some(true);
+    }
+    let datagram = sum::<MAX_DATAGRAM>(pkt, udp, f.udp_len)?;
+    Some(fold(pseudo + datagram) == 0xffff)
+}
