@@ -11,8 +11,8 @@ use dnsxdp_common::checksum::finish_udp;
 use crate::{
     bounds::forget,
     packet::{Packet, be16, load, set_be16, store},
-    parse::{DNS_HLEN, Frame, UDP_HLEN},
-    sum::{fold, sum},
+    parse::{DNS_HLEN, Frame, MAX_IPV4_HLEN, UDP_HLEN},
+    sum::{fold, sum, udp_pseudo},
 };
 
 /// Longest legal wire name, and the most labels it can have.
@@ -22,8 +22,6 @@ const MAX_LABELS: usize = 128;
 const MAX_MESSAGE: usize = DNS_HLEN + MAX_NAME + 4;
 /// The longest run summed: the UDP header and the answer.
 const SUM_MAX: usize = UDP_HLEN + MAX_MESSAGE;
-const MAX_IPV4_HLEN: usize = 60;
-const IPPROTO_UDP: u16 = 17;
 const REPLY_TTL: u8 = 64;
 const RCODE_REFUSED: u8 = 5;
 
@@ -122,8 +120,7 @@ fn build(ctx: &XdpContext, f: &Frame, kind: Kind) -> Option<()> {
         store::<u32>(u, 14, 0);
         store::<u16>(u, 18, 0);
     }
-    // The pseudo-header's protocol and length, as the words they would be loaded as.
-    let pseudo = IPPROTO_UDP.to_be() as u64 + (udp_len as u16).to_be() as u64;
+    let pseudo = udp_pseudo(udp_len);
     let udp_sum = addr_sum + pseudo + sum::<SUM_MAX>(&pkt, udp, udp_len)?;
     unsafe { store::<u16>(u, 6, finish_udp(fold(udp_sum) as u32)) };
     Some(())

@@ -19,6 +19,8 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const IPV6_HLEN: usize = 40;
+/// Longest IPv4 header, options included.
+pub const MAX_IPV4_HLEN: usize = 60;
 const IPPROTO_UDP: u8 = 17;
 pub const UDP_HLEN: usize = 8;
 pub const DNS_HLEN: usize = 12;

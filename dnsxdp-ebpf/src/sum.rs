@@ -49,3 +49,11 @@ pub fn fold(sum: u64) -> u16 {
     let sum = (sum & 0xffff_ffff) + (sum >> 32);
     checksum::fold(sum as u32)
 }
+
+/// The UDP pseudo-header's protocol and length (RFC 768), as the words they would be loaded
+/// as; the addresses are summed apart.
+#[inline(always)]
+pub fn udp_pseudo(udp_len: usize) -> u64 {
+    const IPPROTO_UDP: u16 = 17;
+    IPPROTO_UDP.to_be() as u64 + (udp_len as u16).to_be() as u64
+}

@@ -3,16 +3,13 @@
 
 use crate::{
     packet::{Packet, load},
-    parse::{Frame, UDP_HLEN},
-    sum::{fold, sum},
+    parse::{Frame, MAX_IPV4_HLEN, UDP_HLEN},
+    sum::{fold, sum, udp_pseudo},
 };
 
-/// Longest IPv4 header, options included.
-const MAX_IPV4_HLEN: usize = 60;
 /// Longest query whose checksum is verified; a longer one passes unanswered. The cache
 /// answers at most 1232 bytes, and queries are far shorter.
 const MAX_DATAGRAM: usize = 512;
-const IPPROTO_UDP: u16 = 17;
 
 /// Whether the IPv4 header checksum (IPv4) and the UDP checksum are right. A zero UDP
 /// checksum means none over IPv4 (RFC 768), and is invalid over IPv6 (RFC 8200 §8.1); one left
@@ -41,8 +38,7 @@ fn check(pkt: &Packet, f: &Frame) -> Option<bool> {
         }
         sum::<8>(pkt, f.l3 + 12, 8)?
     };
-    // The pseudo-header's protocol and length, as the words they would be loaded as.
-    let pseudo = addr_sum + IPPROTO_UDP.to_be() as u64 + (f.udp_len as u16).to_be() as u64;
+    let pseudo = addr_sum + udp_pseudo(f.udp_len);
     // A sender on this host that leaves the checksum to offload (a container's or VM's veth
     // or tap) stores the pseudo-header's sum alone, and the stack takes that datagram.
     if stored == fold(pseudo) {
