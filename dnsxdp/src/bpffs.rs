@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use tracing::{info, warn};
 
 /// Where bpffs is mounted by convention, and where dnsxdp mounts it if nothing is.
-pub const MOUNT_POINT: &str = "/sys/fs/bpf";
+const MOUNT_POINT: &str = "/sys/fs/bpf";
 
 /// `statfs` type of a bpf filesystem.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -45,7 +45,7 @@ pub fn ensure(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Whether `path` is on a bpf filesystem.
-pub fn is_bpffs(path: &Path) -> bool {
+fn is_bpffs(path: &Path) -> bool {
     let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };

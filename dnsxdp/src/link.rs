@@ -14,50 +14,31 @@ use tracing::{info, warn};
 
 use crate::cli::XdpMode;
 
-/// How the program is attached to one interface.
-pub enum Attachment {
-    /// Through a link pinned at `path`, which outlives this process.
-    Pinned { link: FdLink, path: PathBuf },
-    /// Held by the program, detached when it is dropped: the link could not be pinned.
-    Owned,
-}
-
-impl Attachment {
-    /// Detaches for good: removes the pin, and the link goes when its last descriptor closes.
-    pub fn unpin(self) {
-        if let Self::Pinned { link, path } = self {
-            if let Err(e) = std::fs::remove_file(&path) {
-                warn!("removing the pinned link {}: {e}", path.display());
-            }
-            drop(link);
-        }
-    }
-}
-
 /// Where the link for `iface` is pinned under `pin_dir`.
-pub fn path(pin_dir: &Path, iface: &str) -> PathBuf {
+fn path(pin_dir: &Path, iface: &str) -> PathBuf {
     pin_dir.join(format!("link-{iface}"))
 }
 
 /// Attaches `program` to `iface`: into the link a previous run pinned, if it is still attached,
-/// else through a new link, pinned when `pin_dir` can hold it. Returns the attachment and what
+/// else through a new link, pinned when `pin_dir` can hold it. Returns the pinned link, if it
+/// is one (otherwise the program holds the attachment, and it ends with the program), and what
 /// was done, for the log.
 pub fn attach(
     program: &mut Xdp,
     iface: &str,
     mode: XdpMode,
     pin_dir: Option<&Path>,
-) -> anyhow::Result<(Attachment, String)> {
+) -> anyhow::Result<(Option<FdLink>, String)> {
     let Some(dir) = pin_dir else {
         let (_, used) = attach_new(program, iface, mode)?;
-        return Ok((Attachment::Owned, format!("{used} mode")));
+        return Ok((None, format!("{used} mode")));
     };
     let path = path(dir, iface);
     if path.exists() {
         match take_over(program, &path) {
             Ok(link) => {
                 let done = "replaced the program of the link the last run pinned".to_string();
-                return Ok((Attachment::Pinned { link, path }, done));
+                return Ok((Some(link), done));
             }
             Err(e) => {
                 info!(
@@ -70,12 +51,12 @@ pub fn attach(
     }
     let (id, used) = attach_new(program, iface, mode)?;
     match pin(program, id, &path) {
-        Ok(link) => Ok((Attachment::Pinned { link, path }, format!("{used} mode"))),
+        Ok(link) => Ok((Some(link), format!("{used} mode"))),
         Err(e) => {
             warn!("XDP on {iface} is not pinned ({e:#}): it detaches when dnsxdp exits");
             // Taking the link out to pin it detached it.
             let (_, used) = attach_new(program, iface, mode)?;
-            Ok((Attachment::Owned, format!("{used} mode")))
+            Ok((None, format!("{used} mode")))
         }
     }
 }

@@ -11,7 +11,7 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, Xdp as XdpProgram},
+    programs::{ProgramError, Xdp as XdpProgram, links::FdLink},
 };
 use dnsxdp_common::{
     Counter, GLOBAL_HASH_KEY, GLOBAL_SETTINGS, MAP_CACHE, MAP_COUNTERS, MAP_EVENTS, MAP_SERVED,
@@ -39,17 +39,18 @@ pub struct Attached {
     pub maps: Arc<XdpMaps>,
     /// What the program reports (`events` module), for the daemon to take and read.
     pub events: Option<RingBuf<MapData>>,
-    attachments: Vec<link::Attachment>,
+    /// The pinned links, held so that XDP stays attached while this daemon runs even if their
+    /// pins are removed under it.
+    links: Vec<FdLink>,
     /// Where the links and the cache are pinned, if they are.
     pin_dir: Option<PathBuf>,
 }
 
 impl Attached {
-    /// Detaches from every interface and removes the pins, leaving nothing behind.
+    /// Detaches from every interface and removes the pins, leaving nothing behind: a link goes
+    /// once neither a pin nor a descriptor holds it.
     pub fn stop(self) {
-        self.attachments
-            .into_iter()
-            .for_each(link::Attachment::unpin);
+        drop(self.links);
         if let Some(dir) = &self.pin_dir {
             pin::remove_all(dir);
         }
@@ -203,18 +204,18 @@ pub fn attach(
     }
     // Before the program runs: it serves everyone while its ACL is empty.
     tables.apply(&access.entries(), &access.config())?;
-    let mut attachments = Vec::new();
+    let mut links = Vec::new();
     for iface in ifaces {
-        let (attachment, how) = link::attach(program, iface, opts.mode, pin_dir.as_deref())?;
+        let (link, how) = link::attach(program, iface, opts.mode, pin_dir.as_deref())?;
         info!("XDP attached to {iface} ({how})");
-        attachments.push(attachment);
+        links.extend(link);
     }
     Ok((
         Attached {
             _ebpf: ebpf,
             maps: Arc::new(maps),
             events: Some(events),
-            attachments,
+            links,
             pin_dir,
         },
         tables,
