@@ -81,7 +81,7 @@ pub fn build_entry(
         let fixed = response.get(pos..pos + 10).ok_or(NotCacheable::Malformed)?;
         let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
         let class = u16::from_be_bytes([fixed[2], fixed[3]]);
-        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+        let ttl = read_ttl(u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]));
         let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
         let rdata = pos + 10;
         if response.len() < rdata + rdlen {
@@ -192,6 +192,20 @@ impl CacheEntry {
         (now_ns < self.expires_ns)
             .then(|| (self.expires_ns - now_ns).saturating_add(EXPIRY_MARGIN_NS) / NS_PER_SEC)
     }
+}
+
+/// A TTL as received: one with the top bit set reads as zero (RFC 2181 §8).
+pub const fn read_ttl(ttl: u32) -> u32 {
+    if ttl as u64 > MAX_TTL { 0 } else { ttl }
+}
+
+/// Whole seconds an answer fetched `elapsed_ns` ago has aged by, in the one rule both layers
+/// give TTLs by, so that they never rise from one answer to the next: a record's TTL is the
+/// whole seconds left until `EXPIRY_MARGIN_NS` before it expires, rounded down. The XDP
+/// program's `ttl_at` is the same for an entry built at `fetched + aged_secs(..)` seconds,
+/// on a clock that lags by less than the margin.
+pub const fn aged_secs(elapsed_ns: u64) -> u64 {
+    (elapsed_ns + EXPIRY_MARGIN_NS).div_ceil(NS_PER_SEC)
 }
 
 /// Returns the offset after the name at `pos`, checking that every compression pointer points
@@ -410,11 +424,15 @@ mod tests {
     fn zero_ttl_truncated_and_error_responses_are_refused() {
         let mut m = [0u8; 600];
         let q_end = header(QTYPE_A, 1, &mut m);
-        let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 0, &[1, 2, 3, 4]);
-        assert_eq!(
-            build_entry(&m[..end], 0, 86400).unwrap_err(),
-            NotCacheable::ZeroTtl
-        );
+        // Zero, and a TTL with the top bit set, which reads as zero (RFC 2181 §8).
+        for ttl in [0, 0x8000_0000, u32::MAX] {
+            let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, ttl, &[1, 2, 3, 4]);
+            assert_eq!(
+                build_entry(&m[..end], 0, 86400).unwrap_err(),
+                NotCacheable::ZeroTtl,
+                "TTL {ttl:#x}"
+            );
+        }
         let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 10, &[1, 2, 3, 4]);
         assert_eq!(
             build_entry(&m[..end - 1], 0, 86400).unwrap_err(),

@@ -186,9 +186,17 @@ pub enum Counter {
     PassMartian,
     /// Passed: a bad IPv4 header or UDP checksum, which the stack drops.
     PassChecksum,
+    /// Passed once the ACL and the rate limit let it: the first fragment of a datagram, which
+    /// the stack reassembles for the daemon.
+    PassFragment,
+    /// Passed once the ACL and the rate limit let it: IPv6 with extension headers.
+    PassExtensionHeaders,
+    /// Dropped: an IPv6 chain of more extension headers than the program follows, behind which
+    /// a query would escape the rate limit.
+    DroppedHeaderChain,
 }
 
-pub const COUNTER_COUNT: u32 = 17;
+pub const COUNTER_COUNT: u32 = 20;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -209,6 +217,9 @@ impl Counter {
         Counter::DroppedSourcePort,
         Counter::PassMartian,
         Counter::PassChecksum,
+        Counter::PassFragment,
+        Counter::PassExtensionHeaders,
+        Counter::DroppedHeaderChain,
     ];
 
     /// Name used in `dnsxdp stats`.
@@ -231,6 +242,9 @@ impl Counter {
             Counter::DroppedSourcePort => "dropped_source_port",
             Counter::PassMartian => "pass_martian",
             Counter::PassChecksum => "pass_checksum",
+            Counter::PassFragment => "pass_fragment",
+            Counter::PassExtensionHeaders => "pass_extension_headers",
+            Counter::DroppedHeaderChain => "dropped_header_chain",
         }
     }
 }

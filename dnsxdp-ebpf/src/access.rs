@@ -112,6 +112,14 @@ fn verdict(ctx: &XdpContext, f: &Frame) -> Option<(u32, Counter)> {
             Counter::LimitedDropped,
         ),
     };
+    // Answers are made from whole datagrams only: the daemon refuses a fragment the ACL
+    // denies, uncharged again, and a limited one is dropped rather than slipped.
+    if f.charge_only.is_some() {
+        return match kind {
+            Kind::Refused => None,
+            Kind::Truncated => Some(discard(dropped)),
+        };
+    }
     // The one place the answer is made, so the verifier walks its loops once.
     if bare_reply::send(ctx, f, kind) {
         count(answered);

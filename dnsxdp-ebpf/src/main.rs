@@ -40,7 +40,7 @@ use crate::{
     bounds::opaque,
     counters::count,
     packet::{Packet, load},
-    parse::NameWords,
+    parse::{NameWords, NotUdp},
     reply::Fail,
 };
 
@@ -64,8 +64,13 @@ struct Aligned<T>(T);
 #[xdp]
 pub fn dnsxdp(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(&ctx);
-    let Some((frame, dest)) = parse::frame(&pkt) else {
-        return xdp_action::XDP_PASS;
+    let (frame, dest) = match parse::frame(&pkt) {
+        Ok(found) => found,
+        Err(NotUdp::Pass) => return xdp_action::XDP_PASS,
+        Err(NotUdp::LongChain) => {
+            count(Counter::DroppedHeaderChain);
+            return xdp_action::XDP_DROP;
+        }
     };
     if !served::served(&dest) {
         return xdp_action::XDP_PASS;
@@ -90,6 +95,10 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
             events::security(&ctx, &frame, verdict.stopped_by(), action);
         }
         return action;
+    }
+    if let Some(reason) = frame.charge_only {
+        count(reason);
+        return xdp_action::XDP_PASS;
     }
 
     let Some(words) = NAME_WORDS.get_ptr_mut(0) else {

@@ -18,7 +18,21 @@ const VLAN_HLEN: usize = 4;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// QinQ at most.
+const MAX_VLAN_TAGS: usize = 2;
 const IPV6_HLEN: usize = 40;
+/// IPv6 extension headers followed to the UDP header; a longer chain is dropped. Linux's own
+/// limit on options per header is 8 too.
+const MAX_EXTENSION_HEADERS: usize = 8;
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_DSTOPTS: u8 = 60;
+/// IPv4 "more fragments" flag and fragment offset; the IPv6 fragment offset.
+const IP_MF: u16 = 0x2000;
+const IP_OFFSET: u16 = 0x1fff;
+const IP6_OFFSET: u16 = 0xfff8;
 /// Longest IPv4 header, options included.
 pub const MAX_IPV4_HLEN: usize = 60;
 const IPPROTO_UDP: u8 = 17;
@@ -50,6 +64,9 @@ pub struct Frame {
     /// From a source the stack drops as a martian, or to a group MAC address: an answer would
     /// go where no client is.
     pub martian: bool,
+    /// A fragment or IPv6 with extension headers: charged to the rate limit, then passed with
+    /// this reason, never answered.
+    pub charge_only: Option<Counter>,
 }
 
 impl Frame {
@@ -116,29 +133,39 @@ impl Dest {
     }
 }
 
-/// Ethernet, IP and UDP headers of a UDP datagram that is not a fragment, and its destination.
-/// Anything else is none of the cache's business and passes uncounted.
+/// Why `frame` found no UDP datagram to look at.
+pub enum NotUdp {
+    /// Not UDP, or not the first fragment: none of the cache's business, passed uncounted.
+    Pass,
+    /// An IPv6 header chain longer than `MAX_EXTENSION_HEADERS`: whatever it carries would
+    /// reach the daemon uncharged.
+    LongChain,
+}
+
+/// Ethernet, IP and UDP headers of a UDP datagram, or of the first fragment of one, and its
+/// destination.
 #[inline(always)]
-pub fn frame(pkt: &Packet) -> Option<(Frame, Dest)> {
-    let eth = pkt.bytes::<ETH_HLEN>(0)?;
-    let ethertype = unsafe { be16(eth, 12) };
-    let (mut frame, dest) = if ethertype == ETH_P_8021Q {
-        let tag = pkt.bytes::<{ ETH_HLEN + VLAN_HLEN }>(0)?;
-        match unsafe { be16(tag, 16) } {
-            ETH_P_IP => ipv4(pkt, ETH_HLEN + VLAN_HLEN),
-            ETH_P_IPV6 => ipv6(pkt, ETH_HLEN + VLAN_HLEN),
-            _ => None,
+pub fn frame(pkt: &Packet) -> Result<(Frame, Dest), NotUdp> {
+    let eth = pkt.bytes::<ETH_HLEN>(0).ok_or(NotUdp::Pass)?;
+    let mut ethertype = unsafe { be16(eth, 12) };
+    let mut l3 = ETH_HLEN;
+    // 802.1Q, or QinQ: an 802.1ad or 802.1Q tag, then an 802.1Q one.
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
         }
-    } else {
-        match ethertype {
-            ETH_P_IP => ipv4(pkt, ETH_HLEN),
-            ETH_P_IPV6 => ipv6(pkt, ETH_HLEN),
-            _ => None,
-        }
-    }?;
+        let tag = pkt.bytes::<VLAN_HLEN>(l3).ok_or(NotUdp::Pass)?;
+        ethertype = unsafe { be16(tag, 2) };
+        l3 += VLAN_HLEN;
+    }
+    let (mut frame, dest) = match ethertype {
+        ETH_P_IP => ipv4(pkt, l3).ok_or(NotUdp::Pass)?,
+        ETH_P_IPV6 => ipv6(pkt, l3)?,
+        _ => return Err(NotUdp::Pass),
+    };
     // The group bit of the destination MAC: multicast or broadcast.
     frame.martian |= unsafe { *eth } & 1 != 0;
-    Some((frame, dest))
+    Ok((frame, dest))
 }
 
 #[inline(always)]
@@ -146,9 +173,8 @@ fn ipv4(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
     let ip = pkt.bytes::<20>(l3)?;
     let (vihl, frag, proto) = unsafe { (*ip, be16(ip, 6), *ip.add(9)) };
     let ip_hlen = ((vihl & 0x0f) as usize) * 4;
-    // MF set or a non-zero offset: only the first fragment has the UDP header, and the daemon
-    // sees the reassembled datagram anyway.
-    if vihl >> 4 != 4 || ip_hlen < 20 || frag & 0x3fff != 0 || proto != IPPROTO_UDP {
+    // Only the first fragment has the UDP header; the datagram is charged by it.
+    if vihl >> 4 != 4 || ip_hlen < 20 || frag & IP_OFFSET != 0 || proto != IPPROTO_UDP {
         return None;
     }
     let u = pkt.bytes::<UDP_HLEN>(l3 + ip_hlen)?;
@@ -166,6 +192,7 @@ fn ipv4(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
                 src_port: be16(u, 0),
                 // This network (0/8), loopback, multicast, class E and broadcast.
                 martian: matches!(*ip.add(12), 0 | 127 | 224..),
+                charge_only: (frag & IP_MF != 0).then_some(Counter::PassFragment),
             },
             Dest {
                 addr: [0, mapped],
@@ -176,23 +203,57 @@ fn ipv4(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
 }
 
 #[inline(always)]
-fn ipv6(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
-    let ip = pkt.bytes::<IPV6_HLEN>(l3)?;
-    // Extension headers are rare for DNS and left to the kernel.
-    if unsafe { *ip >> 4 != 6 || *ip.add(6) != IPPROTO_UDP } {
-        return None;
+fn ipv6(pkt: &Packet, l3: usize) -> Result<(Frame, Dest), NotUdp> {
+    let ip = pkt.bytes::<IPV6_HLEN>(l3).ok_or(NotUdp::Pass)?;
+    if unsafe { *ip >> 4 != 6 } {
+        return Err(NotUdp::Pass);
     }
-    let u = pkt.bytes::<UDP_HLEN>(l3 + IPV6_HLEN)?;
+    let mut next = unsafe { *ip.add(6) };
+    let mut udp = l3 + IPV6_HLEN;
+    let mut charge_only = None;
+    for _ in 0..MAX_EXTENSION_HEADERS {
+        let (h, len) = match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                let h = pkt.bytes::<2>(udp).ok_or(NotUdp::Pass)?;
+                (h, unsafe { (*h.add(1) as usize + 1) * 8 })
+            }
+            IPPROTO_FRAGMENT => {
+                let h = pkt.bytes::<8>(udp).ok_or(NotUdp::Pass)?;
+                if unsafe { be16(h, 2) } & IP6_OFFSET != 0 {
+                    return Err(NotUdp::Pass);
+                }
+                charge_only = Some(Counter::PassFragment);
+                (h, 8)
+            }
+            _ => break,
+        };
+        next = unsafe { *h };
+        charge_only = charge_only.or(Some(Counter::PassExtensionHeaders));
+        udp += len;
+    }
+    if matches!(
+        next,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT
+    ) {
+        return Err(NotUdp::LongChain);
+    }
+    if next != IPPROTO_UDP {
+        return Err(NotUdp::Pass);
+    }
+    let u = pkt.bytes::<UDP_HLEN>(udp).ok_or(NotUdp::Pass)?;
     unsafe {
-        Some((
+        Ok((
             Frame {
                 l3,
                 v6: true,
+                // Without extension headers; a frame that has them is only charged, and the
+                // UDP header's offset is not needed again.
                 ip_hlen: IPV6_HLEN,
                 ip_len: IPV6_HLEN + be16(ip, 4) as usize,
                 udp_len: be16(u, 4) as usize,
                 src_port: be16(u, 0),
                 martian: martian_v6(load(ip, 8), load(ip, 16)),
+                charge_only,
             },
             Dest {
                 addr: [load(ip, 24), load(ip, 32)],

@@ -8,6 +8,8 @@ use hickory_proto::{
     rr::{RData, Record},
 };
 
+use dnsxdp_common::entry::{aged_secs, read_ttl};
+
 use crate::{clock, config::TtlPolicy};
 
 /// The TTL of records in a stale answer (RFC 8767 §4).
@@ -80,16 +82,20 @@ impl Answer {
             .chain(&mut parts.name_servers)
             .chain(&mut parts.additionals)
         {
+            let ttl = read_ttl(r.ttl());
             let ttl = match negative {
-                true => r.ttl().min(policy.max),
-                false => r.ttl().clamp(policy.min, policy.max),
+                true => ttl.min(policy.max),
+                false => ttl.clamp(policy.min, policy.max),
             };
             r.set_ttl(ttl);
         }
         let mut soa_ttl = None;
         for r in &mut parts.name_servers {
             if let RData::SOA(soa) = r.data() {
-                let ttl = r.ttl().min(soa.minimum()).min(policy.max_negative);
+                let ttl = r
+                    .ttl()
+                    .min(read_ttl(soa.minimum()))
+                    .min(policy.max_negative);
                 r.set_ttl(ttl);
                 soa_ttl = Some(soa_ttl.unwrap_or(u32::MAX).min(ttl));
             }
@@ -193,16 +199,25 @@ impl Answer {
         (now_ns < end).then(|| clock::secs(end - now_ns))
     }
 
-    /// The moment, at or before `now_ns`, at which the TTLs of `sections_at(now_ns)` are exact:
-    /// the fetch plus the whole seconds elapsed since.
-    pub fn aged_at(&self, now_ns: u64) -> u64 {
-        self.fetched_ns + clock::ns(clock::secs(now_ns.saturating_sub(self.fetched_ns)) as u32)
+    /// Whole seconds the TTLs of `sections_at(now_ns)` are reduced by (`aged_secs`).
+    fn aged(&self, now_ns: u64) -> u32 {
+        // A stale copy is made for each answer, with exactly `STALE_TTL`.
+        if self.stale {
+            return 0;
+        }
+        u32::try_from(aged_secs(now_ns.saturating_sub(self.fetched_ns))).unwrap_or(u32::MAX)
     }
 
-    /// The sections with each TTL reduced by the whole seconds elapsed since the fetch.
+    /// The moment at which the TTLs of `sections_at(now_ns)` are exact for the XDP program,
+    /// which takes `EXPIRY_MARGIN_NS` off: the fetch plus the seconds they were reduced by.
+    pub fn aged_at(&self, now_ns: u64) -> u64 {
+        self.fetched_ns + clock::ns(self.aged(now_ns))
+    }
+
+    /// The sections with each TTL reduced by the seconds aged since the fetch (`aged_secs`):
+    /// as the XDP program would give them, so that TTLs never rise between the layers.
     pub fn sections_at(&self, now_ns: u64) -> Sections {
-        let elapsed = clock::secs(now_ns.saturating_sub(self.fetched_ns));
-        let elapsed = u32::try_from(elapsed).unwrap_or(u32::MAX);
+        let elapsed = self.aged(now_ns);
         let aged = |records: &[Record]| {
             records
                 .iter()
@@ -279,9 +294,10 @@ pub(crate) mod tests {
         );
         let ans = Answer::from_upstream(msg, 10 * S, &TtlPolicy::default());
         assert_eq!(ans.ttl, Some(100));
+        // Aged 30.5 s, and the margin: rounded down, 31 s.
         let later = ans.sections_at(10 * S + 30 * S + S / 2);
         let ttls: Vec<u32> = later.answers.iter().map(Record::ttl).collect();
-        assert_eq!(ttls, vec![270, 70]);
+        assert_eq!(ttls, vec![269, 69]);
         assert!(!ans.expired(10 * S + 99 * S));
         assert!(ans.expired(10 * S + 100 * S));
     }
@@ -295,7 +311,66 @@ pub(crate) mod tests {
         );
         let ans = Answer::from_upstream(msg, 0, &max(60));
         assert_eq!(ans.ttl, Some(60));
-        assert_eq!(ans.sections_at(0).answers[0].ttl(), 60);
+        assert_eq!(ans.answers[0].ttl(), 60);
+    }
+
+    #[test]
+    fn ttls_with_the_top_bit_set_are_zero() {
+        let msg = response(
+            ResponseCode::NoError,
+            vec![a("www.t.", 0x8000_0000, 1)],
+            vec![],
+        );
+        let ans = Answer::from_upstream(msg, 0, &TtlPolicy::default());
+        assert_eq!(ans.ttl, None, "cached");
+        assert_eq!(ans.answers[0].ttl(), 0);
+    }
+
+    #[test]
+    fn ttls_never_rise_from_one_layer_to_the_other() {
+        use dnsxdp_common::entry::build_entry;
+
+        let fetched = 7 * S + 123_456;
+        let msg = response(
+            ResponseCode::NoError,
+            vec![a("www.t.", 3, 1), a("www.t.", 5, 2)],
+            vec![],
+        );
+        let ans = Answer::from_upstream(msg, fetched, &TtlPolicy::default());
+        // The daemon fills the kernel cache when it answers, as the resolver does.
+        for fill in [fetched, fetched + S / 3, fetched + S - S / 100] {
+            let mut m = response(ResponseCode::NoError, vec![], vec![]);
+            m.set_message_type(hickory_proto::op::MessageType::Response);
+            m.insert_answers(ans.sections_at(fill).answers);
+            let (_, entry) = build_entry(&m.to_vec().unwrap(), ans.aged_at(fill), 86400).unwrap();
+            let daemon = |t: u64| ans.sections_at(t).answers.iter().map(Record::ttl).min();
+            // The program's clock lags by up to a few ticks.
+            let xdp = |t: u64, lag: u64| entry.ttl_at(t - lag);
+            let ms = S / 1000;
+            for t1 in (fill..fetched + 3 * S).step_by(ms as usize) {
+                for (gap, lag) in [
+                    (0, 0),
+                    (ms, 0),
+                    (0, 4 * ms),
+                    (5 * ms, 4 * ms),
+                    (31 * ms, 30 * ms),
+                ] {
+                    let t2 = t1 + gap;
+                    let (d1, d2) = (daemon(t1), daemon(t2));
+                    let (x1, x2) = (xdp(t1, lag), xdp(t2, lag));
+                    assert!(d2 <= d1, "daemon {d1:?} then {d2:?}");
+                    if let Some(x1) = x1 {
+                        assert!(d2 <= Some(x1), "XDP {x1} then daemon {d2:?} at {t1}+{gap}");
+                    }
+                    // Once the program's clock has passed the daemon's answer.
+                    if gap >= lag
+                        && let Some(x2) = x2
+                    {
+                        assert!(Some(x2) <= d1, "daemon {d1:?} then XDP {x2} at {t1}+{gap}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -311,12 +386,12 @@ pub(crate) mod tests {
             vec![],
         );
         let ans = Answer::from_upstream(msg, 0, &policy);
-        let ttls: Vec<u32> = ans.sections_at(0).answers.iter().map(Record::ttl).collect();
+        let ttls: Vec<u32> = ans.answers.iter().map(Record::ttl).collect();
         assert_eq!((ttls, ans.ttl), (vec![60, 600], Some(60)));
         let nx = response(ResponseCode::NXDomain, vec![], vec![soa(3600, 300)]);
         let ans = Answer::from_upstream(nx, 0, &policy);
         assert_eq!(ans.ttl, Some(30));
-        assert_eq!(ans.sections_at(0).authority[0].ttl(), 30);
+        assert_eq!(ans.authority[0].ttl(), 30);
         let nx = response(ResponseCode::NXDomain, vec![], vec![soa(10, 300)]);
         assert_eq!(Answer::from_upstream(nx, 0, &policy).ttl, Some(10));
     }
@@ -339,7 +414,7 @@ pub(crate) mod tests {
         let msg = response(ResponseCode::NXDomain, vec![], vec![soa(3600, 300)]);
         let ans = Answer::from_upstream(msg, 0, &TtlPolicy::default());
         assert_eq!(ans.ttl, Some(300));
-        assert_eq!(ans.sections_at(0).authority[0].ttl(), 300);
+        assert_eq!(ans.authority[0].ttl(), 300);
         let nodata = response(ResponseCode::NoError, vec![], vec![soa(60, 300)]);
         assert_eq!(
             Answer::from_upstream(nodata, 0, &TtlPolicy::default()).ttl,

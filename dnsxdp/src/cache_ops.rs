@@ -303,11 +303,8 @@ pub fn flush(
     selection: &Selection,
 ) -> anyhow::Result<Flushed> {
     let target = Target::parse(selection)?;
-    // The daemon's first: a query in between then finds the kernel entry still there, rather
-    // than a daemon answer that would put the kernel entry back.
-    let daemon = resolver
-        .lock_cache()
-        .remove_where(|key| target.selects(key.name(), key.qtype()));
+    // The daemon's first: no answer taken from it before is put back into the kernel after.
+    let daemon = resolver.flush_cache(|key| target.selects(key.name(), key.qtype()));
     let kernel = kernel.map(|k| flush_kernel(k, &target)).transpose()?;
     Ok(Flushed { kernel, daemon })
 }

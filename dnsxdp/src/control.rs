@@ -378,7 +378,15 @@ mod tests {
             crate::config::Config::resolve(args.settings(), &[], || unreachable!()).unwrap();
         let stats = Arc::new(Stats::default());
         let tables = Box::new(crate::access::memory::MemoryTables::default());
-        let access = Arc::new(Access::new(tables, &config.access, vec![], stats.clone()).unwrap());
+        let access = Arc::new(
+            Access::new(
+                tables,
+                &config.access,
+                crate::access::XdpPaths::default(),
+                stats.clone(),
+            )
+            .unwrap(),
+        );
         let pool = Arc::new(Pool::new(vec![upstream], settings, None).unwrap());
         let resolver_settings = crate::resolver::ResolverSettings {
             cache_size: std::num::NonZeroUsize::new(8).unwrap(),

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use dnsxdp_common::XdpSettings;
 
 use crate::{
-    access::{Access, Tables, memory::MemoryTables},
+    access::{Access, Tables, XdpPaths, memory::MemoryTables},
     cli::RunArgs,
     config::Config,
     control::{ControlSocket, State},
@@ -88,7 +88,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
             };
             let (attached, tables) =
                 xdp::attach(&config.ifaces, &opts, &config.listen, &config.access)?;
-            let ifaces = config.ifaces.iter().filter_map(|i| if_index(i)).collect();
+            let ifaces: Vec<u32> = config.ifaces.iter().filter_map(|i| if_index(i)).collect();
             (Some(attached), Box::new(tables), ifaces)
         }
         None => {
@@ -97,11 +97,15 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let kernel = attached.as_ref().map(|a| a.maps.clone());
+    let xdp_paths = match &kernel {
+        Some(maps) => maps.paths(&xdp_ifaces)?,
+        None => XdpPaths::default(),
+    };
 
     let access = Arc::new(Access::new(
         tables,
         &config.access,
-        xdp_ifaces,
+        xdp_paths,
         stats.clone(),
     )?);
     info!("access: {}", config.access.summary());
@@ -148,6 +152,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     );
     if let Some(maps) = kernel.clone() {
         let listen = config.listen.clone();
+        let access = access.clone();
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(SERVED_REFRESH);
             tick.tick().await;
@@ -155,7 +160,11 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
             let mut last_error = None;
             loop {
                 tick.tick().await;
-                let error = maps.refresh_served(&listen).err().map(|e| format!("{e:#}"));
+                // SERVED may be refreshed and still not hold everything: the paths are read
+                // from it either way.
+                let refreshed = maps.refresh_served(&listen);
+                let paths = maps.paths(&xdp_ifaces).map(|p| access.set_xdp_paths(p));
+                let error = refreshed.and(paths).err().map(|e| format!("{e:#}"));
                 if error.is_some() && error != last_error {
                     warn!(
                         "refreshing the XDP addresses: {}",

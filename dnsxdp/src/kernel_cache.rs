@@ -127,10 +127,20 @@ impl KernelCache {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores an answer for the XDP program to serve.
-    pub fn insert(&self, key: QuestionKey, entry: CacheEntry, fill: Fill) {
+    /// Stores an answer for the XDP program to serve, if `current()`, asked while no other
+    /// write can happen, says it still may be.
+    pub fn insert(
+        &self,
+        key: QuestionKey,
+        entry: CacheEntry,
+        fill: Fill,
+        current: impl FnOnce() -> bool,
+    ) {
         let key = key.cache_key(&self.hash_key);
         let mut m = self.lock();
+        if !current() {
+            return;
+        }
         // Written only if new first, to count the keys added.
         let written = match m.map.insert(key, entry, BPF_NOEXIST) {
             Ok(()) => {

@@ -298,6 +298,12 @@ fn encode_xdp(xdp: &BTreeMap<String, u64>, e: &mut DescriptorEncoder) -> fmt::Re
         "Reports of the XDP program (prefetch requests, logged hits, security events) lost to a full ring buffer.",
         xdp_counter(xdp, Counter::EventsLost.name()),
     )?;
+    counter(
+        e,
+        "xdp_dropped_header_chains",
+        "IPv6 packets the XDP program dropped for a chain of extension headers longer than it follows.",
+        xdp_counter(xdp, Counter::DroppedHeaderChain.name()),
+    )?;
     counters(
         e,
         "xdp_passed",
@@ -616,6 +622,7 @@ mod tests {
             r#"dnsxdp_xdp_passed_total{reason="not_query"} 50"#,
             r#"dnsxdp_xdp_passed_total{reason="malformed"} 90"#,
             "dnsxdp_xdp_events_lost_total 140",
+            "dnsxdp_xdp_dropped_header_chains_total 200",
             // 10 packets, of which 100 + 110 + 120 + 130 were stopped: none allowed.
             r#"dnsxdp_access_total{layer="xdp",action="allowed"} 0"#,
             r#"dnsxdp_access_total{layer="xdp",action="limited_slipped"} 130"#,
@@ -650,7 +657,7 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("dnsxdp_xdp_passed_total"))
             .count();
-        assert_eq!(passed, 7);
+        assert_eq!(passed, 9);
     }
 
     #[test]

@@ -294,7 +294,7 @@ mod tests {
         let two = normalized(&client(None, false), &ans, 0).unwrap();
         assert_eq!(one, two);
         assert_eq!(&one[..4], &[0, 0, 0x81, 0x80]);
-        let (key, entry) = dnsxdp_common::entry::build_entry(&one, 0, 86400).unwrap();
+        let (key, entry) = dnsxdp_common::entry::build_entry(&one, ans.aged_at(0), 86400).unwrap();
         assert_eq!(key.wire_name(), b"\x03www\x01t\x00");
         assert_eq!(entry.ancount, 1);
         assert_eq!(entry.remaining_secs(0), Some(300));
@@ -310,7 +310,8 @@ mod tests {
             let m = Message::from_vec(&wire).unwrap();
             assert_eq!(m.response_code(), rcode);
             assert_eq!((m.answer_count(), m.name_server_count()), (0, 1));
-            let (_, entry) = dnsxdp_common::entry::build_entry(&wire, 0, 86400).unwrap();
+            let (_, entry) =
+                dnsxdp_common::entry::build_entry(&wire, ans.aged_at(0), 86400).unwrap();
             assert_eq!((entry.rcode, entry.nscount), (u16::from(rcode) as u8, 1));
             assert_eq!(entry.remaining_secs(0), Some(60));
         }

@@ -4,7 +4,10 @@
 use std::{
     net::SocketAddr,
     num::NonZeroUsize,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::SeqCst},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -56,6 +59,9 @@ pub struct Resolver {
     /// Hits an answer needs to be refreshed in the last tenth of its TTL; `None`: never.
     prefetch_min_hits: Option<u32>,
     query_log: Option<Arc<QueryLog>>,
+    /// Flushes so far, counted under the cache lock: an answer looked up or fetched before a
+    /// flush is not put back into either cache after it.
+    flushes: AtomicU64,
 }
 
 /// How the resolver is set up, besides its upstreams and where it reports.
@@ -86,7 +92,22 @@ impl Resolver {
             kernel,
             prefetch_min_hits: settings.prefetch_min_hits,
             query_log: settings.query_log,
+            flushes: AtomicU64::new(0),
         }
+    }
+
+    /// Removes what `select` picks from the daemon's cache; returns how many it removed. Call
+    /// it before removing the same from the kernel's, so that no answer taken from either
+    /// before is put back after.
+    pub fn flush_cache(&self, select: impl Fn(&Key) -> bool) -> u64 {
+        let mut cache = self.lock_cache();
+        let removed = cache.remove_where(select);
+        self.flushes.fetch_add(1, SeqCst);
+        removed
+    }
+
+    fn flushes(&self) -> u64 {
+        self.flushes.load(SeqCst)
     }
 
     /// The reply to `packet` from `client`, or `None` when it deserves none.
@@ -148,7 +169,11 @@ impl Resolver {
             return error(ResponseCode::Refused);
         }
         let key = Key::of(q);
-        let stale = match self.lock_cache().get(&key, now) {
+        let (lookup, flushes) = {
+            let mut cache = self.lock_cache();
+            (cache.get(&key, now), self.flushes())
+        };
+        let stale = match lookup {
             Lookup::Fresh(answer) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "daemon cache hit");
                 self.stats.cache_hit();
@@ -163,7 +188,7 @@ impl Resolver {
                 }
                 // The kernel sends a query it could serve only when its entry is gone (evicted
                 // before ours): put it back so the next one is answered there again.
-                self.fill_kernel(q, &answer, now, Fill::IfAbsent);
+                self.fill_kernel(q, &answer, now, Fill::IfAbsent, flushes);
                 let reply = reply::render(q, &answer, now, transport);
                 return (reply, Layer::Cache, answer.rcode);
             }
@@ -252,6 +277,7 @@ impl Resolver {
             dnssec_ok: q.dnssec_ok(),
             checking_disabled: q.checking_disabled,
         };
+        let flushes = self.flushes();
         let msg = self.pool.resolve(&question, deadline).await?;
         let now = clock::now_ns();
         let answer = Arc::new(Answer::from_upstream(
@@ -262,8 +288,12 @@ impl Resolver {
         trace!(name = %q.query.name(), qtype = %q.query.query_type(), rcode = %answer.rcode, "from upstream");
         // With CD set the upstream did not validate: the answer goes only to those who asked.
         if !q.checking_disabled {
-            self.lock_cache().insert(Key::of(&q), answer.clone());
-            self.fill_kernel(&q, &answer, now, Fill::Replace);
+            let mut cache = self.lock_cache();
+            if self.flushes() == flushes {
+                cache.insert(Key::of(&q), answer.clone());
+                drop(cache);
+                self.fill_kernel(&q, &answer, now, Fill::Replace, flushes);
+            }
         }
         Some(answer)
     }
@@ -275,7 +305,9 @@ impl Resolver {
 
     /// Gives the XDP program an A/AAAA answer to serve, positive or negative, if it can: only
     /// answers without DNSSEC records, since it answers queries without the DO bit.
-    fn fill_kernel(&self, q: &ClientQuery, answer: &Answer, now: u64, fill: Fill) {
+    /// `flushes` is `self.flushes()` as of when `answer` was looked up or asked for: after a
+    /// flush since, it is not filled.
+    fn fill_kernel(&self, q: &ClientQuery, answer: &Answer, now: u64, fill: Fill, flushes: u64) {
         let Some(kernel) = &self.kernel else { return };
         let rcode_served = matches!(answer.rcode, ResponseCode::NoError | ResponseCode::NXDomain);
         if !rcode_served || !q.is_address_query() || q.dnssec_ok() {
@@ -287,7 +319,12 @@ impl Resolver {
         // Counted from when the rendered TTLs are exact, so the entry expires with the answer
         // rather than up to a second after it.
         match build_entry(&wire, answer.aged_at(now), self.ttl.max) {
-            Ok((key, entry)) => kernel.cache.insert(key, entry, fill),
+            Ok((key, entry)) => {
+                // Checked as it is written: a flush removes from the kernel cache only after
+                // counting itself, so a write it does not see here it removes.
+                let current = || self.flushes() == flushes;
+                kernel.cache.insert(key, entry, fill, current)
+            }
             Err(why) => debug!(name = %q.query.name(), ?why, "not cacheable in XDP"),
         }
     }
@@ -390,6 +427,27 @@ mod tests {
         Message::from_vec(&reply).unwrap()
     }
 
+    /// An answer on its way while the cache is flushed is sent, but not cached: it may be the
+    /// very data the flush was for.
+    #[tokio::test]
+    async fn an_answer_fetched_across_a_flush_is_not_cached() {
+        let up = upstream(300, Duration::from_millis(100)).await;
+        let (r, _) = resolver(&[&up], Duration::ZERO);
+        let asking = tokio::spawn({
+            let r = r.clone();
+            async move { ask(&r, 1, "www.t.").await }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(r.flush_cache(|_| true), 0);
+        assert_eq!(asking.await.unwrap().answers().len(), 1);
+        ask(&r, 2, "www.t.").await;
+        assert_eq!(
+            up.queries.load(Relaxed),
+            2,
+            "the second was answered from the cache"
+        );
+    }
+
     #[tokio::test]
     async fn forwards_then_serves_from_the_cache() {
         let up = upstream(300, Duration::ZERO).await;
@@ -465,7 +523,8 @@ mod tests {
         let up = upstream(1, Duration::ZERO).await;
         let (r, stats) = resolver(&[&up], Duration::from_secs(60));
         let (no_stale, _) = resolver(&[&up], Duration::ZERO);
-        assert_eq!(ask(&r, 1, "www.t.").await.answers()[0].ttl(), 1);
+        // TTLs count down from the start, by the one rule both layers follow.
+        assert_eq!(ask(&r, 1, "www.t.").await.answers()[0].ttl(), 0);
         ask(&no_stale, 1, "www.t.").await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
         up.answering.store(false, Relaxed);
@@ -508,7 +567,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1850)).await;
         // The hit that starts the refresh gets the cached answer at once, as do those after.
         let reply = ask(&r, 4, "www.t.").await;
-        assert_eq!(reply.answers()[0].ttl(), 1, "the cached answer");
+        assert_eq!(reply.answers()[0].ttl(), 0, "the cached answer");
         for id in 5..8 {
             ask(&r, id, "www.t.").await;
         }

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     EBPF_OBJECT,
-    access::{AccessPolicy, Tables as _, kernel::KernelTables},
+    access::{AccessPolicy, Tables as _, XdpPaths, kernel::KernelTables},
     bpffs,
     cli::XdpMode,
     clock,
@@ -29,7 +29,7 @@ use crate::{
     kernel_cache::{Fill, KernelCache},
     link,
     local_addrs::{if_index, local_addrs},
-    pin,
+    pin, stacked,
 };
 
 /// The loaded program and its attachments. Dropped, it leaves the pinned links attached, so
@@ -195,7 +195,7 @@ pub fn attach(
                 _ => opts.ttl.max,
             };
             entry.cap_life(now, cap);
-            maps.cache.insert(key, entry, Fill::IfAbsent);
+            maps.cache.insert(key, entry, Fill::IfAbsent, || true);
         }
         info!("kernel cache: {count} live entries kept from the last run");
     }
@@ -255,6 +255,22 @@ impl XdpMaps {
                 Ok((c.name().to_string(), per_cpu.iter().sum()))
             })
             .collect()
+    }
+
+    /// Where the program charges queries now, for the daemon to charge the rest: its
+    /// interfaces `attached`, what is stacked on them, and SERVED.
+    pub fn paths(&self, attached: &[u32]) -> anyhow::Result<XdpPaths> {
+        let served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        let served = served
+            .keys()
+            .map(|k| k.map(|k| socket_addr(&k)))
+            .collect::<Result<_, _>>()
+            .context("reading SERVED")?;
+        let links = stacked::links().context("listing interfaces")?;
+        Ok(XdpPaths {
+            ifaces: stacked::covered(&links, attached),
+            served,
+        })
     }
 
     /// Makes SERVED hold exactly the addresses `listen` covers now. Addresses that do not fit

@@ -55,8 +55,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `dnsxdp run` on the server's client-facing addresses with XDP on its veth and the
-    /// topology's upstream, plus `extra` flags, and waits until it answers. The test clients'
+    /// Starts `dnsxdp run` on the server's client-facing addresses (unless `extra` has
+    /// `--listen`s of its own) with XDP on its veth and the topology's upstream, plus `extra`
+    /// flags, and waits until it answers. The test clients'
     /// prefixes are allowed unless `extra` sets access rules of its own (`--allow`, `--deny`
     /// or `--config`): 198.18.0.0/15 is not on the default list.
     pub fn start(topo: &Topology, extra: &[&str]) -> Result<Self> {
@@ -89,15 +90,10 @@ impl Daemon {
         let base = std::env::temp_dir().join(format!("dnsxdp-{}", topo.server.name));
         let control = base.with_extension("sock");
         let log = base.with_extension("log");
-        let mut args = vec![
-            "run",
-            "--listen",
-            "198.18.1.1:53",
-            "--listen",
-            "[fd00:1::1]:53",
-            "--log-level",
-            "debug",
-        ];
+        let mut args = vec!["run", "--log-level", "debug"];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen", "198.18.1.1:53", "--listen", "[fd00:1::1]:53"]);
+        }
         for upstream in upstreams {
             args.extend(["--upstream", upstream]);
         }

@@ -509,6 +509,8 @@ pub struct FrameSpec {
     pub server_mac: [u8; 6],
     /// 802.1Q tag control information.
     pub vlan: Option<u16>,
+    /// An 802.1ad tag before the 802.1Q one (QinQ).
+    pub outer_vlan: Option<u16>,
     pub client: SocketAddr,
     pub server: SocketAddr,
     /// IPv4 options, a multiple of 4 bytes.
@@ -516,6 +518,9 @@ pub struct FrameSpec {
     pub ttl: u8,
     /// IPv4 flags and fragment offset field.
     pub frag: u16,
+    /// IPv6 extension headers between the fixed header and UDP: each one's protocol number
+    /// and bytes, whose first (its next header) is filled in.
+    pub ipv6_extensions: Vec<(u8, Vec<u8>)>,
 }
 
 impl FrameSpec {
@@ -541,11 +546,13 @@ impl FrameSpec {
             client_mac: CLIENT_MAC,
             server_mac: SERVER_MAC,
             vlan: None,
+            outer_vlan: None,
             client,
             server,
             ip_options: Vec::new(),
             ttl: 61,
             frag: 0x4000,
+            ipv6_extensions: Vec::new(),
         }
     }
 
@@ -554,6 +561,10 @@ impl FrameSpec {
         let mut f = Vec::with_capacity(128 + payload.len());
         f.extend_from_slice(&self.server_mac);
         f.extend_from_slice(&self.client_mac);
+        if let Some(tci) = self.outer_vlan {
+            f.extend_from_slice(&0x88a8u16.to_be_bytes());
+            f.extend_from_slice(&tci.to_be_bytes());
+        }
         if let Some(tci) = self.vlan {
             f.extend_from_slice(&0x8100u16.to_be_bytes());
             f.extend_from_slice(&tci.to_be_bytes());
@@ -589,12 +600,21 @@ impl FrameSpec {
                 f.extend_from_slice(&ip);
             }
             (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let mut chain = Vec::new();
+                let mut next = 17;
+                for (proto, header) in self.ipv6_extensions.iter().rev() {
+                    let mut h = header.clone();
+                    h[0] = next;
+                    chain.splice(0..0, h);
+                    next = *proto;
+                }
                 f.extend_from_slice(&0x86ddu16.to_be_bytes());
                 f.extend_from_slice(&[0x60, 0, 0, 0]);
-                f.extend_from_slice(&udp_len.to_be_bytes());
-                f.extend_from_slice(&[17, self.ttl]);
+                f.extend_from_slice(&(chain.len() as u16 + udp_len).to_be_bytes());
+                f.extend_from_slice(&[next, self.ttl]);
                 f.extend_from_slice(&src.octets());
                 f.extend_from_slice(&dst.octets());
+                f.extend_from_slice(&chain);
                 let pseudo = pseudo_header(src.into(), dst.into(), udp.len());
                 let c = udp_checksum(&pseudo, &udp);
                 udp[6..8].copy_from_slice(&c.to_be_bytes());
@@ -609,6 +629,17 @@ impl FrameSpec {
     pub fn query(&self, query: &Query) -> Vec<u8> {
         self.build(&query.to_wire())
     }
+}
+
+/// An IPv6 Hop-by-Hop or Destination Options header (`proto`) of 8 bytes: PadN only.
+pub fn padding_header(proto: u8) -> (u8, Vec<u8>) {
+    (proto, vec![0, 0, 1, 4, 0, 0, 0, 0])
+}
+
+/// An IPv6 Fragment header with this offset and M flag field; `0` makes an atomic fragment.
+pub fn fragment_header(offset_flags: u16) -> (u8, Vec<u8>) {
+    let [hi, lo] = offset_flags.to_be_bytes();
+    (44, vec![0, 0, hi, lo, 0, 0, 0x12, 0x34])
 }
 
 /// RFC 1071 checksum over the concatenation of `parts` (each of even length but the last).
@@ -659,6 +690,8 @@ pub struct ParsedFrame {
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
     pub vlan: Option<u16>,
+    /// The 802.1ad tag before it.
+    pub outer_vlan: Option<u16>,
     /// Offset of the IP header.
     pub l3: usize,
     /// IP header length (IPv4 options included).
@@ -682,10 +715,15 @@ pub fn parse_frame(f: &[u8]) -> Result<ParsedFrame> {
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
             .ok_or_else(|| anyhow!("frame ends at {} before offset {o}", f.len()))
     };
-    let (mut ethertype, mut l3, mut vlan) = (be16(12)?, ETH_HLEN, None);
-    if ethertype == 0x8100 {
-        vlan = Some(be16(14)?);
+    let (mut ethertype, mut l3, mut vlan, mut outer_vlan) = (be16(12)?, ETH_HLEN, None, None);
+    if ethertype == 0x88a8 {
+        outer_vlan = Some(be16(14)?);
         ethertype = be16(16)?;
+        l3 += 4;
+    }
+    if ethertype == 0x8100 {
+        vlan = Some(be16(l3)?);
+        ethertype = be16(l3 + 2)?;
         l3 += 4;
     }
     let (src, dst, ttl, ip_hlen) = match ethertype {
@@ -722,6 +760,7 @@ pub fn parse_frame(f: &[u8]) -> Result<ParsedFrame> {
         dst_mac: f[0..6].try_into().unwrap(),
         src_mac: f[6..12].try_into().unwrap(),
         vlan,
+        outer_vlan,
         l3,
         ip_hlen,
         src: SocketAddr::new(src, be16(udp)?),

@@ -219,6 +219,63 @@ fn refusals_are_held_to_the_rate_limit() {
     }
 }
 
+/// Frames the program only charges, never answers: IPv4 and IPv6 first fragments and IPv6
+/// with a Destination Options header, each from its own client.
+fn charge_only_frames() -> [(Vec<u8>, Counter); 3] {
+    let mut frag4 = from("198.18.1.7");
+    frag4.frag = 0x2000;
+    let mut frag6 = from("fd00:1::7");
+    frag6.ipv6_extensions = vec![fragment_header(0x0001)];
+    let mut opts6 = from("fd00:1:100::7");
+    opts6.ipv6_extensions = vec![padding_header(60)];
+    let q = query(QTYPE_A);
+    [
+        (frag4.query(&q), Counter::PassFragment),
+        (frag6.query(&q), Counter::PassFragment),
+        (opts6.query(&q), Counter::PassExtensionHeaders),
+    ]
+}
+
+#[test]
+fn fragments_and_extension_headers_are_charged_and_never_slipped() {
+    let mut s = limit(1, 2, LimitAction::Slip(1));
+    s.allow = Some(vec!["198.18.0.0/15".into(), "fd00::/8".into()]);
+    let f = Fixture::new(s);
+    for (frame, passed) in charge_only_frames() {
+        for _ in 0..2 {
+            f.expect(&frame, Action::Pass, passed);
+        }
+        // Every limited query would slip, but a TC answer is made from a whole datagram only.
+        for _ in 0..2 {
+            f.expect(&frame, Action::Drop, Counter::LimitedDropped);
+        }
+    }
+}
+
+#[test]
+fn denied_fragments_are_left_to_the_daemon_to_refuse() {
+    let f = Fixture::new(Settings {
+        ratelimit_qps: Some(1),
+        ratelimit_burst: Some(1),
+        allow: Some(vec!["192.0.2.0/24".into()]),
+        acl_action: Some(DenyAction::Refuse),
+        ..Default::default()
+    });
+    for (frame, passed) in charge_only_frames() {
+        // Charged: the daemon, which refuses it, does not charge it again.
+        f.expect(&frame, Action::Pass, passed);
+        f.expect(&frame, Action::Drop, Counter::DeniedDropped);
+    }
+    let f = Fixture::new(acl(DenyAction::Drop));
+    let mut denied = from("198.18.1.200");
+    denied.frag = 0x2000;
+    f.expect(
+        &denied.query(&query(QTYPE_A)),
+        Action::Drop,
+        Counter::DeniedDropped,
+    );
+}
+
 #[test]
 fn denied_clients_are_refused_with_their_question() {
     let mut f = Fixture::new(acl(DenyAction::Refuse));

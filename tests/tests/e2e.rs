@@ -217,12 +217,13 @@ fn ttl_counts_down_and_an_expired_entry_is_not_served() -> Result<()> {
     let q = query("short.example.test.", RecordType::A);
     let filled = Instant::now();
     let (first, _) = s.ask_counting_hits(&q, false)?;
-    assert_eq!(ttls(&first), vec![SHORT_TTL]);
+    // Counted down from the start, by the rule both layers follow.
+    assert_eq!(ttls(&first), vec![SHORT_TTL - 1]);
     sleep(Duration::from_millis(1200));
     let (second, hits) = s.ask_counting_hits(&q, false)?;
     assert_eq!(hits, 1);
     let ttl = ttls(&second)[0];
-    assert!(ttl < SHORT_TTL, "TTL {ttl} did not count down");
+    assert!(ttl < SHORT_TTL - 1, "TTL {ttl} did not count down");
 
     sleep(
         (filled + Duration::from_millis(SHORT_TTL as u64 * 1000 + 300))
@@ -497,5 +498,34 @@ fn startup_errors_are_one_clear_line() -> Result<()> {
         !ok && err.contains("upstream") && err.lines().count() == 1,
         "{err}"
     );
+    Ok(())
+}
+
+/// A stale answer is for when no upstream answers in time (RFC 8767), and NSD answers every
+/// query here: with REFUSED for names outside its zone, which once counted as upstream
+/// failures, marked it down after three, and had an expired CNAME chain served stale.
+#[test]
+fn refusals_for_other_names_never_make_an_expired_chain_stale() -> Result<()> {
+    // Answers live a second, and could then be served stale for a minute.
+    let s = Sandbox::with_flags(&["--max-ttl", "1", "--serve-stale", "60s"])?;
+    let chain = || query_edns("alias.example.test.", RecordType::A, 1232, false);
+    s.ask(&chain())?;
+    sleep(Duration::from_millis(1300));
+    for i in 0..5 {
+        let refused = s.ask(&query(&format!("n{i}.elsewhere.test."), RecordType::A))?;
+        assert_ne!(refused.response_code(), ResponseCode::NoError);
+    }
+    let upstream_before = s.daemon.counter("upstream_queries")?;
+    let again = s.ask(&chain())?;
+    let stale = again.extensions().as_ref().is_some_and(|e| {
+        e.options()
+            .as_ref()
+            .iter()
+            .any(|(c, _)| u16::from(*c) == 15)
+    });
+    assert!(!stale, "an Extended DNS Error (stale answer): {again:?}");
+    assert_eq!(records(&again).len(), 4, "{again:?}");
+    assert_eq!(s.daemon.counter("upstream_queries")?, upstream_before + 1);
+    assert_eq!(s.daemon.counter("stale_answers")?, 0);
     Ok(())
 }

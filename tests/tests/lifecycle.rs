@@ -102,8 +102,9 @@ fn nxdomain_and_nodata_are_served_by_xdp_until_their_negative_ttl_runs_out() -> 
         let (first, hits, upstream) = s.ask_counting(name, rtype)?;
         assert_eq!((first.response_code(), hits, upstream), (rcode, 0, 1));
         assert!(first.answers().is_empty());
-        // The zone's SOA (TTL 300, MINIMUM 60) capped by --max-negative-ttl.
-        assert_eq!(soa_ttl(&first), 3);
+        // The zone's SOA (TTL 300, MINIMUM 60) capped by --max-negative-ttl, and counted down
+        // from the start (README, Cache lifetime).
+        assert_eq!(soa_ttl(&first), 2);
 
         let (second, hits, upstream) = s.ask_counting(name, rtype)?;
         assert_eq!((second.response_code(), hits, upstream), (rcode, 1, 0));
@@ -130,7 +131,7 @@ fn nxdomain_and_nodata_are_served_by_xdp_until_their_negative_ttl_runs_out() -> 
     ] {
         let (reply, hits, upstream) = s.ask_counting(name, rtype)?;
         assert_eq!((hits, upstream), (0, 1), "{name} {rtype}");
-        assert_eq!(soa_ttl(&reply), 3);
+        assert_eq!(soa_ttl(&reply), 2);
     }
     assert_eq!(s.xdp("expired") - expired, 2);
     Ok(())
@@ -142,7 +143,8 @@ fn ttls_are_raised_to_min_ttl_and_capped_at_max_ttl_in_both_layers() -> Result<(
     let short = "short.example.test.";
     let asked = Instant::now();
     let (miss, _, _) = s.ask_counting(short, RecordType::A)?;
-    assert_eq!(ttls(miss.answers()), [20]);
+    // Raised, and counted down from the start.
+    assert_eq!(ttls(miss.answers()), [19]);
     let (hit, hits, _) = s.ask_counting(short, RecordType::A)?;
     assert_eq!(hits, 1);
     assert!(
@@ -156,10 +158,10 @@ fn ttls_are_raised_to_min_ttl_and_capped_at_max_ttl_in_both_layers() -> Result<(
     assert!(later.answers()[0].ttl() <= 17);
 
     let (www, _, _) = s.ask_counting("www.example.test.", RecordType::A)?;
-    assert_eq!(ttls(www.answers()), [100, 100]);
+    assert_eq!(ttls(www.answers()), [99, 99]);
     // A type XDP does not serve, from the daemon's cache.
     let (txt, _, _) = s.ask_counting("txt.example.test.", RecordType::TXT)?;
-    assert_eq!(ttls(txt.answers()), [100]);
+    assert_eq!(ttls(txt.answers()), [99]);
     let cache_hits = s.daemon("cache_hits");
     let txt = s.ask("txt.example.test.", RecordType::TXT)?;
     assert_eq!(s.daemon("cache_hits") - cache_hits, 1);
@@ -246,8 +248,8 @@ fn a_restart_keeps_the_kernel_cache_unless_told_otherwise() -> Result<()> {
 fn entries_kept_from_the_last_run_are_held_to_lowered_ttl_caps() -> Result<()> {
     let s = Sandbox::new(&[])?;
     let (www, nope) = ("www.example.test.", "nope.example.test.");
-    assert_eq!(ttls(s.ask(www, RecordType::A)?.answers()), [300, 300]);
-    assert_eq!(soa_ttl(&s.ask(nope, RecordType::A)?), 60);
+    assert_eq!(ttls(s.ask(www, RecordType::A)?.answers()), [299, 299]);
+    assert_eq!(soa_ttl(&s.ask(nope, RecordType::A)?), 59);
     let Sandbox {
         daemon, sock, topo, ..
     } = s;

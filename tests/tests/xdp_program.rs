@@ -1070,19 +1070,102 @@ fn mutated_queries_answer_only_well_formed() {
 }
 
 #[test]
-fn ipv4_fragments_pass_uncounted() {
+fn first_fragments_pass_counted_and_later_ones_uncounted() {
     let mut f = Fixture::new();
     f.cache_a(NAME, 300);
     let q = Query::new(NAME, QTYPE_A);
-    for frag in [0x2000, 0x0001, 0x0100, 0x4001] {
+    // MF alone and MF with DF: the first fragment, charged and passed for the stack to
+    // reassemble. An offset: a later fragment, not a datagram of its own.
+    for (frag, reason) in [
+        (0x2000, Some(Counter::PassFragment)),
+        (0x6000, Some(Counter::PassFragment)),
+        (0x0001, None),
+        (0x0100, None),
+        (0x4001, None),
+        (0x2001, None),
+    ] {
         let mut spec = f.v4.clone();
         spec.frag = frag;
-        f.pass(&spec.query(&q), None);
+        f.pass(&spec.query(&q), reason);
     }
+    for (offset_flags, reason) in [
+        (0x0001, Counter::PassFragment),
+        // Atomic: a whole datagram, which the stack reassembles all the same.
+        (0x0000, Counter::PassFragment),
+    ] {
+        let mut spec = f.v6.clone();
+        spec.ipv6_extensions = vec![fragment_header(offset_flags)];
+        f.pass(&spec.query(&q), Some(reason));
+    }
+    let mut later = f.v6.clone();
+    later.ipv6_extensions = vec![fragment_header(0x0009)];
+    f.pass(&later.query(&q), None);
     // DF alone is not a fragment.
     let mut spec = f.v4.clone();
-    spec.frag = 0;
+    spec.frag = 0x4000;
     f.answer(&spec.query(&q));
+}
+
+#[test]
+fn extension_headers_are_followed_to_udp_and_passed_counted() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    let q = Query::new(NAME, QTYPE_A);
+    let chain = |headers: Vec<(u8, Vec<u8>)>| {
+        let mut spec = f.v6.clone();
+        spec.ipv6_extensions = headers;
+        spec.query(&q)
+    };
+    let routing = (43, vec![0, 0, 0, 0, 0, 0, 0, 0]);
+    f.pass(
+        &chain(vec![padding_header(60)]),
+        Some(Counter::PassExtensionHeaders),
+    );
+    f.pass(
+        &chain(vec![padding_header(0), routing.clone(), padding_header(60)]),
+        Some(Counter::PassExtensionHeaders),
+    );
+    f.pass(
+        &chain(vec![padding_header(0), fragment_header(0)]),
+        Some(Counter::PassFragment),
+    );
+    // A longer Destination Options header: 16 bytes.
+    let long = (60, [vec![0, 1, 1, 12], vec![0; 12]].concat());
+    f.pass(&chain(vec![long]), Some(Counter::PassExtensionHeaders));
+    // As many as the program follows, and one more, which it drops.
+    let eight = vec![padding_header(60); 8];
+    f.pass(&chain(eight.clone()), Some(Counter::PassExtensionHeaders));
+    let nine = chain(vec![padding_header(60); 9]);
+    let o = f.run(&nine);
+    assert_eq!(o.run.action, Action::Drop);
+    assert_eq!(
+        o.counters.nonzero(),
+        [(Counter::DroppedHeaderChain, 1)],
+        "a long chain is dropped before anything else is counted"
+    );
+    // Not UDP at the end of the chain (ESP): none of the cache's business.
+    let mut esp = chain(vec![padding_header(60)]);
+    esp[ETH_HLEN + 40] = 50;
+    f.pass(&esp, None);
+}
+
+#[test]
+fn qinq_tagged_hits_keep_both_tags() {
+    let mut f = Fixture::new();
+    let (resp, entry) = f.cache_a(NAME, 300);
+    let mut spec = f.v4.clone();
+    (spec.outer_vlan, spec.vlan) = (Some(0x0123), Some(0x0456));
+    let query = spec.query(&Query::new(NAME, QTYPE_A));
+    let (o, m) = f.answer(&query);
+    assert_eq!(
+        &o.run.data[12..22],
+        &[0x88, 0xa8, 0x01, 0x23, 0x81, 0x00, 0x04, 0x56, 0x08, 0x00]
+    );
+    assert_records(
+        m.answers(),
+        upstream(&resp).answers(),
+        &ttl_range(&entry, &o),
+    );
 }
 
 #[test]
@@ -1102,11 +1185,12 @@ fn non_udp_and_odd_headers_pass_uncounted() {
     f.pass(&patched(&good6, 14 + 6, 0), None); // hop-by-hop header first
     f.pass(&patched(&good6, 14 + 6, 44), None); // fragment header first
     f.pass(&patched(&good4, 12, 0x88), None); // another ethertype
-    let mut qinq = f.v4.clone();
-    qinq.vlan = Some(5);
-    let mut qinq = qinq.query(&Query::new(NAME, QTYPE_A));
-    qinq[16..18].copy_from_slice(&[0x81, 0x00]); // a second tag
-    f.pass(&qinq, None);
+    // Three tags: more than QinQ.
+    let mut spec = f.v4.clone();
+    (spec.outer_vlan, spec.vlan) = (Some(5), Some(6));
+    let mut three = spec.query(&Query::new(NAME, QTYPE_A));
+    three.splice(16..16, [0x81, 0x00, 0x00, 0x07]);
+    f.pass(&three, None);
 }
 
 #[test]

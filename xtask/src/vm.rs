@@ -21,9 +21,16 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-/// Modules the guest loads before it can reach the host's root, and veth for the tests. Their
-/// dependencies are added from the modules' own `depends=`.
-const MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "veth"];
+/// Modules the guest loads before it can reach the host's root, and the veth pairs, VLANs and
+/// bridges the tests build. Their dependencies are added from the modules' own `depends=`.
+const MODULES: &[&str] = &[
+    "virtio_pci",
+    "9pnet_virtio",
+    "9p",
+    "veth",
+    "8021q",
+    "bridge",
+];
 
 /// Where Debian's busybox-static puts its binary.
 const BUSYBOX: &str = "/bin/busybox";

@@ -4,6 +4,7 @@
 //! daemon keeps the same tables itself.
 
 mod bare_reply;
+pub mod charged;
 pub mod kernel;
 pub mod memory;
 
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use self::bare_reply::{Kind, bare_reply};
+pub use self::charged::XdpPaths;
 use crate::{
     acl::{Acl, Cidr, DenyAction, compile, parse_list},
     clock,
@@ -103,9 +105,10 @@ pub trait Tables: Send + Sync {
 /// How a query reached the daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Via {
-    /// Over UDP, received on this interface.
+    /// Over UDP, received on this interface, sent to `dest`.
     Udp {
         ifindex: u32,
+        dest: SocketAddr,
     },
     Tcp,
 }
@@ -133,9 +136,8 @@ pub struct Access {
     tables: Box<dyn Tables>,
     /// What was last written to the tables; the daemon is their only writer.
     config: RwLock<AccessConfig>,
-    /// Interfaces the XDP program is attached to: UDP queries arriving there were charged by
-    /// it already.
-    xdp_ifaces: Vec<u32>,
+    /// Where UDP queries were charged by the XDP program already.
+    xdp_paths: RwLock<XdpPaths>,
     /// The daemon's bucket updates are read-modify-write; one at a time.
     charging: Mutex<()>,
     stats: Arc<Stats>,
@@ -152,13 +154,13 @@ impl Access {
     pub fn new(
         tables: Box<dyn Tables>,
         policy: &AccessPolicy,
-        xdp_ifaces: Vec<u32>,
+        xdp_paths: XdpPaths,
         stats: Arc<Stats>,
     ) -> anyhow::Result<Access> {
         let access = Access {
             tables,
             config: RwLock::new(policy.config()),
-            xdp_ifaces,
+            xdp_paths: RwLock::new(xdp_paths),
             charging: Mutex::new(()),
             stats,
             security: SecurityLog::default(),
@@ -176,6 +178,11 @@ impl Access {
         self.tables.apply(&policy.entries(), &config)?;
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(())
+    }
+
+    /// Takes in what the XDP program sees now: its interfaces and SERVED change.
+    pub fn set_xdp_paths(&self, paths: XdpPaths) {
+        *self.xdp_paths.write().unwrap_or_else(|p| p.into_inner()) = paths;
     }
 
     /// Whether a UDP datagram from `peer` must go unanswered for its source port, whatever
@@ -200,7 +207,14 @@ impl Access {
             warn!("{e:#}");
             0
         });
-        let charged = matches!(via, Via::Udp { ifindex } if self.xdp_ifaces.contains(&ifindex));
+        let charged = match via {
+            Via::Udp { ifindex, dest } => self
+                .xdp_paths
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .charged(ifindex, dest),
+            Via::Tcp => false,
+        };
         if rule & ACL_ALLOW == 0 {
             // REFUSED is an answer too, so it is held to the rate limit like any other: a
             // flood with spoofed sources is not reflected one for one.
@@ -356,10 +370,25 @@ mod tests {
     use super::*;
     use crate::access::memory::MemoryTables;
 
+    /// Where the XDP program answers in these tests.
+    const SERVED: &str = "198.18.1.1:53";
+
+    fn via_udp(ifindex: u32) -> Via {
+        Via::Udp {
+            ifindex,
+            dest: SERVED.parse().unwrap(),
+        }
+    }
+
+    /// Access by `settings`, with an XDP program on `xdp_ifaces` serving `SERVED`.
     fn access(settings: Settings, xdp_ifaces: Vec<u32>) -> Access {
         let policy = AccessPolicy::from_settings(&settings).unwrap();
         let tables = Box::new(MemoryTables::default());
-        Access::new(tables, &policy, xdp_ifaces, Arc::new(Stats::default())).unwrap()
+        let paths = XdpPaths {
+            ifaces: xdp_ifaces,
+            served: vec![SERVED.parse().unwrap()],
+        };
+        Access::new(tables, &policy, paths, Arc::new(Stats::default())).unwrap()
     }
 
     fn query() -> Vec<u8> {
@@ -391,7 +420,7 @@ mod tests {
             },
             vec![],
         );
-        let (q, udp) = (query(), Via::Udp { ifindex: 1 });
+        let (q, udp) = (query(), via_udp(1));
         let stranger = "198.18.1.200".parse().unwrap();
         assert_eq!(
             a.screen(&q, "198.18.1.2".parse().unwrap(), udp),
@@ -423,14 +452,14 @@ mod tests {
             },
             vec![7],
         );
-        let (q, udp) = (query(), Via::Udp { ifindex: 1 });
+        let (q, udp) = (query(), via_udp(1));
         let stranger = "198.18.1.200".parse().unwrap();
         let refused = (0..5)
             .filter(|_| rcode(&a.screen(&q, stranger, udp)).is_some())
             .count();
         assert_eq!(refused, 2);
         // What arrived on the XDP program's interface it has charged already.
-        let screened = a.screen(&q, stranger, Via::Udp { ifindex: 7 });
+        let screened = a.screen(&q, stranger, via_udp(7));
         assert_eq!(rcode(&screened), Some((ResponseCode::Refused, false)));
         let d = a.stats.snapshot();
         assert_eq!((d.denied_refused, d.denied_dropped), (3, 3));
@@ -449,7 +478,7 @@ mod tests {
             },
             vec![7],
         );
-        let (q, udp) = (query(), Via::Udp { ifindex: 1 });
+        let (q, udp) = (query(), via_udp(1));
         let client = "198.18.1.2".parse().unwrap();
         let outcomes: Vec<Option<(ResponseCode, bool)>> = (0..5)
             .map(|_| match a.screen(&q, client, udp) {
@@ -470,21 +499,28 @@ mod tests {
             a.screen(&q, client, Via::Tcp),
             Screened::Drop { denied: false }
         );
-        // The XDP program charged what arrived on its interface; exempt clients are free.
+        // The XDP program charged what arrived on its interface for a served destination,
+        // and nothing else: a broadcast, say.
+        assert_eq!(a.screen(&q, client, via_udp(7)), Screened::Serve);
+        let broadcast = Via::Udp {
+            ifindex: 7,
+            dest: "198.18.1.255:53".parse().unwrap(),
+        };
         assert_eq!(
-            a.screen(&q, client, Via::Udp { ifindex: 7 }),
-            Screened::Serve
+            a.screen(&q, client, broadcast),
+            Screened::Drop { denied: false }
         );
+        // Exempt clients are free.
         let exempt = "198.18.1.9".parse().unwrap();
         assert!((0..5).all(|_| a.screen(&q, exempt, udp) == Screened::Serve));
         let top = a.top(5).unwrap();
         assert_eq!(top.len(), 1);
         assert_eq!(
             (top[0].prefix.as_str(), top[0].limited),
-            ("198.18.1.2/32", 4)
+            ("198.18.1.2/32", 5)
         );
         let d = a.stats.snapshot();
-        assert_eq!((d.limited_dropped, d.limited_slipped), (3, 1));
+        assert_eq!((d.limited_dropped, d.limited_slipped), (4, 1));
     }
 
     #[test]

@@ -29,11 +29,21 @@ const MAX_IN_FLIGHT: usize = 4096;
 /// The local end of a received datagram.
 #[derive(Clone, Copy, Debug)]
 struct Local {
+    /// The address to answer from.
     ip: IpAddr,
+    /// The destination in its IP header: a broadcast address, say, where `ip` is unicast.
+    dest: IpAddr,
     ifindex: u32,
 }
 
 pub async fn serve(socket: UdpSocket, resolver: Arc<Resolver>, access: Arc<Access>) {
+    let port = match socket.local_addr() {
+        Ok(addr) => addr.port(),
+        Err(e) => {
+            warn!("UDP socket without a local address: {e}");
+            return;
+        }
+    };
     let socket = Arc::new(socket);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut buf = vec![0u8; u16::MAX as usize];
@@ -58,8 +68,16 @@ pub async fn serve(socket: UdpSocket, resolver: Arc<Resolver>, access: Arc<Acces
         }
         let packet = buf[..len].to_vec();
         // Screened here rather than in the task, so a flood that is dropped costs no task.
-        let via = Via::Udp {
-            ifindex: local.map_or(0, |l| l.ifindex),
+        let via = match local {
+            Some(l) => Via::Udp {
+                ifindex: l.ifindex,
+                dest: SocketAddr::new(l.dest, port),
+            },
+            // Without packet info nothing says XDP saw it; the daemon charges it.
+            None => Via::Udp {
+                ifindex: 0,
+                dest: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port),
+            },
         };
         let screened = match access.screen(&packet, peer.ip(), via) {
             Screened::Serve => None,
@@ -124,13 +142,16 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, Option<Loca
                     let info: libc::in_pktinfo = ptr::read_unaligned(data.cast());
                     local = Some(Local {
                         ip: Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)).into(),
+                        dest: Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)).into(),
                         ifindex: info.ipi_ifindex as u32,
                     });
                 }
                 (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
                     let info: libc::in6_pktinfo = ptr::read_unaligned(data.cast());
+                    let ip = Ipv6Addr::from(info.ipi6_addr.s6_addr).into();
                     local = Some(Local {
-                        ip: Ipv6Addr::from(info.ipi6_addr.s6_addr).into(),
+                        ip,
+                        dest: ip,
                         ifindex: info.ipi6_ifindex,
                     });
                 }
