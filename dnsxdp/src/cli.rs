@@ -92,6 +92,17 @@ pub struct RunArgs {
     /// 0: never [default: 1d].
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     pub serve_stale: Option<Duration>,
+    /// TCP connections open at once; past it, a new one replaces the quietest [default: 512].
+    #[arg(long, value_name = "N")]
+    pub tcp_connections: Option<u32>,
+    /// TCP connections one client (an IPv4 address or IPv6 /64) may hold; past it, a new one
+    /// replaces the client's quietest [default: 64].
+    #[arg(long, value_name = "N")]
+    pub tcp_connections_per_client: Option<u32>,
+    /// A TCP connection without a query arriving, or with a reply the client does not read,
+    /// for this long is closed [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    pub tcp_idle_timeout: Option<Duration>,
     /// PEM file of the certificate authorities trusted for tls:// and https:// upstreams,
     /// instead of the system's.
     #[arg(long, value_name = "FILE")]
@@ -292,6 +303,9 @@ impl RunArgs {
             upstream_retries: self.upstream_retries,
             query_timeout: self.query_timeout,
             serve_stale: self.serve_stale,
+            tcp_connections: self.tcp_connections,
+            tcp_connections_per_client: self.tcp_connections_per_client,
+            tcp_idle_timeout: self.tcp_idle_timeout,
             tls_ca: self.tls_ca.clone(),
             xdp_mode: self.xdp_mode,
             no_xdp: self.no_xdp.then_some(true),

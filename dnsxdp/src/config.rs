@@ -18,6 +18,7 @@ use crate::{
     duration,
     local_addrs::is_this_host,
     ratelimit::LimitAction,
+    server::TcpLimits,
     upstream::{pool::PoolSettings, spec::UpstreamSpec, strategy::Strategy},
 };
 
@@ -46,6 +47,9 @@ pub struct Settings {
     pub upstream_retries: Option<u32>,
     pub query_timeout: Option<Duration>,
     pub serve_stale: Option<Duration>,
+    pub tcp_connections: Option<u32>,
+    pub tcp_connections_per_client: Option<u32>,
+    pub tcp_idle_timeout: Option<Duration>,
     pub tls_ca: Option<PathBuf>,
     pub xdp_mode: Option<XdpMode>,
     pub no_xdp: Option<bool>,
@@ -86,6 +90,7 @@ pub struct Config {
     pub query_timeout: Duration,
     /// How long after expiry an answer may be served stale; zero: never.
     pub serve_stale: Duration,
+    pub tcp: TcpLimits,
     /// Certificate authorities for TLS upstreams instead of the system's.
     pub tls_ca: Option<PathBuf>,
     /// `None` with --no-xdp.
@@ -125,6 +130,11 @@ impl Settings {
             upstream_retries: self.upstream_retries.or(fallback.upstream_retries),
             query_timeout: self.query_timeout.or(fallback.query_timeout),
             serve_stale: self.serve_stale.or(fallback.serve_stale),
+            tcp_connections: self.tcp_connections.or(fallback.tcp_connections),
+            tcp_connections_per_client: self
+                .tcp_connections_per_client
+                .or(fallback.tcp_connections_per_client),
+            tcp_idle_timeout: self.tcp_idle_timeout.or(fallback.tcp_idle_timeout),
             tls_ca: self.tls_ca.or(fallback.tls_ca),
             xdp_mode: self.xdp_mode.or(fallback.xdp_mode),
             no_xdp: self.no_xdp.or(fallback.no_xdp),
@@ -194,6 +204,15 @@ impl Settings {
                 }
                 "serve-stale" => {
                     s.serve_stale = Some(time(value).ok_or_else(|| bad(duration::EXPECTED))?);
+                }
+                "tcp-connections" => {
+                    s.tcp_connections = Some(positive(value).ok_or_else(|| bad(COUNT))?);
+                }
+                "tcp-connections-per-client" => {
+                    s.tcp_connections_per_client = Some(positive(value).ok_or_else(|| bad(COUNT))?);
+                }
+                "tcp-idle-timeout" => {
+                    s.tcp_idle_timeout = Some(time(value).ok_or_else(|| bad(duration::EXPECTED))?);
                 }
                 "tls-ca" => s.tls_ca = Some(value.as_str().ok_or_else(|| bad("a path"))?.into()),
                 "xdp-mode" => s.xdp_mode = Some(choice(value).ok_or_else(|| bad(XDP_MODES))?),
@@ -374,6 +393,11 @@ impl Config {
         if let Some(up) = upstreams.iter().find(|up| serves(&listen, local, up.addr)) {
             bail!("upstream {up} is this server's own listen address: pass a different --upstream");
         }
+        let tcp = tcp_limits(
+            s.tcp_connections,
+            s.tcp_connections_per_client,
+            s.tcp_idle_timeout,
+        )?;
         let pin_dir = pin_dir(s.pin_dir, &ifaces);
         let ttl = TtlPolicy {
             min: s.min_ttl.unwrap_or(0),
@@ -403,6 +427,7 @@ impl Config {
             },
             query_timeout: positive("query-timeout", s.query_timeout, DEFAULT_QUERY_TIMEOUT)?,
             serve_stale: s.serve_stale.unwrap_or(DEFAULT_SERVE_STALE),
+            tcp,
             tls_ca: s.tls_ca,
             xdp_mode: (!no_xdp).then(|| s.xdp_mode.unwrap_or_default()),
             kernel_cache_size: s
@@ -482,6 +507,23 @@ impl QueryLogTarget {
             false => QueryLogTarget::File(path),
         }
     }
+}
+
+/// The TCP limits, defaults where not set; a zero timeout is an error naming its key.
+fn tcp_limits(
+    connections: Option<u32>,
+    per_client: Option<u32>,
+    idle_timeout: Option<Duration>,
+) -> anyhow::Result<TcpLimits> {
+    let default = TcpLimits::default();
+    if idle_timeout == Some(Duration::ZERO) {
+        bail!("tcp-idle-timeout: must be more than 0");
+    }
+    Ok(TcpLimits {
+        connections: connections.map_or(default.connections, |n| n as usize),
+        per_client: per_client.map_or(default.per_client, |n| n as usize),
+        idle_timeout: idle_timeout.unwrap_or(default.idle_timeout),
+    })
 }
 
 /// Whether a query to `addr` would reach one of the `listen` sockets.
@@ -631,6 +673,37 @@ mod tests {
         assert_eq!(c.query_timeout, Duration::from_secs(2));
         assert_eq!(c.serve_stale, Duration::from_secs(86400));
         assert_eq!(c.tls_ca, None);
+        assert_eq!(c.tcp, TcpLimits::default());
+    }
+
+    #[test]
+    fn tcp_limits_come_from_the_file_and_a_zero_timeout_is_refused() {
+        let s = Settings::from_toml(
+            "tcp-connections = 100\ntcp-connections-per-client = 4\ntcp-idle-timeout = \"2s\"",
+        )
+        .unwrap();
+        let resolve = |s: Settings| {
+            let s = Settings {
+                no_xdp: Some(true),
+                upstream: Some(vec!["198.18.0.2".into()]),
+                ..s
+            };
+            Config::resolve(s, &[], no_resolv_conf)
+        };
+        let c = resolve(s).unwrap();
+        assert_eq!(
+            c.tcp,
+            TcpLimits {
+                connections: 100,
+                per_client: 4,
+                idle_timeout: Duration::from_secs(2),
+            }
+        );
+        let e = Settings::from_toml("tcp-connections = 0").unwrap_err();
+        assert!(e.starts_with("tcp-connections: expected"), "{e}");
+        let zero = Settings::from_toml("tcp-idle-timeout = 0").unwrap();
+        let e = resolve(zero).unwrap_err().to_string();
+        assert_eq!(e, "tcp-idle-timeout: must be more than 0");
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     tasks.spawn(pool.clone().probe_down());
     for b in bound {
         let addr = b.addr();
-        b.serve(resolver.clone(), access.clone(), &mut tasks)
+        b.serve(resolver.clone(), access.clone(), config.tcp, &mut tasks)
             .with_context(|| format!("serving {addr}"))?;
         info!("listening on {addr} (UDP and TCP)");
     }

@@ -2,7 +2,8 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream, UdpSocket},
+    net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     str::FromStr as _,
     time::{Duration, Instant},
 };
@@ -103,4 +104,70 @@ pub fn exchange_tcp(stream: &mut TcpStream, query: &Message, timeout: Duration) 
     let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
     stream.read_exact(&mut reply)?;
     Message::from_vec(&reply).context("parsing TCP reply")
+}
+
+/// A TCP connection from `from` (any port) to `to`, with a receive buffer of `rcvbuf` bytes
+/// if given (set before connecting, so the window stays that small): std cannot bind before
+/// connecting.
+pub fn tcp_from(from: IpAddr, to: SocketAddr, rcvbuf: Option<i32>) -> Result<TcpStream> {
+    let sockaddr = |a: SocketAddr| -> (libc::sockaddr_storage, libc::socklen_t) {
+        // SAFETY: all-zero is a valid sockaddr_storage, large enough for either family.
+        let mut s: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match a {
+            SocketAddr::V4(a) => {
+                let sin = unsafe { &mut *(&mut s as *mut _ as *mut libc::sockaddr_in) };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = unsafe { &mut *(&mut s as *mut _ as *mut libc::sockaddr_in6) };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                size_of::<libc::sockaddr_in6>()
+            }
+        };
+        (s, len as libc::socklen_t)
+    };
+    let family = if to.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket calls on a descriptor owned by `fd`, with valid sockaddrs.
+    unsafe {
+        let raw = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        let fd = OwnedFd::from_raw_fd(raw);
+        if let Some(size) = rcvbuf {
+            let len = size_of::<i32>() as libc::socklen_t;
+            let size: *const i32 = &size;
+            if libc::setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, size.cast(), len) != 0 {
+                return Err(std::io::Error::last_os_error()).context("SO_RCVBUF");
+            }
+        }
+        for (addr, call) in [
+            (
+                SocketAddr::new(from, 0),
+                libc::bind as unsafe extern "C" fn(_, _, _) -> _,
+            ),
+            (to, libc::connect),
+        ] {
+            let (sa, len) = sockaddr(addr);
+            if call(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_storage).cast(),
+                len,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("{from} -> {to}"));
+            }
+        }
+        Ok(TcpStream::from(fd))
+    }
 }

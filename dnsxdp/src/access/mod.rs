@@ -195,6 +195,27 @@ impl Access {
         reflective
     }
 
+    /// Whether a TCP connection from `peer` may stay open: the ACL allows it to ask. A denied
+    /// one is counted and closed, whatever `acl-action` says, since it could only hold a
+    /// connection others need.
+    pub fn admit_connection(&self, peer: IpAddr) -> bool {
+        let addr = match peer.to_canonical() {
+            IpAddr::V4(a) => v4_mapped(a.octets()),
+            IpAddr::V6(a) => a.octets(),
+        };
+        let rule = self.tables.rule(addr).unwrap_or_else(|e| {
+            warn!("{e:#}");
+            0
+        });
+        let allowed = rule & ACL_ALLOW != 0;
+        if !allowed {
+            self.stats.denied(false);
+            self.security
+                .record(peer, Action::Denied { refused: false }, Layer::Daemon);
+        }
+        allowed
+    }
+
     /// Applies the ACL and the rate limit to `packet` from `peer`, and counts the outcome.
     pub fn screen(&self, packet: &[u8], peer: IpAddr, via: Via) -> Screened {
         let (addr, v6) = match peer.to_canonical() {

@@ -9,6 +9,7 @@ use std::{io, net::SocketAddr, sync::Arc};
 use anyhow::anyhow;
 use tokio::task::JoinSet;
 
+pub use self::tcp::TcpLimits;
 use crate::{access::Access, resolver::Resolver};
 
 /// The sockets of one listen address.
@@ -57,17 +58,18 @@ impl Bound {
     }
 
     /// Serves both sockets to the clients `access` lets through until the task set is
-    /// dropped.
+    /// dropped, TCP within `tcp`.
     pub fn serve(
         self,
         resolver: Arc<Resolver>,
         access: Arc<Access>,
+        tcp: TcpLimits,
         tasks: &mut JoinSet<()>,
     ) -> io::Result<()> {
         let udp = tokio::net::UdpSocket::from_std(self.udp)?;
-        let tcp = tokio::net::TcpListener::from_std(self.tcp)?;
+        let listener = tokio::net::TcpListener::from_std(self.tcp)?;
         tasks.spawn(udp::serve(udp, resolver.clone(), access.clone()));
-        tasks.spawn(tcp::serve(tcp, resolver, access));
+        tasks.spawn(tcp::serve(listener, resolver, access, tcp));
         Ok(())
     }
 }

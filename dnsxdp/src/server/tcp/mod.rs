@@ -1,0 +1,171 @@
+//! DNS over TCP: length-prefixed messages, several per connection, answered as they complete
+//! (RFC 7766 allows out-of-order replies).
+//!
+//! A connection is checked against the ACL when it is accepted, counted against the limits
+//! (`slots`), and closed when it has been quiet for the idle timeout: no complete query
+//! arriving, or a reply that cannot be written because the client does not read.
+
+mod slots;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, tcp::OwnedWriteHalf},
+    task::JoinSet,
+    time::{Instant, sleep_until, timeout},
+};
+use tracing::{debug, warn};
+
+pub use self::slots::TcpLimits;
+use self::slots::{Activity, Slots};
+use crate::{
+    access::{Access, Screened, Via},
+    reply::Transport,
+    resolver::Resolver,
+};
+
+/// Queries of one connection being answered at once; beyond that, reading waits.
+const MAX_PIPELINED: usize = 64;
+/// A length prefix and the largest message it can announce.
+const MAX_FRAME: usize = 2 + u16::MAX as usize;
+
+pub async fn serve(
+    listener: TcpListener,
+    resolver: Arc<Resolver>,
+    access: Arc<Access>,
+    limits: TcpLimits,
+) {
+    let slots = Arc::new(Slots::new(limits));
+    for id in 0u64.. {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!("TCP accept failed: {e}");
+                continue;
+            }
+        };
+        // A client that may not ask gets no connection to hold: closed at once.
+        if !access.admit_connection(peer.ip()) {
+            continue;
+        }
+        let activity = slots.activity();
+        let task = tokio::spawn({
+            let (resolver, access, slots) = (resolver.clone(), access.clone(), slots.clone());
+            let activity = activity.clone();
+            async move {
+                let _slot = Release(slots.clone(), id);
+                connection(stream, peer, &resolver, &access, &activity, slots.limits()).await;
+                debug!(%peer, "TCP connection closed");
+            }
+        });
+        let closed = slots.admit(id, peer.ip(), activity, task.abort_handle());
+        if closed > 0 {
+            debug!(%peer, closed, "TCP connections closed to make room");
+        }
+    }
+}
+
+/// Gives a connection's place back when its task ends, aborted or not.
+struct Release(Arc<Slots>, u64);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.release(self.1);
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    resolver: &Arc<Resolver>,
+    access: &Access,
+    activity: &Activity,
+    limits: TcpLimits,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut received = Vec::with_capacity(512);
+    let mut answering = JoinSet::new();
+    let mut quiet_since = Instant::now();
+    let mut closed = false;
+    loop {
+        while let Some(packet) = take_message(&mut received) {
+            quiet_since = Instant::now();
+            activity.touch();
+            match access.screen(&packet, peer.ip(), Via::Tcp) {
+                Screened::Serve => {
+                    let resolver = resolver.clone();
+                    answering
+                        .spawn(async move { resolver.handle(&packet, peer, Transport::Tcp).await });
+                }
+                Screened::Answer(reply) => {
+                    answering.spawn(async move { Some(reply) });
+                }
+                // Denied since the connection was accepted: a reload.
+                Screened::Drop { denied: true } => return,
+                Screened::Drop { denied: false } => {}
+            }
+        }
+        if closed && answering.is_empty() {
+            return;
+        }
+        // Reading stops while a full pipeline is answered, and the buffer never holds more
+        // than one message and what arrived with it.
+        let read_more = !closed && answering.len() < MAX_PIPELINED && received.len() < MAX_FRAME;
+        tokio::select! {
+            read = reader.read_buf(&mut received), if read_more => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    // Half-closed by the client: what it asked is still answered.
+                    closed = true;
+                }
+            }
+            Some(done) = answering.join_next() => {
+                let Ok(Some(reply)) = done else { continue };
+                // A client that does not read is not waited for longer than an idle one.
+                match timeout(limits.idle_timeout, write_message(&mut writer, &reply)).await {
+                    Ok(Ok(())) => activity.touch(),
+                    Ok(Err(e)) => {
+                        debug!(%peer, "TCP reply failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "TCP client not reading: closed");
+                        return;
+                    }
+                }
+            }
+            _ = sleep_until(quiet_since + limits.idle_timeout), if answering.is_empty() => return,
+        }
+    }
+}
+
+/// The first complete message in `received`, taken out of it.
+fn take_message(received: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let len = u16::from_be_bytes([*received.first()?, *received.get(1)?]) as usize;
+    let message = received.get(2..2 + len)?.to_vec();
+    received.drain(..2 + len);
+    Some(message)
+}
+
+async fn write_message(writer: &mut OwnedWriteHalf, reply: &[u8]) -> std::io::Result<()> {
+    let mut frame = Vec::with_capacity(2 + reply.len());
+    frame.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+    frame.extend_from_slice(reply);
+    writer.write_all(&frame).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_taken_whole_and_in_order() {
+        let mut received = vec![0, 2, b'a', b'b', 0, 0, 0, 3, b'c'];
+        assert_eq!(take_message(&mut received), Some(b"ab".to_vec()));
+        assert_eq!(take_message(&mut received), Some(Vec::new()));
+        assert_eq!(take_message(&mut received), None);
+        assert_eq!(received, [0, 3, b'c']);
+        let mut one = vec![0];
+        assert_eq!(take_message(&mut one), None);
+    }
+}
