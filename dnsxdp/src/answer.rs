@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use hickory_proto::{
     op::{Message, ResponseCode},
     rr::{RData, Record},
+    serialize::binary::BinEncodable as _,
 };
 
 use dnsxdp_common::entry::{aged_secs, read_ttl};
@@ -30,6 +31,9 @@ pub struct Answer {
     ttl: Option<u32>,
     /// Daemon cache hits, and whether a prefetch was started: what decides a prefetch.
     pub usage: Use,
+    /// Bytes it takes in memory, near enough: the structs and the records' wire size, which
+    /// is what their names and data take on the heap.
+    memory: usize,
 }
 
 /// How much a cached answer is used, and whether it is already being refreshed.
@@ -110,6 +114,12 @@ impl Answer {
                 .min(),
             _ => None,
         };
+        let memory = size_of::<Answer>()
+            + [&parts.answers, &parts.name_servers, &parts.additionals]
+                .into_iter()
+                .flatten()
+                .map(|r| size_of::<Record>() + r.to_bytes().map_or(0, |wire| wire.len()))
+                .sum::<usize>();
         Answer {
             rcode,
             authentic_data,
@@ -120,7 +130,13 @@ impl Answer {
             fetched_ns: now_ns,
             ttl: ttl.filter(|&t| t > 0),
             usage: Use::default(),
+            memory,
         }
+    }
+
+    /// Bytes it takes in memory, near enough.
+    pub fn memory(&self) -> usize {
+        self.memory
     }
 
     /// An answer with no records, such as the SERVFAIL sent when no upstream answers.
@@ -135,6 +151,7 @@ impl Answer {
             fetched_ns: 0,
             ttl: None,
             usage: Use::default(),
+            memory: size_of::<Answer>(),
         }
     }
 

@@ -56,15 +56,31 @@ pub struct Cache {
     stale_window_ns: u64,
     /// Entries dropped to make room for another key.
     evictions: u64,
+    /// Bytes the entries take (`footprint`), and the most they may.
+    memory: usize,
+    memory_limit: usize,
+}
+
+/// Bytes an entry takes: its answer, its key, and the LRU's node and table slot.
+fn footprint(answer: &Answer) -> usize {
+    answer.memory() + size_of::<Key>() + 64
 }
 
 impl Cache {
-    pub fn new(capacity: NonZeroUsize, serve_stale: Duration) -> Cache {
+    /// At most `capacity` answers taking at most `memory_limit` bytes.
+    pub fn new(capacity: NonZeroUsize, memory_limit: usize, serve_stale: Duration) -> Cache {
         Cache {
             lru: LruCache::new(capacity),
             stale_window_ns: u64::try_from(serve_stale.as_nanos()).unwrap_or(u64::MAX),
             evictions: 0,
+            memory: 0,
+            memory_limit,
         }
+    }
+
+    /// Bytes the entries take now.
+    pub fn memory(&self) -> usize {
+        self.memory
     }
 
     /// The answer for `key` at `now_ns`; one expired beyond the stale window is dropped.
@@ -78,21 +94,35 @@ impl Cache {
         if answer.stale_servable(now_ns, self.stale_window_ns) {
             return Lookup::Stale(answer.clone());
         }
-        self.lru.pop(key);
+        self.remove(key);
         Lookup::Miss
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(answer) = self.lru.pop(key) {
+            self.memory -= footprint(&answer);
+        }
     }
 
     /// Stores `answer` if it is cacheable, evicting the least recently used entry when full.
     pub fn insert(&mut self, key: Key, answer: Arc<Answer>) {
-        if !answer.cacheable() {
+        let size = footprint(&answer);
+        if !answer.cacheable() || size > self.memory_limit {
             return;
         }
+        self.memory += size;
         // `push` hands back the old entry of the same key as well as an evicted one.
-        if self
-            .lru
-            .push(key.clone(), answer)
-            .is_some_and(|(pushed_out, _)| pushed_out != key)
-        {
+        if let Some((pushed_out, old)) = self.lru.push(key.clone(), answer) {
+            self.memory -= footprint(&old);
+            if pushed_out != key {
+                self.evictions += 1;
+            }
+        }
+        while self.memory > self.memory_limit {
+            let Some((_, old)) = self.lru.pop_lru() else {
+                break;
+            };
+            self.memory -= footprint(&old);
             self.evictions += 1;
         }
     }
@@ -114,7 +144,7 @@ impl Cache {
             .cloned()
             .collect();
         for key in &keys {
-            self.lru.pop(key);
+            self.remove(key);
         }
         keys.len() as u64
     }
@@ -169,7 +199,44 @@ mod tests {
     }
 
     fn cache(n: usize) -> Cache {
-        Cache::new(NonZeroUsize::new(n).unwrap(), Duration::ZERO)
+        Cache::new(NonZeroUsize::new(n).unwrap(), usize::MAX, Duration::ZERO)
+    }
+
+    /// An answer of `records` A records for `name`.
+    fn sized(name: &str, records: u8) -> Arc<Answer> {
+        let answers = (0..records).map(|i| a(name, 300, i)).collect();
+        let msg = response(ResponseCode::NoError, answers, vec![]);
+        Arc::new(Answer::from_upstream(
+            msg,
+            0,
+            &crate::config::TtlPolicy::default(),
+        ))
+    }
+
+    #[test]
+    fn memory_is_bounded_in_bytes_whatever_the_count() {
+        let big = sized("big.t.", 200);
+        let limit = 3 * footprint(&big) + footprint(&big) / 2;
+        let mut c = Cache::new(NonZeroUsize::new(1000).unwrap(), limit, Duration::ZERO);
+        let key = |i: usize| Key::of(&client(&format!("n{i}.t."), false));
+        for i in 0..10 {
+            c.insert(key(i), sized(&format!("n{i}.t."), 200));
+            assert!(c.memory() <= limit, "{} > {limit}", c.memory());
+        }
+        // The three most recent fit; the rest were evicted, least recently used first.
+        assert_eq!(c.lru.len(), 3);
+        assert!(matches!(c.get(&key(9), 0), Lookup::Fresh(_)));
+        assert!(matches!(c.get(&key(7), 0), Lookup::Fresh(_)));
+        assert_eq!(c.size(0).evictions, 7);
+        // Replacing an entry and removing one give their bytes back.
+        c.insert(key(9), sized("n9.t.", 1));
+        assert_eq!(c.remove_where(|k| k == &key(8)), 1);
+        let left = footprint(&sized("n9.t.", 1)) + footprint(&sized("n7.t.", 200));
+        assert_eq!(c.memory(), left);
+        // A single answer larger than the whole limit is not cached at all.
+        let mut small = Cache::new(NonZeroUsize::new(1000).unwrap(), 1000, Duration::ZERO);
+        small.insert(key(0), big);
+        assert_eq!((small.lru.len(), small.memory()), (0, 0));
     }
 
     fn fresh(lookup: Lookup) -> Option<Arc<Answer>> {
@@ -210,7 +277,11 @@ mod tests {
 
     #[test]
     fn expired_entries_are_stale_within_the_window() {
-        let mut c = Cache::new(NonZeroUsize::new(4).unwrap(), Duration::from_secs(60));
+        let mut c = Cache::new(
+            NonZeroUsize::new(4).unwrap(),
+            usize::MAX,
+            Duration::from_secs(60),
+        );
         let key = Key::of(&client("www.t.", false));
         c.insert(key.clone(), answer(10, 0));
         assert!(matches!(c.get(&key, 9 * S), Lookup::Fresh(_)));

@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    acl::DenyAction, config::Settings, duration, ratelimit::LimitAction,
+    acl::DenyAction, config::Settings, duration, ratelimit::LimitAction, size,
     upstream::strategy::Strategy,
 };
 
@@ -122,6 +122,14 @@ pub struct RunArgs {
     /// Entries in the daemon's cache, every type [default: --cache-size].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub daemon_cache_size: Option<u32>,
+    /// Bytes the daemon's cache may take; past it the least recently used answers go
+    /// [default: 128M].
+    #[arg(long, value_name = "SIZE", value_parser = size::parse)]
+    pub daemon_cache_memory: Option<u64>,
+    /// Bytes the queries being answered may take, UDP and TCP together; past it reading waits
+    /// [default: 64M].
+    #[arg(long, value_name = "SIZE", value_parser = size::parse)]
+    pub in_flight_memory: Option<u64>,
     /// Shortest time a positive answer is cached, in seconds; smaller TTLs are raised
     /// [default: 0].
     #[arg(long, value_name = "SECONDS")]
@@ -312,6 +320,8 @@ impl RunArgs {
             cache_size: self.cache_size,
             kernel_cache_size: self.kernel_cache_size,
             daemon_cache_size: self.daemon_cache_size,
+            daemon_cache_memory: self.daemon_cache_memory,
+            in_flight_memory: self.in_flight_memory,
             min_ttl: self.min_ttl,
             max_ttl: self.max_ttl,
             max_negative_ttl: self.max_negative_ttl,

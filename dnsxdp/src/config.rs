@@ -19,10 +19,15 @@ use crate::{
     local_addrs::is_this_host,
     ratelimit::LimitAction,
     server::TcpLimits,
+    size,
     upstream::{pool::PoolSettings, spec::UpstreamSpec, strategy::Strategy},
 };
 
 pub const DEFAULT_CACHE_SIZE: u32 = 65536;
+/// Bytes the daemon's cache may take: a full cache of typical answers is far below it.
+pub const DEFAULT_DAEMON_CACHE_MEMORY: u64 = 128 << 20;
+/// Bytes the queries being answered may take.
+pub const DEFAULT_IN_FLIGHT_MEMORY: u64 = 64 << 20;
 pub const DEFAULT_MAX_TTL: u32 = 86400;
 pub const DEFAULT_MAX_NEGATIVE_TTL: u32 = 3600;
 pub const DEFAULT_PREFETCH_MIN_HITS: u32 = 2;
@@ -56,6 +61,8 @@ pub struct Settings {
     pub cache_size: Option<u32>,
     pub kernel_cache_size: Option<u32>,
     pub daemon_cache_size: Option<u32>,
+    pub daemon_cache_memory: Option<u64>,
+    pub in_flight_memory: Option<u64>,
     pub min_ttl: Option<u32>,
     pub max_ttl: Option<u32>,
     pub max_negative_ttl: Option<u32>,
@@ -99,6 +106,10 @@ pub struct Config {
     pub kernel_cache_size: u32,
     /// Entries in the daemon's cache.
     pub daemon_cache_size: u32,
+    /// Bytes the daemon's cache may take.
+    pub daemon_cache_memory: u64,
+    /// Bytes the queries being answered may take.
+    pub in_flight_memory: u64,
     pub ttl: TtlPolicy,
     /// Hits an entry needs before it is refreshed ahead of expiry; `None`: no prefetch.
     pub prefetch_min_hits: Option<u32>,
@@ -141,6 +152,8 @@ impl Settings {
             cache_size: self.cache_size.or(fallback.cache_size),
             kernel_cache_size: self.kernel_cache_size.or(fallback.kernel_cache_size),
             daemon_cache_size: self.daemon_cache_size.or(fallback.daemon_cache_size),
+            daemon_cache_memory: self.daemon_cache_memory.or(fallback.daemon_cache_memory),
+            in_flight_memory: self.in_flight_memory.or(fallback.in_flight_memory),
             min_ttl: self.min_ttl.or(fallback.min_ttl),
             max_ttl: self.max_ttl.or(fallback.max_ttl),
             max_negative_ttl: self.max_negative_ttl.or(fallback.max_negative_ttl),
@@ -223,6 +236,12 @@ impl Settings {
                 }
                 "daemon-cache-size" => {
                     s.daemon_cache_size = Some(positive(value).ok_or_else(|| bad(COUNT))?);
+                }
+                "daemon-cache-memory" => {
+                    s.daemon_cache_memory = Some(bytes(value).ok_or_else(|| bad(size::EXPECTED))?);
+                }
+                "in-flight-memory" => {
+                    s.in_flight_memory = Some(bytes(value).ok_or_else(|| bad(size::EXPECTED))?);
                 }
                 "min-ttl" => s.min_ttl = Some(count(value).ok_or_else(|| bad(COUNT_OR_ZERO))?),
                 "max-ttl" => s.max_ttl = Some(positive(value).ok_or_else(|| bad(COUNT))?),
@@ -314,6 +333,16 @@ fn bits(value: &toml::Value, max: u8) -> Option<u8> {
 }
 
 /// A duration string, or a number of seconds.
+/// A size of more than 0 bytes: `64M`, or a bare number of bytes.
+fn bytes(value: &toml::Value) -> Option<u64> {
+    match value {
+        toml::Value::String(s) => size::parse(s).ok(),
+        toml::Value::Integer(n) => u64::try_from(*n).ok(),
+        _ => None,
+    }
+    .filter(|&n| n > 0)
+}
+
 fn time(value: &toml::Value) -> Option<Duration> {
     match value {
         toml::Value::String(s) => duration::parse(s).ok(),
@@ -411,6 +440,20 @@ impl Config {
             Some(Duration::ZERO) => bail!("{key}: must be more than 0"),
             d => Ok(d.unwrap_or(default)),
         };
+        let memory = |key: &str, bytes: Option<u64>, default: u64| match bytes {
+            Some(0) => bail!("{key}: must be more than 0"),
+            bytes => Ok(bytes.unwrap_or(default)),
+        };
+        let daemon_cache_memory = memory(
+            "daemon-cache-memory",
+            s.daemon_cache_memory,
+            DEFAULT_DAEMON_CACHE_MEMORY,
+        )?;
+        let in_flight_memory = memory(
+            "in-flight-memory",
+            s.in_flight_memory,
+            DEFAULT_IN_FLIGHT_MEMORY,
+        )?;
         Ok(Config {
             ifaces,
             listen,
@@ -434,6 +477,8 @@ impl Config {
                 .kernel_cache_size
                 .or(s.cache_size)
                 .unwrap_or(DEFAULT_CACHE_SIZE),
+            daemon_cache_memory,
+            in_flight_memory,
             daemon_cache_size: s
                 .daemon_cache_size
                 .or(s.cache_size)
@@ -674,6 +719,28 @@ mod tests {
         assert_eq!(c.serve_stale, Duration::from_secs(86400));
         assert_eq!(c.tls_ca, None);
         assert_eq!(c.tcp, TcpLimits::default());
+    }
+
+    #[test]
+    fn memory_sizes_come_from_the_file_and_zero_is_refused() {
+        let s =
+            Settings::from_toml("daemon-cache-memory = \"16M\"\nin-flight-memory = 4096").unwrap();
+        assert_eq!(
+            (s.daemon_cache_memory, s.in_flight_memory),
+            (Some(16 << 20), Some(4096))
+        );
+        let e = Settings::from_toml("daemon-cache-memory = \"lots\"").unwrap_err();
+        assert!(e.starts_with("daemon-cache-memory: expected a size"), "{e}");
+        let e = Settings::from_toml("in-flight-memory = 0").unwrap_err();
+        assert!(e.starts_with("in-flight-memory: expected a size"), "{e}");
+        let zero = Settings {
+            no_xdp: Some(true),
+            upstream: Some(vec!["198.18.0.2".into()]),
+            daemon_cache_memory: Some(0),
+            ..Default::default()
+        };
+        let e = Config::resolve(zero, &[], no_resolv_conf).unwrap_err();
+        assert_eq!(e.to_string(), "daemon-cache-memory: must be more than 0");
     }
 
     #[test]

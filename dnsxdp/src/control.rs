@@ -390,6 +390,7 @@ mod tests {
         let pool = Arc::new(Pool::new(vec![upstream], settings, None).unwrap());
         let resolver_settings = crate::resolver::ResolverSettings {
             cache_size: std::num::NonZeroUsize::new(8).unwrap(),
+            cache_memory: usize::MAX,
             ttl: Default::default(),
             query_timeout: std::time::Duration::from_secs(1),
             serve_stale: std::time::Duration::ZERO,

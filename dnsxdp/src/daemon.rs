@@ -23,7 +23,8 @@ use crate::{
     querylog::QueryLog,
     reload::Reloader,
     resolver::{Resolver, ResolverSettings},
-    security, server,
+    security,
+    server::{self, InFlight},
     stats::Stats,
     upstream::pool::Pool,
     xdp,
@@ -113,6 +114,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         NonZeroUsize::new(config.daemon_cache_size as usize).context("cache size is 0")?;
     let settings = ResolverSettings {
         cache_size,
+        cache_memory: usize::try_from(config.daemon_cache_memory).unwrap_or(usize::MAX),
         ttl: config.ttl,
         query_timeout: config.query_timeout,
         serve_stale: config.serve_stale,
@@ -135,10 +137,17 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         tasks.spawn(events::read(ring, sinks));
     }
     tasks.spawn(pool.clone().probe_down());
+    let in_flight = InFlight::new(config.in_flight_memory);
     for b in bound {
         let addr = b.addr();
-        b.serve(resolver.clone(), access.clone(), config.tcp, &mut tasks)
-            .with_context(|| format!("serving {addr}"))?;
+        b.serve(
+            resolver.clone(),
+            access.clone(),
+            in_flight.clone(),
+            config.tcp,
+            &mut tasks,
+        )
+        .with_context(|| format!("serving {addr}"))?;
         info!("listening on {addr} (UDP and TCP)");
     }
     let upstreams: Vec<&str> = pool.names().collect();

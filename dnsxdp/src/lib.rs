@@ -28,6 +28,7 @@ pub mod resolv_conf;
 pub mod resolver;
 pub mod security;
 pub mod server;
+pub mod size;
 pub mod stacked;
 pub mod stats;
 pub mod upstream;

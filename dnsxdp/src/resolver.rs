@@ -67,6 +67,8 @@ pub struct Resolver {
 /// How the resolver is set up, besides its upstreams and where it reports.
 pub struct ResolverSettings {
     pub cache_size: NonZeroUsize,
+    /// Bytes the cache may take.
+    pub cache_memory: usize,
     pub ttl: TtlPolicy,
     pub query_timeout: Duration,
     /// How long after expiry an answer may be served when no upstream answers; 0: never.
@@ -83,7 +85,11 @@ impl Resolver {
         kernel: Option<Arc<XdpMaps>>,
     ) -> Resolver {
         Resolver {
-            cache: Mutex::new(Cache::new(settings.cache_size, settings.serve_stale)),
+            cache: Mutex::new(Cache::new(
+                settings.cache_size,
+                settings.cache_memory,
+                settings.serve_stale,
+            )),
             flights: Flights::default(),
             pool,
             ttl: settings.ttl,
@@ -405,6 +411,7 @@ mod tests {
         let pool = Arc::new(Pool::new(specs, settings, None).unwrap());
         let settings = ResolverSettings {
             cache_size: NonZeroUsize::new(16).unwrap(),
+            cache_memory: usize::MAX,
             ttl: TtlPolicy::default(),
             query_timeout: Duration::from_millis(400),
             serve_stale,

@@ -1,5 +1,6 @@
 //! The DNS listeners: UDP and TCP on every listen address.
 
+mod in_flight;
 mod socket;
 mod tcp;
 mod udp;
@@ -9,7 +10,7 @@ use std::{io, net::SocketAddr, sync::Arc};
 use anyhow::anyhow;
 use tokio::task::JoinSet;
 
-pub use self::tcp::TcpLimits;
+pub use self::{in_flight::InFlight, tcp::TcpLimits};
 use crate::{access::Access, resolver::Resolver};
 
 /// The sockets of one listen address.
@@ -58,18 +59,24 @@ impl Bound {
     }
 
     /// Serves both sockets to the clients `access` lets through until the task set is
-    /// dropped, TCP within `tcp`.
+    /// dropped, the queries being answered within `in_flight` and TCP within `tcp`.
     pub fn serve(
         self,
         resolver: Arc<Resolver>,
         access: Arc<Access>,
+        in_flight: InFlight,
         tcp: TcpLimits,
         tasks: &mut JoinSet<()>,
     ) -> io::Result<()> {
         let udp = tokio::net::UdpSocket::from_std(self.udp)?;
         let listener = tokio::net::TcpListener::from_std(self.tcp)?;
-        tasks.spawn(udp::serve(udp, resolver.clone(), access.clone()));
-        tasks.spawn(tcp::serve(listener, resolver, access, tcp));
+        tasks.spawn(udp::serve(
+            udp,
+            resolver.clone(),
+            access.clone(),
+            in_flight.clone(),
+        ));
+        tasks.spawn(tcp::serve(listener, resolver, access, in_flight, tcp));
         Ok(())
     }
 }

@@ -16,7 +16,10 @@ use std::{
 use tokio::{io::Interest, net::UdpSocket, sync::Semaphore};
 use tracing::{debug, warn};
 
-use super::socket::{from_sockaddr, to_sockaddr};
+use super::{
+    in_flight::InFlight,
+    socket::{from_sockaddr, to_sockaddr},
+};
 use crate::{
     access::{Access, Screened, Via},
     reply::Transport,
@@ -36,7 +39,12 @@ struct Local {
     ifindex: u32,
 }
 
-pub async fn serve(socket: UdpSocket, resolver: Arc<Resolver>, access: Arc<Access>) {
+pub async fn serve(
+    socket: UdpSocket,
+    resolver: Arc<Resolver>,
+    access: Arc<Access>,
+    in_flight: InFlight,
+) {
     let port = match socket.local_addr() {
         Ok(addr) => addr.port(),
         Err(e) => {
@@ -45,10 +53,10 @@ pub async fn serve(socket: UdpSocket, resolver: Arc<Resolver>, access: Arc<Acces
         }
     };
     let socket = Arc::new(socket);
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let tasks = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut buf = vec![0u8; u16::MAX as usize];
     loop {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+        let Ok(permit) = tasks.clone().acquire_owned().await else {
             return;
         };
         let fd = socket.as_raw_fd();
@@ -66,6 +74,7 @@ pub async fn serve(socket: UdpSocket, resolver: Arc<Resolver>, access: Arc<Acces
         if access.from_reflective_port(peer) {
             continue;
         }
+        let room = in_flight.take(len).await;
         let packet = buf[..len].to_vec();
         // Screened here rather than in the task, so a flood that is dropped costs no task.
         let via = match local {
@@ -99,7 +108,7 @@ pub async fn serve(socket: UdpSocket, resolver: Arc<Resolver>, access: Arc<Acces
                     debug!(%peer, "UDP reply failed: {e}");
                 }
             }
-            drop(permit);
+            drop((permit, room));
         });
     }
 }

@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 
 pub use self::slots::TcpLimits;
 use self::slots::{Activity, Slots};
+use super::in_flight::InFlight;
 use crate::{
     access::{Access, Screened, Via},
     reply::Transport,
@@ -34,6 +35,7 @@ pub async fn serve(
     listener: TcpListener,
     resolver: Arc<Resolver>,
     access: Arc<Access>,
+    in_flight: InFlight,
     limits: TcpLimits,
 ) {
     let slots = Arc::new(Slots::new(limits));
@@ -52,10 +54,16 @@ pub async fn serve(
         let activity = slots.activity();
         let task = tokio::spawn({
             let (resolver, access, slots) = (resolver.clone(), access.clone(), slots.clone());
-            let activity = activity.clone();
+            let (activity, in_flight) = (activity.clone(), in_flight.clone());
             async move {
                 let _slot = Release(slots.clone(), id);
-                connection(stream, peer, &resolver, &access, &activity, slots.limits()).await;
+                let limits = slots.limits();
+                let shared = Shared {
+                    resolver: &resolver,
+                    access: &access,
+                    in_flight: &in_flight,
+                };
+                connection(stream, peer, shared, &activity, limits).await;
                 debug!(%peer, "TCP connection closed");
             }
         });
@@ -75,11 +83,17 @@ impl Drop for Release {
     }
 }
 
+/// What every connection answers with.
+struct Shared<'a> {
+    resolver: &'a Arc<Resolver>,
+    access: &'a Access,
+    in_flight: &'a InFlight,
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    resolver: &Arc<Resolver>,
-    access: &Access,
+    shared: Shared<'_>,
     activity: &Activity,
     limits: TcpLimits,
 ) {
@@ -92,11 +106,15 @@ async fn connection(
         while let Some(packet) = take_message(&mut received) {
             quiet_since = Instant::now();
             activity.touch();
-            match access.screen(&packet, peer.ip(), Via::Tcp) {
+            match shared.access.screen(&packet, peer.ip(), Via::Tcp) {
                 Screened::Serve => {
-                    let resolver = resolver.clone();
-                    answering
-                        .spawn(async move { resolver.handle(&packet, peer, Transport::Tcp).await });
+                    let room = shared.in_flight.take(packet.len()).await;
+                    let resolver = shared.resolver.clone();
+                    answering.spawn(async move {
+                        let reply = resolver.handle(&packet, peer, Transport::Tcp).await;
+                        drop(room);
+                        reply
+                    });
                 }
                 Screened::Answer(reply) => {
                     answering.spawn(async move { Some(reply) });
