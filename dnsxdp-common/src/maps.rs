@@ -35,7 +35,7 @@ pub const GLOBAL_HASH_KEY: &str = "HASH_KEY";
 pub const GLOBAL_SETTINGS: &str = "SETTINGS";
 /// Changes whenever `CacheKey` or `CacheEntry` change meaning, so that a cache pinned by an
 /// older daemon is not read as this one's.
-pub const CACHE_LAYOUT: u32 = 2;
+pub const CACHE_LAYOUT: u32 = 3;
 pub const PROG_CACHE: &str = "dnsxdp";
 /// An XDP_PASS program for the far end of a veth pair: without one, XDP_TX frames never leave
 /// the peer's queue.
@@ -79,6 +79,11 @@ impl CacheKey {
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Debug)]
 pub struct CacheEntry {
+    /// The entry's own key, written by `KernelCache::insert`. First, so that a copy of another
+    /// value into this element (the kernel reuses one as soon as an update replaces it)
+    /// changes it before anything else: the XDP program checks it again after copying.
+    pub key: CacheKey,
+    pub _pad: u32,
     /// When the XDP program stops serving the entry, in CLOCK_MONOTONIC ns. It reads a coarse
     /// clock that lags, so entries expire `EXPIRY_MARGIN_NS` before their records' TTL runs out
     /// (`entry::build_entry`).
@@ -106,6 +111,9 @@ pub struct CacheEntry {
     pub name: [u8; MAX_NAME],
     pub records: [u8; MAX_RECORDS_LEN],
 }
+
+// The XDP program reads the name a word at a time.
+const _: () = assert!(core::mem::offset_of!(CacheEntry, name) % 8 == 0);
 
 /// How much earlier than their records' TTL entries stop being served: more than the XDP
 /// program's clock can lag CLOCK_MONOTONIC. It reads CLOCK_MONOTONIC_COARSE once per tick
@@ -194,9 +202,12 @@ pub enum Counter {
     /// Dropped: an IPv6 chain of more extension headers than the program follows, behind which
     /// a query would escape the rate limit.
     DroppedHeaderChain,
+    /// Dropped after the answer was made: the entry it was copied from changed meanwhile (an
+    /// LRU element is reused as soon as an update replaces it). The client asks again.
+    DroppedEntryChanged,
 }
 
-pub const COUNTER_COUNT: u32 = 20;
+pub const COUNTER_COUNT: u32 = 21;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -220,6 +231,7 @@ impl Counter {
         Counter::PassFragment,
         Counter::PassExtensionHeaders,
         Counter::DroppedHeaderChain,
+        Counter::DroppedEntryChanged,
     ];
 
     /// Name used in `dnsxdp stats`.
@@ -245,6 +257,7 @@ impl Counter {
             Counter::PassFragment => "pass_fragment",
             Counter::PassExtensionHeaders => "pass_extension_headers",
             Counter::DroppedHeaderChain => "dropped_header_chain",
+            Counter::DroppedEntryChanged => "dropped_entry_changed",
         }
     }
 }

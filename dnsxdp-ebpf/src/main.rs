@@ -24,6 +24,7 @@ mod verify;
 use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},
     mem::size_of,
+    ptr::read_volatile,
 };
 
 use aya_ebpf::{
@@ -139,6 +140,12 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
     }
     // The coarse clock costs less than CLOCK_MONOTONIC; `build_entry` makes up for its lag.
     let now = clock::coarse_ns();
+    let (expires, csum) = unsafe {
+        (
+            read_volatile(&raw const (*entry).expires_ns),
+            read_volatile(&raw const (*entry).csum),
+        )
+    };
     let Some(ttl) = e.ttl_at(now) else {
         count(Counter::Expired);
         return xdp_action::XDP_PASS;
@@ -150,6 +157,23 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
     }
     match reply::build(&ctx, &frame, &query, e, ttl) {
         Ok(()) => {
+            // An update hands the element it replaces back to the free list at once, and the
+            // next insert may be filling it while this CPU copies from it. The kernel copies a
+            // value from its first byte on: if the key (first) and the expiry and sum (before
+            // the records) are still those read before, the records copied are theirs.
+            let reused = unsafe {
+                let words = entry.cast::<u32>();
+                let key_words = (key as *const CacheKey).cast::<u32>();
+                read_volatile(words) != *key_words
+                    || read_volatile(words.add(1)) != *key_words.add(1)
+                    || read_volatile(words.add(2)) != *key_words.add(2)
+                    || read_volatile(&raw const (*entry).expires_ns) != expires
+                    || read_volatile(&raw const (*entry).csum) != csum
+            };
+            if reused {
+                count(Counter::DroppedEntryChanged);
+                return xdp_action::XDP_DROP;
+            }
             count(Counter::Hits);
             let settings = events::settings();
             // Once per entry, give or take a race between CPUs: the daemon refreshes a name

@@ -137,6 +137,7 @@ impl KernelCache {
         current: impl FnOnce() -> bool,
     ) {
         let key = key.cache_key(&self.hash_key);
+        let entry = CacheEntry { key, ..entry };
         let mut m = self.lock();
         if !current() {
             return;

@@ -298,11 +298,16 @@ fn encode_xdp(xdp: &BTreeMap<String, u64>, e: &mut DescriptorEncoder) -> fmt::Re
         "Reports of the XDP program (prefetch requests, logged hits, security events) lost to a full ring buffer.",
         xdp_counter(xdp, Counter::EventsLost.name()),
     )?;
-    counter(
+    counters(
         e,
-        "xdp_dropped_header_chains",
-        "IPv6 packets the XDP program dropped for a chain of extension headers longer than it follows.",
-        xdp_counter(xdp, Counter::DroppedHeaderChain.name()),
+        "xdp_dropped",
+        "Packets the XDP program dropped outside the ACL and the rate limit, by reason: an IPv6 header chain longer than it follows, or an answer whose entry changed while it was copied.",
+        [Counter::DroppedHeaderChain, Counter::DroppedEntryChanged]
+            .into_iter()
+            .map(|c| {
+                let reason = c.name().trim_start_matches("dropped_");
+                ([("reason", reason)], xdp_counter(xdp, c.name()))
+            }),
     )?;
     counters(
         e,
@@ -622,7 +627,8 @@ mod tests {
             r#"dnsxdp_xdp_passed_total{reason="not_query"} 50"#,
             r#"dnsxdp_xdp_passed_total{reason="malformed"} 90"#,
             "dnsxdp_xdp_events_lost_total 140",
-            "dnsxdp_xdp_dropped_header_chains_total 200",
+            r#"dnsxdp_xdp_dropped_total{reason="header_chain"} 200"#,
+            r#"dnsxdp_xdp_dropped_total{reason="entry_changed"} 210"#,
             // 10 packets, of which 100 + 110 + 120 + 130 were stopped: none allowed.
             r#"dnsxdp_access_total{layer="xdp",action="allowed"} 0"#,
             r#"dnsxdp_access_total{layer="xdp",action="limited_slipped"} 130"#,

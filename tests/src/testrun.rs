@@ -169,6 +169,19 @@ impl XdpCache {
         Ok(HashMap::try_from(map)?)
     }
 
+    /// A handle of its own on the cache map, for another thread to write while this one runs
+    /// the program.
+    pub fn cache_handle(&mut self) -> Result<HashMap<MapData, CacheKey, CacheEntry>> {
+        use std::os::fd::AsFd as _;
+        let map = self.ebpf.map(MAP_CACHE).context("no CACHE map")?;
+        let aya::maps::Map::LruHashMap(data) = map else {
+            bail!("CACHE is not an LRU hash map");
+        };
+        let fd = data.fd().as_fd().try_clone_to_owned()?;
+        let data = MapData::from_fd(fd)?;
+        Ok(HashMap::try_from(aya::maps::Map::LruHashMap(data))?)
+    }
+
     /// Answers queries to `addr`.
     pub fn serve(&mut self, addr: SocketAddr) -> Result<()> {
         self.served()?.insert(served_key(addr), 1, 0)?;
@@ -192,6 +205,11 @@ impl XdpCache {
 
     /// Inserts `entry` under any key, whether or not it is its name's.
     pub fn insert_at(&mut self, key: &CacheKey, entry: &CacheEntry) -> Result<()> {
+        // As the daemon does: the entry carries the key it is stored under.
+        let entry = CacheEntry {
+            key: *key,
+            ..*entry
+        };
         self.cache()?.insert(key, entry, 0)?;
         Ok(())
     }

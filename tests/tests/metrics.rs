@@ -332,7 +332,10 @@ fn xdp_sample(name: &str) -> (String, Vec<(&'static str, &str)>) {
     match name {
         "packets" => ("dnsxdp_xdp_packets_total".into(), vec![]),
         "events_lost" => ("dnsxdp_xdp_events_lost_total".into(), vec![]),
-        "dropped_header_chain" => ("dnsxdp_xdp_dropped_header_chains_total".into(), vec![]),
+        "dropped_header_chain" | "dropped_entry_changed" => (
+            "dnsxdp_xdp_dropped_total".into(),
+            vec![("reason", name.trim_start_matches("dropped_"))],
+        ),
         "hits" | "misses" | "expired" => {
             (format!("dnsxdp_cache_{name}_total"), vec![("layer", "xdp")])
         }

@@ -1550,3 +1550,70 @@ fn reports_a_full_ring_buffer_has_no_room_for_are_counted() {
     assert_eq!(kept + lost, hits);
     assert_eq!(counted.get(Counter::Hits), hits);
 }
+
+/// The kernel hands an LRU element back to its free list as soon as an update replaces it,
+/// and may fill it with another name's answer while the program, on another CPU, is still
+/// copying from it. The program checks the name again after the copy: an answer that was
+/// read from an element given to another name in between is dropped, never sent.
+#[test]
+fn an_entry_reused_while_it_is_read_never_answers_another_name() {
+    // A small map, so the same few elements go round and round.
+    let mut x = XdpCache::load_with(8).unwrap();
+    let spec = FrameSpec::v4();
+    x.serve(spec.server).unwrap();
+    let names: Vec<String> = (0..4).map(|i| format!("n{i}.example.com.")).collect();
+    let entries: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let answers = vec![record(name, 300, a([198, 51, 100, i as u8])).unwrap()];
+            entry_from(&response(name, RecordType::A, answers).unwrap(), u32::MAX).unwrap()
+        })
+        .collect();
+    // Keyed as the daemon keys them: each entry carries its key.
+    let entries: Vec<(dnsxdp_common::CacheKey, CacheEntry)> = entries
+        .iter()
+        .map(|(q, entry)| {
+            let key = x.cache_key(q);
+            (key, CacheEntry { key, ..*entry })
+        })
+        .collect();
+    let mut map = x.cache_handle().unwrap();
+    for (key, entry) in &entries {
+        map.insert(key, entry, 0).unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let query = spec.query(&Query::new(&names[0], QTYPE_A));
+    let (mut answered, mut wrong, mut dropped) = (0u64, 0u64, 0u64);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Every name rewritten in turn, on the other CPU: each update frees an element
+            // that the next one takes.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (key, entry) in &entries {
+                    let _ = map.insert(key, entry, 0);
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            let run = x.run(&query).unwrap();
+            match run.action {
+                Action::Tx => {
+                    answered += 1;
+                    let m = Message::from_vec(&parse_frame(&run.data).unwrap().payload).unwrap();
+                    let ok = m.answers().len() == 1
+                        && m.answers()[0].name().to_string() == names[0]
+                        && m.answers()[0].data() == &a([198, 51, 100, 0]);
+                    wrong += u64::from(!ok);
+                }
+                Action::Drop => dropped += 1,
+                _ => {}
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    eprintln!("{answered} answered, {dropped} dropped, {wrong} wrong");
+    assert!(answered > 1000, "{answered} answered");
+    assert_eq!(wrong, 0, "answers for another name's records");
+}
