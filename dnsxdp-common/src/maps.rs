@@ -125,6 +125,12 @@ const _: () = assert!(core::mem::offset_of!(CacheEntry, name) % 8 == 0);
 /// answer's TTL is one less than the whole seconds its records have left.
 pub const EXPIRY_MARGIN_NS: u64 = 50_000_000;
 
+/// In a `SERVED` value: the XDP program answers on the address and port.
+pub const SERVED_ANSWER: u8 = 1;
+/// In a `SERVED` value: the address is on a VLAN interface (or one stacked on a VLAN), so its
+/// queries arrive tagged, and one that arrives without its tag lost it to VLAN offload.
+pub const SERVED_BEHIND_VLAN: u8 = 2;
+
 /// Key of the `SERVED` map: a local address and UDP port the XDP program answers on. IPv4
 /// addresses are stored IPv4-mapped (`::ffff:a.b.c.d`).
 #[repr(C)]
@@ -205,9 +211,12 @@ pub enum Counter {
     /// Dropped after the answer was made: the entry it was copied from changed meanwhile (an
     /// LRU element is reused as soon as an update replaces it). The client asks again.
     DroppedEntryChanged,
+    /// Passed once the ACL and the rate limit let it: untagged, to an address on a VLAN, so
+    /// the NIC took its tag off (VLAN offload) and an answer from XDP would go out untagged.
+    PassVlanOffload,
 }
 
-pub const COUNTER_COUNT: u32 = 21;
+pub const COUNTER_COUNT: u32 = 22;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -232,6 +241,7 @@ impl Counter {
         Counter::PassExtensionHeaders,
         Counter::DroppedHeaderChain,
         Counter::DroppedEntryChanged,
+        Counter::PassVlanOffload,
     ];
 
     /// Name used in `dnsxdp stats`.
@@ -258,6 +268,7 @@ impl Counter {
             Counter::PassExtensionHeaders => "pass_extension_headers",
             Counter::DroppedHeaderChain => "dropped_header_chain",
             Counter::DroppedEntryChanged => "dropped_entry_changed",
+            Counter::PassVlanOffload => "pass_vlan_offload",
         }
     }
 }

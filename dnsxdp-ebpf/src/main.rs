@@ -34,7 +34,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use dnsxdp_common::{
-    CacheEntry, CacheKey, Counter, MAX_NAME, hash::HashKey, ports::reflective_port,
+    CacheEntry, CacheKey, Counter, MAX_NAME, SERVED_ANSWER, SERVED_BEHIND_VLAN, hash::HashKey,
+    ports::reflective_port,
 };
 
 use crate::{
@@ -73,7 +74,8 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
             return xdp_action::XDP_DROP;
         }
     };
-    if !served::served(&dest) {
+    let served = served::served(&dest);
+    if served & SERVED_ANSWER == 0 {
         return xdp_action::XDP_PASS;
     }
     count(Counter::Packets);
@@ -85,6 +87,12 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
     if reflective_port(frame.src_port) {
         count(Counter::DroppedSourcePort);
         return xdp_action::XDP_DROP;
+    }
+    // For an address on a VLAN, a frame without a tag lost it to the NIC's VLAN offload,
+    // which XDP cannot see: an answer would go out untagged. The stack answers it.
+    let mut frame = frame;
+    if served & SERVED_BEHIND_VLAN != 0 && !frame.tagged {
+        frame.charge_only = frame.charge_only.or(Some(Counter::PassVlanOffload));
     }
     let Some(frame) = frame.forget() else {
         return xdp_action::XDP_PASS;

@@ -67,6 +67,8 @@ pub struct Frame {
     /// A fragment or IPv6 with extension headers: charged to the rate limit, then passed with
     /// this reason, never answered.
     pub charge_only: Option<Counter>,
+    /// It carried a VLAN tag in the frame.
+    pub tagged: bool,
 }
 
 impl Frame {
@@ -163,6 +165,7 @@ pub fn frame(pkt: &Packet) -> Result<(Frame, Dest), NotUdp> {
         ETH_P_IPV6 => ipv6(pkt, l3)?,
         _ => return Err(NotUdp::Pass),
     };
+    frame.tagged = l3 != ETH_HLEN;
     // The group bit of the destination MAC: multicast or broadcast.
     frame.martian |= unsafe { *eth } & 1 != 0;
     Ok((frame, dest))
@@ -193,6 +196,7 @@ fn ipv4(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
                 // This network (0/8), loopback, multicast, class E and broadcast.
                 martian: matches!(*ip.add(12), 0 | 127 | 224..),
                 charge_only: (frag & IP_MF != 0).then_some(Counter::PassFragment),
+                tagged: false,
             },
             Dest {
                 addr: [0, mapped],
@@ -254,6 +258,7 @@ fn ipv6(pkt: &Packet, l3: usize) -> Result<(Frame, Dest), NotUdp> {
                 src_port: be16(u, 0),
                 martian: martian_v6(load(ip, 8), load(ip, 16)),
                 charge_only,
+                tagged: false,
             },
             Dest {
                 addr: [load(ip, 24), load(ip, 32)],

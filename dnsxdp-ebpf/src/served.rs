@@ -9,7 +9,8 @@ use dnsxdp_common::ServedKey;
 
 use crate::{Aligned, parse::Dest};
 
-/// Local addresses and ports to answer on; other DNS traffic through the box is left alone.
+/// Local addresses and ports to answer on, with `SERVED_*` bits; other DNS traffic through the
+/// box is left alone.
 #[map]
 static SERVED: HashMap<ServedKey, u8> = HashMap::with_max_entries(64, 0);
 
@@ -18,15 +19,15 @@ const MEMO_BITS: u32 = 6;
 /// Ticks a memo slot is trusted for: a change to SERVED reaches every CPU within 25 ticks,
 /// 250 ms at the lowest common HZ of 100. The daemon refreshes SERVED every few seconds.
 const MEMO_TICKS: u64 = 25;
-const NOT_SERVED: u32 = 1;
-const IS_SERVED: u32 = 2;
+/// Set in a memo slot's `answer` once filled, beside SERVED's value (0: not served).
+const FILLED: u32 = 0x100;
 
 /// What SERVED said about a destination, and when.
 #[repr(C)]
 struct Memo {
     addr: [u64; 2],
     port: u32,
-    /// `NOT_SERVED` or `IS_SERVED`; zero in a slot never filled.
+    /// `FILLED` and SERVED's value; zero in a slot never filled.
     answer: u32,
     /// `bpf_jiffies64` when SERVED was asked.
     jiffies: u64,
@@ -38,13 +39,15 @@ struct Memo {
 #[map]
 static SERVED_MEMO: PerCpuArray<Memo> = PerCpuArray::with_max_entries(1 << MEMO_BITS, 0);
 
-/// Whether `dest` is in SERVED, as of at most `MEMO_TICKS` ago.
+/// SERVED's value for `dest` (`SERVED_*` bits; 0 when it is not there), as of at most
+/// `MEMO_TICKS` ago.
 #[inline(always)]
-pub fn served(dest: &Dest) -> bool {
+pub fn served(dest: &Dest) -> u8 {
     let lookup = || {
         let key = Aligned(dest.key());
         let key: &ServedKey = &key.0;
-        SERVED.get_ptr(key).is_some()
+        // A u8 read at once: SERVED's values are replaced whole.
+        SERVED.get_ptr(key).map_or(0, |v| unsafe { *v })
     };
     // Inlined by the verifier: a load of `jiffies_64`.
     let now = unsafe { bpf_jiffies64() };
@@ -60,13 +63,13 @@ pub fn served(dest: &Dest) -> bool {
         && memo.port == port
         && now.wrapping_sub(memo.jiffies) < MEMO_TICKS
     {
-        return memo.answer == IS_SERVED;
+        return memo.answer as u8;
     }
     let served = lookup();
     *memo = Memo {
         addr: dest.addr,
         port,
-        answer: if served { IS_SERVED } else { NOT_SERVED },
+        answer: FILLED | served as u32,
         jiffies: now,
     };
     served

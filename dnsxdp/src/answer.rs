@@ -204,9 +204,14 @@ impl Answer {
     /// Whether `now_ns` falls in the last tenth of its cached life, when a hit on a popular
     /// answer refreshes it.
     pub fn in_prefetch_window(&self, now_ns: u64) -> bool {
-        self.ttl.is_some_and(|ttl| {
+        now_ns >= self.prefetch_ns()
+    }
+
+    /// When the last tenth of its cached life starts; `u64::MAX` if it is not cached.
+    pub fn prefetch_ns(&self) -> u64 {
+        self.ttl.map_or(u64::MAX, |ttl| {
             let life = clock::ns(ttl);
-            now_ns >= self.fetched_ns.saturating_add(life - life / 10)
+            self.fetched_ns.saturating_add(life - life / 10)
         })
     }
 

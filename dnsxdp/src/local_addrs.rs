@@ -7,6 +7,14 @@ use std::{
 
 /// Every address on every interface (getifaddrs), loopback included.
 pub fn local_addrs() -> io::Result<Vec<IpAddr>> {
+    Ok(local_addrs_by_iface()?
+        .into_iter()
+        .map(|(ip, _)| ip)
+        .collect())
+}
+
+/// Every address on every interface with the index of its interface (0 if it has none now).
+pub fn local_addrs_by_iface() -> io::Result<Vec<(IpAddr, u32)>> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut head) } != 0 {
@@ -35,7 +43,11 @@ pub fn local_addrs() -> io::Result<Vec<IpAddr>> {
                 _ => continue,
             }
         };
-        out.push(ip);
+        // SAFETY: ifa_name is a NUL-terminated string in the same list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }.to_string_lossy();
+        // An IPv4 alias is labelled `eth0:1`.
+        let iface = name.split(':').next().and_then(if_index).unwrap_or(0);
+        out.push((ip, iface));
     }
     // SAFETY: `head` came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(head) };
@@ -68,6 +80,16 @@ mod tests {
         let mine: IpAddr = "198.18.0.1".parse().unwrap();
         assert!(is_this_host(mine, &[mine]));
         assert!(!is_this_host("198.18.0.2".parse().unwrap(), &[mine]));
+    }
+
+    #[test]
+    fn loopback_addresses_are_on_lo() {
+        let lo = if_index("lo").unwrap();
+        let addrs = local_addrs_by_iface().unwrap();
+        assert!(
+            addrs.contains(&("127.0.0.1".parse().unwrap(), lo)),
+            "{addrs:?}"
+        );
     }
 
     #[test]

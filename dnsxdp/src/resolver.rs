@@ -325,7 +325,11 @@ impl Resolver {
         // Counted from when the rendered TTLs are exact, so the entry expires with the answer
         // rather than up to a second after it.
         match build_entry(&wire, answer.aged_at(now), self.ttl.max) {
-            Ok((key, entry)) => {
+            Ok((key, mut entry)) => {
+                // The window of the answer's whole life, as the daemon's copy has it, rather
+                // than of what is left of it: an entry filled late in its life still asks in
+                // time.
+                entry.prefetch_ns = answer.prefetch_ns();
                 // Checked as it is written: a flush removes from the kernel cache only after
                 // counting itself, so a write it does not see here it removes.
                 let current = || self.flushes() == flushes;

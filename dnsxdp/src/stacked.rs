@@ -15,25 +15,52 @@ pub struct Link {
     pub lower: Option<u32>,
     /// The bridge, bond or team this is a port of.
     pub master: Option<u32>,
+    /// An 802.1Q or 802.1ad VLAN.
+    pub vlan: bool,
 }
 
 /// Kinds whose IFLA_LINK is the device they take their frames from. For others it means
 /// something else (a veth's peer, a tunnel's underlay), or nothing.
 const STACKED_KINDS: [&[u8]; 5] = [b"vlan", b"macvlan", b"macvtap", b"ipvlan", b"ipvtap"];
 
+/// The interfaces `link` is stacked on directly: its lower device or its ports.
+fn lowers(links: &[Link], link: &Link) -> Vec<u32> {
+    links
+        .iter()
+        .filter(|port| port.master == Some(link.index))
+        .map(|port| port.index)
+        .chain(link.lower)
+        .collect()
+}
+
+/// Whether interface `index` is a VLAN or stacked, directly or not, on one: frames for its
+/// addresses arrive tagged.
+pub fn behind_vlan(links: &[Link], index: u32) -> bool {
+    let mut seen = vec![index];
+    let mut next = 0;
+    while let Some(&i) = seen.get(next) {
+        next += 1;
+        let Some(link) = links.iter().find(|l| l.index == i) else {
+            continue;
+        };
+        if link.vlan {
+            return true;
+        }
+        for lower in lowers(links, link) {
+            if !seen.contains(&lower) {
+                seen.push(lower);
+            }
+        }
+    }
+    false
+}
+
 /// `attached` and every interface stacked, directly or not, only on interfaces among them.
 pub fn covered(links: &[Link], attached: &[u32]) -> Vec<u32> {
     let mut covered = attached.to_vec();
     // Each round covers at least one more interface, or ends.
     for _ in 0..links.len() {
-        let lowers = |l: &Link| -> Vec<u32> {
-            links
-                .iter()
-                .filter(|port| port.master == Some(l.index))
-                .map(|port| port.index)
-                .chain(l.lower)
-                .collect()
-        };
+        let lowers = |l: &Link| lowers(links, l);
         let more: Vec<u32> = links
             .iter()
             .filter(|l| !covered.contains(&l.index))
@@ -154,6 +181,7 @@ fn parse_link(body: &[u8]) -> Option<Link> {
         index,
         lower: link.filter(|&l| stacked && !other_netns && l != index && l != 0),
         master: master.filter(|&m| m != 0),
+        vlan: kind == Some(b"vlan"),
     })
 }
 
@@ -184,6 +212,7 @@ mod tests {
             index,
             lower,
             master,
+            vlan: false,
         }
     }
 
@@ -208,6 +237,25 @@ mod tests {
         got.sort();
         assert_eq!(got, [2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(covered(&links, &[]), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_vlan_anywhere_below_puts_an_interface_behind_it() {
+        // 3 is a VLAN on 2; 4 a macvlan on 3; 5 a bridge of 4 and 6; 6 and 7 plain.
+        let vlan = |index, lower| Link {
+            vlan: true,
+            ..link(index, Some(lower), None)
+        };
+        let links = [
+            link(2, None, None),
+            vlan(3, 2),
+            link(4, Some(3), Some(5)),
+            link(5, None, None),
+            link(6, None, Some(5)),
+            link(7, None, None),
+        ];
+        let behind: Vec<u32> = (2..=7).filter(|&i| behind_vlan(&links, i)).collect();
+        assert_eq!(behind, [3, 4, 5]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use aya::{
 };
 use dnsxdp_common::{
     Counter, GLOBAL_HASH_KEY, GLOBAL_SETTINGS, MAP_CACHE, MAP_COUNTERS, MAP_EVENTS, MAP_SERVED,
-    PROG_CACHE, ServedKey, XdpSettings, hash::HashKey,
+    PROG_CACHE, SERVED_ANSWER, SERVED_BEHIND_VLAN, ServedKey, XdpSettings, hash::HashKey,
 };
 use tracing::{debug, info, warn};
 
@@ -28,7 +28,7 @@ use crate::{
     config::TtlPolicy,
     kernel_cache::{Fill, KernelCache},
     link,
-    local_addrs::{if_index, local_addrs},
+    local_addrs::{if_index, local_addrs_by_iface},
     pin, stacked,
 };
 
@@ -273,24 +273,40 @@ impl XdpMaps {
         })
     }
 
-    /// Makes SERVED hold exactly the addresses `listen` covers now. Addresses that do not fit
-    /// in the map are reported in the error; the daemon still answers on them.
+    /// Makes SERVED hold exactly the addresses `listen` covers now, each with its `SERVED_*`
+    /// bits. Addresses that do not fit in the map are reported in the error; the daemon still
+    /// answers on them.
     pub fn refresh_served(&self, listen: &[SocketAddr]) -> anyhow::Result<()> {
-        let local = local_addrs().context("listing local addresses")?;
-        let want = served_keys(listen, &local);
+        let local = local_addrs_by_iface().context("listing local addresses")?;
+        let links = stacked::links().context("listing interfaces")?;
+        let ips: Vec<IpAddr> = local.iter().map(|&(ip, _)| ip).collect();
+        let want: Vec<(ServedKey, u8)> = served_keys(listen, &ips)
+            .into_iter()
+            .map(|key| {
+                let ip = socket_addr(&key).ip();
+                let behind_vlan = local
+                    .iter()
+                    .any(|&(a, iface)| a == ip && stacked::behind_vlan(&links, iface));
+                let bits = SERVED_ANSWER | if behind_vlan { SERVED_BEHIND_VLAN } else { 0 };
+                (key, bits)
+            })
+            .collect();
         let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
         let have = served
-            .keys()
-            .collect::<Result<Vec<ServedKey>, _>>()
+            .iter()
+            .collect::<Result<Vec<(ServedKey, u8)>, _>>()
             .context("reading SERVED")?;
-        for key in have.iter().filter(|k| !want.contains(k)) {
+        for (key, _) in have
+            .iter()
+            .filter(|(k, _)| !want.iter().any(|(w, _)| w == k))
+        {
             debug!(addr = %socket_addr(key), "no longer answered by XDP");
             served.remove(key).context("updating SERVED")?;
         }
         let mut left_out = Vec::new();
-        for key in want.iter().filter(|k| !have.contains(k)) {
-            match served.insert(key, 1, 0) {
-                Ok(()) => debug!(addr = %socket_addr(key), "answered by XDP"),
+        for (key, bits) in want.iter().filter(|w| !have.contains(w)) {
+            match served.insert(key, bits, 0) {
+                Ok(()) => debug!(addr = %socket_addr(key), bits, "answered by XDP"),
                 Err(_) => left_out.push(socket_addr(key).to_string()),
             }
         }

@@ -68,6 +68,36 @@ impl Netns {
         cmd
     }
 
+    /// Whether this kernel has 802.1Q VLANs (8021q); the host's kernel may be built without.
+    pub fn has_vlans(&self) -> bool {
+        let added = self.ip(&[
+            "link", "add", "link", "veth0", "name", "probe", "type", "vlan", "id", "99",
+        ]);
+        added.is_ok() && self.ip(&["link", "del", "probe"]).is_ok()
+    }
+
+    /// A VLAN (802.1Q id 10, `vl10`) and a QinQ link (802.1ad id 20, then 802.1Q id 30,
+    /// `vl2030`) over `veth0`, with addresses 198.18.10.`host` and 198.18.30.`host`.
+    pub fn add_vlans(&self, host: u8) -> Result<()> {
+        let up = |name: &str, addr: &str| -> Result<()> {
+            self.ip(&["addr", "add", &format!("{addr}.{host}/24"), "dev", name])?;
+            self.ip(&["link", "set", name, "up"])
+        };
+        self.ip(&[
+            "link", "add", "link", "veth0", "name", "vl10", "type", "vlan", "id", "10",
+        ])?;
+        up("vl10", "198.18.10")?;
+        self.ip(&[
+            "link", "add", "link", "veth0", "name", "vl20", "type", "vlan", "proto", "802.1ad",
+            "id", "20",
+        ])?;
+        self.ip(&["link", "set", "vl20", "up"])?;
+        self.ip(&[
+            "link", "add", "link", "vl20", "name", "vl2030", "type", "vlan", "id", "30",
+        ])?;
+        up("vl2030", "198.18.30")
+    }
+
     /// Runs `f` on a thread that has entered the namespace. Sockets made there stay in the
     /// namespace and can be used from any thread afterwards.
     pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {

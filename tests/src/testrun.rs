@@ -13,7 +13,7 @@ use aya::{
 use dnsxdp_common::{
     COUNTER_COUNT, CacheEntry, CacheKey, Counter, Event, GLOBAL_HASH_KEY, GLOBAL_SETTINGS,
     MAP_CACHE, MAP_COUNTERS, MAP_EVENTS, MAP_SERVED, PROG_CACHE, PROG_PASS, QCLASS_IN, QTYPE_OPT,
-    ServedKey, XdpSettings, entry::build_entry, hash::HashKey, name::QuestionKey,
+    SERVED_ANSWER, ServedKey, XdpSettings, entry::build_entry, hash::HashKey, name::QuestionKey,
 };
 use hickory_proto::{
     op::{Message, MessageType, OpCode, Query as HQuery},
@@ -184,7 +184,12 @@ impl XdpCache {
 
     /// Answers queries to `addr`.
     pub fn serve(&mut self, addr: SocketAddr) -> Result<()> {
-        self.served()?.insert(served_key(addr), 1, 0)?;
+        self.serve_with(addr, SERVED_ANSWER)
+    }
+
+    /// Puts `addr` in SERVED with these `SERVED_*` bits.
+    pub fn serve_with(&mut self, addr: SocketAddr, bits: u8) -> Result<()> {
+        self.served()?.insert(served_key(addr), bits, 0)?;
         Ok(())
     }
 

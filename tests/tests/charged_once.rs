@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result, ensure};
 use dnsxdp_tests::{
     client::query,
     daemon::Daemon,
-    netns::{Netns, Topology, UPSTREAM_V4, UPSTREAM_V6},
+    netns::{Topology, UPSTREAM_V4, UPSTREAM_V6},
     upstream::Nsd,
 };
 use hickory_proto::{op::Message, rr::RecordType};
@@ -78,28 +78,6 @@ const fn shape(what: &'static str, from: &'static str, to: &'static str) -> Shap
     }
 }
 
-/// A VLAN (802.1Q id 10) and a QinQ link (802.1ad id 20, then 802.1Q id 30) over the veth
-/// pair, on both ends, with addresses `.1` on the server and `.2` on the client.
-fn vlans(ns: &Netns, host: u8) -> Result<()> {
-    let up = |name: &str, addr: &str| -> Result<()> {
-        ns.ip(&["addr", "add", &format!("{addr}.{host}/24"), "dev", name])?;
-        ns.ip(&["link", "set", name, "up"])
-    };
-    ns.ip(&[
-        "link", "add", "link", "veth0", "name", "vl10", "type", "vlan", "id", "10",
-    ])?;
-    up("vl10", "198.18.10")?;
-    ns.ip(&[
-        "link", "add", "link", "veth0", "name", "vl20", "type", "vlan", "proto", "802.1ad", "id",
-        "20",
-    ])?;
-    ns.ip(&["link", "set", "vl20", "up"])?;
-    ns.ip(&[
-        "link", "add", "link", "vl20", "name", "vl2030", "type", "vlan", "id", "30",
-    ])?;
-    up("vl2030", "198.18.30")
-}
-
 /// The query, with an OPT record carrying `padding` bytes of Padding (RFC 7830) if asked.
 fn wire(id: u16, padding: usize) -> Result<Vec<u8>> {
     let mut q = query(NAME, RecordType::TXT);
@@ -153,14 +131,6 @@ fn answered(topo: &Topology, shape: &Shape) -> Result<usize> {
     Ok(ids.len())
 }
 
-/// Whether this kernel has 802.1Q VLANs (8021q); the host's kernel may be built without.
-fn has_vlans(ns: &Netns) -> bool {
-    let added = ns.ip(&[
-        "link", "add", "link", "veth0", "name", "probe", "type", "vlan", "id", "99",
-    ]);
-    added.is_ok() && ns.ip(&["link", "del", "probe"]).is_ok()
-}
-
 /// Adds the clients' addresses on the client's veth, starts NSD and the daemon with `listen`
 /// and the rate limit, and checks that each of `shapes` gets its burst answered and no more.
 fn check_shapes(topo: &Topology, listen: &[&str], shapes: &[&Shape]) -> Result<Daemon> {
@@ -208,9 +178,9 @@ fn check_shapes(topo: &Topology, listen: &[&str], shapes: &[&Shape]) -> Result<D
 fn every_way_to_the_daemon_is_charged_once() -> Result<()> {
     let topo = Topology::new()?;
     let mut shapes: Vec<&Shape> = SHAPES.iter().filter(|s| !s.stacked).collect();
-    if has_vlans(&topo.server) {
-        vlans(&topo.server, 1)?;
-        vlans(&topo.client, 2)?;
+    if topo.server.has_vlans() {
+        topo.server.add_vlans(1)?;
+        topo.client.add_vlans(2)?;
         // Tags in the frame, where the XDP program reads them, rather than beside it.
         let out = topo
             .client

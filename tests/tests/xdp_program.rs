@@ -9,7 +9,7 @@ use std::{
 
 use dnsxdp_common::{
     CacheEntry, Counter, EVENT_HIT, EVENT_PREFETCH, EXPIRY_MARGIN_NS, MAX_NAME, QTYPE_A,
-    QTYPE_AAAA, RCODE_NXDOMAIN, XdpSettings,
+    QTYPE_AAAA, RCODE_NXDOMAIN, SERVED_ANSWER, SERVED_BEHIND_VLAN, XdpSettings,
     checksum::sum_bytes,
     entry::build_entry,
     name::{QuestionKey, parse_question},
@@ -1147,6 +1147,28 @@ fn extension_headers_are_followed_to_udp_and_passed_counted() {
     let mut esp = chain(vec![padding_header(60)]);
     esp[ETH_HLEN + 40] = 50;
     f.pass(&esp, None);
+}
+
+#[test]
+fn untagged_queries_to_an_address_on_a_vlan_are_left_to_the_stack() {
+    let mut f = Fixture::new();
+    f.cache_a(NAME, 300);
+    // The server's address is on a VLAN: a query for it without a tag had it taken off by
+    // the NIC, and an answer from here would go out untagged, on the wrong VLAN.
+    f.x.serve_with(f.v4.server, SERVED_ANSWER | SERVED_BEHIND_VLAN)
+        .unwrap();
+    let q = Query::new(NAME, QTYPE_A);
+    f.pass(&f.v4.query(&q), Some(Counter::PassVlanOffload));
+    // With the tag in the frame it is answered, tagged.
+    let mut tagged = f.v4.clone();
+    tagged.vlan = Some(10);
+    let (o, _) = f.answer(&tagged.query(&q));
+    assert_eq!(&o.run.data[12..16], &[0x81, 0x00, 0x00, 0x0a]);
+    // The same address off any VLAN, once the memo of SERVED has let go (25 ticks): answered
+    // untagged as ever.
+    f.x.serve(f.v4.server).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    f.answer(&f.v4.query(&q));
 }
 
 #[test]

@@ -17,13 +17,14 @@ const LTS_KERNEL: &str = "6.1";
 
 /// The load-and-answer subset run across the matrix: each kernel test binary with a filter
 /// (empty: all of it). The program passes the verifier and answers (xdp_program,
-/// access_program), every query is charged once however it is framed (charged_once, whose
-/// VLANs the host's kernel may lack), the daemon fills it end to end (e2e), and it answers
-/// through a restart (service).
+/// access_program), every query is charged once however it is framed (charged_once) and
+/// answers over a VLAN go back tagged (vlan_offload), both with VLANs the host's kernel may
+/// lack, the daemon fills it end to end (e2e), and it answers through a restart (service).
 const SUBSET: &[(&str, &str)] = &[
     ("xdp_program", ""),
     ("access_program", ""),
     ("charged_once", ""),
+    ("vlan_offload", ""),
     ("e2e", "repeat_is_answered_by_xdp"),
     ("service", "a_sigkill_and_a_restart_lose_no_cached_query"),
 ];
