@@ -1,5 +1,6 @@
 //! `cargo xtask`: set up the machine, build, run, test, benchmark and demo dnsxdp.
 
+mod fuzz;
 mod package;
 mod setup;
 mod test;
@@ -56,6 +57,9 @@ enum Task {
     Demo,
     /// Build the Debian package target/package/dnsxdp_<version>_amd64.deb (release build).
     Package(package::Args),
+    /// Run the fuzz targets in fuzz/ with cargo-fuzz for a while (needs root and nightly); keeps
+    /// their corpus, and any input that fails a check as a regression test.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> Result<()> {
@@ -91,6 +95,7 @@ fn main() -> Result<()> {
         }
         Task::Demo => sandbox(&["demo".to_owned()]),
         Task::Package(args) => package::run(args),
+        Task::Fuzz(args) => fuzz::run(&args),
     }
 }
 

@@ -134,6 +134,15 @@ fn install(missing: &[Missing]) -> Result<()> {
     Ok(())
 }
 
+/// cargo-fuzz, for `cargo xtask fuzz` only: CI does not fuzz.
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    if !on_path("cargo-fuzz") {
+        println!("setup: installing cargo-fuzz");
+        run_cmd("cargo", &["install", "--locked", "cargo-fuzz"], &[])?;
+    }
+    Ok(())
+}
+
 /// Builds bpf-linker against nightly's own libLLVM: there is no prebuilt one to download, and
 /// linking the LLVM that produced the bitcode avoids version skew.
 fn install_bpf_linker() -> Result<()> {
