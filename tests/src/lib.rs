@@ -5,6 +5,7 @@ pub mod bench;
 pub mod client;
 pub mod daemon;
 pub mod demo;
+pub mod flood;
 pub mod netns;
 pub mod testrun;
 pub mod unbound;

@@ -57,6 +57,13 @@ enum Task {
     Demo,
     /// Build the Debian package target/package/dnsxdp_<version>_amd64.deb (release build).
     Package(package::Args),
+    /// Send a flood of malformed and hostile frames at the XDP program while a client asks,
+    /// and check every reply (needs root).
+    Flood {
+        /// More arguments, e.g. `--packets 100000` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run the fuzz targets in fuzz/ with cargo-fuzz for a while (needs root and nightly); keeps
     /// their corpus, and any input that fails a check as a regression test.
     Fuzz(fuzz::Args),
@@ -94,6 +101,7 @@ fn main() -> Result<()> {
             sandbox(&bench)
         }
         Task::Demo => sandbox(&["demo".to_owned()]),
+        Task::Flood { args } => sandbox(&[vec!["flood".to_owned()], args].concat()),
         Task::Package(args) => package::run(args),
         Task::Fuzz(args) => fuzz::run(&args),
     }

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use dnsxdp_tests::{
     bench::{self, contender::Kind, proc},
-    demo,
+    demo, flood,
 };
 
 #[derive(Parser)]
@@ -31,6 +31,13 @@ enum Cmd {
     },
     /// dnsxdp in the sandbox, shown answering from XDP; stays up until Ctrl-C (needs root).
     Demo,
+    /// Malformed and hostile frames at the XDP program while a client asks; fails on any
+    /// wrong answer (needs root).
+    Flood {
+        /// Frames to send.
+        #[arg(long, default_value_t = 1_000_000)]
+        packets: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
             bench::run(&opts).map(|dir| eprintln!("bench: results in {}", dir.display()))
         }
         Cmd::Demo => demo::run(),
+        Cmd::Flood { packets } => flood(packets),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,4 +67,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the flood and prints what it measured; an error if any answer was wrong.
+fn flood(packets: u64) -> anyhow::Result<()> {
+    let r = flood::run(&flood::Options { packets })?;
+    println!(
+        "flood: {} frames in {:.1} s ({:.0} a second), {} replies to them, {} wrong",
+        r.sent,
+        r.seconds,
+        r.sent as f64 / r.seconds,
+        r.replies,
+        r.wrong.len()
+    );
+    println!(
+        "legitimate client: {} of {} answered, p50 {:.2} ms, p99 {:.2} ms",
+        r.legit_answered, r.legit_asked, r.legit_p50_ms, r.legit_p99_ms
+    );
+    println!("xdp counters: {}", r.xdp);
+    for why in r.wrong.iter().take(10) {
+        println!("wrong: {why}");
+    }
+    if !r.wrong.is_empty() {
+        anyhow::bail!("{} wrong answers", r.wrong.len());
+    }
+    Ok(())
 }
