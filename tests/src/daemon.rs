@@ -160,6 +160,11 @@ impl Daemon {
         bail!("dnsxdp did not answer within 20 s:\n{}", self.log())
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the daemon logged so far.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()

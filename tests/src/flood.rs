@@ -183,6 +183,15 @@ pub fn run(opts: &Options) -> Result<Report> {
         topo.client
             .ip(&["addr", "add", &format!("{addr}/24"), "dev", "veth0"])?;
     }
+    // A veth trusts the checksums of frames its peer sent (rx checksum offload), where a NIC
+    // without offload, or with it, would have checked them: the stack must drop what the
+    // program passes for a bad sum, as it would on a real link.
+    let out = topo
+        .server
+        .command("ethtool")
+        .args(["-K", SERVER_IFACE, "rx", "off"])
+        .output()?;
+    ensure!(out.status.success(), "ethtool -K {SERVER_IFACE} rx off: {out:?}");
     let daemon = Daemon::start(&topo, &[])?;
     let legit = topo
         .client

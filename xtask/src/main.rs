@@ -64,6 +64,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Mixed traffic with upstream failures for a while, sampling the daemon's memory and
+    /// descriptors into target/soak/ (needs root).
+    Soak {
+        /// More arguments, e.g. `--minutes 30 --out docs` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run the fuzz targets in fuzz/ with cargo-fuzz for a while (needs root and nightly); keeps
     /// their corpus, and any input that fails a check as a regression test.
     Fuzz(fuzz::Args),
@@ -102,6 +109,7 @@ fn main() -> Result<()> {
         }
         Task::Demo => sandbox(&["demo".to_owned()]),
         Task::Flood { args } => sandbox(&[vec!["flood".to_owned()], args].concat()),
+        Task::Soak { args } => sandbox(&[vec!["soak".to_owned()], args].concat()),
         Task::Package(args) => package::run(args),
         Task::Fuzz(args) => fuzz::run(&args),
     }

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use dnsxdp_tests::{
     bench::{self, contender::Kind, proc},
-    demo, flood,
+    demo, flood, soak,
 };
 
 #[derive(Parser)]
@@ -38,6 +38,15 @@ enum Cmd {
         #[arg(long, default_value_t = 1_000_000)]
         packets: u64,
     },
+    /// Mixed traffic with upstream failures for a while; fails if the daemon stops, or its
+    /// memory or descriptors grow (needs root).
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Directory for soak.csv and soak.svg [default: target/soak].
+        #[arg(long, value_name = "DIR", default_value = "target/soak")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,6 +68,7 @@ fn main() -> ExitCode {
         }
         Cmd::Demo => demo::run(),
         Cmd::Flood { packets } => flood(packets),
+        Cmd::Soak { minutes, out } => soak::run(&soak::Options { minutes, out }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
