@@ -284,6 +284,12 @@ pub struct XdpSettings {
     pub log_sample: u32,
     /// `EVENT_DENIED` and `EVENT_LIMITED` a CPU may report per second; 0: none.
     pub security_per_sec: u32,
+    /// Non-zero when every interface the program is attached to is a veth or tap with rx
+    /// checksum offload, whose frames come from senders on this host and which the stack
+    /// takes as checked: a UDP checksum left to offload (the pseudo-header's sum alone) is
+    /// then one the stack takes. Off a wire, it is forged.
+    pub local_senders: u32,
+    pub _pad: u32,
 }
 
 impl XdpSettings {
@@ -292,6 +298,8 @@ impl XdpSettings {
         prefetch_min_hits: u64::MAX,
         log_sample: 0,
         security_per_sec: 0,
+        local_senders: 0,
+        _pad: 0,
     };
 }
 

@@ -2,6 +2,7 @@
 //! not be answered from XDP either: the daemon would never have seen the query.
 
 use crate::{
+    events,
     packet::{Packet, load},
     parse::{Frame, MAX_IPV4_HLEN, UDP_HLEN},
     sum::{fold, sum, udp_pseudo},
@@ -13,7 +14,7 @@ const MAX_DATAGRAM: usize = 512;
 
 /// Whether the IPv4 header checksum (IPv4) and the UDP checksum are right. A zero UDP
 /// checksum means none over IPv4 (RFC 768), and is invalid over IPv6 (RFC 8200 §8.1); one left
-/// to checksum offload holds the pseudo-header's sum.
+/// to checksum offload holds the pseudo-header's sum, taken from local senders only.
 #[inline(always)]
 pub fn checksums_ok(pkt: &Packet, f: &Frame) -> bool {
     check(pkt, f).unwrap_or(false)
@@ -40,8 +41,9 @@ fn check(pkt: &Packet, f: &Frame) -> Option<bool> {
     };
     let pseudo = addr_sum + udp_pseudo(f.udp_len);
     // A sender on this host that leaves the checksum to offload (a container's or VM's veth
-    // or tap) stores the pseudo-header's sum alone, and the stack takes that datagram.
-    if stored == fold(pseudo) {
+    // or tap) stores the pseudo-header's sum alone, and the stack takes that datagram; from
+    // a wire, such a sum is forged, and the stack drops it.
+    if stored == fold(pseudo) && events::settings().local_senders != 0 {
         return Some(true);
     }
     let datagram = sum::<MAX_DATAGRAM>(pkt, udp, f.udp_len)?;

@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod duration;
+pub mod ethtool;
 pub mod events;
 pub mod flight;
 pub mod kernel_cache;

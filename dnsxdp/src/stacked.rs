@@ -17,6 +17,8 @@ pub struct Link {
     pub master: Option<u32>,
     /// An 802.1Q or 802.1ad VLAN.
     pub vlan: bool,
+    /// A veth or tun/tap: its frames come from senders on this host.
+    pub local: bool,
 }
 
 /// Kinds whose IFLA_LINK is the device they take their frames from. For others it means
@@ -182,6 +184,7 @@ fn parse_link(body: &[u8]) -> Option<Link> {
         lower: link.filter(|&l| stacked && !other_netns && l != index && l != 0),
         master: master.filter(|&m| m != 0),
         vlan: kind == Some(b"vlan"),
+        local: kind.is_some_and(|k| k == b"veth" || k == b"tun"),
     })
 }
 
@@ -213,6 +216,7 @@ mod tests {
             lower,
             master,
             vlan: false,
+            local: false,
         }
     }
 

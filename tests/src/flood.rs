@@ -191,7 +191,10 @@ pub fn run(opts: &Options) -> Result<Report> {
         .command("ethtool")
         .args(["-K", SERVER_IFACE, "rx", "off"])
         .output()?;
-    ensure!(out.status.success(), "ethtool -K {SERVER_IFACE} rx off: {out:?}");
+    ensure!(
+        out.status.success(),
+        "ethtool -K {SERVER_IFACE} rx off: {out:?}"
+    );
     let daemon = Daemon::start(&topo, &[])?;
     let legit = topo
         .client

@@ -62,7 +62,11 @@ struct Outcome {
 
 impl Fixture {
     fn new() -> Self {
-        let mut x = XdpCache::load().unwrap_or_else(|e| panic!("{e:#}"));
+        Self::with(XdpCache::load().unwrap_or_else(|e| panic!("{e:#}")))
+    }
+
+    /// `x`, answering on the default servers.
+    fn with(mut x: XdpCache) -> Self {
         let (v4, v6) = (FrameSpec::v4(), FrameSpec::v6());
         x.serve(v4.server).unwrap();
         x.serve(v6.server).unwrap();
@@ -640,18 +644,35 @@ fn frames_with_checksums_the_stack_rejects_pass() {
     let mut frame = f.v6.query(&query);
     frame[udp_sum_v6..udp_sum_v6 + 2].fill(0);
     f.pass(&frame, Some(Counter::PassChecksum));
-    // Left to offload by a sender on this host: the pseudo-header's sum alone.
-    for spec in [&f.v4, &f.v6] {
-        let mut frame = spec.query(&query);
-        let udp_len = query.to_wire().len() + 8;
-        let pseudo = pseudo_header(spec.client.ip(), spec.server.ip(), udp_len);
-        let at = if spec.client.is_ipv4() {
-            udp_sum_v4
-        } else {
-            udp_sum_v6
-        };
-        frame[at..at + 2].copy_from_slice(&(!internet_checksum(&[&pseudo])).to_be_bytes());
-        f.answer(&frame);
+    // Left to offload by a sender on this host: the pseudo-header's sum alone. Off a wire
+    // (the default) it is forged, and the stack drops it; from local senders only it is
+    // taken.
+    let partial: Vec<Vec<u8>> = [&f.v4, &f.v6]
+        .into_iter()
+        .map(|spec| {
+            let mut frame = spec.query(&query);
+            let udp_len = query.to_wire().len() + 8;
+            let pseudo = pseudo_header(spec.client.ip(), spec.server.ip(), udp_len);
+            let at = if spec.client.is_ipv4() {
+                udp_sum_v4
+            } else {
+                udp_sum_v6
+            };
+            frame[at..at + 2].copy_from_slice(&(!internet_checksum(&[&pseudo])).to_be_bytes());
+            frame
+        })
+        .collect();
+    for frame in &partial {
+        f.pass(frame, Some(Counter::PassChecksum));
+    }
+    let local = XdpSettings {
+        local_senders: 1,
+        ..XdpSettings::OFF
+    };
+    let mut l = Fixture::with(XdpCache::load_reporting(local).unwrap());
+    l.cache_a(NAME, 300);
+    for frame in &partial {
+        l.answer(frame);
     }
     // Options are covered by the header checksum too.
     let mut spec = f.v4.clone();
