@@ -214,9 +214,12 @@ pub enum Counter {
     /// Passed once the ACL and the rate limit let it: untagged, to an address on a VLAN, so
     /// the NIC took its tag off (VLAN offload) and an answer from XDP would go out untagged.
     PassVlanOffload,
+    /// Passed: the route to the client does not lead back to the frame's Ethernet source
+    /// (another host's address, or a neighbour not yet resolved); the stack answers.
+    PassNextHop,
 }
 
-pub const COUNTER_COUNT: u32 = 22;
+pub const COUNTER_COUNT: u32 = 23;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -242,6 +245,7 @@ impl Counter {
         Counter::DroppedHeaderChain,
         Counter::DroppedEntryChanged,
         Counter::PassVlanOffload,
+        Counter::PassNextHop,
     ];
 
     /// Name used in `dnsxdp stats`.
@@ -269,6 +273,7 @@ impl Counter {
             Counter::DroppedHeaderChain => "dropped_header_chain",
             Counter::DroppedEntryChanged => "dropped_entry_changed",
             Counter::PassVlanOffload => "pass_vlan_offload",
+            Counter::PassNextHop => "pass_next_hop",
         }
     }
 }
@@ -289,7 +294,9 @@ pub struct XdpSettings {
     /// takes as checked: a UDP checksum left to offload (the pseudo-header's sum alone) is
     /// then one the stack takes. Off a wire, it is forged.
     pub local_senders: u32,
-    pub _pad: u32,
+    /// Non-zero: answer only when the route to the client leads back to the frame's
+    /// Ethernet source (`bpf_fib_lookup`), as the stack's reply would.
+    pub check_next_hop: u32,
 }
 
 impl XdpSettings {
@@ -299,7 +306,7 @@ impl XdpSettings {
         log_sample: 0,
         security_per_sec: 0,
         local_senders: 0,
-        _pad: 0,
+        check_next_hop: 0,
     };
 }
 

@@ -13,6 +13,7 @@ mod bounds;
 mod clock;
 mod counters;
 mod events;
+mod next_hop;
 mod packet;
 mod parse;
 mod ratelimit;
@@ -158,9 +159,14 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         count(Counter::Expired);
         return xdp_action::XDP_PASS;
     };
-    // Last, so that only answers pay for the sums.
+    // Last, so that only answers pay for the sums and the route.
     if !verify::checksums_ok(&pkt, &frame) {
         count(Counter::PassChecksum);
+        return xdp_action::XDP_PASS;
+    }
+    if events::settings().check_next_hop != 0 && !next_hop::reply_goes_to_sender(&ctx, &pkt, &frame)
+    {
+        count(Counter::PassNextHop);
         return xdp_action::XDP_PASS;
     }
     match reply::build(&ctx, &frame, &query, e, ttl) {

@@ -46,7 +46,7 @@ fn xdp_settings(config: &Config) -> XdpSettings {
     };
     XdpSettings {
         local_senders: u32::from(!config.ifaces.is_empty() && config.ifaces.iter().all(local)),
-        _pad: 0,
+        check_next_hop: 1,
         prefetch_min_hits: config.prefetch_min_hits.map_or(u64::MAX, u64::from),
         log_sample: match config.query_log {
             Some(_) => config.query_log_sample,

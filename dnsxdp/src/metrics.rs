@@ -663,7 +663,7 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("dnsxdp_xdp_passed_total"))
             .count();
-        assert_eq!(passed, 10);
+        assert_eq!(passed, 11);
     }
 
     #[test]

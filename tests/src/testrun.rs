@@ -169,6 +169,11 @@ impl XdpCache {
         Ok(HashMap::try_from(map)?)
     }
 
+    /// The key of the name hash it was loaded with.
+    pub fn hash_key(&self) -> HashKey {
+        self.hash_key
+    }
+
     /// A handle of its own on the cache map, for another thread to write while this one runs
     /// the program.
     pub fn cache_handle(&mut self) -> Result<HashMap<MapData, CacheKey, CacheEntry>> {

@@ -1660,3 +1660,31 @@ fn an_entry_reused_while_it_is_read_never_answers_another_name() {
     assert!(answered > 1000, "{answered} answered");
     assert_eq!(wrong, 0, "answers for another name's records");
 }
+
+/// A daemon-cache hit puts its answer back into the kernel cache only if no flush came in
+/// between: the check is made under the kernel cache's write lock, which a flush's removals
+/// take after the flush has counted itself.
+#[test]
+fn a_fill_a_flush_came_before_writes_nothing() {
+    let mut x = XdpCache::load().unwrap();
+    let kernel =
+        dnsxdp::kernel_cache::KernelCache::new(x.cache_handle().unwrap(), x.hash_key()).unwrap();
+    let (key, entry) = entry_from(
+        &response(
+            NAME,
+            RecordType::A,
+            vec![record(NAME, 300, a([198, 51, 100, 1])).unwrap()],
+        )
+        .unwrap(),
+        u32::MAX,
+    )
+    .unwrap();
+    let now = monotonic_ns();
+    kernel.insert(key, entry, dnsxdp::kernel_cache::Fill::IfAbsent, || false);
+    assert!(
+        kernel.get(&key, now).unwrap().is_none(),
+        "written after a flush"
+    );
+    kernel.insert(key, entry, dnsxdp::kernel_cache::Fill::IfAbsent, || true);
+    assert!(kernel.get(&key, now).unwrap().is_some(), "not written");
+}
