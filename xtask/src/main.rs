@@ -60,16 +60,18 @@ enum Task {
     /// Send a flood of malformed and hostile frames at the XDP program while a client asks,
     /// and check every reply (needs root).
     Flood {
-        /// More arguments, e.g. `--packets 100000` (after `--`).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Frames to send.
+        #[arg(long, default_value_t = 1_000_000)]
+        packets: u64,
     },
     /// Mixed traffic with upstream failures for a while, sampling the daemon's memory and
-    /// descriptors into target/soak/ (needs root).
+    /// descriptors into soak.csv and soak.svg (needs root).
     Soak {
-        /// More arguments, e.g. `--minutes 30 --out docs` (after `--`).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Directory for the results [default: target/soak].
+        #[arg(long, value_name = "DIR")]
+        out: Option<String>,
     },
     /// Run the fuzz targets in fuzz/ with cargo-fuzz for a while (needs root and nightly); keeps
     /// their corpus, and any input that fails a check as a regression test.
@@ -108,8 +110,16 @@ fn main() -> Result<()> {
             sandbox(&bench)
         }
         Task::Demo => sandbox(&["demo".to_owned()]),
-        Task::Flood { args } => sandbox(&[vec!["flood".to_owned()], args].concat()),
-        Task::Soak { args } => sandbox(&[vec!["soak".to_owned()], args].concat()),
+        Task::Flood { packets } => {
+            sandbox(&["flood".into(), "--packets".into(), packets.to_string()])
+        }
+        Task::Soak { minutes, out } => {
+            let mut args = vec!["soak".into(), "--minutes".into(), minutes.to_string()];
+            if let Some(out) = out {
+                args.extend(["--out".into(), out]);
+            }
+            sandbox(&args)
+        }
         Task::Package(args) => package::run(args),
         Task::Fuzz(args) => fuzz::run(&args),
     }
