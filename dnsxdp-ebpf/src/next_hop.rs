@@ -10,7 +10,7 @@ use aya_ebpf::{
     bindings::{
         BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams,
     },
-    helpers::generated::bpf_fib_lookup,
+    helpers::generated::{bpf_fib_lookup, bpf_jiffies64},
     macros::map,
     maps::PerCpuArray,
     programs::XdpContext,
@@ -51,34 +51,92 @@ const _: () = assert!(size_of::<Lookup>() == 64);
 #[map]
 static LOOKUP: PerCpuArray<Lookup> = PerCpuArray::with_max_entries(1, 0);
 
+/// The memo has `1 << MEMO_BITS` slots.
+const MEMO_BITS: u32 = 8;
+/// Ticks a verdict is trusted for: a quarter of a second at HZ=100. A route or neighbour
+/// change reaches the program within it.
+const MEMO_TICKS: u64 = 25;
+const SAME: u32 = 1;
+const OTHER: u32 = 2;
+
+/// A verdict on a client address and the MAC its frames came from.
+#[repr(C)]
+struct Memo {
+    client: [u32; 4],
+    mac_hi: u32,
+    mac_lo: u32,
+    /// `SAME` or `OTHER`; zero in a slot never filled.
+    verdict: u32,
+    _pad: u32,
+    jiffies: u64,
+}
+
+/// Per CPU, the latest verdicts, direct-mapped by client: the lookup is a helper call that
+/// costs about as much again as the rest of a hit.
+#[map]
+static MEMO: PerCpuArray<Memo> = PerCpuArray::with_max_entries(1 << MEMO_BITS, 0);
+
 /// Whether the routing table sends a reply to the frame's source address back to the frame's
-/// Ethernet source. An unresolved neighbour or any other outcome says no: the stack answers.
-#[inline(always)]
+/// Ethernet source, as of at most `MEMO_TICKS` ago. An unresolved neighbour or any other
+/// outcome says no: the stack answers.
+///
+/// A function of its own, so that its locals take a frame of their own, not the main
+/// program's, which with the access check's is near the verifier's 512 bytes.
+#[inline(never)]
 pub fn reply_goes_to_sender(ctx: &XdpContext, pkt: &Packet, f: &Frame) -> bool {
-    check(ctx, pkt, f).unwrap_or(false)
+    memoized(ctx, pkt, f).unwrap_or(false)
 }
 
 #[inline(always)]
-fn check(ctx: &XdpContext, pkt: &Packet, f: &Frame) -> Option<bool> {
+fn memoized(ctx: &XdpContext, pkt: &Packet, f: &Frame) -> Option<bool> {
     let client = f.address(pkt, false)?;
-    let server = f.address(pkt, true)?;
     let eth = pkt.bytes::<14>(0)?;
+    let (mac_hi, mac_lo) = unsafe { (load::<u32>(eth, 6), load::<u16>(eth, 10) as u32) };
+    let now = unsafe { bpf_jiffies64() };
+    // Fibonacci hashing of the client.
+    let words = client[0] ^ client[1] ^ client[2] ^ client[3];
+    let hash = (words as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let memo = unsafe { &mut *MEMO.get_ptr_mut((hash >> (64 - MEMO_BITS)) as u32)? };
+    if memo.verdict != 0
+        && memo.client == client
+        && memo.mac_hi == mac_hi
+        && memo.mac_lo == mac_lo
+        && now.wrapping_sub(memo.jiffies) < MEMO_TICKS
+    {
+        return Some(memo.verdict == SAME);
+    }
+    let same = look_up(ctx, pkt, f, client, mac_hi, mac_lo)?;
+    memo.client = client;
+    memo.mac_hi = mac_hi;
+    memo.mac_lo = mac_lo;
+    memo.verdict = if same { SAME } else { OTHER };
+    memo.jiffies = now;
+    Some(same)
+}
+
+#[inline(always)]
+fn look_up(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    f: &Frame,
+    client: [u32; 4],
+    mac_hi: u32,
+    mac_lo: u32,
+) -> Option<bool> {
+    let server = f.address(pkt, true)?;
     let l = unsafe { &mut *LOOKUP.get_ptr_mut(0)? };
-    *l = Lookup {
-        family: if f.v6 { AF_INET6 } else { AF_INET },
-        l4_protocol: IPPROTO_UDP,
-        sport: 0,
-        dport: 0,
-        tot_len: 0,
-        ifindex: ctx.ingress_ifindex() as u32,
-        flowinfo: 0,
-        src: [0; 4],
-        dst: [0; 4],
-        vlan_proto: 0,
-        vlan_tci: 0,
-        smac: [0; 6],
-        dmac: [0; 6],
-    };
+    // Field by field: a struct literal would be built on the stack first.
+    l.family = if f.v6 { AF_INET6 } else { AF_INET };
+    l.l4_protocol = IPPROTO_UDP;
+    l.sport = 0;
+    l.dport = 0;
+    l.tot_len = 0;
+    l.ifindex = ctx.ingress_ifindex() as u32;
+    l.flowinfo = 0;
+    l.src = [0; 4];
+    l.dst = [0; 4];
+    l.vlan_proto = 0;
+    l.vlan_tci = 0;
     // The reply's addresses: from us to the client. An IPv4 address is the last word of
     // its mapped form, and the first of the lookup's.
     if f.v6 {
@@ -104,9 +162,7 @@ fn check(ctx: &XdpContext, pkt: &Packet, f: &Frame) -> Option<bool> {
     if ret != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return Some(false);
     }
-    let sender_hi = unsafe { load::<u32>(eth, 6) };
-    let sender_lo = unsafe { load::<u16>(eth, 10) };
     let next_hop_hi = u32::from_ne_bytes([l.dmac[0], l.dmac[1], l.dmac[2], l.dmac[3]]);
-    let next_hop_lo = u16::from_ne_bytes([l.dmac[4], l.dmac[5]]);
-    Some(sender_hi == next_hop_hi && sender_lo == next_hop_lo)
+    let next_hop_lo = u16::from_ne_bytes([l.dmac[4], l.dmac[5]]) as u32;
+    Some(mac_hi == next_hop_hi && mac_lo == next_hop_lo)
 }
