@@ -13,6 +13,7 @@ use dnsxdp::{
     upstream::check::scrub,
 };
 use dnsxdp_common::{QTYPE_A, QTYPE_AAAA, entry::build_entry};
+use dnsxdp_tests::client::without_ttls;
 use dnsxdp_tests::testrun::{
     Action, Edns, FrameSpec, ParsedFrame, Query, XdpCache, internet_checksum, monotonic_ns,
     parse_frame, pseudo_header,
@@ -201,18 +202,8 @@ fn assert_sums(out: &[u8], r: &ParsedFrame) {
 
 /// A message with every TTL zero: the layers count lifetimes down each its own way.
 fn ttl_free(wire: &[u8]) -> Message {
-    let mut m = Message::from_vec(wire).expect("a message that parses");
-    let zero = |records: &mut Vec<Record>| {
-        for r in records {
-            r.set_ttl(0);
-        }
-    };
-    zero(m.answers_mut());
-    zero(m.name_servers_mut());
-    zero(m.additionals_mut());
-    m
+    without_ttls(Message::from_vec(wire).expect("a message that parses"))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

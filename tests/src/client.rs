@@ -171,3 +171,16 @@ pub fn tcp_from(from: IpAddr, to: SocketAddr, rcvbuf: Option<i32>) -> Result<Tcp
         Ok(TcpStream::from(fd))
     }
 }
+
+/// `m` with every record's TTL zero: for comparing answers whose lifetimes count down apart.
+pub fn without_ttls(mut m: Message) -> Message {
+    let zero = |records: &mut Vec<hickory_proto::rr::Record>| {
+        for r in records {
+            r.set_ttl(0);
+        }
+    };
+    zero(m.answers_mut());
+    zero(m.name_servers_mut());
+    zero(m.additionals_mut());
+    m
+}

@@ -12,13 +12,13 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::OwnedFd,
     sync::atomic::{AtomicBool, Ordering::Relaxed},
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use dnsxdp_common::{QTYPE_A, QTYPE_AAAA, ports::reflective_port};
 use hickory_proto::{
     op::{Message, ResponseCode},
@@ -29,6 +29,7 @@ use crate::{
     client::{exchange_udp, query},
     daemon::Daemon,
     netns::{CLIENT_V4, SERVER_IFACE, Topology, UPSTREAM_V4, UPSTREAM_V6},
+    raw::{link_mac, packet_socket, recv, send},
     testrun::{Edns, FrameSpec, Query, internet_checksum, parse_frame, pseudo_header},
     upstream::Nsd,
 };
@@ -112,56 +113,6 @@ fn frame_of(addr: Ipv4Addr, port: u16, sent: u64) -> Option<u64> {
     (n < sent).then(|| n + (sent - 1 - n) / period * period)
 }
 
-fn mac(s: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = s
-        .trim()
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16))
-        .collect::<Result<_, _>>()?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("MAC {s}"))
-}
-
-/// An AF_PACKET socket bound to `iface`, in the calling thread's namespace.
-fn packet_socket(iface: &str) -> Result<OwnedFd> {
-    let proto = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: plain socket call; owned below.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
-    ensure!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
-    // SAFETY: just opened.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let index = dnsxdp::local_addrs::if_index(iface).context("no such interface")?;
-    // SAFETY: all-zero is a valid sockaddr_ll.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto;
-    sll.sll_ifindex = index as i32;
-    // SAFETY: a valid sockaddr_ll of its size.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&sll as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    ensure!(
-        rc == 0,
-        "bind AF_PACKET: {}",
-        std::io::Error::last_os_error()
-    );
-    let size: i32 = 256 << 20;
-    // SAFETY: an int option.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const i32).cast(),
-            4,
-        );
-    }
-    Ok(fd)
-}
-
 /// What a flood run measured.
 pub struct Report {
     pub sent: u64,
@@ -221,22 +172,16 @@ pub fn run(opts: &Options) -> Result<Report> {
             Ok(((format!("{name}."), qtype), records))
         })
         .collect::<Result<_>>()?;
-    let link = |ns: &crate::netns::Netns| -> Result<[u8; 6]> {
-        let out = ns
-            .command("cat")
-            .arg(format!("/sys/class/net/{SERVER_IFACE}/address"))
-            .output()?;
-        mac(&String::from_utf8_lossy(&out.stdout))
-    };
-    let (server_mac, client_mac) = (link(&topo.server)?, link(&topo.client)?);
+    let (server_mac, client_mac) = (
+        link_mac(&topo.server, SERVER_IFACE)?,
+        link_mac(&topo.client, "veth0")?,
+    );
     let server: Ipv4Addr = match daemon.v4.ip() {
         IpAddr::V4(v4) => v4,
         IpAddr::V6(_) => bail!("IPv4 server expected"),
     };
-    let (tx, rx) = (
-        topo.client.enter(|| packet_socket("veth0"))??,
-        topo.client.enter(|| packet_socket("veth0"))??,
-    );
+    let socket = || packet_socket("veth0", 256 << 20, Duration::from_millis(100));
+    let (tx, rx) = (topo.client.enter(socket)??, topo.client.enter(socket)??);
     let done = AtomicBool::new(false);
     let packets = opts.packets;
     let (captured, sent_for, seconds, legit_rtts) = thread::scope(|s| {
@@ -247,8 +192,8 @@ pub fn run(opts: &Options) -> Result<Report> {
         for i in 0..packets {
             buf.clear();
             buf.extend(frame(i, server_mac, client_mac, server));
-            // SAFETY: a valid buffer on a bound packet socket.
-            unsafe { libc::send(tx.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+            // A frame the link cannot take is one fewer in the flood, no more.
+            let _ = send(&tx, &buf);
         }
         let seconds = start.elapsed().as_secs_f64();
         thread::sleep(Duration::from_secs(2));
@@ -291,27 +236,11 @@ pub fn run(opts: &Options) -> Result<Report> {
 fn capture(fd: &OwnedFd, server: Ipv4Addr, done: &AtomicBool) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 65536];
-    let timeout = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 100_000,
-    };
-    // SAFETY: a timeval option.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&timeout as *const libc::timeval).cast(),
-            size_of::<libc::timeval>() as u32,
-        );
-    }
     while !done.load(Relaxed) {
-        // SAFETY: a valid buffer.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n <= 0 {
+        let Some(n) = recv(fd, &mut buf) else {
             continue;
-        }
-        let f = &buf[..n as usize];
+        };
+        let f = &buf[..n];
         if let Ok(p) = parse_frame(f)
             && p.src.ip() == IpAddr::V4(server)
             && p.src.port() == 53

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod demo;
 pub mod flood;
 pub mod netns;
+pub mod raw;
 pub mod soak;
 pub mod testrun;
 pub mod unbound;

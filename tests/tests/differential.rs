@@ -12,13 +12,13 @@ use std::{
 use anyhow::Result;
 use dnsxdp_common::{QTYPE_A, QTYPE_AAAA};
 use dnsxdp_tests::{
-    client::exchange_raw,
+    client::{exchange_raw, without_ttls},
     daemon::Daemon,
     netns::{Topology, UPSTREAM_V4, UPSTREAM_V6},
     testrun::{Edns, FLAG_CD, FLAG_RD, Query},
     upstream::Nsd,
 };
-use hickory_proto::{op::Message, rr::Record};
+use hickory_proto::op::Message;
 
 /// How long to wait for a reply that may rightly never come.
 const WAIT: Duration = Duration::from_millis(250);
@@ -99,17 +99,7 @@ fn shown(reply: Option<Vec<u8>>) -> String {
         return "no reply".into();
     };
     match Message::from_vec(&bytes) {
-        Ok(mut m) => {
-            let zero = |records: &mut Vec<Record>| {
-                for r in records {
-                    r.set_ttl(0);
-                }
-            };
-            zero(m.answers_mut());
-            zero(m.name_servers_mut());
-            zero(m.additionals_mut());
-            format!("{m:?}")
-        }
+        Ok(m) => format!("{:?}", without_ttls(m)),
         Err(_) => format!("unparsed {bytes:02x?}"),
     }
 }

@@ -4,16 +4,16 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddr, UdpSocket},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Result, ensure};
 use dnsxdp_common::QTYPE_A;
 use dnsxdp_tests::{
     client::{exchange_udp, query},
     daemon::Daemon,
     netns::{CLIENT_V4, SERVER_IFACE, Topology, UPSTREAM_V4, UPSTREAM_V6},
+    raw::{link_mac, packet_socket, recv, send},
     testrun::{FrameSpec, Query, parse_frame},
     upstream::Nsd,
 };
@@ -26,88 +26,24 @@ const UNKNOWN: &str = "198.18.1.77";
 const ELSEWHERE: &str = "198.18.1.78";
 const ELSEWHERE_MAC: &str = "02:00:00:00:00:99";
 
-fn mac(s: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = s
-        .trim()
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16))
-        .collect::<Result<_, _>>()?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("MAC {s}"))
-}
-
-/// A raw socket on the client's veth.
-fn raw(topo: &Topology) -> Result<OwnedFd> {
-    topo.client.enter(|| -> Result<OwnedFd> {
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket call; owned below.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
-        ensure!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
-        // SAFETY: just opened.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let index = dnsxdp::local_addrs::if_index("veth0").context("veth0")?;
-        // SAFETY: all-zero is a valid sockaddr_ll.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = index as i32;
-        // SAFETY: a valid sockaddr_ll.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        ensure!(rc == 0, "bind: {}", std::io::Error::last_os_error());
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 100_000,
-        };
-        // SAFETY: a timeval option.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                size_of::<libc::timeval>() as u32,
-            )
-        };
-        Ok(fd)
-    })?
-}
-
 /// Sends a query for `NAME` from `from` with the client's own MAC; returns whether a reply
 /// to `from` came back to that MAC within a second (a veth shows its peer every frame, those
 /// for other MACs too).
 fn spoofed_query_answered(topo: &Topology, daemon: &Daemon, from: &str) -> Result<bool> {
-    let link = |ns: &dnsxdp_tests::netns::Netns| -> Result<[u8; 6]> {
-        let out = ns
-            .command("cat")
-            .arg(format!("/sys/class/net/{SERVER_IFACE}/address"))
-            .output()?;
-        mac(&String::from_utf8_lossy(&out.stdout))
-    };
     let mut spec = FrameSpec::between(SocketAddr::new(from.parse()?, 40053), daemon.v4);
-    spec.client_mac = link(&topo.client)?;
-    spec.server_mac = link(&topo.server)?;
+    spec.client_mac = link_mac(&topo.client, "veth0")?;
+    spec.server_mac = link_mac(&topo.server, SERVER_IFACE)?;
     let frame = spec.query(&Query::new(NAME, QTYPE_A));
-    let fd = raw(topo)?;
-    // SAFETY: a valid buffer on a bound packet socket.
-    let sent = unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-    ensure!(
-        sent == frame.len() as isize,
-        "send: {}",
-        std::io::Error::last_os_error()
-    );
+    let fd = topo
+        .client
+        .enter(|| packet_socket("veth0", 1 << 20, Duration::from_millis(100)))??;
+    send(&fd, &frame)?;
     let to: Ipv4Addr = from.parse()?;
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut buf = vec![0u8; 2048];
     while Instant::now() < deadline {
-        // SAFETY: a valid buffer.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n > 0
-            && let Ok(p) = parse_frame(&buf[..n as usize])
+        if let Some(n) = recv(&fd, &mut buf)
+            && let Ok(p) = parse_frame(&buf[..n])
             && p.src.port() == 53
             && p.dst.ip() == to
             && p.dst_mac == spec.client_mac
