@@ -44,7 +44,13 @@ pub fn run(args: &Args) -> Result<()> {
     let share = Duration::from_secs(args.minutes * 60 / targets.len().max(1) as u64);
     let mut outcomes = Vec::new();
     for target in &targets {
-        outcomes.push(fuzz(&root, target, share)?);
+        let o = fuzz(&root, target, share)?;
+        // As each ends, so that a later target's failure keeps the earlier figures.
+        println!(
+            "fuzz: {}: {} executions, {} edges, {} inputs kept",
+            o.target, o.executions, o.coverage, o.corpus
+        );
+        outcomes.push(o);
     }
     println!("\n| target | executions | coverage (edges) | corpus |\n|---|---:|---:|---:|");
     for o in &outcomes {
