@@ -110,7 +110,10 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     };
     let kernel = attached.as_ref().map(|a| a.maps.clone());
     let xdp_paths = match &kernel {
-        Some(maps) => maps.paths(&xdp_ifaces)?,
+        Some(maps) => maps.paths(
+            &xdp_ifaces,
+            &stacked::links().context("listing interfaces")?,
+        )?,
         None => XdpPaths::default(),
     };
 
@@ -182,9 +185,14 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
                 tick.tick().await;
                 // SERVED may be refreshed and still not hold everything: the paths are read
                 // from it either way.
-                let refreshed = maps.refresh_served(&listen);
-                let paths = maps.paths(&xdp_ifaces).map(|p| access.set_xdp_paths(p));
-                let error = refreshed.and(paths).err().map(|e| format!("{e:#}"));
+                let refreshed = stacked::links()
+                    .context("listing interfaces")
+                    .and_then(|links| {
+                        let refreshed = maps.refresh_served(&listen, &links);
+                        let paths = maps.paths(&xdp_ifaces, &links);
+                        refreshed.and(paths.map(|p| access.set_xdp_paths(p)))
+                    });
+                let error = refreshed.err().map(|e| format!("{e:#}"));
                 if error.is_some() && error != last_error {
                     warn!(
                         "refreshing the XDP addresses: {}",

@@ -199,7 +199,10 @@ pub fn attach(
         }
         info!("kernel cache: {count} live entries kept from the last run");
     }
-    if let Err(e) = maps.refresh_served(listen) {
+    let refreshed = stacked::links()
+        .context("listing interfaces")
+        .and_then(|interfaces| maps.refresh_served(listen, &interfaces));
+    if let Err(e) = refreshed {
         warn!("{e:#}");
     }
     // Before the program runs: it serves everyone while its ACL is empty.
@@ -259,16 +262,15 @@ impl XdpMaps {
 
     /// Where the program charges queries now, for the daemon to charge the rest: its
     /// interfaces `attached`, what is stacked on them, and SERVED.
-    pub fn paths(&self, attached: &[u32]) -> anyhow::Result<XdpPaths> {
+    pub fn paths(&self, attached: &[u32], links: &[stacked::Link]) -> anyhow::Result<XdpPaths> {
         let served = self.served.lock().unwrap_or_else(|p| p.into_inner());
         let served = served
             .keys()
             .map(|k| k.map(|k| socket_addr(&k)))
             .collect::<Result<_, _>>()
             .context("reading SERVED")?;
-        let links = stacked::links().context("listing interfaces")?;
         Ok(XdpPaths {
-            ifaces: stacked::covered(&links, attached),
+            ifaces: stacked::covered(links, attached),
             served,
         })
     }
@@ -276,9 +278,13 @@ impl XdpMaps {
     /// Makes SERVED hold exactly the addresses `listen` covers now, each with its `SERVED_*`
     /// bits. Addresses that do not fit in the map are reported in the error; the daemon still
     /// answers on them.
-    pub fn refresh_served(&self, listen: &[SocketAddr]) -> anyhow::Result<()> {
+    /// `links` are the interfaces as of now.
+    pub fn refresh_served(
+        &self,
+        listen: &[SocketAddr],
+        links: &[stacked::Link],
+    ) -> anyhow::Result<()> {
         let local = local_addrs_by_iface().context("listing local addresses")?;
-        let links = stacked::links().context("listing interfaces")?;
         let ips: Vec<IpAddr> = local.iter().map(|&(ip, _)| ip).collect();
         let want: Vec<(ServedKey, u8)> = served_keys(listen, &ips)
             .into_iter()
@@ -286,7 +292,7 @@ impl XdpMaps {
                 let ip = socket_addr(&key).ip();
                 let behind_vlan = local
                     .iter()
-                    .any(|&(a, iface)| a == ip && stacked::behind_vlan(&links, iface));
+                    .any(|&(a, iface)| a == ip && stacked::behind_vlan(links, iface));
                 let bits = SERVED_ANSWER | if behind_vlan { SERVED_BEHIND_VLAN } else { 0 };
                 (key, bits)
             })

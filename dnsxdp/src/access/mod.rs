@@ -125,6 +125,14 @@ pub enum Screened {
     },
 }
 
+/// A client's address as the tables key it (IPv4-mapped), and whether it is IPv6.
+fn client_addr(peer: IpAddr) -> ([u8; 16], bool) {
+    match peer.to_canonical() {
+        IpAddr::V4(a) => (v4_mapped(a.octets()), false),
+        IpAddr::V6(a) => (a.octets(), true),
+    }
+}
+
 /// A client prefix and how many of its queries the rate limit stopped.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct LimitedClient {
@@ -199,15 +207,7 @@ impl Access {
     /// one is counted and closed, whatever `acl-action` says, since it could only hold a
     /// connection others need.
     pub fn admit_connection(&self, peer: IpAddr) -> bool {
-        let addr = match peer.to_canonical() {
-            IpAddr::V4(a) => v4_mapped(a.octets()),
-            IpAddr::V6(a) => a.octets(),
-        };
-        let rule = self.tables.rule(addr).unwrap_or_else(|e| {
-            warn!("{e:#}");
-            0
-        });
-        let allowed = rule & ACL_ALLOW != 0;
+        let allowed = self.rule(client_addr(peer).0) & ACL_ALLOW != 0;
         if !allowed {
             self.stats.denied(false);
             self.security
@@ -218,16 +218,9 @@ impl Access {
 
     /// Applies the ACL and the rate limit to `packet` from `peer`, and counts the outcome.
     pub fn screen(&self, packet: &[u8], peer: IpAddr, via: Via) -> Screened {
-        let (addr, v6) = match peer.to_canonical() {
-            IpAddr::V4(a) => (v4_mapped(a.octets()), false),
-            IpAddr::V6(a) => (a.octets(), true),
-        };
+        let (addr, v6) = client_addr(peer);
         let config = *self.config.read().unwrap_or_else(|p| p.into_inner());
-        let rule = self.tables.rule(addr).unwrap_or_else(|e| {
-            // Closed: a client the ACL cannot vouch for is not served.
-            warn!("{e:#}");
-            0
-        });
+        let rule = self.rule(addr);
         let charged = match via {
             Via::Udp { ifindex, dest } => self
                 .xdp_paths
@@ -274,6 +267,15 @@ impl Access {
         }
         self.stats.allowed();
         Screened::Serve
+    }
+
+    /// The `ACL_*` bits for a 16-byte address.
+    fn rule(&self, addr: [u8; 16]) -> u8 {
+        self.tables.rule(addr).unwrap_or_else(|e| {
+            // Closed: a client the ACL cannot vouch for is not served.
+            warn!("{e:#}");
+            0
+        })
     }
 
     /// Charges a query to its bucket as the XDP program does; `Some(slip)` when over the
