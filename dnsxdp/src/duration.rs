@@ -8,12 +8,8 @@ pub const EXPECTED: &str = "a duration such as 500ms, 2s, 5m, 1h or 1d";
 /// A whole number with a unit (`ms`, `s`, `m`, `h`, `d`); a bare number is seconds.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(digits);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("expected {EXPECTED}, got \"{s}\""))?;
-    let unit_ms: u64 = match unit.trim() {
+    let (n, unit) = number_and_unit(s, EXPECTED)?;
+    let unit_ms: u64 = match unit {
         "ms" => 1,
         "" | "s" => 1000,
         "m" => 60 * 1000,
@@ -24,6 +20,17 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     n.checked_mul(unit_ms)
         .map(Duration::from_millis)
         .ok_or_else(|| format!("\"{s}\" is too long"))
+}
+
+/// A whole number and the unit after it (trimmed), as durations and sizes are written; the
+/// error says what was `expected`.
+pub fn number_and_unit<'a>(s: &'a str, expected: &str) -> Result<(u64, &'a str), String> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let n = number
+        .parse()
+        .map_err(|_| format!("expected {expected}, got \"{s}\""))?;
+    Ok((n, unit.trim()))
 }
 
 /// The shortest exact way to write `d` in the units `parse` takes.

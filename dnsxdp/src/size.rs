@@ -1,17 +1,15 @@
 //! Memory sizes as the flags and the config file write them: `512K`, `64M`, `1G`.
 
+use crate::duration::number_and_unit;
+
 /// What a size looks like, for error messages.
 pub const EXPECTED: &str = "a size such as 512K, 64M or 1G";
 
 /// A whole number of bytes, or of KiB, MiB or GiB with `K`, `M` or `G`.
 pub fn parse(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(digits);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("expected {EXPECTED}, got \"{s}\""))?;
-    let unit: u64 = match unit.trim() {
+    let (n, unit) = number_and_unit(s, EXPECTED)?;
+    let unit: u64 = match unit {
         "" => 1,
         "K" | "k" => 1 << 10,
         "M" | "m" => 1 << 20,
