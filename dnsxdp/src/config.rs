@@ -195,7 +195,9 @@ impl Settings {
         })?;
         let mut s = Settings::default();
         for (key, value) in &table {
-            let bad = |want: &str| format!("{key}: expected {want}, got {value}");
+            // TOML writes a string with a line break over several lines: kept on one.
+            let shown = value.to_string().replace('\n', "\\n");
+            let bad = |want: &str| format!("{key}: expected {want}, got {shown}");
             match key.as_str() {
                 "iface" => s.iface = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
                 "listen" => s.listen = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
@@ -655,6 +657,9 @@ mod tests {
             e.starts_with("upstream-strategy: expected one of round-robin"),
             "{e}"
         );
+        let e = Settings::from_toml("acl-action = \"drop\\nnow\"").unwrap_err();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.starts_with("acl-action: expected"), "{e}");
         let e = Settings::from_toml("query-timeout = \"2 sec\"").unwrap_err();
         assert!(e.starts_with("query-timeout: expected a duration"), "{e}");
         let e = Settings::from_toml("serve-stale = -1").unwrap_err();
