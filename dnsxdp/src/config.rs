@@ -178,8 +178,13 @@ impl Settings {
         }
     }
 
-    /// Parses a config file's text. Keys are the long flag names; errors name the key.
+    /// Parses a config file's text. Keys are the long flag names; errors name the key, on one
+    /// line even when a key or value has a line break in it.
     pub fn from_toml(text: &str) -> Result<Settings, String> {
+        Self::read_toml(text).map_err(|e| e.replace('\n', "\\n"))
+    }
+
+    fn read_toml(text: &str) -> Result<Settings, String> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             let line = e
                 .span()
@@ -195,9 +200,7 @@ impl Settings {
         })?;
         let mut s = Settings::default();
         for (key, value) in &table {
-            // TOML writes a string with a line break over several lines: kept on one.
-            let shown = value.to_string().replace('\n', "\\n");
-            let bad = |want: &str| format!("{key}: expected {want}, got {shown}");
+            let bad = |want: &str| format!("{key}: expected {want}, got {value}");
             match key.as_str() {
                 "iface" => s.iface = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
                 "listen" => s.listen = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
@@ -660,6 +663,8 @@ mod tests {
         let e = Settings::from_toml("acl-action = \"drop\\nnow\"").unwrap_err();
         assert_eq!(e.lines().count(), 1, "{e}");
         assert!(e.starts_with("acl-action: expected"), "{e}");
+        let e = Settings::from_toml("[\"a\\nb\".c]").unwrap_err();
+        assert_eq!(e, "unknown key `a\\nb`");
         let e = Settings::from_toml("query-timeout = \"2 sec\"").unwrap_err();
         assert!(e.starts_with("query-timeout: expected a duration"), "{e}");
         let e = Settings::from_toml("serve-stale = -1").unwrap_err();
