@@ -3,10 +3,11 @@ use std::{io::IsTerminal, process::ExitCode, time::Duration};
 use anyhow::bail;
 use clap::Parser;
 use dnsxdp::{
-    cache_ops::Selection,
     cli::{CacheArgs, CacheCommand, Cli, Command, DEFAULT_CONTROL, StopArgs},
     config::{self, Config},
-    control, daemon, local_addrs, pin,
+    daemon,
+    kernel::{local_addrs, pin},
+    ops::{cache_ops::Selection, control},
 };
 
 fn main() -> ExitCode {

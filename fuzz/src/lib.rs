@@ -5,11 +5,11 @@
 pub mod xdp;
 
 use dnsxdp::{
-    answer::Answer,
     config::{Settings, TtlPolicy},
-    control::Request,
-    query::{Parsed, parse},
-    reply::{Transport, normalized, render},
+    dns::answer::Answer,
+    dns::query::{Parsed, parse},
+    dns::reply::{Transport, normalized, render},
+    ops::control::Request,
     upstream::check::{accept, scrub},
 };
 use dnsxdp_common::{

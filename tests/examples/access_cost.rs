@@ -11,8 +11,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::Context as _;
 use dnsxdp::{
+    access::acl::DEFAULT_ALLOW,
     access::{AccessPolicy, Tables as _, kernel::KernelTables},
-    acl::DEFAULT_ALLOW,
     config::Settings,
 };
 use dnsxdp_tests::testrun::{FrameSpec, Query, XdpCache, hit_cost, record, response};

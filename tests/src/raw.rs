@@ -19,7 +19,8 @@ pub fn packet_socket(iface: &str, rcvbuf: i32, timeout: Duration) -> Result<Owne
     ensure!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
     // SAFETY: just opened, owned by nothing else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let index = dnsxdp::local_addrs::if_index(iface).with_context(|| format!("no {iface}"))?;
+    let index =
+        dnsxdp::kernel::local_addrs::if_index(iface).with_context(|| format!("no {iface}"))?;
     // SAFETY: all-zero is a valid sockaddr_ll.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;

@@ -5,10 +5,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use dnsxdp::{
+    access::acl::DenyAction,
+    access::ratelimit::LimitAction,
     access::{AccessPolicy, Tables as _, kernel::KernelTables},
-    acl::DenyAction,
     config::Settings,
-    ratelimit::LimitAction,
 };
 use dnsxdp_common::{Counter, EVENT_DENIED, EVENT_LIMITED, QTYPE_A, QTYPE_AAAA, XdpSettings};
 use dnsxdp_tests::testrun::*;
@@ -346,7 +346,7 @@ fn buckets_are_per_prefix_and_exempt_prefixes_are_free() {
         .into_iter()
         .filter(|(_, b)| b.limited > 0)
         .map(|(k, b)| {
-            let prefix = dnsxdp::acl::Cidr::from_key(k.addr, k.prefix_len);
+            let prefix = dnsxdp::access::acl::Cidr::from_key(k.addr, k.prefix_len);
             (prefix.to_string(), b.limited)
         })
         .collect();

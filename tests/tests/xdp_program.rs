@@ -1668,7 +1668,7 @@ fn an_entry_reused_while_it_is_read_never_answers_another_name() {
 fn a_fill_a_flush_came_before_writes_nothing() {
     let mut x = XdpCache::load().unwrap();
     let kernel =
-        dnsxdp::kernel_cache::KernelCache::new(x.cache_handle().unwrap(), x.hash_key()).unwrap();
+        dnsxdp::kernel::cache::KernelCache::new(x.cache_handle().unwrap(), x.hash_key()).unwrap();
     let (key, entry) = entry_from(
         &response(
             NAME,
@@ -1680,11 +1680,11 @@ fn a_fill_a_flush_came_before_writes_nothing() {
     )
     .unwrap();
     let now = monotonic_ns();
-    kernel.insert(key, entry, dnsxdp::kernel_cache::Fill::IfAbsent, || false);
+    kernel.insert(key, entry, dnsxdp::kernel::cache::Fill::IfAbsent, || false);
     assert!(
         kernel.get(&key, now).unwrap().is_none(),
         "written after a flush"
     );
-    kernel.insert(key, entry, dnsxdp::kernel_cache::Fill::IfAbsent, || true);
+    kernel.insert(key, entry, dnsxdp::kernel::cache::Fill::IfAbsent, || true);
     assert!(kernel.get(&key, now).unwrap().is_some(), "not written");
 }

@@ -13,7 +13,7 @@ use aya::{
 use dnsxdp_common::acl::{ACL_ALLOW, AccessConfig, Bucket, MAP_ACCESS, MAP_ACL, MAP_RATE, RateKey};
 
 use super::Tables;
-use crate::acl::Cidr;
+use crate::access::acl::Cidr;
 
 pub struct KernelTables {
     acl: RwLock<LpmTrie<MapData, [u8; 16], u8>>,

@@ -11,7 +11,7 @@ use dnsxdp_common::acl::{ACL_ALLOW, AccessConfig, Bucket, RATE_ENTRIES, RateKey,
 use lru::LruCache;
 
 use super::Tables;
-use crate::acl::Cidr;
+use crate::access::acl::Cidr;
 
 /// Trie entries of one prefix length: flags by masked address.
 type Prefixes = HashMap<[u8; 16], u8>;

@@ -3,10 +3,12 @@
 //! writes too, so a rule or a bucket is the same wherever a query lands; with `--no-xdp` the
 //! daemon keeps the same tables itself.
 
-mod bare_reply;
+pub mod acl;
 pub mod charged;
 pub mod kernel;
 pub mod memory;
+pub mod ratelimit;
+pub mod security;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -24,15 +26,15 @@ use dnsxdp_common::{
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use self::bare_reply::{Kind, bare_reply};
 pub use self::charged::XdpPaths;
 use crate::{
-    acl::{Acl, Cidr, DenyAction, compile, parse_list},
-    clock,
+    access::acl::{Acl, Cidr, DenyAction, compile, parse_list},
+    access::ratelimit::RateLimit,
+    access::security::{Action, Layer, SecurityLog},
     config::Settings,
-    ratelimit::RateLimit,
-    security::{Action, Layer, SecurityLog},
-    stats::Stats,
+    dns::bare_reply::{Kind, bare_reply},
+    dns::clock,
+    ops::stats::Stats,
 };
 
 /// Who may ask and how often: the settings a reload replaces.

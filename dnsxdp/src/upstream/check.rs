@@ -110,7 +110,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::answer::tests::{name, soa};
+    use crate::dns::answer::tests::{name, soa};
 
     fn a(owner: &str, last: u8) -> Record {
         Record::from_rdata(

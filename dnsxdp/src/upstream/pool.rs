@@ -19,7 +19,7 @@ use super::{
     strategy::{Candidate, Selector, Strategy},
     tls::Connectors,
 };
-use crate::stats::{UpstreamCounters, UpstreamState};
+use crate::ops::stats::{UpstreamCounters, UpstreamState};
 
 /// How often the upstreams that are down are asked whether they are back.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);

@@ -5,7 +5,7 @@ use hickory_proto::{
     rr::{Name, RecordType},
 };
 
-use crate::reply::EDNS_UDP_SIZE;
+use crate::dns::reply::EDNS_UDP_SIZE;
 
 /// The question and flags sent upstream.
 pub struct Question<'a> {

@@ -32,8 +32,8 @@ use tokio::{
 use tracing::{debug, warn};
 
 use crate::{
-    control::State,
-    stats::{
+    ops::control::State,
+    ops::stats::{
         CacheLayer, CacheReport, CacheSize, DaemonCounters, Report, UpstreamCounters,
         UpstreamState, XDP_ALLOWED,
     },
@@ -513,7 +513,7 @@ fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{Lookups, Stats, with_allowed};
+    use crate::ops::stats::{Lookups, Stats, with_allowed};
 
     /// Renders a fixed report the way `StateCollector` renders the daemon's.
     #[derive(Debug)]
@@ -547,9 +547,9 @@ mod tests {
     fn report(xdp: bool) -> Report {
         let stats = Stats::default();
         for _ in 0..3 {
-            stats.query(crate::reply::Transport::Udp);
+            stats.query(crate::dns::reply::Transport::Udp);
         }
-        stats.query(crate::reply::Transport::Tcp);
+        stats.query(crate::dns::reply::Transport::Tcp);
         stats.cache_hit();
         stats.upstream_query();
         stats.upstream_query();

@@ -5,8 +5,8 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    acl::DenyAction, config::Settings, duration, ratelimit::LimitAction, size,
-    upstream::strategy::Strategy,
+    access::acl::DenyAction, access::ratelimit::LimitAction, config::Settings,
+    upstream::strategy::Strategy, values::duration, values::size,
 };
 
 /// Where `run` listens for control commands and `stats` finds the daemon.

@@ -22,8 +22,8 @@ use super::{
 };
 use crate::{
     access::{Access, Screened, Via},
-    reply::Transport,
-    resolver::Resolver,
+    dns::reply::Transport,
+    resolve::Resolver,
 };
 
 /// Queries of one socket being answered at once; beyond that, reading waits.
@@ -249,7 +249,7 @@ fn put_control<T>(msg: &mut libc::msghdr, control: &mut ControlBuf, level: i32, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::socket::bind_udp;
+    use crate::serve::socket::bind_udp;
 
     /// On a wildcard socket the destination address is reported and replies come from it.
     #[tokio::test]

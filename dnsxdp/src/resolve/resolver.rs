@@ -21,18 +21,18 @@ use tokio::time::{Instant, timeout_at};
 use tracing::{debug, trace};
 
 use crate::{
-    answer::Answer,
-    cache::{Cache, Key, Lookup},
-    clock,
     config::TtlPolicy,
-    flight::Flights,
-    kernel_cache::Fill,
-    query::{self, ClientQuery, Parsed},
-    querylog::{Layer, Line, QueryLog, rcode_name, rfc3339},
-    reply::{self, Transport},
-    stats::Stats,
+    dns::answer::Answer,
+    dns::clock,
+    dns::query::{self, ClientQuery, Parsed},
+    dns::reply::{self, Transport},
+    kernel::cache::Fill,
+    kernel::load::XdpMaps,
+    ops::stats::Stats,
+    resolve::cache::{Cache, Key, Lookup},
+    resolve::flight::Flights,
+    resolve::query_log::{Layer, Line, QueryLog, rcode_name, rfc3339},
     upstream::{check, pool::Pool, question::Question},
-    xdp::XdpMaps,
 };
 
 /// What identical in-flight misses share: the cache key, and CD, since a query with CD set is
@@ -541,7 +541,7 @@ mod tests {
         up.answering.store(false, Relaxed);
         let start = Instant::now();
         let stale = ask(&r, 2, "www.t.").await;
-        assert_eq!(stale.answers()[0].ttl(), crate::answer::STALE_TTL);
+        assert_eq!(stale.answers()[0].ttl(), crate::dns::answer::STALE_TTL);
         assert!(start.elapsed() < Duration::from_millis(450));
         assert_eq!(
             ask(&no_stale, 2, "www.t.").await.response_code(),
@@ -552,7 +552,7 @@ mod tests {
         let before = up.queries.load(Relaxed);
         assert_eq!(
             ask(&r, 3, "www.t.").await.answers()[0].ttl(),
-            crate::answer::STALE_TTL
+            crate::dns::answer::STALE_TTL
         );
         assert!(start.elapsed() < Duration::from_millis(50));
         up.answering.store(true, Relaxed);

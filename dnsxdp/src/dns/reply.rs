@@ -6,7 +6,7 @@ use hickory_proto::{
 };
 use tracing::warn;
 
-use crate::{answer::Answer, query::ClientQuery};
+use crate::{dns::answer::Answer, dns::query::ClientQuery};
 
 /// UDP payload advertised to clients and upstreams (the DNS flag day value).
 pub const EDNS_UDP_SIZE: u16 = dnsxdp_common::EDNS_UDP_SIZE;
@@ -128,8 +128,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        answer::tests::{a, response, soa},
-        query::{Parsed, parse},
+        dns::answer::tests::{a, response, soa},
+        dns::query::{Parsed, parse},
     };
 
     fn client(edns: Option<u16>, dnssec_ok: bool) -> ClientQuery {
@@ -245,7 +245,7 @@ mod tests {
             Transport::Udp,
         ))
         .unwrap();
-        assert_eq!(m.answers()[0].ttl(), crate::answer::STALE_TTL);
+        assert_eq!(m.answers()[0].ttl(), crate::dns::answer::STALE_TTL);
         let ede = m.extensions().as_ref().unwrap().option(EDE.into());
         assert_eq!(ede, Some(&EdnsOption::Unknown(EDE, vec![0, 3])));
         let fresh = Message::from_vec(&render(

@@ -1,6 +1,8 @@
 //! Run settings: the config file, merged under the command-line flags, validated into a
 //! `Config` with defaults filled in.
 
+pub mod resolv_conf;
+
 use std::{
     io,
     net::{IpAddr, SocketAddr},
@@ -13,14 +15,14 @@ use clap::ValueEnum;
 
 use crate::{
     access::AccessPolicy,
-    acl::DenyAction,
+    access::acl::DenyAction,
+    access::ratelimit::LimitAction,
     cli::{DEFAULT_CONTROL, LogLevel, RunArgs, XdpMode},
-    duration,
-    local_addrs::is_this_host,
-    ratelimit::LimitAction,
-    server::TcpLimits,
-    size,
+    kernel::local_addrs::is_this_host,
+    serve::TcpLimits,
     upstream::{pool::PoolSettings, spec::UpstreamSpec, strategy::Strategy},
+    values::duration,
+    values::size,
 };
 
 pub const DEFAULT_CACHE_SIZE: u32 = 65536;
@@ -415,7 +417,7 @@ impl Config {
             None => {
                 let text = resolv_conf()
                     .context("reading /etc/resolv.conf for upstreams (or pass --upstream)")?;
-                let found = crate::resolv_conf::upstreams(&text, local);
+                let found = crate::config::resolv_conf::upstreams(&text, local);
                 if found.is_empty() {
                     bail!(
                         "no upstream: /etc/resolv.conf names no nameserver other than this host; pass --upstream URL"

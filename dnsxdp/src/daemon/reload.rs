@@ -12,7 +12,7 @@ use crate::{
     access::Access,
     cli::RunArgs,
     config::{self, Config},
-    local_addrs::local_addrs,
+    kernel::local_addrs::local_addrs,
 };
 
 pub struct Reloader {

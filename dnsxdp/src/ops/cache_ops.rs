@@ -14,7 +14,7 @@ use hickory_proto::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{clock, kernel_cache::KernelCache, resolver::Resolver};
+use crate::{dns::clock, kernel::cache::KernelCache, resolve::Resolver};
 
 /// The types the kernel cache holds.
 const KERNEL_TYPES: [RecordType; 2] = [RecordType::A, RecordType::AAAA];

@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::{config::QueryLogTarget, stats::Stats};
+use crate::{config::QueryLogTarget, ops::stats::Stats};
 
 /// Lines waiting for the writer at most.
 const QUEUE: usize = 65_536;

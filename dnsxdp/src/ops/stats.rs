@@ -9,7 +9,7 @@ use std::{
 use dnsxdp_common::Counter;
 use serde::{Deserialize, Serialize};
 
-use crate::reply::Transport;
+use crate::dns::reply::Transport;
 
 /// The daemon's counters, updated from every query task.
 #[derive(Default)]

@@ -17,14 +17,14 @@ use tracing::{debug, info, warn};
 
 use crate::{
     access::{Access, LimitedClient},
-    cache_ops::{self, Flushed, Listing, Selection},
-    clock,
-    kernel_cache::KernelCache,
-    reload::Reloader,
-    resolver::Resolver,
-    stats::{CacheReport, Lookups, Report, Stats, with_allowed},
+    daemon::reload::Reloader,
+    dns::clock,
+    kernel::cache::KernelCache,
+    kernel::load::XdpMaps,
+    ops::cache_ops::{self, Flushed, Listing, Selection},
+    ops::stats::{CacheReport, Lookups, Report, Stats, with_allowed},
+    resolve::Resolver,
     upstream::pool::Pool,
-    xdp::XdpMaps,
 };
 
 /// A request; `cmd` names it. New commands are new variants.
@@ -388,7 +388,7 @@ mod tests {
             .unwrap(),
         );
         let pool = Arc::new(Pool::new(vec![upstream], settings, None).unwrap());
-        let resolver_settings = crate::resolver::ResolverSettings {
+        let resolver_settings = crate::resolve::ResolverSettings {
             cache_size: std::num::NonZeroUsize::new(8).unwrap(),
             cache_memory: usize::MAX,
             ttl: Default::default(),
@@ -416,7 +416,7 @@ mod tests {
             rr::{Name, RData, Record, rdata::A},
         };
         let name = Name::from_ascii(name).unwrap();
-        let query = crate::query::ClientQuery::plain(Query::query(name.clone(), qtype));
+        let query = crate::dns::query::ClientQuery::plain(Query::query(name.clone(), qtype));
         let mut msg = Message::new();
         msg.add_query(Query::query(name.clone(), qtype));
         msg.add_answer(Record::from_rdata(
@@ -426,11 +426,11 @@ mod tests {
         ));
         msg.set_response_code(ResponseCode::NoError);
         let now = clock::now_ns();
-        let answer = crate::answer::Answer::from_upstream(msg, now, &Default::default());
+        let answer = crate::dns::answer::Answer::from_upstream(msg, now, &Default::default());
         state
             .resolver
             .lock_cache()
-            .insert(crate::cache::Key::of(&query), Arc::new(answer));
+            .insert(crate::resolve::cache::Key::of(&query), Arc::new(answer));
     }
 
     fn listing(state: &State, request: &str) -> Listing {

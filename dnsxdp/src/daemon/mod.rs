@@ -1,6 +1,9 @@
 //! `dnsxdp run`: start everything, serve until SIGINT, SIGTERM or `dnsxdp stop` (reloading the
 //! access rules on SIGHUP), take it all down.
 
+mod events;
+pub mod reload;
+
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
@@ -13,22 +16,23 @@ use tracing::{info, warn};
 use dnsxdp_common::XdpSettings;
 
 use crate::{
+    access::security,
     access::{Access, Tables, XdpPaths, memory::MemoryTables},
     cli::RunArgs,
     config::Config,
-    control::{ControlSocket, State},
-    duration, ethtool, events,
-    local_addrs::if_index,
-    metrics,
-    querylog::QueryLog,
-    reload::Reloader,
-    resolver::{Resolver, ResolverSettings},
-    security,
-    server::{self, InFlight},
-    stacked,
-    stats::Stats,
+    daemon::reload::Reloader,
+    kernel::ethtool,
+    kernel::load,
+    kernel::local_addrs::if_index,
+    kernel::stacked,
+    ops::control::{ControlSocket, State},
+    ops::metrics,
+    ops::stats::Stats,
+    resolve::query_log::QueryLog,
+    resolve::{Resolver, ResolverSettings},
+    serve::{self, InFlight},
     upstream::pool::Pool,
-    xdp,
+    values::duration,
 };
 
 /// How often SERVED is brought in line with the host's addresses.
@@ -65,8 +69,8 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     if config.xdp_mode.is_some() {
-        xdp::check_ifaces(&config.ifaces)?;
-        xdp::check_privileges()?;
+        load::check_ifaces(&config.ifaces)?;
+        load::check_privileges()?;
     } else if !config.ifaces.is_empty() {
         warn!(
             "--no-xdp given: not attaching to {}",
@@ -78,7 +82,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         config.pool,
         config.tls_ca.as_deref(),
     )?);
-    let bound = server::bind(&config.listen)?;
+    let bound = serve::bind(&config.listen)?;
     let control = ControlSocket::bind(&config.control)?;
     let metrics = config.metrics.map(metrics::Endpoint::bind).transpose()?;
     let stats = Arc::new(Stats::default());
@@ -90,7 +94,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         .map(Arc::new);
     let (mut attached, tables, xdp_ifaces): (_, Box<dyn Tables>, _) = match config.xdp_mode {
         Some(mode) => {
-            let opts = xdp::LoadOptions {
+            let opts = load::LoadOptions {
                 mode,
                 cache_size: config.kernel_cache_size,
                 settings: xdp_settings(&config),
@@ -99,7 +103,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
                 ttl: config.ttl,
             };
             let (attached, tables) =
-                xdp::attach(&config.ifaces, &opts, &config.listen, &config.access)?;
+                load::attach(&config.ifaces, &opts, &config.listen, &config.access)?;
             let ifaces: Vec<u32> = config.ifaces.iter().filter_map(|i| if_index(i)).collect();
             (Some(attached), Box::new(tables), ifaces)
         }

@@ -21,10 +21,10 @@ use tracing::warn;
 
 use crate::{
     access::Access,
-    clock,
-    querylog::{Layer, Line, QueryLog, rcode_name, rfc3339},
-    resolver::Resolver,
-    security::{self, Action},
+    access::security::{self, Action},
+    dns::clock,
+    resolve::Resolver,
+    resolve::query_log::{Layer, Line, QueryLog, rcode_name, rfc3339},
 };
 
 /// Where events go.

@@ -1,6 +1,6 @@
 //! Memory sizes as the flags and the config file write them: `512K`, `64M`, `1G`.
 
-use crate::duration::number_and_unit;
+use crate::values::duration::number_and_unit;
 
 /// What a size looks like, for error messages.
 pub const EXPECTED: &str = "a size such as 512K, 64M or 1G";

@@ -22,8 +22,8 @@ use self::slots::{Activity, Slots};
 use super::in_flight::InFlight;
 use crate::{
     access::{Access, Screened, Via},
-    reply::Transport,
-    resolver::Resolver,
+    dns::reply::Transport,
+    resolve::Resolver,
 };
 
 /// Queries of one connection being answered at once; beyond that, reading waits.

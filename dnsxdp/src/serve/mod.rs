@@ -11,7 +11,7 @@ use anyhow::anyhow;
 use tokio::task::JoinSet;
 
 pub use self::{in_flight::InFlight, tcp::TcpLimits};
-use crate::{access::Access, resolver::Resolver};
+use crate::{access::Access, resolve::Resolver};
 
 /// The sockets of one listen address.
 pub struct Bound {

@@ -11,7 +11,7 @@ use aya::maps::{HashMap, IterableMap as _, MapData, MapError};
 use dnsxdp_common::{CacheEntry, CacheKey, hash::HashKey, name::QuestionKey};
 use tracing::warn;
 
-use crate::stats::CacheSize;
+use crate::ops::stats::CacheSize;
 
 /// The flags of a map update that replaces an existing key, and of one that does not.
 const BPF_ANY: u64 = 0;

@@ -22,14 +22,15 @@ use tracing::{debug, info, warn};
 use crate::{
     EBPF_OBJECT,
     access::{AccessPolicy, Tables as _, XdpPaths, kernel::KernelTables},
-    bpffs,
     cli::XdpMode,
-    clock,
     config::TtlPolicy,
-    kernel_cache::{Fill, KernelCache},
-    link,
-    local_addrs::{if_index, local_addrs_by_iface},
-    pin, stacked,
+    dns::clock,
+    kernel::bpffs,
+    kernel::cache::{Fill, KernelCache},
+    kernel::link,
+    kernel::local_addrs::{if_index, local_addrs_by_iface},
+    kernel::pin,
+    kernel::stacked,
 };
 
 /// The loaded program and its attachments. Dropped, it leaves the pinned links attached, so

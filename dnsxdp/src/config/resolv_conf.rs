@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
-use crate::local_addrs::{if_index, is_this_host};
+use crate::kernel::local_addrs::{if_index, is_this_host};
 
 /// The `nameserver` entries of a resolv.conf, on port 53, that are not this host: a stub
 /// resolver on loopback or on a local address may well be this daemon.

@@ -5,7 +5,7 @@ use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use lru::LruCache;
 
-use crate::{answer::Answer, query::ClientQuery, stats::CacheSize};
+use crate::{dns::answer::Answer, dns::query::ClientQuery, ops::stats::CacheSize};
 
 /// What an answer depends on: the name (lower-cased), type, class and whether DNSSEC records
 /// were asked for.
@@ -169,8 +169,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        answer::tests::{a, name, response},
-        query::{Parsed, parse},
+        dns::answer::tests::{a, name, response},
+        dns::query::{Parsed, parse},
     };
 
     const S: u64 = 1_000_000_000;

@@ -1,0 +1,11 @@
+//! The XDP program as the daemon sees it: loading and attaching it, its cache, the addresses
+//! it answers on, the pins that keep it across restarts, and the interfaces under it.
+
+pub mod bpffs;
+pub mod cache;
+pub mod ethtool;
+pub mod link;
+pub mod load;
+pub mod local_addrs;
+pub mod pin;
+pub mod stacked;

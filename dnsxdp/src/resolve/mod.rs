@@ -1,0 +1,9 @@
+//! Answering a question: the daemon's cache, coalescing of questions already on their way
+//! upstream, and the log of what was answered.
+
+pub mod cache;
+pub mod flight;
+pub mod query_log;
+mod resolver;
+
+pub use self::resolver::{Resolver, ResolverSettings};

@@ -1,0 +1,4 @@
+//! How settings are written, on the command line and in the config file alike.
+
+pub mod duration;
+pub mod size;
