@@ -5,10 +5,11 @@
 pub mod xdp;
 
 use dnsxdp::{
-    config::{Settings, TtlPolicy},
+    config::Settings,
     dns::answer::Answer,
     dns::query::{Parsed, parse},
     dns::reply::{Transport, normalized, render},
+    dns::ttl::TtlPolicy,
     ops::control::Request,
     upstream::check::{accept, scrub},
 };

@@ -6,10 +6,10 @@
 use std::{cell::RefCell, sync::Arc};
 
 use dnsxdp::{
-    config::TtlPolicy,
     dns::answer::Answer,
     dns::query::{ClientQuery, Parsed, parse},
     dns::reply::{Transport, normalized, render},
+    dns::ttl::TtlPolicy,
     upstream::check::scrub,
 };
 use dnsxdp_common::{QTYPE_A, QTYPE_AAAA, entry::build_entry};

@@ -12,8 +12,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use anyhow::Context as _;
 use dnsxdp::{
     access::acl::DEFAULT_ALLOW,
+    access::settings::Settings,
     access::{AccessPolicy, Tables as _, kernel::KernelTables},
-    config::Settings,
 };
 use dnsxdp_tests::testrun::{FrameSpec, Query, XdpCache, hit_cost, record, response};
 use hickory_proto::rr::{

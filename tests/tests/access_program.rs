@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use dnsxdp::{
     access::acl::DenyAction,
     access::ratelimit::LimitAction,
+    access::settings::Settings,
     access::{AccessPolicy, Tables as _, kernel::KernelTables},
-    config::Settings,
 };
 use dnsxdp_common::{Counter, EVENT_DENIED, EVENT_LIMITED, QTYPE_A, QTYPE_AAAA, XdpSettings};
 use dnsxdp_tests::testrun::*;

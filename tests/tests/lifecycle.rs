@@ -389,7 +389,7 @@ fn denied_queries_are_logged_a_few_lines_a_second() -> Result<()> {
     let log = s.daemon.log();
     let lines: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("dnsxdp::access::security"))
+        .filter(|l| l.contains("dnsxdp::security"))
         .collect();
     let one_by_one = lines
         .iter()

@@ -7,6 +7,8 @@
 
 use std::net::SocketAddr;
 
+use crate::kernel::{load::XdpMaps, stacked};
+
 /// What the XDP program sees, as of the daemon's latest look.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct XdpPaths {
@@ -17,6 +19,14 @@ pub struct XdpPaths {
 }
 
 impl XdpPaths {
+    /// What the program attached to `attached` sees, given the interfaces there are.
+    pub fn of(maps: &XdpMaps, attached: &[u32], links: &[stacked::Link]) -> anyhow::Result<Self> {
+        Ok(XdpPaths {
+            ifaces: stacked::covered(links, attached),
+            served: maps.served()?,
+        })
+    }
+
     /// Whether a UDP datagram that came in on `ifindex`, sent to `dest`, was charged.
     pub fn charged(&self, ifindex: u32, dest: SocketAddr) -> bool {
         let dest = SocketAddr::new(dest.ip().to_canonical(), dest.port());

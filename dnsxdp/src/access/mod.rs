@@ -5,14 +5,16 @@
 
 pub mod acl;
 pub mod charged;
+pub mod counters;
 pub mod kernel;
 pub mod memory;
 pub mod ratelimit;
 pub mod security;
+pub mod settings;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex, RwLock},
+    sync::{Mutex, RwLock},
 };
 
 use anyhow::bail;
@@ -27,14 +29,14 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 pub use self::charged::XdpPaths;
+use self::counters::Counters;
+use self::settings::Settings;
 use crate::{
     access::acl::{Acl, Cidr, DenyAction, compile, parse_list},
     access::ratelimit::RateLimit,
     access::security::{Action, Layer, SecurityLog},
-    config::Settings,
     dns::bare_reply::{Kind, bare_reply},
     dns::clock,
-    ops::stats::Stats,
 };
 
 /// Who may ask and how often: the settings a reload replaces.
@@ -150,11 +152,16 @@ pub struct Access {
     xdp_paths: RwLock<XdpPaths>,
     /// The daemon's bucket updates are read-modify-write; one at a time.
     charging: Mutex<()>,
-    stats: Arc<Stats>,
+    counters: Counters,
     security: SecurityLog,
 }
 
 impl Access {
+    /// The queries screened so far, by outcome.
+    pub fn counts(&self) -> counters::Counts {
+        self.counters.counts()
+    }
+
     /// Where queries stopped by XDP are logged too.
     pub fn security_log(&self) -> &SecurityLog {
         &self.security
@@ -165,14 +172,13 @@ impl Access {
         tables: Box<dyn Tables>,
         policy: &AccessPolicy,
         xdp_paths: XdpPaths,
-        stats: Arc<Stats>,
     ) -> anyhow::Result<Access> {
         let access = Access {
             tables,
             config: RwLock::new(policy.config()),
             xdp_paths: RwLock::new(xdp_paths),
             charging: Mutex::new(()),
-            stats,
+            counters: Counters::default(),
             security: SecurityLog::default(),
         };
         access.apply(policy)?;
@@ -200,7 +206,7 @@ impl Access {
     pub fn from_reflective_port(&self, peer: SocketAddr) -> bool {
         let reflective = reflective_port(peer.port());
         if reflective {
-            self.stats.dropped_source_port();
+            self.counters.dropped_source_port();
         }
         reflective
     }
@@ -211,7 +217,7 @@ impl Access {
     pub fn admit_connection(&self, peer: IpAddr) -> bool {
         let allowed = self.rule(client_addr(peer).0) & ACL_ALLOW != 0;
         if !allowed {
-            self.stats.denied(false);
+            self.counters.denied(false);
             self.security
                 .record(peer, Action::Denied { refused: false }, Layer::Daemon);
         }
@@ -237,12 +243,12 @@ impl Access {
             let refuse = config.deny == DENY_REFUSE
                 && !(config.limits() && !charged && self.charge(&config, addr, v6, via).is_some());
             if refuse && let Some(refused) = bare_reply(packet, Kind::Refused) {
-                self.stats.denied(true);
+                self.counters.denied(true);
                 self.security
                     .record(peer, Action::Denied { refused: true }, Layer::Daemon);
                 return Screened::Answer(refused);
             }
-            self.stats.denied(false);
+            self.counters.denied(false);
             self.security
                 .record(peer, Action::Denied { refused: false }, Layer::Daemon);
             return Screened::Drop { denied: true };
@@ -257,17 +263,17 @@ impl Access {
                 && via != Via::Tcp
                 && let Some(truncated) = bare_reply(packet, Kind::Truncated)
             {
-                self.stats.limited(true);
+                self.counters.limited(true);
                 self.security
                     .record(peer, Action::Limited { slipped: true }, Layer::Daemon);
                 return Screened::Answer(truncated);
             }
-            self.stats.limited(false);
+            self.counters.limited(false);
             self.security
                 .record(peer, Action::Limited { slipped: false }, Layer::Daemon);
             return Screened::Drop { denied: false };
         }
-        self.stats.allowed();
+        self.counters.allowed();
         Screened::Serve
     }
 
@@ -413,7 +419,7 @@ mod tests {
             ifaces: xdp_ifaces,
             served: vec![SERVED.parse().unwrap()],
         };
-        Access::new(tables, &policy, paths, Arc::new(Stats::default())).unwrap()
+        Access::new(tables, &policy, paths).unwrap()
     }
 
     fn query() -> Vec<u8> {
@@ -461,7 +467,7 @@ mod tests {
             refused,
             "IPv4-mapped peers are IPv4 clients"
         );
-        let d = a.stats.snapshot();
+        let d = a.counts();
         assert_eq!((d.allowed, d.denied_refused, d.denied_dropped), (1, 2, 1));
     }
 
@@ -486,7 +492,7 @@ mod tests {
         // What arrived on the XDP program's interface it has charged already.
         let screened = a.screen(&q, stranger, via_udp(7));
         assert_eq!(rcode(&screened), Some((ResponseCode::Refused, false)));
-        let d = a.stats.snapshot();
+        let d = a.counts();
         assert_eq!((d.denied_refused, d.denied_dropped), (3, 3));
     }
 
@@ -544,7 +550,7 @@ mod tests {
             (top[0].prefix.as_str(), top[0].limited),
             ("198.18.1.2/32", 5)
         );
-        let d = a.stats.snapshot();
+        let d = a.counts();
         assert_eq!((d.limited_dropped, d.limited_slipped), (4, 1));
     }
 

@@ -1,5 +1,6 @@
-//! Run settings: the config file, merged under the command-line flags, validated into a
-//! `Config` with defaults filled in.
+//! Run settings: one struct that is both `dnsxdp run`'s flags and its config file's keys,
+//! made of the sections each component declares beside itself. The file is merged under the
+//! flags and validated into a `Config` with defaults filled in.
 
 pub mod resolv_conf;
 
@@ -7,181 +8,66 @@ use std::{
     io,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
-use clap::ValueEnum;
+use clap::{ArgMatches, Args, FromArgMatches as _};
+use serde::Deserialize;
 
 use crate::{
-    access::AccessPolicy,
-    access::acl::DenyAction,
-    access::ratelimit::LimitAction,
-    cli::{DEFAULT_CONTROL, LogLevel, RunArgs, XdpMode},
-    kernel::local_addrs::is_this_host,
-    serve::TcpLimits,
-    upstream::{pool::PoolSettings, spec::UpstreamSpec, strategy::Strategy},
-    values::duration,
-    values::size,
+    access::{self, AccessPolicy},
+    kernel::{self, local_addrs::is_this_host},
+    ops, resolve, serve, upstream,
+    values::file,
 };
 
-pub const DEFAULT_CACHE_SIZE: u32 = 65536;
-/// Bytes the daemon's cache may take: a full cache of typical answers is far below it.
-pub const DEFAULT_DAEMON_CACHE_MEMORY: u64 = 128 << 20;
-/// Bytes the queries being answered may take.
-pub const DEFAULT_IN_FLIGHT_MEMORY: u64 = 64 << 20;
-pub const DEFAULT_MAX_TTL: u32 = 86400;
-pub const DEFAULT_MAX_NEGATIVE_TTL: u32 = 3600;
-pub const DEFAULT_PREFETCH_MIN_HITS: u32 = 2;
-pub const DEFAULT_QUERY_LOG_SAMPLE: u32 = 1;
-/// Where each run's kernel cache is pinned, under a directory named for its interfaces.
-pub const PIN_ROOT: &str = "/sys/fs/bpf/dnsxdp";
-pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(1);
-pub const DEFAULT_MAX_FAILS: u32 = 3;
-pub const DEFAULT_RETRIES: u32 = 2;
-pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
-pub const DEFAULT_SERVE_STALE: Duration = Duration::from_secs(86400);
+const DEFAULT_CACHE_SIZE: u32 = 65536;
 
-/// Settings from one source (flags or file); `None` where that source is silent.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Settings from one source (flags or file); `None` where that source is silent. A key is the
+/// flag's long name; each section's `config` says what its keys mean.
+#[derive(Args, Deserialize, Clone, Debug, Default, PartialEq)]
+#[group(skip)]
+#[serde(rename_all = "kebab-case")]
 pub struct Settings {
-    pub iface: Option<Vec<String>>,
-    pub listen: Option<Vec<String>>,
-    pub upstream: Option<Vec<String>>,
-    pub upstream_strategy: Option<Strategy>,
-    pub upstream_timeout: Option<Duration>,
-    pub upstream_max_fails: Option<u32>,
-    pub upstream_retries: Option<u32>,
-    pub query_timeout: Option<Duration>,
-    pub serve_stale: Option<Duration>,
-    pub tcp_connections: Option<u32>,
-    pub tcp_connections_per_client: Option<u32>,
-    pub tcp_idle_timeout: Option<Duration>,
-    pub tls_ca: Option<PathBuf>,
-    pub xdp_mode: Option<XdpMode>,
-    pub no_xdp: Option<bool>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub kernel: kernel::settings::Settings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub serve: serve::settings::Settings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub upstream: upstream::settings::Settings,
+    /// Entries in both the kernel and the daemon cache, unless set apart [default: 65536].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[serde(default, deserialize_with = "file::positive")]
     pub cache_size: Option<u32>,
-    pub kernel_cache_size: Option<u32>,
-    pub daemon_cache_size: Option<u32>,
-    pub daemon_cache_memory: Option<u64>,
-    pub in_flight_memory: Option<u64>,
-    pub min_ttl: Option<u32>,
-    pub max_ttl: Option<u32>,
-    pub max_negative_ttl: Option<u32>,
-    pub prefetch: Option<bool>,
-    pub prefetch_min_hits: Option<u32>,
-    pub fresh_cache: Option<bool>,
-    pub pin_dir: Option<PathBuf>,
-    pub metrics: Option<String>,
-    pub query_log: Option<PathBuf>,
-    pub query_log_sample: Option<u32>,
-    pub log_level: Option<LogLevel>,
-    pub control: Option<PathBuf>,
-    pub allow: Option<Vec<String>>,
-    pub deny: Option<Vec<String>>,
-    pub acl_action: Option<DenyAction>,
-    pub ratelimit_qps: Option<u32>,
-    pub ratelimit_burst: Option<u32>,
-    pub ratelimit_v4_prefix: Option<u8>,
-    pub ratelimit_v6_prefix: Option<u8>,
-    pub ratelimit_action: Option<LimitAction>,
-    pub ratelimit_exempt: Option<Vec<String>>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub resolve: resolve::settings::Settings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub access: access::settings::Settings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub ops: ops::settings::Settings,
 }
 
-/// The validated settings the daemon runs with.
+/// The validated settings the daemon runs with, by component.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub ifaces: Vec<String>,
-    pub listen: Vec<SocketAddr>,
-    pub upstreams: Vec<UpstreamSpec>,
-    pub pool: PoolSettings,
-    /// How long a client waits for an answer.
-    pub query_timeout: Duration,
-    /// How long after expiry an answer may be served stale; zero: never.
-    pub serve_stale: Duration,
-    pub tcp: TcpLimits,
-    /// Certificate authorities for TLS upstreams instead of the system's.
-    pub tls_ca: Option<PathBuf>,
-    /// `None` with --no-xdp.
-    pub xdp_mode: Option<XdpMode>,
-    /// Entries in the XDP program's map.
-    pub kernel_cache_size: u32,
-    /// Entries in the daemon's cache.
-    pub daemon_cache_size: u32,
-    /// Bytes the daemon's cache may take.
-    pub daemon_cache_memory: u64,
-    /// Bytes the queries being answered may take.
-    pub in_flight_memory: u64,
-    pub ttl: TtlPolicy,
-    /// Hits an entry needs before it is refreshed ahead of expiry; `None`: no prefetch.
-    pub prefetch_min_hits: Option<u32>,
-    /// Start with an empty kernel cache instead of the one pinned by the last run.
-    pub fresh_cache: bool,
-    /// Where the kernel cache is pinned between runs.
-    pub pin_dir: PathBuf,
-    /// Where the Prometheus endpoint listens, if anywhere.
-    pub metrics: Option<SocketAddr>,
-    pub query_log: Option<QueryLogTarget>,
-    /// One XDP hit in this many is logged.
-    pub query_log_sample: u32,
-    pub log_level: LogLevel,
-    pub control: PathBuf,
+    pub kernel: kernel::settings::Config,
+    pub serve: serve::settings::Config,
+    pub upstream: upstream::settings::Config,
+    pub resolve: resolve::settings::Config,
     /// ACL and rate limit: what a reload changes.
     pub access: AccessPolicy,
+    pub ops: ops::settings::Config,
 }
 
 impl Settings {
-    /// Each setting from `self`, or from `fallback` where `self` has none.
-    pub fn or(self, fallback: Settings) -> Settings {
-        Settings {
-            iface: self.iface.or(fallback.iface),
-            listen: self.listen.or(fallback.listen),
-            upstream: self.upstream.or(fallback.upstream),
-            upstream_strategy: self.upstream_strategy.or(fallback.upstream_strategy),
-            upstream_timeout: self.upstream_timeout.or(fallback.upstream_timeout),
-            upstream_max_fails: self.upstream_max_fails.or(fallback.upstream_max_fails),
-            upstream_retries: self.upstream_retries.or(fallback.upstream_retries),
-            query_timeout: self.query_timeout.or(fallback.query_timeout),
-            serve_stale: self.serve_stale.or(fallback.serve_stale),
-            tcp_connections: self.tcp_connections.or(fallback.tcp_connections),
-            tcp_connections_per_client: self
-                .tcp_connections_per_client
-                .or(fallback.tcp_connections_per_client),
-            tcp_idle_timeout: self.tcp_idle_timeout.or(fallback.tcp_idle_timeout),
-            tls_ca: self.tls_ca.or(fallback.tls_ca),
-            xdp_mode: self.xdp_mode.or(fallback.xdp_mode),
-            no_xdp: self.no_xdp.or(fallback.no_xdp),
-            cache_size: self.cache_size.or(fallback.cache_size),
-            kernel_cache_size: self.kernel_cache_size.or(fallback.kernel_cache_size),
-            daemon_cache_size: self.daemon_cache_size.or(fallback.daemon_cache_size),
-            daemon_cache_memory: self.daemon_cache_memory.or(fallback.daemon_cache_memory),
-            in_flight_memory: self.in_flight_memory.or(fallback.in_flight_memory),
-            min_ttl: self.min_ttl.or(fallback.min_ttl),
-            max_ttl: self.max_ttl.or(fallback.max_ttl),
-            max_negative_ttl: self.max_negative_ttl.or(fallback.max_negative_ttl),
-            prefetch: self.prefetch.or(fallback.prefetch),
-            prefetch_min_hits: self.prefetch_min_hits.or(fallback.prefetch_min_hits),
-            fresh_cache: self.fresh_cache.or(fallback.fresh_cache),
-            pin_dir: self.pin_dir.or(fallback.pin_dir),
-            metrics: self.metrics.or(fallback.metrics),
-            query_log: self.query_log.or(fallback.query_log),
-            query_log_sample: self.query_log_sample.or(fallback.query_log_sample),
-            log_level: self.log_level.or(fallback.log_level),
-            control: self.control.or(fallback.control),
-            allow: self.allow.or(fallback.allow),
-            deny: self.deny.or(fallback.deny),
-            acl_action: self.acl_action.or(fallback.acl_action),
-            ratelimit_qps: self.ratelimit_qps.or(fallback.ratelimit_qps),
-            ratelimit_burst: self.ratelimit_burst.or(fallback.ratelimit_burst),
-            ratelimit_v4_prefix: self.ratelimit_v4_prefix.or(fallback.ratelimit_v4_prefix),
-            ratelimit_v6_prefix: self.ratelimit_v6_prefix.or(fallback.ratelimit_v6_prefix),
-            ratelimit_action: self.ratelimit_action.or(fallback.ratelimit_action),
-            ratelimit_exempt: self.ratelimit_exempt.or(fallback.ratelimit_exempt),
-        }
-    }
-
-    /// Parses a config file's text. Keys are the long flag names; errors name the key, on one
-    /// line even when a key or value has a line break in it.
+    /// Parses a config file's text. Errors name the key, on one line even when a key or value
+    /// has a line break in it.
     pub fn from_toml(text: &str) -> Result<Settings, String> {
         Self::read_toml(text).map_err(|e| e.replace('\n', "\\n"))
     }
@@ -200,190 +86,59 @@ impl Settings {
                 .collect();
             format!("line {line}: {}", message.join(": "))
         })?;
-        let mut s = Settings::default();
+        let keys = Self::keys();
+        // One key at a time first, so that the error names the key it is about.
         for (key, value) in &table {
-            let bad = |want: &str| format!("{key}: expected {want}, got {value}");
-            match key.as_str() {
-                "iface" => s.iface = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
-                "listen" => s.listen = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
-                "upstream" => s.upstream = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
-                "upstream-strategy" => {
-                    s.upstream_strategy = Some(choice(value).ok_or_else(|| bad(STRATEGIES))?);
-                }
-                "upstream-timeout" => {
-                    s.upstream_timeout = Some(time(value).ok_or_else(|| bad(duration::EXPECTED))?);
-                }
-                "upstream-max-fails" => {
-                    s.upstream_max_fails = Some(count(value).ok_or_else(|| bad(COUNT_OR_ZERO))?);
-                }
-                "upstream-retries" => {
-                    s.upstream_retries = Some(count(value).ok_or_else(|| bad(COUNT_OR_ZERO))?);
-                }
-                "query-timeout" => {
-                    s.query_timeout = Some(time(value).ok_or_else(|| bad(duration::EXPECTED))?);
-                }
-                "serve-stale" => {
-                    s.serve_stale = Some(time(value).ok_or_else(|| bad(duration::EXPECTED))?);
-                }
-                "tcp-connections" => {
-                    s.tcp_connections = Some(positive(value).ok_or_else(|| bad(COUNT))?);
-                }
-                "tcp-connections-per-client" => {
-                    s.tcp_connections_per_client = Some(positive(value).ok_or_else(|| bad(COUNT))?);
-                }
-                "tcp-idle-timeout" => {
-                    s.tcp_idle_timeout = Some(time(value).ok_or_else(|| bad(duration::EXPECTED))?);
-                }
-                "tls-ca" => s.tls_ca = Some(value.as_str().ok_or_else(|| bad("a path"))?.into()),
-                "xdp-mode" => s.xdp_mode = Some(choice(value).ok_or_else(|| bad(XDP_MODES))?),
-                "no-xdp" => s.no_xdp = Some(value.as_bool().ok_or_else(|| bad(BOOL))?),
-                "cache-size" => s.cache_size = Some(positive(value).ok_or_else(|| bad(COUNT))?),
-                "kernel-cache-size" => {
-                    s.kernel_cache_size = Some(positive(value).ok_or_else(|| bad(COUNT))?);
-                }
-                "daemon-cache-size" => {
-                    s.daemon_cache_size = Some(positive(value).ok_or_else(|| bad(COUNT))?);
-                }
-                "daemon-cache-memory" => {
-                    s.daemon_cache_memory = Some(bytes(value).ok_or_else(|| bad(size::EXPECTED))?);
-                }
-                "in-flight-memory" => {
-                    s.in_flight_memory = Some(bytes(value).ok_or_else(|| bad(size::EXPECTED))?);
-                }
-                "min-ttl" => s.min_ttl = Some(count(value).ok_or_else(|| bad(COUNT_OR_ZERO))?),
-                "max-ttl" => s.max_ttl = Some(positive(value).ok_or_else(|| bad(COUNT))?),
-                "max-negative-ttl" => {
-                    s.max_negative_ttl = Some(count(value).ok_or_else(|| bad(COUNT_OR_ZERO))?);
-                }
-                "prefetch" => s.prefetch = Some(value.as_bool().ok_or_else(|| bad(BOOL))?),
-                "prefetch-min-hits" => {
-                    s.prefetch_min_hits = Some(positive(value).ok_or_else(|| bad(COUNT))?);
-                }
-                "fresh-cache" => s.fresh_cache = Some(value.as_bool().ok_or_else(|| bad(BOOL))?),
-                "pin-dir" => s.pin_dir = Some(value.as_str().ok_or_else(|| bad("a path"))?.into()),
-                "metrics" => {
-                    s.metrics = Some(value.as_str().ok_or_else(|| bad("ADDR:PORT"))?.into());
-                }
-                "query-log" => {
-                    s.query_log = Some(value.as_str().ok_or_else(|| bad("a path or -"))?.into());
-                }
-                "query-log-sample" => {
-                    s.query_log_sample = Some(positive(value).ok_or_else(|| bad(COUNT))?);
-                }
-                "log-level" => s.log_level = Some(choice(value).ok_or_else(|| bad(LOG_LEVELS))?),
-                "control" => s.control = Some(value.as_str().ok_or_else(|| bad("a path"))?.into()),
-                "allow" => s.allow = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
-                "deny" => s.deny = Some(strings(value).ok_or_else(|| bad(STRINGS))?),
-                "acl-action" => s.acl_action = Some(choice(value).ok_or_else(|| bad(ACL_ACTIONS))?),
-                "ratelimit-qps" => {
-                    s.ratelimit_qps = Some(positive(value).ok_or_else(|| bad(COUNT))?)
-                }
-                "ratelimit-burst" => {
-                    s.ratelimit_burst = Some(positive(value).ok_or_else(|| bad(COUNT))?);
-                }
-                "ratelimit-v4-prefix" => {
-                    s.ratelimit_v4_prefix = Some(bits(value, 32).ok_or_else(|| bad(V4_BITS))?);
-                }
-                "ratelimit-v6-prefix" => {
-                    s.ratelimit_v6_prefix = Some(bits(value, 128).ok_or_else(|| bad(V6_BITS))?);
-                }
-                "ratelimit-action" => {
-                    let action = value.as_str().and_then(|a| a.parse().ok());
-                    s.ratelimit_action = Some(action.ok_or_else(|| bad(LIMIT_ACTIONS))?);
-                }
-                "ratelimit-exempt" => {
-                    s.ratelimit_exempt = Some(strings(value).ok_or_else(|| bad(STRINGS))?);
-                }
-                _ => return Err(format!("unknown key `{key}`")),
+            if !keys.contains(key) {
+                return Err(format!("unknown key `{key}`"));
             }
+            let one = toml::Table::from_iter([(key.clone(), value.clone())]);
+            Self::deserialize_table(one).map_err(|e| format!("{key}: {e}"))?;
         }
-        Ok(s)
+        Self::deserialize_table(table)
+    }
+
+    fn deserialize_table(table: toml::Table) -> Result<Settings, String> {
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().trim().to_string())
+    }
+
+    /// The file's keys: the flags' names (`prefetch` is the one whose flag is its negation).
+    fn keys() -> Vec<String> {
+        Self::augment_args(clap::Command::new("dnsxdp"))
+            .get_arguments()
+            .map(|a| a.get_id().as_str().replace('_', "-"))
+            .collect()
     }
 }
 
-/// What the config file keys take, for error messages.
-const STRINGS: &str = "a string or list of strings";
-const BOOL: &str = "true or false";
-const COUNT: &str = "an integer from 1 to 4294967295";
-const COUNT_OR_ZERO: &str = "an integer from 0 to 4294967295";
-const STRATEGIES: &str = "one of round-robin, weighted, fastest, ordered";
-const XDP_MODES: &str = "one of auto, native, skb";
-const LOG_LEVELS: &str = "one of error, warn, info, debug, trace";
-const ACL_ACTIONS: &str = "one of drop, refuse";
-const LIMIT_ACTIONS: &str = "drop or slip:N";
-const V4_BITS: &str = "an integer from 0 to 32";
-const V6_BITS: &str = "an integer from 0 to 128";
+/// Where `dnsxdp run`'s settings come from: its flags, over its config file. Kept for reloads,
+/// which read the file again.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// The `run` subcommand's matches.
+    pub flags: ArgMatches,
+}
 
-fn strings(value: &toml::Value) -> Option<Vec<String>> {
-    match value {
-        toml::Value::String(s) => Some(vec![s.clone()]),
-        toml::Value::Array(a) => a.iter().map(|v| v.as_str().map(String::from)).collect(),
-        _ => None,
+impl Sources {
+    /// The settings from the command line over those of its config file.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let mut settings = match &self.file {
+            Some(path) => load_file(path)?,
+            None => Settings::default(),
+        };
+        settings.update_from_arg_matches(&self.flags)?;
+        Ok(settings)
     }
 }
 
-fn choice<T: ValueEnum>(value: &toml::Value) -> Option<T> {
-    T::from_str(value.as_str()?, false).ok()
-}
-
-fn positive(value: &toml::Value) -> Option<u32> {
-    count(value).filter(|&n| n > 0)
-}
-
-fn count(value: &toml::Value) -> Option<u32> {
-    u32::try_from(value.as_integer()?).ok()
-}
-
-/// A prefix length of at most `max` bits.
-fn bits(value: &toml::Value, max: u8) -> Option<u8> {
-    u8::try_from(value.as_integer()?).ok().filter(|&b| b <= max)
-}
-
-/// A duration string, or a number of seconds.
-/// A size of more than 0 bytes: `64M`, or a bare number of bytes.
-fn bytes(value: &toml::Value) -> Option<u64> {
-    match value {
-        toml::Value::String(s) => size::parse(s).ok(),
-        toml::Value::Integer(n) => u64::try_from(*n).ok(),
-        _ => None,
-    }
-    .filter(|&n| n > 0)
-}
-
-fn time(value: &toml::Value) -> Option<Duration> {
-    match value {
-        toml::Value::String(s) => duration::parse(s).ok(),
-        toml::Value::Integer(secs) => u64::try_from(*secs).ok().map(Duration::from_secs),
-        _ => None,
-    }
-}
-
-/// Reads the config file named by --config.
+/// Reads a config file.
 pub fn load_file(path: &Path) -> anyhow::Result<Settings> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;
     Settings::from_toml(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
-}
-
-/// The settings from the command line over those of its --config file.
-pub fn settings(args: &RunArgs) -> anyhow::Result<Settings> {
-    let file = match &args.config {
-        Some(path) => load_file(path)?,
-        None => Settings::default(),
-    };
-    Ok(args.settings().or(file))
-}
-
-/// The pin dir: as set, else one under PIN_ROOT named for the interfaces.
-pub fn pin_dir(set: Option<PathBuf>, ifaces: &[String]) -> PathBuf {
-    set.unwrap_or_else(|| Path::new(PIN_ROOT).join(ifaces.join("+")))
-}
-
-/// `ADDR:PORT` to serve on.
-pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    s.parse::<SocketAddr>().map_err(|_| {
-        format!("invalid listen address '{s}': expected ADDR:PORT, e.g. 0.0.0.0:53 or [::]:53")
-    })
 }
 
 impl Config {
@@ -394,188 +149,35 @@ impl Config {
         local: &[IpAddr],
         resolv_conf: impl FnOnce() -> io::Result<String>,
     ) -> anyhow::Result<Config> {
-        let access = AccessPolicy::from_settings(&s).map_err(anyhow::Error::msg)?;
-        let no_xdp = s.no_xdp.unwrap_or(false);
-        let ifaces = s.iface.unwrap_or_default();
-        if !no_xdp && ifaces.is_empty() {
-            bail!("no --iface given: name the interface(s) to attach to, or pass --no-xdp");
-        }
-        let listen = match s.listen {
-            Some(l) => l
-                .iter()
-                .map(|a| parse_listen(a))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(anyhow::Error::msg)?,
-            None => vec!["0.0.0.0:53".parse()?, "[::]:53".parse()?],
-        };
-        let upstreams = match s.upstream {
-            Some(u) => u
-                .iter()
-                .map(|a| UpstreamSpec::parse(a))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(anyhow::Error::msg)?,
-            None => {
-                let text = resolv_conf()
-                    .context("reading /etc/resolv.conf for upstreams (or pass --upstream)")?;
-                let found = crate::config::resolv_conf::upstreams(&text, local);
-                if found.is_empty() {
-                    bail!(
-                        "no upstream: /etc/resolv.conf names no nameserver other than this host; pass --upstream URL"
-                    );
-                }
-                found.into_iter().map(UpstreamSpec::udp).collect()
+        let access = AccessPolicy::from_settings(&s.access).map_err(anyhow::Error::msg)?;
+        let cache_size = s.cache_size.unwrap_or(DEFAULT_CACHE_SIZE);
+        let kernel = s.kernel.config(cache_size)?;
+        let serve = s.serve.config()?;
+        let upstream = s.upstream.config(|| {
+            let text =
+                resolv_conf().context("reading /etc/resolv.conf for upstreams (or pass --upstream)")?;
+            let found = resolv_conf::upstreams(&text, local);
+            if found.is_empty() {
+                bail!(
+                    "no upstream: /etc/resolv.conf names no nameserver other than this host; pass --upstream URL"
+                );
             }
-        };
-        if let Some(up) = upstreams.iter().find(|up| serves(&listen, local, up.addr)) {
+            Ok(found)
+        })?;
+        if let Some(up) =
+            (upstream.upstreams.iter()).find(|up| serves(&serve.listen, local, up.addr))
+        {
             bail!("upstream {up} is this server's own listen address: pass a different --upstream");
         }
-        let tcp = tcp_limits(
-            s.tcp_connections,
-            s.tcp_connections_per_client,
-            s.tcp_idle_timeout,
-        )?;
-        let pin_dir = pin_dir(s.pin_dir, &ifaces);
-        let ttl = TtlPolicy {
-            min: s.min_ttl.unwrap_or(0),
-            max: s.max_ttl.unwrap_or(DEFAULT_MAX_TTL),
-            max_negative: s.max_negative_ttl.unwrap_or(DEFAULT_MAX_NEGATIVE_TTL),
-        };
-        if ttl.min > ttl.max {
-            bail!("min-ttl: {} is more than max-ttl ({})", ttl.min, ttl.max);
-        }
-        let positive = |key: &str, d: Option<Duration>, default: Duration| match d {
-            Some(Duration::ZERO) => bail!("{key}: must be more than 0"),
-            d => Ok(d.unwrap_or(default)),
-        };
-        let memory = |key: &str, bytes: Option<u64>, default: u64| match bytes {
-            Some(0) => bail!("{key}: must be more than 0"),
-            bytes => Ok(bytes.unwrap_or(default)),
-        };
-        let daemon_cache_memory = memory(
-            "daemon-cache-memory",
-            s.daemon_cache_memory,
-            DEFAULT_DAEMON_CACHE_MEMORY,
-        )?;
-        let in_flight_memory = memory(
-            "in-flight-memory",
-            s.in_flight_memory,
-            DEFAULT_IN_FLIGHT_MEMORY,
-        )?;
         Ok(Config {
-            ifaces,
-            listen,
-            upstreams,
-            pool: PoolSettings {
-                strategy: s.upstream_strategy.unwrap_or_default(),
-                attempt_timeout: positive(
-                    "upstream-timeout",
-                    s.upstream_timeout,
-                    DEFAULT_UPSTREAM_TIMEOUT,
-                )?,
-                max_fails: s.upstream_max_fails.unwrap_or(DEFAULT_MAX_FAILS),
-                retries: s.upstream_retries.unwrap_or(DEFAULT_RETRIES),
-            },
-            query_timeout: positive("query-timeout", s.query_timeout, DEFAULT_QUERY_TIMEOUT)?,
-            serve_stale: s.serve_stale.unwrap_or(DEFAULT_SERVE_STALE),
-            tcp,
-            tls_ca: s.tls_ca,
-            xdp_mode: (!no_xdp).then(|| s.xdp_mode.unwrap_or_default()),
-            kernel_cache_size: s
-                .kernel_cache_size
-                .or(s.cache_size)
-                .unwrap_or(DEFAULT_CACHE_SIZE),
-            daemon_cache_memory,
-            in_flight_memory,
-            daemon_cache_size: s
-                .daemon_cache_size
-                .or(s.cache_size)
-                .unwrap_or(DEFAULT_CACHE_SIZE),
-            ttl,
-            prefetch_min_hits: s
-                .prefetch
-                .unwrap_or(true)
-                .then(|| s.prefetch_min_hits.unwrap_or(DEFAULT_PREFETCH_MIN_HITS)),
-            fresh_cache: s.fresh_cache.unwrap_or(false),
-            pin_dir,
-            metrics: s
-                .metrics
-                .map(|m| {
-                    m.parse().map_err(|_| {
-                        anyhow::anyhow!("metrics: invalid address '{m}': expected ADDR:PORT, e.g. 127.0.0.1:9153")
-                    })
-                })
-                .transpose()?,
-            query_log: s.query_log.map(QueryLogTarget::from_path),
-            query_log_sample: s.query_log_sample.unwrap_or(DEFAULT_QUERY_LOG_SAMPLE),
-            log_level: s.log_level.unwrap_or_default(),
-            control: s.control.unwrap_or_else(|| DEFAULT_CONTROL.into()),
+            kernel,
+            serve,
+            upstream,
+            resolve: s.resolve.config(cache_size)?,
             access,
+            ops: s.ops.config()?,
         })
     }
-}
-
-/// How long answers are cached, in seconds (Unbound's cache-min-ttl, cache-max-ttl and
-/// cache-max-negative-ttl).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TtlPolicy {
-    /// Positive answers with a smaller TTL are cached, and sent, with this one.
-    pub min: u32,
-    /// Every TTL is capped at this.
-    pub max: u32,
-    /// NXDOMAIN and NODATA are cached for at most this.
-    pub max_negative: u32,
-}
-
-impl Default for TtlPolicy {
-    fn default() -> Self {
-        TtlPolicy {
-            min: 0,
-            max: DEFAULT_MAX_TTL,
-            max_negative: DEFAULT_MAX_NEGATIVE_TTL,
-        }
-    }
-}
-
-/// Where query log lines go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QueryLogTarget {
-    Stdout,
-    File(PathBuf),
-}
-
-impl QueryLogTarget {
-    /// For messages: the path, or standard output.
-    pub fn describe(&self) -> String {
-        match self {
-            QueryLogTarget::Stdout => "standard output".into(),
-            QueryLogTarget::File(path) => path.display().to_string(),
-        }
-    }
-
-    /// `-` is standard output.
-    fn from_path(path: PathBuf) -> QueryLogTarget {
-        match path.as_os_str() == "-" {
-            true => QueryLogTarget::Stdout,
-            false => QueryLogTarget::File(path),
-        }
-    }
-}
-
-/// The TCP limits, defaults where not set; a zero timeout is an error naming its key.
-fn tcp_limits(
-    connections: Option<u32>,
-    per_client: Option<u32>,
-    idle_timeout: Option<Duration>,
-) -> anyhow::Result<TcpLimits> {
-    let default = TcpLimits::default();
-    if idle_timeout == Some(Duration::ZERO) {
-        bail!("tcp-idle-timeout: must be more than 0");
-    }
-    Ok(TcpLimits {
-        connections: connections.map_or(default.connections, |n| n as usize),
-        per_client: per_client.map_or(default.per_client, |n| n as usize),
-        idle_timeout: idle_timeout.unwrap_or(default.idle_timeout),
-    })
 }
 
 /// Whether a query to `addr` would reach one of the `listen` sockets.
@@ -591,10 +193,25 @@ fn serves(listen: &[SocketAddr], local: &[IpAddr], addr: SocketAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::{path::PathBuf, time::Duration};
+
     use super::*;
+    use crate::{
+        access::{acl::DenyAction, ratelimit::LimitAction},
+        dns::ttl::TtlPolicy,
+        kernel::settings::XdpMode,
+        ops::settings::{DEFAULT_CONTROL, LogLevel},
+        resolve::query_log::QueryLogTarget,
+        serve::TcpLimits,
+        upstream::{pool::PoolSettings, spec::UpstreamSpec, strategy::Strategy},
+    };
 
     fn no_resolv_conf() -> io::Result<String> {
         panic!("resolv.conf read although upstreams were given")
+    }
+
+    fn toml(text: &str) -> Settings {
+        Settings::from_toml(text).unwrap()
     }
 
     fn sa(s: &str) -> SocketAddr {
@@ -628,21 +245,24 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(s.upstream_strategy, Some(Strategy::Weighted));
-        assert_eq!(s.upstream_timeout, Some(Duration::from_millis(300)));
-        assert_eq!(s.upstream_max_fails, Some(0));
-        assert_eq!(s.upstream_retries, Some(4));
-        assert_eq!(s.query_timeout, Some(Duration::from_secs(3)));
-        assert_eq!(s.serve_stale, Some(Duration::from_secs(3600)));
-        assert_eq!(s.tls_ca, Some("/etc/dnsxdp/ca.pem".into()));
-        assert_eq!(s.iface, Some(vec!["eth0".into()]));
-        assert_eq!(s.listen.as_ref().unwrap().len(), 2);
-        assert_eq!(s.xdp_mode, Some(XdpMode::Skb));
-        assert_eq!(s.no_xdp, Some(false));
+        assert_eq!(s.upstream.upstream_strategy, Some(Strategy::Weighted));
+        assert_eq!(
+            s.upstream.upstream_timeout,
+            Some(Duration::from_millis(300))
+        );
+        assert_eq!(s.upstream.upstream_max_fails, Some(0));
+        assert_eq!(s.upstream.upstream_retries, Some(4));
+        assert_eq!(s.resolve.query_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(s.resolve.serve_stale, Some(Duration::from_secs(3600)));
+        assert_eq!(s.upstream.tls_ca, Some("/etc/dnsxdp/ca.pem".into()));
+        assert_eq!(s.kernel.iface, Some(vec!["eth0".into()]));
+        assert_eq!(s.serve.listen.as_ref().unwrap().len(), 2);
+        assert_eq!(s.kernel.xdp_mode, Some(XdpMode::Skb));
+        assert_eq!(s.kernel.no_xdp, Some(false));
         assert_eq!(s.cache_size, Some(10000));
-        assert_eq!(s.max_ttl, Some(300));
-        assert_eq!(s.log_level, Some(LogLevel::Debug));
-        assert_eq!(s.control, Some("/tmp/c.sock".into()));
+        assert_eq!(s.resolve.max_ttl, Some(300));
+        assert_eq!(s.ops.log_level, Some(LogLevel::Debug));
+        assert_eq!(s.ops.control, Some("/tmp/c.sock".into()));
     }
 
     #[test]
@@ -682,44 +302,50 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file() {
-        let file = Settings::from_toml(
-            "upstream = [\"198.18.0.2\"]\ncache-size = 10\nmax-ttl = 60\nno-xdp = true",
-        )
-        .unwrap();
-        let flags = Settings {
-            upstream: Some(vec!["198.18.0.3:5353".into()]),
-            cache_size: Some(20),
-            ..Default::default()
+        let file = "upstream = [\"198.18.0.2\"]\ncache-size = 10\nmax-ttl = 60\nno-xdp = true";
+        let path = std::env::temp_dir().join(format!("dnsxdp-flags-{}.toml", std::process::id()));
+        std::fs::write(&path, file).unwrap();
+        let sources = |flags: &[&str]| {
+            let run = Settings::augment_args(clap::Command::new("run"));
+            Sources {
+                file: Some(path.clone()),
+                flags: run.get_matches_from([&["run"], flags].concat()),
+            }
         };
-        let c = Config::resolve(flags.or(file), &[], no_resolv_conf).unwrap();
-        assert_eq!(c.upstreams, vec![udp("198.18.0.3:5353")]);
-        assert_eq!((c.kernel_cache_size, c.daemon_cache_size), (20, 20));
-        assert_eq!(c.ttl.max, 60);
-        assert_eq!(c.xdp_mode, None);
+        let given = sources(&["--upstream", "198.18.0.3:5353", "--cache-size", "20"]);
+        let c = Config::resolve(given.settings().unwrap(), &[], no_resolv_conf).unwrap();
+        assert_eq!(c.upstream.upstreams, vec![udp("198.18.0.3:5353")]);
+        assert_eq!((c.kernel.cache_size, c.resolve.cache_size), (20, 20));
+        assert_eq!(c.resolve.ttl.max, 60);
+        assert_eq!(c.kernel.mode, None);
+        let silent = sources(&["--max-ttl", "30"]).settings().unwrap();
+        assert_eq!(silent.upstream.upstream, Some(vec!["198.18.0.2".into()]));
+        assert_eq!(
+            (silent.cache_size, silent.resolve.max_ttl),
+            (Some(10), Some(30))
+        );
+        assert_eq!(silent.kernel.no_xdp, Some(true));
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
     fn defaults() {
-        let s = Settings {
-            iface: Some(vec!["eth0".into()]),
-            upstream: Some(vec!["fd00::2".into()]),
-            ..Default::default()
-        };
+        let s = toml("iface = \"eth0\"\nupstream = \"fd00::2\"");
         let c = Config::resolve(s, &[], no_resolv_conf).unwrap();
-        assert_eq!(c.listen, vec![sa("0.0.0.0:53"), sa("[::]:53")]);
-        assert_eq!(c.upstreams, vec![udp("[fd00::2]:53")]);
-        assert_eq!(c.xdp_mode, Some(XdpMode::Auto));
-        assert_eq!(c.kernel_cache_size, DEFAULT_CACHE_SIZE);
-        assert_eq!(c.daemon_cache_size, DEFAULT_CACHE_SIZE);
-        assert_eq!(c.ttl, TtlPolicy::default());
-        assert_eq!(c.prefetch_min_hits, Some(DEFAULT_PREFETCH_MIN_HITS));
-        assert!(!c.fresh_cache);
-        assert_eq!(c.pin_dir, PathBuf::from("/sys/fs/bpf/dnsxdp/eth0"));
-        assert_eq!((c.metrics, c.query_log.clone()), (None, None));
-        assert_eq!(c.log_level, LogLevel::Info);
-        assert_eq!(c.control, PathBuf::from(DEFAULT_CONTROL));
+        assert_eq!(c.serve.listen, vec![sa("0.0.0.0:53"), sa("[::]:53")]);
+        assert_eq!(c.upstream.upstreams, vec![udp("[fd00::2]:53")]);
+        assert_eq!(c.kernel.mode, Some(XdpMode::Auto));
+        assert_eq!(c.kernel.cache_size, DEFAULT_CACHE_SIZE);
+        assert_eq!(c.resolve.cache_size, DEFAULT_CACHE_SIZE);
+        assert_eq!(c.resolve.ttl, TtlPolicy::default());
+        assert_eq!(c.resolve.prefetch_min_hits, Some(2));
+        assert!(!c.kernel.fresh_cache);
+        assert_eq!(c.kernel.pin_dir, PathBuf::from("/sys/fs/bpf/dnsxdp/eth0"));
+        assert_eq!((c.ops.metrics, c.resolve.query_log.clone()), (None, None));
+        assert_eq!(c.ops.log_level, LogLevel::Info);
+        assert_eq!(c.ops.control, PathBuf::from(DEFAULT_CONTROL));
         assert_eq!(
-            c.pool,
+            c.upstream.pool,
             PoolSettings {
                 strategy: Strategy::Ordered,
                 attempt_timeout: Duration::from_secs(1),
@@ -727,10 +353,10 @@ mod tests {
                 retries: 2,
             }
         );
-        assert_eq!(c.query_timeout, Duration::from_secs(2));
-        assert_eq!(c.serve_stale, Duration::from_secs(86400));
-        assert_eq!(c.tls_ca, None);
-        assert_eq!(c.tcp, TcpLimits::default());
+        assert_eq!(c.resolve.query_timeout, Duration::from_secs(2));
+        assert_eq!(c.resolve.serve_stale, Duration::from_secs(86400));
+        assert_eq!(c.upstream.tls_ca, None);
+        assert_eq!(c.serve.tcp, TcpLimits::default());
     }
 
     #[test]
@@ -738,19 +364,15 @@ mod tests {
         let s =
             Settings::from_toml("daemon-cache-memory = \"16M\"\nin-flight-memory = 4096").unwrap();
         assert_eq!(
-            (s.daemon_cache_memory, s.in_flight_memory),
+            (s.resolve.daemon_cache_memory, s.serve.in_flight_memory),
             (Some(16 << 20), Some(4096))
         );
         let e = Settings::from_toml("daemon-cache-memory = \"lots\"").unwrap_err();
         assert!(e.starts_with("daemon-cache-memory: expected a size"), "{e}");
         let e = Settings::from_toml("in-flight-memory = 0").unwrap_err();
         assert!(e.starts_with("in-flight-memory: expected a size"), "{e}");
-        let zero = Settings {
-            no_xdp: Some(true),
-            upstream: Some(vec!["198.18.0.2".into()]),
-            daemon_cache_memory: Some(0),
-            ..Default::default()
-        };
+        let mut zero = toml("no-xdp = true\nupstream = \"198.18.0.2\"");
+        zero.resolve.daemon_cache_memory = Some(0);
         let e = Config::resolve(zero, &[], no_resolv_conf).unwrap_err();
         assert_eq!(e.to_string(), "daemon-cache-memory: must be more than 0");
     }
@@ -761,17 +383,14 @@ mod tests {
             "tcp-connections = 100\ntcp-connections-per-client = 4\ntcp-idle-timeout = \"2s\"",
         )
         .unwrap();
-        let resolve = |s: Settings| {
-            let s = Settings {
-                no_xdp: Some(true),
-                upstream: Some(vec!["198.18.0.2".into()]),
-                ..s
-            };
+        let resolve = |mut s: Settings| {
+            s.kernel.no_xdp = Some(true);
+            s.upstream.upstream = Some(vec!["198.18.0.2".into()]);
             Config::resolve(s, &[], no_resolv_conf)
         };
         let c = resolve(s).unwrap();
         assert_eq!(
-            c.tcp,
+            c.serve.tcp,
             TcpLimits {
                 connections: 100,
                 per_client: 4,
@@ -787,14 +406,10 @@ mod tests {
 
     #[test]
     fn upstream_urls_and_timeouts_are_checked() {
-        let s = |upstream: &str| Settings {
-            no_xdp: Some(true),
-            upstream: Some(vec![upstream.into()]),
-            ..Default::default()
-        };
+        let s = |upstream: &str| toml(&format!("no-xdp = true\nupstream = \"{upstream}\""));
         let c = Config::resolve(s("tls://198.18.0.2#dns.example"), &[], no_resolv_conf).unwrap();
         assert_eq!(
-            c.upstreams[0].to_string(),
+            c.upstream.upstreams[0].to_string(),
             "tls://198.18.0.2:853#dns.example"
         );
         let e = Config::resolve(s("dns.example"), &[], no_resolv_conf).unwrap_err();
@@ -805,17 +420,11 @@ mod tests {
         for (key, settings) in [
             (
                 "upstream-timeout",
-                Settings {
-                    upstream_timeout: Some(Duration::ZERO),
-                    ..s("198.18.0.2")
-                },
+                toml("no-xdp = true\nupstream = \"198.18.0.2\"\nupstream-timeout = 0"),
             ),
             (
                 "query-timeout",
-                Settings {
-                    query_timeout: Some(Duration::ZERO),
-                    ..s("198.18.0.2")
-                },
+                toml("no-xdp = true\nupstream = \"198.18.0.2\"\nquery-timeout = 0"),
             ),
         ] {
             let e = Config::resolve(settings, &[], no_resolv_conf).unwrap_err();
@@ -897,11 +506,7 @@ mod tests {
             assert!(e.starts_with(error) && !e.contains('\n'), "{e}");
         }
         let c = Config::resolve(
-            Settings {
-                no_xdp: Some(true),
-                upstream: Some(vec!["198.18.0.2".into()]),
-                ..Default::default()
-            },
+            toml("no-xdp = true\nupstream = \"198.18.0.2\""),
             &[],
             no_resolv_conf,
         )
@@ -932,21 +537,21 @@ mod tests {
         )
         .unwrap();
         let c = Config::resolve(s, &[], no_resolv_conf).unwrap();
-        assert_eq!((c.kernel_cache_size, c.daemon_cache_size), (100, 5000));
+        assert_eq!((c.kernel.cache_size, c.resolve.cache_size), (100, 5000));
         assert_eq!(
-            c.ttl,
+            c.resolve.ttl,
             TtlPolicy {
                 min: 30,
                 max: 600,
                 max_negative: 0
             }
         );
-        assert_eq!(c.prefetch_min_hits, None);
-        assert!(c.fresh_cache);
-        assert_eq!(c.pin_dir, PathBuf::from("/sys/fs/bpf/x"));
-        assert_eq!(c.metrics, Some(sa("127.0.0.1:9153")));
-        assert_eq!(c.query_log, Some(QueryLogTarget::Stdout));
-        assert_eq!(c.query_log_sample, 10);
+        assert_eq!(c.resolve.prefetch_min_hits, None);
+        assert!(c.kernel.fresh_cache);
+        assert_eq!(c.kernel.pin_dir, PathBuf::from("/sys/fs/bpf/x"));
+        assert_eq!(c.ops.metrics, Some(sa("127.0.0.1:9153")));
+        assert_eq!(c.resolve.query_log, Some(QueryLogTarget::Stdout));
+        assert_eq!(c.resolve.query_log_sample, 10);
         let resolve = |text: &str| {
             let s =
                 Settings::from_toml(&format!("no-xdp = true\nupstream = \"198.18.0.2\"\n{text}"));
@@ -984,12 +589,7 @@ mod tests {
 
     #[test]
     fn bad_listen_is_reported() {
-        let s = Settings {
-            no_xdp: Some(true),
-            listen: Some(vec!["localhost:53".into()]),
-            upstream: Some(vec!["198.18.0.2".into()]),
-            ..Default::default()
-        };
+        let s = toml("no-xdp = true\nlisten = \"localhost:53\"\nupstream = \"198.18.0.2\"");
         let e = Config::resolve(s, &[], no_resolv_conf).unwrap_err();
         assert!(
             e.to_string()
@@ -1000,15 +600,12 @@ mod tests {
     #[test]
     fn upstreams_default_to_resolv_conf_without_this_host() {
         let local = ["198.18.1.1".parse().unwrap()];
-        let s = Settings {
-            no_xdp: Some(true),
-            ..Default::default()
-        };
+        let s = toml("no-xdp = true");
         let c = Config::resolve(s.clone(), &local, || {
             Ok("nameserver 127.0.0.53\nnameserver 198.18.1.1\nnameserver 198.18.0.2\n".into())
         })
         .unwrap();
-        assert_eq!(c.upstreams, vec![udp("198.18.0.2:53")]);
+        assert_eq!(c.upstream.upstreams, vec![udp("198.18.0.2:53")]);
         let e = Config::resolve(s, &local, || Ok("nameserver 127.0.0.53\n".into())).unwrap_err();
         assert!(e.to_string().contains("pass --upstream"), "{e}");
     }
@@ -1016,11 +613,10 @@ mod tests {
     #[test]
     fn an_upstream_that_is_our_own_socket_is_refused() {
         let local = ["198.18.1.1".parse().unwrap()];
-        let s = |listen: &str, up: &str| Settings {
-            no_xdp: Some(true),
-            listen: Some(vec![listen.into()]),
-            upstream: Some(vec![up.into()]),
-            ..Default::default()
+        let s = |listen: &str, up: &str| {
+            toml(&format!(
+                "no-xdp = true\nlisten = \"{listen}\"\nupstream = \"{up}\""
+            ))
         };
         assert!(Config::resolve(s("198.18.1.1:53", "198.18.1.1"), &local, no_resolv_conf).is_err());
         assert!(Config::resolve(s("0.0.0.0:53", "127.0.0.1"), &local, no_resolv_conf).is_err());

@@ -3,8 +3,9 @@
 
 mod events;
 pub mod reload;
+mod served;
 
-use std::{num::NonZeroUsize, sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::{
@@ -15,31 +16,29 @@ use tracing::{info, warn};
 
 use dnsxdp_common::XdpSettings;
 
+use self::reload::Reloader;
 use crate::{
-    access::security,
-    access::{Access, Tables, XdpPaths, memory::MemoryTables},
-    cli::RunArgs,
-    config::Config,
-    daemon::reload::Reloader,
-    kernel::ethtool,
-    kernel::load,
-    kernel::local_addrs::if_index,
-    kernel::stacked,
-    ops::control::{ControlSocket, State},
-    ops::metrics,
-    ops::stats::Stats,
-    resolve::query_log::QueryLog,
-    resolve::{Resolver, ResolverSettings},
+    access::{Access, Tables, XdpPaths, kernel::KernelTables, memory::MemoryTables, security},
+    config::{Config, Sources},
+    kernel::{
+        ethtool,
+        load::{self, Attached, LoadOptions},
+        local_addrs::if_index,
+        stacked,
+    },
+    ops::{
+        control::{ControlSocket, State},
+        metrics,
+    },
+    resolve::{Resolver, query_log::QueryLog},
     serve::{self, InFlight},
     upstream::pool::Pool,
     values::duration,
 };
 
-/// How often SERVED is brought in line with the host's addresses.
-const SERVED_REFRESH: Duration = Duration::from_secs(5);
-
 /// What the XDP program is to report, from the settings.
 fn xdp_settings(config: &Config) -> XdpSettings {
+    let ifaces = &config.kernel.ifaces;
     // A veth or tap with rx checksum offload marks its peer's frames checked, whatever their
     // sums: the stack takes a sum left to offload from them. Unknown interfaces count as
     // wires, the stricter reading.
@@ -49,11 +48,11 @@ fn xdp_settings(config: &Config) -> XdpSettings {
             && ethtool::rx_checksum_offload(iface).unwrap_or(false)
     };
     XdpSettings {
-        local_senders: u32::from(!config.ifaces.is_empty() && config.ifaces.iter().all(local)),
+        local_senders: u32::from(!ifaces.is_empty() && ifaces.iter().all(local)),
         check_next_hop: 1,
-        prefetch_min_hits: config.prefetch_min_hits.map_or(u64::MAX, u64::from),
-        log_sample: match config.query_log {
-            Some(_) => config.query_log_sample,
+        prefetch_min_hits: config.resolve.prefetch_min_hits.map_or(u64::MAX, u64::from),
+        log_sample: match config.resolve.query_log {
+            Some(_) => config.resolve.query_log_sample,
             None => 0,
         },
         // More than the log writes, so that its summary line shows when a flood was cut short.
@@ -61,88 +60,74 @@ fn xdp_settings(config: &Config) -> XdpSettings {
     }
 }
 
-/// Runs the daemon `args` configured as `config`; `args` are kept for reloads.
-pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
+/// Loads the program and attaches it as `config` says, its access maps filled first so that
+/// it never runs without its rules; with `--no-xdp`, the daemon's own tables.
+fn attach(config: &Config) -> anyhow::Result<(Option<Attached>, Access)> {
+    let Some(mode) = config.kernel.mode else {
+        info!("XDP disabled: answering everything from userspace");
+        let tables = Box::new(MemoryTables::default());
+        return Ok((
+            None,
+            Access::new(tables, &config.access, XdpPaths::default())?,
+        ));
+    };
+    let opts = LoadOptions {
+        cache_size: config.kernel.cache_size,
+        settings: xdp_settings(config),
+        pin_dir: &config.kernel.pin_dir,
+        fresh_cache: config.kernel.fresh_cache,
+        ttl: config.resolve.ttl,
+    };
+    let mut loaded = load::load(&opts, &config.serve.listen)?;
+    let tables: Box<dyn Tables> = Box::new(KernelTables::take(loaded.ebpf_mut())?);
+    let ifaces: Vec<u32> = (config.kernel.ifaces.iter())
+        .filter_map(|i| if_index(i))
+        .collect();
+    let links = stacked::links().context("listing interfaces")?;
+    let paths = XdpPaths::of(loaded.maps(), &ifaces, &links)?;
+    let access = Access::new(tables, &config.access, paths)?;
+    Ok((Some(loaded.attach(&config.kernel.ifaces, mode)?), access))
+}
+
+/// Runs the daemon as `config` says; `sources` are kept for reloads.
+pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
     // Installed first so a signal during the seconds the verifier may take still shuts down
     // cleanly (or, SIGHUP, reloads instead of killing) once startup is done.
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    if config.xdp_mode.is_some() {
-        load::check_ifaces(&config.ifaces)?;
+    let ifaces = &config.kernel.ifaces;
+    if config.kernel.mode.is_some() {
+        load::check_ifaces(ifaces)?;
         load::check_privileges()?;
-    } else if !config.ifaces.is_empty() {
-        warn!(
-            "--no-xdp given: not attaching to {}",
-            config.ifaces.join(", ")
-        );
+    } else if !ifaces.is_empty() {
+        warn!("--no-xdp given: not attaching to {}", ifaces.join(", "));
     }
+    let upstream = &config.upstream;
     let pool = Arc::new(Pool::new(
-        config.upstreams.clone(),
-        config.pool,
-        config.tls_ca.as_deref(),
+        upstream.upstreams.clone(),
+        upstream.pool,
+        upstream.tls_ca.as_deref(),
     )?);
-    let bound = serve::bind(&config.listen)?;
-    let control = ControlSocket::bind(&config.control)?;
-    let metrics = config.metrics.map(metrics::Endpoint::bind).transpose()?;
-    let stats = Arc::new(Stats::default());
-    let query_log = config
-        .query_log
-        .as_ref()
-        .map(|target| QueryLog::open(target, stats.clone()))
+    let bound = serve::bind(&config.serve.listen)?;
+    let control = ControlSocket::bind(&config.ops.control)?;
+    let metrics = config
+        .ops
+        .metrics
+        .map(metrics::Endpoint::bind)
+        .transpose()?;
+    let query_log = (config.resolve.query_log.as_ref())
+        .map(QueryLog::open)
         .transpose()?
         .map(Arc::new);
-    let (mut attached, tables, xdp_ifaces): (_, Box<dyn Tables>, _) = match config.xdp_mode {
-        Some(mode) => {
-            let opts = load::LoadOptions {
-                mode,
-                cache_size: config.kernel_cache_size,
-                settings: xdp_settings(&config),
-                pin_dir: &config.pin_dir,
-                fresh_cache: config.fresh_cache,
-                ttl: config.ttl,
-            };
-            let (attached, tables) =
-                load::attach(&config.ifaces, &opts, &config.listen, &config.access)?;
-            let ifaces: Vec<u32> = config.ifaces.iter().filter_map(|i| if_index(i)).collect();
-            (Some(attached), Box::new(tables), ifaces)
-        }
-        None => {
-            info!("XDP disabled: answering everything from userspace");
-            (None, Box::new(MemoryTables::default()), Vec::new())
-        }
-    };
-    let kernel = attached.as_ref().map(|a| a.maps.clone());
-    let xdp_paths = match &kernel {
-        Some(maps) => maps.paths(
-            &xdp_ifaces,
-            &stacked::links().context("listing interfaces")?,
-        )?,
-        None => XdpPaths::default(),
-    };
-
-    let access = Arc::new(Access::new(
-        tables,
-        &config.access,
-        xdp_paths,
-        stats.clone(),
-    )?);
+    let (mut attached, access) = attach(&config)?;
+    let access = Arc::new(access);
     info!("access: {}", config.access.summary());
-    let cache_size =
-        NonZeroUsize::new(config.daemon_cache_size as usize).context("cache size is 0")?;
-    let settings = ResolverSettings {
-        cache_size,
-        cache_memory: usize::try_from(config.daemon_cache_memory).unwrap_or(usize::MAX),
-        ttl: config.ttl,
-        query_timeout: config.query_timeout,
-        serve_stale: config.serve_stale,
-        prefetch_min_hits: config.prefetch_min_hits,
-        query_log: query_log.clone(),
-    };
+    let kernel = attached.as_ref().map(|a| a.maps.clone());
     let resolver = Arc::new(Resolver::new(
         pool.clone(),
-        settings,
-        stats.clone(),
+        &config.resolve,
+        query_log.clone(),
         kernel.clone(),
     ));
     let mut tasks = JoinSet::new();
@@ -155,14 +140,14 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         tasks.spawn(events::read(ring, sinks));
     }
     tasks.spawn(pool.clone().probe_down());
-    let in_flight = InFlight::new(config.in_flight_memory);
+    let in_flight = InFlight::new(config.serve.in_flight_memory);
     for b in bound {
         let addr = b.addr();
         b.serve(
             resolver.clone(),
             access.clone(),
             in_flight.clone(),
-            config.tcp,
+            config.serve.tcp,
             &mut tasks,
         )
         .with_context(|| format!("serving {addr}"))?;
@@ -172,61 +157,41 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     info!(
         "forwarding to {} ({}; {} per upstream, {} per query; serving stale for {})",
         upstreams.join(", "),
-        config.pool.strategy.name(),
-        duration::display(config.pool.attempt_timeout),
-        duration::display(config.query_timeout),
-        duration::display(config.serve_stale),
+        upstream.pool.strategy.name(),
+        duration::display(upstream.pool.attempt_timeout),
+        duration::display(config.resolve.query_timeout),
+        duration::display(config.resolve.serve_stale),
     );
     if let Some(maps) = kernel.clone() {
-        let listen = config.listen.clone();
-        let access = access.clone();
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(SERVED_REFRESH);
-            tick.tick().await;
-            // The same failure every few seconds is reported once.
-            let mut last_error = None;
-            loop {
-                tick.tick().await;
-                // SERVED may be refreshed and still not hold everything: the paths are read
-                // from it either way.
-                let refreshed = stacked::links()
-                    .context("listing interfaces")
-                    .and_then(|links| {
-                        let refreshed = maps.refresh_served(&listen, &links);
-                        let paths = maps.paths(&xdp_ifaces, &links);
-                        refreshed.and(paths.map(|p| access.set_xdp_paths(p)))
-                    });
-                let error = refreshed.err().map(|e| format!("{e:#}"));
-                if error.is_some() && error != last_error {
-                    warn!(
-                        "refreshing the XDP addresses: {}",
-                        error.as_deref().unwrap_or_default()
-                    );
-                }
-                last_error = error;
-            }
-        });
+        let xdp_ifaces: Vec<u32> = ifaces.iter().filter_map(|i| if_index(i)).collect();
+        tasks.spawn(served::refresh(
+            maps,
+            config.serve.listen.clone(),
+            xdp_ifaces,
+            access.clone(),
+        ));
     }
-    let reloader = Arc::new(Reloader::new(args, config.clone(), access.clone()));
+    let reloader = Arc::new(Reloader::new(sources, config.clone(), access.clone()));
     let on_sighup = reloader.clone();
+    let reopened = query_log.clone();
     tasks.spawn(async move {
         while sighup.recv().await.is_some() {
             match on_sighup.reload() {
                 Ok(rules) => info!("SIGHUP: reloaded: {rules}"),
                 Err(e) => warn!("SIGHUP: reload failed, the rules in force are kept: {e:#}"),
             }
-            if let Some(log) = &query_log {
+            if let Some(log) = &reopened {
                 log.reopen();
             }
         }
     });
     let stop = Arc::new(tokio::sync::Notify::new());
     let state = Arc::new(State {
-        stats,
+        query_log,
         xdp: kernel,
         upstreams: pool,
         access,
-        reloader,
+        reload: Box::new(move || reloader.reload()),
         resolver,
         stop: stop.clone(),
     });
@@ -234,7 +199,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         info!("metrics at http://{}/metrics", metrics.addr());
         tasks.spawn(metrics.serve(state.clone()));
     }
-    info!("control socket at {}", config.control.display());
+    info!("control socket at {}", config.ops.control.display());
     // SIGTERM is what service managers send on a restart or an upgrade, so it leaves the
     // kernel answering until the next daemon takes over; the explicit stops detach.
     let detach = tokio::select! {

@@ -10,23 +10,22 @@ use tracing::warn;
 
 use crate::{
     access::Access,
-    cli::RunArgs,
-    config::{self, Config},
+    config::{Config, Sources},
     kernel::local_addrs::local_addrs,
 };
 
 pub struct Reloader {
-    args: RunArgs,
+    sources: Sources,
     /// The settings in force.
     running: Mutex<Config>,
     access: Arc<Access>,
 }
 
 impl Reloader {
-    /// For a daemon started with `args`, which resolved to `config`.
-    pub fn new(args: RunArgs, config: Config, access: Arc<Access>) -> Reloader {
+    /// For a daemon started from `sources`, which resolved to `config`.
+    pub fn new(sources: Sources, config: Config, access: Arc<Access>) -> Reloader {
         Reloader {
-            args,
+            sources,
             running: Mutex::new(config),
             access,
         }
@@ -37,7 +36,7 @@ impl Reloader {
     pub fn reload(&self) -> anyhow::Result<String> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let local = local_addrs()?;
-        let new = Config::resolve(config::settings(&self.args)?, &local, || {
+        let new = Config::resolve(self.sources.settings()?, &local, || {
             std::fs::read_to_string("/etc/resolv.conf")
         })?;
         self.access.apply(&new.access)?;

@@ -11,7 +11,7 @@ use hickory_proto::{
 
 use dnsxdp_common::entry::{aged_secs, read_ttl};
 
-use crate::{config::TtlPolicy, dns::clock};
+use crate::{dns::clock, dns::ttl::TtlPolicy};
 
 /// The TTL of records in a stale answer (RFC 8767 §4).
 pub const STALE_TTL: u32 = 30;

@@ -6,3 +6,4 @@ pub mod bare_reply;
 pub mod clock;
 pub mod query;
 pub mod reply;
+pub mod ttl;

@@ -157,7 +157,7 @@ mod tests {
         Answer::from_upstream(
             response(ResponseCode::NoError, records, vec![]),
             0,
-            &crate::config::TtlPolicy::default(),
+            &crate::dns::ttl::TtlPolicy::default(),
         )
     }
 
@@ -288,7 +288,7 @@ mod tests {
                 vec![soa(60, 60)],
             ),
             0,
-            &crate::config::TtlPolicy::default(),
+            &crate::dns::ttl::TtlPolicy::default(),
         );
         let one = normalized(&client(Some(4096), true), &ans, 0).unwrap();
         let two = normalized(&client(None, false), &ans, 0).unwrap();
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn negative_answers_keep_only_their_soa_for_the_kernel() {
-        let policy = crate::config::TtlPolicy::default();
+        let policy = crate::dns::ttl::TtlPolicy::default();
         for rcode in [ResponseCode::NXDomain, ResponseCode::NoError] {
             let ans =
                 Answer::from_upstream(response(rcode, vec![], vec![soa(600, 60)]), 0, &policy);

@@ -11,7 +11,7 @@ use aya::maps::{HashMap, IterableMap as _, MapData, MapError};
 use dnsxdp_common::{CacheEntry, CacheKey, hash::HashKey, name::QuestionKey};
 use tracing::warn;
 
-use crate::ops::stats::CacheSize;
+use serde::{Deserialize, Serialize};
 
 /// The flags of a map update that replaces an existing key, and of one that does not.
 const BPF_ANY: u64 = 0;
@@ -244,6 +244,18 @@ fn evictions(added: u64, deleted: u64, occupancy: u64) -> u64 {
 
 fn is_errno(e: &MapError, errno: i32) -> bool {
     matches!(e, MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(errno))
+}
+
+/// How full one cache layer is and how much it evicted.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheSize {
+    /// Answers it would serve now: unexpired.
+    pub entries: u64,
+    /// Answers it holds, expired ones not yet removed included.
+    pub occupancy: u64,
+    pub capacity: u64,
+    /// Answers pushed out to make room for others since the daemon started.
+    pub evictions: u64,
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use aya::programs::{
 };
 use tracing::{info, warn};
 
-use crate::cli::XdpMode;
+use super::settings::XdpMode;
 
 /// Where the link for `iface` is pinned under `pin_dir`.
 fn path(pin_dir: &Path, iface: &str) -> PathBuf {

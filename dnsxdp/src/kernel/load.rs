@@ -19,18 +19,18 @@ use dnsxdp_common::{
 };
 use tracing::{debug, info, warn};
 
+use super::{
+    bpffs,
+    cache::{Fill, KernelCache},
+    link,
+    local_addrs::{if_index, local_addrs_by_iface},
+    pin,
+    settings::XdpMode,
+    stacked,
+};
 use crate::{
     EBPF_OBJECT,
-    access::{AccessPolicy, Tables as _, XdpPaths, kernel::KernelTables},
-    cli::XdpMode,
-    config::TtlPolicy,
-    dns::clock,
-    kernel::bpffs,
-    kernel::cache::{Fill, KernelCache},
-    kernel::link,
-    kernel::local_addrs::{if_index, local_addrs_by_iface},
-    kernel::pin,
-    kernel::stacked,
+    dns::{clock, ttl::TtlPolicy},
 };
 
 /// The loaded program and its attachments. Dropped, it leaves the pinned links attached, so
@@ -60,7 +60,6 @@ impl Attached {
 
 /// How the program is loaded.
 pub struct LoadOptions<'a> {
-    pub mode: XdpMode,
     /// Entries of the kernel cache.
     pub cache_size: u32,
     pub settings: XdpSettings,
@@ -125,15 +124,17 @@ fn missing_capabilities(caps: u64) -> Vec<&'static str> {
         .collect()
 }
 
-/// Loads the program as `opts` say, with the live entries of the cache the last run pinned,
-/// fills SERVED for `listen` and the access maps for `access`, and attaches to each interface.
-/// Returns the access maps too.
-pub fn attach(
-    ifaces: &[String],
-    opts: &LoadOptions,
-    listen: &[SocketAddr],
-    access: &AccessPolicy,
-) -> anyhow::Result<(Attached, KernelTables)> {
+/// The program loaded and its maps taken; not yet attached.
+pub struct Loaded {
+    ebpf: Ebpf,
+    maps: XdpMaps,
+    events: RingBuf<MapData>,
+    pin_dir: Option<PathBuf>,
+}
+
+/// Loads the program as `opts` say, with the live entries of the cache the last run pinned, and
+/// fills SERVED for `listen`.
+pub fn load(opts: &LoadOptions, listen: &[SocketAddr]) -> anyhow::Result<Loaded> {
     raise_memlock_limit();
     let pin_dir = match bpffs::ensure(opts.pin_dir) {
         Ok(()) => Some(opts.pin_dir.to_path_buf()),
@@ -157,14 +158,7 @@ pub fn attach(
     let events = RingBuf::try_from(take(MAP_EVENTS)?).context(MAP_EVENTS)?;
     let counters = PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?;
     let served = Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?);
-    let tables = KernelTables::take(&mut ebpf)?;
-    let program: &mut XdpProgram = ebpf
-        .program_mut(PROG_CACHE)
-        .ok_or_else(|| anyhow!("the eBPF object has no {PROG_CACHE} program"))?
-        .try_into()?;
-    // Verified before the last run's pins are touched: a program the kernel refuses leaves the
-    // one still attached, and its cache, as they were.
-    program.load().map_err(|e| match e {
+    program(&mut ebpf)?.load().map_err(|e| match e {
         ProgramError::LoadError { io_error, verifier_log } => {
             debug!("verifier log:\n{verifier_log}");
             anyhow!("the kernel rejected the XDP program: {io_error} (--log-level debug shows the verifier log)")
@@ -190,7 +184,6 @@ pub fn attach(
     if !kept.is_empty() {
         let (count, now) = (kept.len(), clock::now_ns());
         for (key, mut entry) in kept {
-            // No answer records: NXDOMAIN or NODATA.
             let cap = match entry.ancount {
                 0 => opts.ttl.max_negative.min(opts.ttl.max),
                 _ => opts.ttl.max,
@@ -206,27 +199,50 @@ pub fn attach(
     if let Err(e) = refreshed {
         warn!("{e:#}");
     }
-    // Before the program runs: it serves everyone while its ACL is empty.
-    tables.apply(&access.entries(), &access.config())?;
-    let mut links = Vec::new();
-    for iface in ifaces {
-        let (link, how) = link::attach(program, iface, opts.mode, pin_dir.as_deref())?;
-        info!("XDP attached to {iface} ({how})");
-        links.extend(link);
-    }
-    Ok((
-        Attached {
-            _ebpf: ebpf,
-            maps: Arc::new(maps),
-            events: Some(events),
-            links,
-            pin_dir,
-        },
-        tables,
-    ))
+    Ok(Loaded {
+        ebpf,
+        maps,
+        events,
+        pin_dir,
+    })
 }
 
-/// An error and its causes on one line.
+fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut XdpProgram> {
+    let program = ebpf
+        .program_mut(PROG_CACHE)
+        .ok_or_else(|| anyhow!("the eBPF object has no {PROG_CACHE} program"))?;
+    Ok(program.try_into()?)
+}
+
+impl Loaded {
+    pub fn maps(&self) -> &XdpMaps {
+        &self.maps
+    }
+
+    /// The object, for the maps other components share with the program.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// Attaches to each interface in `mode`.
+    pub fn attach(mut self, ifaces: &[String], mode: XdpMode) -> anyhow::Result<Attached> {
+        let program = program(&mut self.ebpf)?;
+        let mut links = Vec::new();
+        for iface in ifaces {
+            let (link, how) = link::attach(program, iface, mode, self.pin_dir.as_deref())?;
+            info!("XDP attached to {iface} ({how})");
+            links.extend(link);
+        }
+        Ok(Attached {
+            _ebpf: self.ebpf,
+            maps: Arc::new(self.maps),
+            events: Some(self.events),
+            links,
+            pin_dir: self.pin_dir,
+        })
+    }
+}
+
 fn one_line(e: impl Into<anyhow::Error>) -> String {
     format!("{:#}", e.into())
 }
@@ -263,23 +279,13 @@ impl XdpMaps {
 
     /// Where the program charges queries now, for the daemon to charge the rest: its
     /// interfaces `attached`, what is stacked on them, and SERVED.
-    pub fn paths(&self, attached: &[u32], links: &[stacked::Link]) -> anyhow::Result<XdpPaths> {
+    /// What SERVED holds, IPv4 addresses unmapped.
+    pub fn served(&self) -> anyhow::Result<Vec<SocketAddr>> {
         let served = self.served.lock().unwrap_or_else(|p| p.into_inner());
-        let served = served
-            .keys()
-            .map(|k| k.map(|k| socket_addr(&k)))
-            .collect::<Result<_, _>>()
-            .context("reading SERVED")?;
-        Ok(XdpPaths {
-            ifaces: stacked::covered(links, attached),
-            served,
-        })
+        let keys = served.keys().map(|k| k.map(|k| socket_addr(&k)));
+        keys.collect::<Result<_, _>>().context("reading SERVED")
     }
 
-    /// Makes SERVED hold exactly the addresses `listen` covers now, each with its `SERVED_*`
-    /// bits. Addresses that do not fit in the map are reported in the error; the daemon still
-    /// answers on them.
-    /// `links` are the interfaces as of now.
     pub fn refresh_served(
         &self,
         listen: &[SocketAddr],

@@ -8,4 +8,5 @@ pub mod link;
 pub mod load;
 pub mod local_addrs;
 pub mod pin;
+pub mod settings;
 pub mod stacked;

@@ -9,6 +9,14 @@ use aya::maps::{HashMap, Map, MapData};
 use dnsxdp_common::{CACHE_LAYOUT, CacheEntry, CacheKey, name::QuestionKey};
 use tracing::{info, warn};
 
+/// Where each run's kernel cache is pinned, under a directory named for its interfaces.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/dnsxdp";
+
+/// The pin dir: as set, else one under PIN_ROOT named for the interfaces.
+pub fn dir(set: Option<PathBuf>, ifaces: &[String]) -> PathBuf {
+    set.unwrap_or_else(|| Path::new(PIN_ROOT).join(ifaces.join("+")))
+}
+
 /// Where the cache of this entry layout is pinned under `dir`: a daemon with another layout
 /// never reads it.
 pub fn cache_path(dir: &Path) -> PathBuf {
@@ -79,10 +87,7 @@ pub fn remove_all(dir: &Path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => warn!("removing the pins in {}: {e}", dir.display()),
     }
-    if let Some(parent) = dir
-        .parent()
-        .filter(|p| *p == Path::new(crate::config::PIN_ROOT))
-    {
+    if let Some(parent) = dir.parent().filter(|p| *p == Path::new(PIN_ROOT)) {
         let _ = std::fs::remove_dir(parent);
     }
 }

@@ -107,6 +107,17 @@ pub struct Flushed {
     pub daemon: u64,
 }
 
+impl Flushed {
+    /// What went, in words.
+    pub fn describe(&self) -> String {
+        let kernel = match self.kernel {
+            Some(n) => format!("{n} from the kernel cache"),
+            None => "nothing from the kernel cache (XDP is off)".into(),
+        };
+        format!("{kernel}, {} from the daemon cache", self.daemon)
+    }
+}
+
 /// A `Selection` with its names parsed.
 enum Target {
     Name(Name, Option<RecordType>),

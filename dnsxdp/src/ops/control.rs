@@ -1,7 +1,6 @@
 //! The control socket: one JSON request per line, one JSON response line each.
 
 use std::{
-    io::{BufRead, BufReader, Write},
     os::unix::{fs::PermissionsExt, net::UnixStream as StdUnixStream},
     path::{Path, PathBuf},
     sync::Arc,
@@ -16,14 +15,14 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    access::{Access, LimitedClient},
-    daemon::reload::Reloader,
+    access::Access,
     dns::clock,
     kernel::cache::KernelCache,
     kernel::load::XdpMaps,
-    ops::cache_ops::{self, Flushed, Listing, Selection},
-    ops::stats::{CacheReport, Lookups, Report, Stats, with_allowed},
+    ops::cache_ops::{self, Selection},
+    ops::stats::{CacheReport, DaemonCounters, Lookups, Report, with_allowed},
     resolve::Resolver,
+    resolve::query_log::QueryLog,
     upstream::pool::Pool,
 };
 
@@ -54,29 +53,30 @@ pub enum Request {
 
 /// The reply to `Stop`, sent before the daemon shuts down.
 #[derive(Serialize, Deserialize, Debug)]
-struct Stopping {
-    stopping: bool,
+pub struct Stopping {
+    pub stopping: bool,
 }
 
 /// The reply to `Reload`: the access settings now in force.
 #[derive(Serialize, Deserialize, Debug)]
-struct Reloaded {
-    reloaded: String,
+pub struct Reloaded {
+    pub reloaded: String,
 }
 
 /// The reply to a request that failed.
 #[derive(Serialize, Deserialize, Debug)]
-struct ErrorReply {
-    error: String,
+pub struct ErrorReply {
+    pub error: String,
 }
 
 /// What the control commands read.
 pub struct State {
-    pub stats: Arc<Stats>,
+    pub query_log: Option<Arc<QueryLog>>,
     pub xdp: Option<Arc<XdpMaps>>,
     pub upstreams: Arc<Pool>,
     pub access: Arc<Access>,
-    pub reloader: Arc<Reloader>,
+    /// Puts the config file's access settings in force and describes them.
+    pub reload: Box<dyn Fn() -> anyhow::Result<String> + Send + Sync>,
     /// Holds the daemon cache.
     pub resolver: Arc<Resolver>,
     /// Told when `dnsxdp stop` asks the daemon to stop.
@@ -91,7 +91,11 @@ impl State {
             .as_ref()
             .map(|x| x.counters().map(with_allowed))
             .transpose()?;
-        let daemon = self.stats.snapshot();
+        let daemon = DaemonCounters {
+            resolve: self.resolver.counts(),
+            access: self.access.counts(),
+            query_log_dropped: self.query_log.as_ref().map_or(0, |log| log.dropped()),
+        };
         let now = clock::now_ns();
         let kernel_size = self.kernel().map(|k| k.size(now)).transpose()?;
         let daemon_size = self.resolver.lock_cache().size(now);
@@ -119,7 +123,7 @@ impl State {
                 Request::Stats => Ok(serde_json::to_value(self.report()?)?),
                 Request::Top { count } => Ok(serde_json::to_value(self.access.top(count)?)?),
                 Request::Reload => {
-                    let reloaded = self.reloader.reload().inspect_err(|e| {
+                    let reloaded = (self.reload)().inspect_err(|e| {
                         warn!("reload failed, the rules in force are kept: {e:#}");
                     })?;
                     info!("reloaded: {reloaded}");
@@ -132,7 +136,7 @@ impl State {
                 }
                 Request::CacheFlush { selection } => {
                     let flushed = cache_ops::flush(&self.resolver, self.kernel(), &selection)?;
-                    info!("flushed {selection}: {}", flushed_text(&flushed));
+                    info!("flushed {selection}: {}", flushed.describe());
                     Ok(serde_json::to_value(flushed)?)
                 }
                 Request::Stop => {
@@ -225,185 +229,46 @@ async fn connection(stream: UnixStream, state: Arc<State>) {
     }
 }
 
-/// Sends `request` to the daemon at `path` and returns its reply line.
-fn ask(path: &Path, request: &Request) -> anyhow::Result<String> {
-    let mut stream = StdUnixStream::connect(path)
-        .map_err(|e| anyhow!("no dnsxdp daemon at {}: {e}", path.display()))?;
-    let mut line = serde_json::to_string(request)?;
-    line.push('\n');
-    stream
-        .write_all(line.as_bytes())
-        .context("sending to the daemon")?;
-    let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .context("reading the daemon's reply")?;
-    if reply.is_empty() {
-        bail!(
-            "the daemon at {} closed the connection without replying",
-            path.display()
-        );
-    }
-    if let Ok(ErrorReply { error }) = serde_json::from_str(&reply) {
-        bail!("the daemon says: {error}");
-    }
-    Ok(reply)
-}
-
-/// Asks the daemon at `path` to stop and waits, up to `wait`, until it has: its control socket
-/// is gone. False if no daemon answers there.
-pub fn stop(path: &Path, wait: std::time::Duration) -> anyhow::Result<bool> {
-    if StdUnixStream::connect(path).is_err() {
-        return Ok(false);
-    }
-    let reply = ask(path, &Request::Stop)?;
-    let _: Stopping =
-        serde_json::from_str(&reply).context("the daemon's stop reply is not valid")?;
-    let deadline = std::time::Instant::now() + wait;
-    while path.exists() {
-        if std::time::Instant::now() > deadline {
-            bail!(
-                "the daemon at {} did not stop within {wait:?}",
-                path.display()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    Ok(true)
-}
-
-/// `dnsxdp stats`: prints the running daemon's counters as JSON or as a table.
-pub fn print_stats(path: &Path, json: bool) -> anyhow::Result<()> {
-    let reply = ask(path, &Request::Stats)?;
-    let report: Report =
-        serde_json::from_str(&reply).context("the daemon's stats reply is not valid")?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
-}
-
-/// `dnsxdp stats --top N`: the client prefixes the rate limit stopped most often.
-pub fn print_top(path: &Path, count: usize, json: bool) -> anyhow::Result<()> {
-    let reply = ask(path, &Request::Top { count })?;
-    let top: Vec<LimitedClient> =
-        serde_json::from_str(&reply).context("the daemon's top reply is not valid")?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&top)?);
-        return Ok(());
-    }
-    let width = top.iter().map(|c| c.prefix.len()).max().unwrap_or(0).max(6);
-    println!("{:<width$}  limited", "prefix");
-    for c in &top {
-        println!("{:<width$}  {:>7}", c.prefix, c.limited);
-    }
-    Ok(())
-}
-
-/// `dnsxdp reload`: has the daemon apply its config file's ACL and rate limit again.
-pub fn reload(path: &Path) -> anyhow::Result<()> {
-    let reply = ask(path, &Request::Reload)?;
-    let Reloaded { reloaded } =
-        serde_json::from_str(&reply).context("the daemon's reload reply is not valid")?;
-    println!("reloaded: {reloaded}");
-    Ok(())
-}
-
-/// `dnsxdp cache list` and `get`: the answers `selection` picks, at most `limit` of them (the
-/// table shows 100 unless told).
-pub fn print_cache(
-    path: &Path,
-    selection: Selection,
-    limit: Option<usize>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let limit = limit.or((!json).then_some(DEFAULT_LIST_LIMIT));
-    let reply = ask(path, &Request::CacheList { selection, limit })?;
-    let listing: Listing =
-        serde_json::from_str(&reply).context("the daemon's cache reply is not valid")?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&listing.answers)?);
-    } else {
-        print!("{}", cache_ops::table(&listing));
-    }
-    Ok(())
-}
-
-/// Rows `dnsxdp cache list` prints without `--limit` or `--json`.
-const DEFAULT_LIST_LIMIT: usize = 100;
-
-/// `dnsxdp cache flush`: prints how many entries each layer lost.
-pub fn flush_cache(path: &Path, selection: Selection, json: bool) -> anyhow::Result<()> {
-    let reply = ask(path, &Request::CacheFlush { selection })?;
-    let flushed: Flushed =
-        serde_json::from_str(&reply).context("the daemon's flush reply is not valid")?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&flushed)?);
-    } else {
-        println!("removed {}", flushed_text(&flushed));
-    }
-    Ok(())
-}
-
-/// "N from the kernel cache, M from the daemon cache".
-fn flushed_text(f: &Flushed) -> String {
-    let kernel = match f.kernel {
-        Some(n) => format!("{n} from the kernel cache"),
-        None => "nothing from the kernel cache (XDP is off)".into(),
-    };
-    format!("{kernel}, {} from the daemon cache", f.daemon)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        access::LimitedClient,
+        ops::cache_ops::{Flushed, Listing},
+    };
 
     fn state() -> State {
-        let settings = crate::upstream::pool::PoolSettings {
+        let pool_settings = crate::upstream::pool::PoolSettings {
             strategy: Default::default(),
             attempt_timeout: std::time::Duration::from_secs(1),
             max_fails: 3,
             retries: 2,
         };
         let upstream = crate::upstream::spec::UpstreamSpec::parse("198.18.0.2").unwrap();
-        let args = crate::cli::RunArgs {
-            no_xdp: true,
-            upstream: vec!["198.18.0.2".into()],
+        let limited = crate::access::settings::Settings {
             ratelimit_qps: Some(10),
             ..Default::default()
         };
-        let config =
-            crate::config::Config::resolve(args.settings(), &[], || unreachable!()).unwrap();
-        let stats = Arc::new(Stats::default());
+        let policy = crate::access::AccessPolicy::from_settings(&limited).unwrap();
         let tables = Box::new(crate::access::memory::MemoryTables::default());
-        let access = Arc::new(
-            Access::new(
-                tables,
-                &config.access,
-                crate::access::XdpPaths::default(),
-                stats.clone(),
-            )
-            .unwrap(),
-        );
-        let pool = Arc::new(Pool::new(vec![upstream], settings, None).unwrap());
-        let resolver_settings = crate::resolve::ResolverSettings {
-            cache_size: std::num::NonZeroUsize::new(8).unwrap(),
-            cache_memory: usize::MAX,
-            ttl: Default::default(),
-            query_timeout: std::time::Duration::from_secs(1),
-            serve_stale: std::time::Duration::ZERO,
-            prefetch_min_hits: None,
-            query_log: None,
+        let access =
+            Arc::new(Access::new(tables, &policy, crate::access::XdpPaths::default()).unwrap());
+        let pool = Arc::new(Pool::new(vec![upstream], pool_settings, None).unwrap());
+        let resolve = crate::resolve::settings::Settings {
+            serve_stale: Some(std::time::Duration::ZERO),
+            ..Default::default()
         };
-        let resolver = Resolver::new(pool.clone(), resolver_settings, stats.clone(), None);
+        let resolver = Resolver::new(pool.clone(), &resolve.config(8).unwrap(), None, None);
+        let reloaded = access.clone();
         State {
-            stats,
+            query_log: None,
             xdp: None,
             upstreams: pool,
-            access: access.clone(),
-            reloader: Arc::new(Reloader::new(args, config, access)),
+            access,
+            reload: Box::new(move || {
+                reloaded.apply(&policy)?;
+                Ok(policy.summary())
+            }),
             resolver: Arc::new(resolver),
             stop: Default::default(),
         }
@@ -522,7 +387,7 @@ mod tests {
         let reply = state().answer(r#"{"cmd":"stats"}"#);
         let report: Report = serde_json::from_str(&reply).unwrap();
         assert!(report.xdp.is_none());
-        assert_eq!(report.daemon.queries, 0);
+        assert_eq!(report.daemon.resolve.queries, 0);
         assert!(report.cache.kernel.is_none());
         assert_eq!(report.cache.daemon.size.capacity, 8);
         assert_eq!(report.upstreams[0].upstream, "udp://198.18.0.2:53");
@@ -547,19 +412,21 @@ mod tests {
             socket.serve(Arc::new(state())).await;
         });
         let client_path = path.clone();
-        let reply = tokio::task::spawn_blocking(move || ask(&client_path, &Request::Stats))
-            .await
-            .unwrap()
-            .unwrap();
+        let reply = tokio::task::spawn_blocking(move || {
+            use std::io::{BufRead as _, Write as _};
+            let mut stream = std::os::unix::net::UnixStream::connect(client_path)?;
+            stream.write_all(b"{\"cmd\":\"stats\"}\n")?;
+            let mut reply = String::new();
+            std::io::BufReader::new(stream).read_line(&mut reply)?;
+            std::io::Result::Ok(reply)
+        })
+        .await
+        .unwrap()
+        .unwrap();
         assert!(reply.contains("\"daemon\""));
         server.abort();
         let _ = server.await;
         assert!(!path.exists());
-        let err = ask(&path, &Request::Stats).unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!("no dnsxdp daemon at {}: ", path.display())),
-            "{err}"
-        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

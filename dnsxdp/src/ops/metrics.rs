@@ -32,11 +32,10 @@ use tokio::{
 use tracing::{debug, warn};
 
 use crate::{
+    kernel::cache::CacheSize,
     ops::control::State,
-    ops::stats::{
-        CacheLayer, CacheReport, CacheSize, DaemonCounters, Report, UpstreamCounters,
-        UpstreamState, XDP_ALLOWED,
-    },
+    ops::stats::{CacheLayer, CacheReport, DaemonCounters, Report, XDP_ALLOWED},
+    upstream::health::{UpstreamCounters, UpstreamState},
 };
 
 const PATH: &str = "/metrics";
@@ -206,13 +205,18 @@ fn encode_daemon(d: &DaemonCounters, e: &mut DescriptorEncoder) -> fmt::Result {
         e,
         "queries",
         "Queries the daemon received, by transport; XDP cache hits never reach it.",
-        [("udp", d.queries_udp), ("tcp", d.queries_tcp)].map(|(t, n)| ([("transport", t)], n)),
+        [
+            ("udp", d.resolve.queries_udp),
+            ("tcp", d.resolve.queries_tcp),
+        ]
+        .map(|(t, n)| ([("transport", t)], n)),
     )?;
     counters(
         e,
         "answers",
         "Answers the daemon sent, by response code.",
-        d.rcodes
+        d.resolve
+            .rcodes
             .iter()
             .map(|(rcode, &n)| ([("rcode", rcode.as_str())], n)),
     )?;
@@ -220,25 +224,25 @@ fn encode_daemon(d: &DaemonCounters, e: &mut DescriptorEncoder) -> fmt::Result {
         e,
         "stale_answers",
         "Expired answers sent because no upstream answered (RFC 8767).",
-        d.stale_answers,
+        d.resolve.stale_answers,
     )?;
     counter(
         e,
         "failures",
         "SERVFAILs sent because no upstream answered and no stale answer was left.",
-        d.failures,
+        d.resolve.failures,
     )?;
     counter(
         e,
         "coalesced",
         "Queries that waited for the same question already on its way upstream.",
-        d.coalesced,
+        d.resolve.coalesced,
     )?;
     counter(
         e,
         "prefetches",
         "Popular answers refreshed before they expired.",
-        d.prefetches,
+        d.resolve.prefetches,
     )?;
     counter(
         e,
@@ -260,14 +264,14 @@ fn encode_lookups(report: &Report, e: &mut DescriptorEncoder) -> fmt::Result {
         e,
         "cache_hits",
         "Queries answered from the cache, by layer: the XDP program or the daemon.",
-        by_layer(Counter::Hits, report.daemon.cache_hits),
+        by_layer(Counter::Hits, report.daemon.resolve.cache_hits),
     )?;
     counters(
         e,
         "cache_misses",
         "Cacheable queries the XDP program found no entry for, and queries the daemon \
          forwarded upstream, by layer.",
-        by_layer(Counter::Misses, report.daemon.upstream_queries),
+        by_layer(Counter::Misses, report.daemon.resolve.upstream_queries),
     )?;
     let Some(xdp) = &report.xdp else {
         return Ok(());
@@ -332,12 +336,12 @@ fn encode_access(report: &Report, e: &mut DescriptorEncoder) -> fmt::Result {
     ];
     let d = &report.daemon;
     let daemon = [
-        d.allowed,
-        d.denied_dropped,
-        d.denied_refused,
-        d.limited_dropped,
-        d.limited_slipped,
-        d.dropped_source_port,
+        d.access.allowed,
+        d.access.denied_dropped,
+        d.access.denied_refused,
+        d.access.limited_dropped,
+        d.access.limited_slipped,
+        d.access.dropped_source_port,
     ];
     let xdp = report
         .xdp
@@ -513,7 +517,7 @@ fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::stats::{Lookups, Stats, with_allowed};
+    use crate::ops::stats::{Lookups, with_allowed};
 
     /// Renders a fixed report the way `StateCollector` renders the daemon's.
     #[derive(Debug)]
@@ -545,18 +549,19 @@ mod tests {
     const UPSTREAM: &str = "udp://198.18.2.2:53";
 
     fn report(xdp: bool) -> Report {
-        let stats = Stats::default();
+        let resolve = crate::resolve::counters::Counters::default();
         for _ in 0..3 {
-            stats.query(crate::dns::reply::Transport::Udp);
+            resolve.query(crate::dns::reply::Transport::Udp);
         }
-        stats.query(crate::dns::reply::Transport::Tcp);
-        stats.cache_hit();
-        stats.upstream_query();
-        stats.upstream_query();
-        stats.answered(0);
-        stats.answered(3);
-        stats.denied(true);
-        stats.prefetch();
+        resolve.query(crate::dns::reply::Transport::Tcp);
+        resolve.cache_hit();
+        resolve.upstream_query();
+        resolve.upstream_query();
+        resolve.answered(0);
+        resolve.answered(3);
+        resolve.prefetch();
+        let access = crate::access::counters::Counters::default();
+        access.denied(true);
         let xdp = xdp.then(|| {
             with_allowed(
                 Counter::ALL
@@ -579,7 +584,11 @@ mod tests {
         let cache = CacheReport::new(xdp.as_ref().map(|x| (size(6), x)), size(3), lookups);
         Report {
             xdp,
-            daemon: stats.snapshot(),
+            daemon: DaemonCounters {
+                resolve: resolve.counts(),
+                access: access.counts(),
+                query_log_dropped: 0,
+            },
             cache,
             upstreams: vec![UpstreamCounters {
                 upstream: UPSTREAM.into(),

@@ -4,4 +4,5 @@
 pub mod cache_ops;
 pub mod control;
 pub mod metrics;
+pub mod settings;
 pub mod stats;

@@ -1,203 +1,27 @@
-//! Counters, and the report `dnsxdp stats` prints.
+//! The report `dnsxdp stats` prints and the metrics endpoint serves: every component's
+//! counters, and how full the caches are.
 
-use std::{
-    collections::BTreeMap,
-    fmt::Write as _,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
-};
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use dnsxdp_common::Counter;
 use serde::{Deserialize, Serialize};
 
-use crate::dns::reply::Transport;
+use crate::{
+    access,
+    kernel::cache::CacheSize,
+    resolve,
+    upstream::health::{UpstreamCounters, UpstreamState},
+};
 
-/// The daemon's counters, updated from every query task.
-#[derive(Default)]
-pub struct Stats {
-    queries_udp: AtomicU64,
-    queries_tcp: AtomicU64,
-    cache_hits: AtomicU64,
-    upstream_queries: AtomicU64,
-    coalesced: AtomicU64,
-    stale_answers: AtomicU64,
-    failures: AtomicU64,
-    allowed: AtomicU64,
-    denied_dropped: AtomicU64,
-    denied_refused: AtomicU64,
-    limited_dropped: AtomicU64,
-    limited_slipped: AtomicU64,
-    dropped_source_port: AtomicU64,
-    prefetches: AtomicU64,
-    query_log_dropped: AtomicU64,
-    /// Answers sent by the daemon, by `RCODES` index.
-    rcodes: [AtomicU64; RCODES.len()],
-}
-
-/// The response codes counted apart; everything else is `other`.
-pub const RCODES: [&str; 5] = ["noerror", "nxdomain", "servfail", "refused", "other"];
-
-impl Stats {
-    /// A message from a client.
-    pub fn query(&self, transport: Transport) {
-        match transport {
-            Transport::Udp => &self.queries_udp,
-            Transport::Tcp => &self.queries_tcp,
-        }
-        .fetch_add(1, Relaxed);
-    }
-
-    /// Answered from the daemon cache.
-    pub fn cache_hit(&self) {
-        self.cache_hits.fetch_add(1, Relaxed);
-    }
-
-    /// A client query forwarded upstream (however many servers and retries it took).
-    pub fn upstream_query(&self) {
-        self.upstream_queries.fetch_add(1, Relaxed);
-    }
-
-    /// A client query that waited for the same question already on its way upstream.
-    pub fn coalesced(&self) {
-        self.coalesced.fetch_add(1, Relaxed);
-    }
-
-    /// An expired answer sent because no upstream answered (RFC 8767).
-    pub fn stale_answer(&self) {
-        self.stale_answers.fetch_add(1, Relaxed);
-    }
-
-    /// A SERVFAIL sent because no upstream answered.
-    pub fn failure(&self) {
-        self.failures.fetch_add(1, Relaxed);
-    }
-
-    /// A query the ACL and the rate limit let through.
-    pub fn allowed(&self) {
-        self.allowed.fetch_add(1, Relaxed);
-    }
-
-    /// A query from a denied client, answered REFUSED or dropped.
-    pub fn denied(&self, refused: bool) {
-        match refused {
-            true => &self.denied_refused,
-            false => &self.denied_dropped,
-        }
-        .fetch_add(1, Relaxed);
-    }
-
-    /// A query over its client's rate limit, answered with TC=1 or dropped.
-    pub fn limited(&self, slipped: bool) {
-        match slipped {
-            true => &self.limited_slipped,
-            false => &self.limited_dropped,
-        }
-        .fetch_add(1, Relaxed);
-    }
-
-    /// A datagram dropped for its source port (`dnsxdp_common::ports::reflective_port`).
-    pub fn dropped_source_port(&self) {
-        self.dropped_source_port.fetch_add(1, Relaxed);
-    }
-
-    /// A refresh of a popular answer before it expired.
-    pub fn prefetch(&self) {
-        self.prefetches.fetch_add(1, Relaxed);
-    }
-
-    /// A query log line lost because the writer fell behind.
-    pub fn query_log_dropped(&self) {
-        self.query_log_dropped.fetch_add(1, Relaxed);
-    }
-
-    /// An answer the daemon sent, by its response code (extended ones included).
-    pub fn answered(&self, rcode: u16) {
-        let index = match rcode {
-            0 => 0,
-            3 => 1,
-            2 => 2,
-            5 => 3,
-            _ => 4,
-        };
-        self.rcodes[index].fetch_add(1, Relaxed);
-    }
-
-    pub fn snapshot(&self) -> DaemonCounters {
-        let (udp, tcp) = (
-            self.queries_udp.load(Relaxed),
-            self.queries_tcp.load(Relaxed),
-        );
-        DaemonCounters {
-            queries: udp + tcp,
-            queries_udp: udp,
-            queries_tcp: tcp,
-            cache_hits: self.cache_hits.load(Relaxed),
-            upstream_queries: self.upstream_queries.load(Relaxed),
-            coalesced: self.coalesced.load(Relaxed),
-            stale_answers: self.stale_answers.load(Relaxed),
-            failures: self.failures.load(Relaxed),
-            allowed: self.allowed.load(Relaxed),
-            denied_dropped: self.denied_dropped.load(Relaxed),
-            denied_refused: self.denied_refused.load(Relaxed),
-            limited_dropped: self.limited_dropped.load(Relaxed),
-            limited_slipped: self.limited_slipped.load(Relaxed),
-            dropped_source_port: self.dropped_source_port.load(Relaxed),
-            prefetches: self.prefetches.load(Relaxed),
-            query_log_dropped: self.query_log_dropped.load(Relaxed),
-            rcodes: RCODES
-                .iter()
-                .zip(&self.rcodes)
-                .map(|(name, n)| (name.to_string(), n.load(Relaxed)))
-                .collect(),
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+/// The daemon's counters, from each component that keeps some.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct DaemonCounters {
-    pub queries: u64,
-    pub queries_udp: u64,
-    pub queries_tcp: u64,
-    pub cache_hits: u64,
-    pub upstream_queries: u64,
-    pub coalesced: u64,
-    pub stale_answers: u64,
-    pub failures: u64,
-    /// Queries screened by the daemon (TCP, and UDP the XDP program did not see), by outcome.
-    pub allowed: u64,
-    pub denied_dropped: u64,
-    pub denied_refused: u64,
-    pub limited_dropped: u64,
-    pub limited_slipped: u64,
-    /// UDP datagrams from a port no answer may go to, dropped before the ACL.
-    pub dropped_source_port: u64,
-    /// Popular answers refreshed before they expired, from XDP hits and daemon hits.
-    pub prefetches: u64,
+    #[serde(flatten)]
+    pub resolve: resolve::counters::Counts,
+    #[serde(flatten)]
+    pub access: access::counters::Counts,
     /// Query log lines dropped because the disk could not keep up (`--query-log`).
     pub query_log_dropped: u64,
-    /// Answers the daemon sent, by response code (`RCODES`).
-    pub rcodes: BTreeMap<String, u64>,
-}
-
-/// One upstream's counters.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct UpstreamCounters {
-    /// Its URL.
-    pub upstream: String,
-    pub state: UpstreamState,
-    pub queries: u64,
-    /// Queries it did not answer usefully: timeouts, errors, SERVFAIL, REFUSED.
-    pub failures: u64,
-    pub timeouts: u64,
-    /// Smoothed latency; null until it has answered or timed out.
-    pub latency_ms: Option<f64>,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum UpstreamState {
-    Up,
-    /// Failed too many queries in a row; probed until it answers again.
-    Down,
 }
 
 /// The XDP counter of packets to us that the ACL and the rate limit let through; not counted
@@ -223,18 +47,6 @@ pub fn with_allowed(mut xdp: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     xdp
 }
 
-/// How full one cache layer is and how much it evicted.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheSize {
-    /// Answers it would serve now: unexpired.
-    pub entries: u64,
-    /// Answers it holds, expired ones not yet removed included.
-    pub occupancy: u64,
-    pub capacity: u64,
-    /// Answers pushed out to make room for others since the daemon started.
-    pub evictions: u64,
-}
-
 /// Client queries that looked up the daemon cache, and how many it answered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Lookups {
@@ -248,8 +60,8 @@ impl Lookups {
     /// `coalesced`. Prefetches are not client queries and count in none of them.
     pub fn of(d: &DaemonCounters) -> Lookups {
         Lookups {
-            lookups: d.cache_hits + d.upstream_queries + d.coalesced,
-            hits: d.cache_hits,
+            lookups: d.resolve.cache_hits + d.resolve.upstream_queries + d.resolve.coalesced,
+            hits: d.resolve.cache_hits,
         }
     }
 }
@@ -323,21 +135,21 @@ impl Report {
     pub fn table(&self) -> String {
         let d = &self.daemon;
         let daemon = [
-            ("queries", d.queries),
-            ("queries_udp", d.queries_udp),
-            ("queries_tcp", d.queries_tcp),
-            ("cache_hits", d.cache_hits),
-            ("upstream_queries", d.upstream_queries),
-            ("coalesced", d.coalesced),
-            ("stale_answers", d.stale_answers),
-            ("failures", d.failures),
-            ("allowed", d.allowed),
-            ("denied_dropped", d.denied_dropped),
-            ("denied_refused", d.denied_refused),
-            ("limited_dropped", d.limited_dropped),
-            ("limited_slipped", d.limited_slipped),
-            ("dropped_source_port", d.dropped_source_port),
-            ("prefetches", d.prefetches),
+            ("queries", d.resolve.queries),
+            ("queries_udp", d.resolve.queries_udp),
+            ("queries_tcp", d.resolve.queries_tcp),
+            ("cache_hits", d.resolve.cache_hits),
+            ("upstream_queries", d.resolve.upstream_queries),
+            ("coalesced", d.resolve.coalesced),
+            ("stale_answers", d.resolve.stale_answers),
+            ("failures", d.resolve.failures),
+            ("allowed", d.access.allowed),
+            ("denied_dropped", d.access.denied_dropped),
+            ("denied_refused", d.access.denied_refused),
+            ("limited_dropped", d.access.limited_dropped),
+            ("limited_slipped", d.access.limited_slipped),
+            ("dropped_source_port", d.access.dropped_source_port),
+            ("prefetches", d.resolve.prefetches),
             ("query_log_dropped", d.query_log_dropped),
         ];
         let xdp: Option<Vec<(&str, u64)>> = self.xdp.as_ref().map(|x| {
@@ -448,28 +260,57 @@ fn aligned<const N: usize>(title: &str, rows: &[[String; N]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::reply::Transport;
 
     #[test]
     fn counts_per_transport() {
-        let s = Stats::default();
-        s.query(Transport::Udp);
-        s.query(Transport::Udp);
-        s.query(Transport::Tcp);
-        s.cache_hit();
-        s.upstream_query();
-        s.coalesced();
-        s.stale_answer();
-        s.failure();
-        s.allowed();
-        s.denied(true);
-        s.limited(false);
-        s.limited(false);
-        let d = s.snapshot();
-        assert_eq!((d.queries, d.queries_udp, d.queries_tcp), (3, 2, 1));
-        assert_eq!((d.cache_hits, d.upstream_queries, d.failures), (1, 1, 1));
-        assert_eq!((d.coalesced, d.stale_answers), (1, 1));
-        assert_eq!((d.allowed, d.denied_refused, d.denied_dropped), (1, 1, 0));
-        assert_eq!((d.limited_dropped, d.limited_slipped), (2, 0));
+        let (r, a) = (
+            resolve::counters::Counters::default(),
+            access::counters::Counters::default(),
+        );
+        r.query(Transport::Udp);
+        r.query(Transport::Udp);
+        r.query(Transport::Tcp);
+        r.cache_hit();
+        r.upstream_query();
+        r.coalesced();
+        r.stale_answer();
+        r.failure();
+        a.allowed();
+        a.denied(true);
+        a.limited(false);
+        a.limited(false);
+        let d = DaemonCounters {
+            resolve: r.counts(),
+            access: a.counts(),
+            query_log_dropped: 0,
+        };
+        assert_eq!(
+            (
+                d.resolve.queries,
+                d.resolve.queries_udp,
+                d.resolve.queries_tcp
+            ),
+            (3, 2, 1)
+        );
+        assert_eq!(
+            (
+                d.resolve.cache_hits,
+                d.resolve.upstream_queries,
+                d.resolve.failures
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!((d.resolve.coalesced, d.resolve.stale_answers), (1, 1));
+        assert_eq!(
+            (
+                d.access.allowed,
+                d.access.denied_refused,
+                d.access.denied_dropped
+            ),
+            (1, 1, 0)
+        );
+        assert_eq!((d.access.limited_dropped, d.access.limited_slipped), (2, 0));
     }
 
     fn size(entries: u64) -> CacheSize {
@@ -493,14 +334,18 @@ mod tests {
         // 6 XDP hits of 10 lookups; 4 more queries reached the daemon cache besides the
         // XDP misses and the expired one, 5 daemon hits of those 8.
         let xdp = xdp_counters(6, 3, 1);
-        let s = Stats::default();
+        let r = resolve::counters::Counters::default();
         for _ in 0..5 {
-            s.cache_hit();
+            r.cache_hit();
         }
-        s.upstream_query();
-        s.upstream_query();
-        s.coalesced();
-        let lookups = Lookups::of(&s.snapshot());
+        r.upstream_query();
+        r.upstream_query();
+        r.coalesced();
+        let daemon = DaemonCounters {
+            resolve: r.counts(),
+            ..Default::default()
+        };
+        let lookups = Lookups::of(&daemon);
         assert_eq!(
             lookups,
             Lookups {
@@ -544,7 +389,7 @@ mod tests {
     fn json_has_the_documented_shape() {
         let report = Report {
             xdp: None,
-            daemon: Stats::default().snapshot(),
+            daemon: DaemonCounters::default(),
             cache: CacheReport::new(
                 None,
                 size(3),
@@ -623,7 +468,7 @@ mod tests {
         let cache = CacheReport::new(Some((size(2), &xdp)), size(3), lookups);
         let report = Report {
             xdp: Some(xdp),
-            daemon: Stats::default().snapshot(),
+            daemon: DaemonCounters::default(),
             cache,
             upstreams: vec![upstream(Some(1.5)), upstream(None)],
         };

@@ -5,7 +5,7 @@ use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use lru::LruCache;
 
-use crate::{dns::answer::Answer, dns::query::ClientQuery, ops::stats::CacheSize};
+use crate::{dns::answer::Answer, dns::query::ClientQuery, kernel::cache::CacheSize};
 
 /// What an answer depends on: the name (lower-cased), type, class and whether DNSSEC records
 /// were asked for.
@@ -194,7 +194,7 @@ mod tests {
         Arc::new(Answer::from_upstream(
             msg,
             now,
-            &crate::config::TtlPolicy::default(),
+            &crate::dns::ttl::TtlPolicy::default(),
         ))
     }
 
@@ -209,7 +209,7 @@ mod tests {
         Arc::new(Answer::from_upstream(
             msg,
             0,
-            &crate::config::TtlPolicy::default(),
+            &crate::dns::ttl::TtlPolicy::default(),
         ))
     }
 

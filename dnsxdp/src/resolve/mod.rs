@@ -2,8 +2,10 @@
 //! upstream, and the log of what was answered.
 
 pub mod cache;
+pub mod counters;
 pub mod flight;
 pub mod query_log;
 mod resolver;
+pub mod settings;
 
-pub use self::resolver::{Resolver, ResolverSettings};
+pub use self::resolver::Resolver;

@@ -6,8 +6,9 @@ use std::{
     fs::OpenOptions,
     io::{self, BufWriter, Write},
     net::SocketAddr,
+    path::PathBuf,
     sync::{
-        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
         mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -16,12 +17,35 @@ use std::{
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::{config::QueryLogTarget, ops::stats::Stats};
-
 /// Lines waiting for the writer at most.
 const QUEUE: usize = 65_536;
 /// The longest a written line waits in the writer's buffer.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// Where query log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryLogTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+impl QueryLogTarget {
+    /// For messages: the path, or standard output.
+    pub fn describe(&self) -> String {
+        match self {
+            QueryLogTarget::Stdout => "standard output".into(),
+            QueryLogTarget::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// `-` is standard output.
+    pub fn from_path(path: PathBuf) -> QueryLogTarget {
+        match path.as_os_str() == "-" {
+            true => QueryLogTarget::Stdout,
+            false => QueryLogTarget::File(path),
+        }
+    }
+}
 
 /// Which part of dnsxdp answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -58,7 +82,8 @@ pub struct Line {
 
 pub struct QueryLog {
     queue: SyncSender<Message>,
-    stats: Arc<Stats>,
+    /// Lines lost because the writer fell behind.
+    dropped: AtomicU64,
 }
 
 /// What the writer thread is sent.
@@ -70,8 +95,8 @@ enum Message {
 
 impl QueryLog {
     /// Opens `target` (a file is appended to) and starts the writer thread; lines it drops
-    /// are counted in `stats`.
-    pub fn open(target: &QueryLogTarget, stats: Arc<Stats>) -> anyhow::Result<QueryLog> {
+    /// are counted.
+    pub fn open(target: &QueryLogTarget) -> anyhow::Result<QueryLog> {
         let out = open_target(target)
             .with_context(|| format!("query-log: opening {}", target.describe()))?;
         let (queue, messages) = sync_channel(QUEUE);
@@ -80,12 +105,20 @@ impl QueryLog {
             .name("query-log".into())
             .spawn(move || write_lines(messages, out, &target))
             .context("query-log: starting the writer")?;
-        Ok(QueryLog { queue, stats })
+        Ok(QueryLog {
+            queue,
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Lines lost so far because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
     }
 
     pub fn log(&self, line: Line) {
         if self.queue.try_send(Message::Line(line)).is_err() {
-            self.stats.query_log_dropped();
+            self.dropped.fetch_add(1, Relaxed);
         }
     }
 
@@ -209,7 +242,7 @@ mod tests {
     fn a_reopen_writes_on_in_a_new_file_of_the_same_name() {
         let path = std::env::temp_dir().join(format!("dnsxdp-qlog-rot-{}", std::process::id()));
         let rotated = path.with_extension("1");
-        let log = QueryLog::open(&QueryLogTarget::File(path.clone()), Arc::default()).unwrap();
+        let log = QueryLog::open(&QueryLogTarget::File(path.clone())).unwrap();
         let line = |name: &str| Line {
             time: rfc3339(UNIX_EPOCH),
             client: "198.18.1.2:5353".parse().unwrap(),
@@ -247,8 +280,7 @@ mod tests {
     #[test]
     fn lines_are_json_with_the_documented_keys() {
         let dir = std::env::temp_dir().join(format!("dnsxdp-qlog-{}", std::process::id()));
-        let stats = Arc::new(Stats::default());
-        let log = QueryLog::open(&QueryLogTarget::File(dir.clone()), stats.clone()).unwrap();
+        let log = QueryLog::open(&QueryLogTarget::File(dir.clone())).unwrap();
         log.log(Line {
             time: rfc3339(UNIX_EPOCH),
             client: "198.18.1.2:5353".parse().unwrap(),
@@ -258,6 +290,7 @@ mod tests {
             layer: Layer::Cache,
             latency_us: Some(42),
         });
+        let dropped = log.dropped();
         drop(log);
         let mut text = String::new();
         for _ in 0..50 {
@@ -268,7 +301,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         std::fs::remove_file(&dir).unwrap();
-        assert_eq!(stats.snapshot().query_log_dropped, 0);
+        assert_eq!(dropped, 0);
         let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(
             v,

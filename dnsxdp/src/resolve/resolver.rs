@@ -20,15 +20,15 @@ use hickory_proto::{
 use tokio::time::{Instant, timeout_at};
 use tracing::{debug, trace};
 
+use super::{counters::Counters, settings::Config};
 use crate::{
-    config::TtlPolicy,
     dns::answer::Answer,
     dns::clock,
     dns::query::{self, ClientQuery, Parsed},
     dns::reply::{self, Transport},
+    dns::ttl::TtlPolicy,
     kernel::cache::Fill,
     kernel::load::XdpMaps,
-    ops::stats::Stats,
     resolve::cache::{Cache, Key, Lookup},
     resolve::flight::Flights,
     resolve::query_log::{Layer, Line, QueryLog, rcode_name, rfc3339},
@@ -53,7 +53,7 @@ pub struct Resolver {
     ttl: TtlPolicy,
     /// How long a client waits for an answer (or a stale one, or SERVFAIL).
     query_timeout: Duration,
-    stats: Arc<Stats>,
+    counters: Counters,
     /// The kernel cache to fill, when XDP is in use.
     kernel: Option<Arc<XdpMaps>>,
     /// Hits an answer needs to be refreshed in the last tenth of its TTL; `None`: never.
@@ -64,40 +64,33 @@ pub struct Resolver {
     flushes: AtomicU64,
 }
 
-/// How the resolver is set up, besides its upstreams and where it reports.
-pub struct ResolverSettings {
-    pub cache_size: NonZeroUsize,
-    /// Bytes the cache may take.
-    pub cache_memory: usize,
-    pub ttl: TtlPolicy,
-    pub query_timeout: Duration,
-    /// How long after expiry an answer may be served when no upstream answers; 0: never.
-    pub serve_stale: Duration,
-    pub prefetch_min_hits: Option<u32>,
-    pub query_log: Option<Arc<QueryLog>>,
-}
-
 impl Resolver {
+    /// The queries answered so far, and how.
+    pub fn counts(&self) -> super::counters::Counts {
+        self.counters.counts()
+    }
+
+    /// A resolver as `config` says, asking `pool`, logging to `query_log` and filling
+    /// `kernel`'s cache, where there are those.
     pub fn new(
         pool: Arc<Pool>,
-        settings: ResolverSettings,
-        stats: Arc<Stats>,
+        config: &Config,
+        query_log: Option<Arc<QueryLog>>,
         kernel: Option<Arc<XdpMaps>>,
     ) -> Resolver {
+        // The settings hold the size to at least 1.
+        let cache_size = NonZeroUsize::new(config.cache_size as usize).unwrap_or(NonZeroUsize::MIN);
+        let cache_memory = usize::try_from(config.cache_memory).unwrap_or(usize::MAX);
         Resolver {
-            cache: Mutex::new(Cache::new(
-                settings.cache_size,
-                settings.cache_memory,
-                settings.serve_stale,
-            )),
+            cache: Mutex::new(Cache::new(cache_size, cache_memory, config.serve_stale)),
             flights: Flights::default(),
             pool,
-            ttl: settings.ttl,
-            query_timeout: settings.query_timeout,
-            stats,
+            ttl: config.ttl,
+            query_timeout: config.query_timeout,
+            counters: Counters::default(),
             kernel,
-            prefetch_min_hits: settings.prefetch_min_hits,
-            query_log: settings.query_log,
+            prefetch_min_hits: config.prefetch_min_hits,
+            query_log,
             flushes: AtomicU64::new(0),
         }
     }
@@ -123,7 +116,7 @@ impl Resolver {
         client: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
-        self.stats.query(transport);
+        self.counters.query(transport);
         let arrived = std::time::Instant::now();
         let (q, reply, layer, rcode) = match query::parse(packet) {
             Parsed::Query(q) => {
@@ -137,7 +130,7 @@ impl Resolver {
             }
             Parsed::Drop => return None,
         };
-        self.stats.answered(rcode);
+        self.counters.answered(rcode);
         if let Some(log) = &self.query_log {
             log.log(Line {
                 time: rfc3339(SystemTime::now()),
@@ -182,7 +175,7 @@ impl Resolver {
         let stale = match lookup {
             Lookup::Fresh(answer) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "daemon cache hit");
-                self.stats.cache_hit();
+                self.counters.cache_hit();
                 let hits = answer.usage.hit();
                 if self
                     .prefetch_min_hits
@@ -210,9 +203,9 @@ impl Resolver {
             .flights
             .join(flight_key, || self.clone().fetch(q.clone(), deadline));
         if started {
-            self.stats.upstream_query();
+            self.counters.upstream_query();
         } else {
-            self.stats.coalesced();
+            self.counters.coalesced();
         }
         // With every upstream down, a stale answer goes out at once; the fetch goes on as the
         // refresh.
@@ -233,12 +226,12 @@ impl Resolver {
             }
             (None, Some(stale)) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "stale answer");
-                self.stats.stale_answer();
+                self.counters.stale_answer();
                 let reply = reply::render(q, &stale.as_stale(now), now, transport);
                 (reply, Layer::Stale, stale.rcode)
             }
             (None, None) => {
-                self.stats.failure();
+                self.counters.failure();
                 error(ResponseCode::ServFail)
             }
         }
@@ -266,7 +259,7 @@ impl Resolver {
     /// answer expires. A client miss for the same question meanwhile joins it.
     fn prefetch(self: &Arc<Self>, q: ClientQuery) {
         debug!(name = %q.query.name(), qtype = %q.query.query_type(), "prefetch");
-        self.stats.prefetch();
+        self.counters.prefetch();
         let key = FlightKey {
             key: Key::of(&q),
             checking_disabled: false,
@@ -403,8 +396,7 @@ mod tests {
         m.to_vec().unwrap()
     }
 
-    fn resolver(upstreams: &[&TestUpstream], serve_stale: Duration) -> (Arc<Resolver>, Arc<Stats>) {
-        let stats = Arc::new(Stats::default());
+    fn resolver(upstreams: &[&TestUpstream], serve_stale: Duration) -> Arc<Resolver> {
         let settings = PoolSettings {
             strategy: Strategy::Ordered,
             attempt_timeout: Duration::from_millis(150),
@@ -413,17 +405,17 @@ mod tests {
         };
         let specs = upstreams.iter().map(|u| u.spec.clone()).collect();
         let pool = Arc::new(Pool::new(specs, settings, None).unwrap());
-        let settings = ResolverSettings {
-            cache_size: NonZeroUsize::new(16).unwrap(),
-            cache_memory: usize::MAX,
+        let config = Config {
+            cache_size: 16,
+            cache_memory: u64::MAX,
             ttl: TtlPolicy::default(),
             query_timeout: Duration::from_millis(400),
             serve_stale,
             prefetch_min_hits: Some(2),
             query_log: None,
+            query_log_sample: 1,
         };
-        let r = Resolver::new(pool, settings, stats.clone(), None);
-        (Arc::new(r), stats)
+        Arc::new(Resolver::new(pool, &config, None, None))
     }
 
     fn client() -> SocketAddr {
@@ -443,7 +435,7 @@ mod tests {
     #[tokio::test]
     async fn an_answer_fetched_across_a_flush_is_not_cached() {
         let up = upstream(300, Duration::from_millis(100)).await;
-        let (r, _) = resolver(&[&up], Duration::ZERO);
+        let r = resolver(&[&up], Duration::ZERO);
         let asking = tokio::spawn({
             let r = r.clone();
             async move { ask(&r, 1, "www.t.").await }
@@ -462,7 +454,7 @@ mod tests {
     #[tokio::test]
     async fn forwards_then_serves_from_the_cache() {
         let up = upstream(300, Duration::ZERO).await;
-        let (r, stats) = resolver(&[&up], Duration::ZERO);
+        let r = resolver(&[&up], Duration::ZERO);
         let first = r
             .handle(&query(1, "Www.T."), client(), Transport::Udp)
             .await
@@ -478,7 +470,7 @@ mod tests {
         assert_eq!((first.id(), second.id()), (1, 2));
         assert_eq!(first.queries()[0].name().to_ascii(), "Www.T.");
         assert_eq!(second.answers().len(), 1);
-        let s = stats.snapshot();
+        let s = r.counts();
         assert_eq!(
             (
                 s.queries_udp,
@@ -494,7 +486,7 @@ mod tests {
     async fn no_upstream_answer_is_servfail_within_the_query_timeout() {
         let up = upstream(300, Duration::ZERO).await;
         up.answering.store(false, Relaxed);
-        let (r, stats) = resolver(&[&up], Duration::ZERO);
+        let r = resolver(&[&up], Duration::ZERO);
         let start = Instant::now();
         assert_eq!(
             ask(&r, 3, "www.t.").await.response_code(),
@@ -505,13 +497,13 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
-        assert_eq!(stats.snapshot().failures, 1);
+        assert_eq!(r.counts().failures, 1);
     }
 
     #[tokio::test]
     async fn a_burst_of_identical_misses_is_one_upstream_query() {
         let up = upstream(300, Duration::from_millis(50)).await;
-        let (r, stats) = resolver(&[&up], Duration::ZERO);
+        let r = resolver(&[&up], Duration::ZERO);
         let burst: Vec<_> = (0..100)
             .map(|id| {
                 let r = r.clone();
@@ -523,7 +515,7 @@ mod tests {
             assert_eq!((reply.id(), reply.answers().len()), (id as u16, 1));
         }
         assert_eq!(up.queries.load(Relaxed), 1);
-        let s = stats.snapshot();
+        let s = r.counts();
         assert_eq!((s.upstream_queries, s.coalesced), (1, 99));
     }
 
@@ -532,8 +524,8 @@ mod tests {
     #[tokio::test]
     async fn stale_answers_while_upstreams_fail() {
         let up = upstream(1, Duration::ZERO).await;
-        let (r, stats) = resolver(&[&up], Duration::from_secs(60));
-        let (no_stale, _) = resolver(&[&up], Duration::ZERO);
+        let r = resolver(&[&up], Duration::from_secs(60));
+        let no_stale = resolver(&[&up], Duration::ZERO);
         // TTLs count down from the start, by the one rule both layers follow.
         assert_eq!(ask(&r, 1, "www.t.").await.answers()[0].ttl(), 0);
         ask(&no_stale, 1, "www.t.").await;
@@ -561,7 +553,7 @@ mod tests {
         assert!(up.queries.load(Relaxed) > before, "refresh tried");
         let fresh = ask(&r, 4, "www.t.").await;
         assert!(fresh.answers()[0].ttl() <= 1);
-        assert_eq!(stats.snapshot().stale_answers, 2);
+        assert_eq!(r.counts().stale_answers, 2);
     }
 
     /// A name asked often enough is fetched again in the last tenth of its TTL, once, in the
@@ -569,7 +561,7 @@ mod tests {
     #[tokio::test]
     async fn popular_answers_are_refreshed_before_they_expire() {
         let up = upstream(2, Duration::ZERO).await;
-        let (r, stats) = resolver(&[&up], Duration::ZERO);
+        let r = resolver(&[&up], Duration::ZERO);
         ask(&r, 1, "www.t.").await;
         ask(&r, 2, "www.t.").await;
         ask(&r, 3, "www.t.").await;
@@ -584,26 +576,26 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(up.queries.load(Relaxed), 2, "one refresh");
-        assert_eq!(stats.snapshot().prefetches, 1);
+        assert_eq!(r.counts().prefetches, 1);
         tokio::time::sleep(Duration::from_millis(200)).await;
         // Past the first answer's expiry: the refreshed one, from the cache.
-        let hits = stats.snapshot().cache_hits;
+        let hits = r.counts().cache_hits;
         assert!(ask(&r, 9, "www.t.").await.answers()[0].ttl() >= 1);
-        assert_eq!(stats.snapshot().cache_hits, hits + 1);
+        assert_eq!(r.counts().cache_hits, hits + 1);
         assert_eq!(up.queries.load(Relaxed), 2);
         // An answer asked once is not refreshed: it expires.
         ask(&r, 10, "other.t.").await;
         tokio::time::sleep(Duration::from_millis(1850)).await;
         ask(&r, 11, "other.t.").await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(stats.snapshot().prefetches, 1);
+        assert_eq!(r.counts().prefetches, 1);
     }
 
     /// Answers are counted by their whole RCODE: BADVERS (16) lives partly in the OPT record.
     #[tokio::test]
     async fn answers_are_counted_by_rcode() {
         let up = upstream(300, Duration::ZERO).await;
-        let (r, stats) = resolver(&[&up], Duration::ZERO);
+        let r = resolver(&[&up], Duration::ZERO);
         ask(&r, 1, "www.t.").await;
         let mut m = Message::from_vec(&query(2, "www.t.")).unwrap();
         let mut edns = hickory_proto::op::Edns::new();
@@ -621,7 +613,7 @@ mod tests {
                 .await
                 .is_none()
         );
-        let rcodes = stats.snapshot().rcodes;
+        let rcodes = r.counts().rcodes;
         assert_eq!((rcodes["noerror"], rcodes["other"]), (1, 1));
         assert_eq!(rcodes.values().sum::<u64>(), 2, "{rcodes:?}");
     }

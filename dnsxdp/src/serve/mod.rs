@@ -1,6 +1,7 @@
 //! The DNS listeners: UDP and TCP on every listen address.
 
 mod in_flight;
+pub mod settings;
 mod socket;
 mod tcp;
 mod udp;

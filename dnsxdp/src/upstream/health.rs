@@ -10,6 +10,7 @@ use std::{
 };
 
 use prometheus_client::metrics::histogram::Histogram;
+use serde::{Deserialize, Serialize};
 
 /// Each latency sample moves the smoothed value by 1/8 of the difference, as TCP's SRTT.
 const SMOOTHING: u32 = 8;
@@ -162,6 +163,28 @@ impl State {
             Some(srtt) => srtt - (srtt - rtt) / SMOOTHING,
         });
     }
+}
+
+/// One upstream's counters.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct UpstreamCounters {
+    /// Its URL.
+    pub upstream: String,
+    pub state: UpstreamState,
+    pub queries: u64,
+    /// Queries it did not answer usefully: timeouts, errors, SERVFAIL, REFUSED.
+    pub failures: u64,
+    pub timeouts: u64,
+    /// Smoothed latency; null until it has answered or timed out.
+    pub latency_ms: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamState {
+    Up,
+    /// Failed too many queries in a row; probed until it answers again.
+    Down,
 }
 
 #[cfg(test)]

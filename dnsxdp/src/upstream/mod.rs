@@ -2,11 +2,12 @@
 //! among them.
 
 pub mod check;
-mod health;
+pub mod health;
 mod https;
 mod idle;
 pub mod pool;
 pub mod question;
+pub mod settings;
 pub mod spec;
 pub mod strategy;
 mod stream;

@@ -11,6 +11,7 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
+use super::health::{UpstreamCounters, UpstreamState};
 use super::{
     Failure, Upstream,
     health::Change,
@@ -19,7 +20,6 @@ use super::{
     strategy::{Candidate, Selector, Strategy},
     tls::Connectors,
 };
-use crate::ops::stats::{UpstreamCounters, UpstreamState};
 
 /// How often the upstreams that are down are asked whether they are back.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);

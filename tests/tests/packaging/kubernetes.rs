@@ -126,6 +126,7 @@ fn the_daemonset_runs_its_configmap_as_the_unit_runs_the_daemon() {
     let config = Config::resolve(Settings::from_toml(text).unwrap(), &[], no_resolv_conf).unwrap();
     assert!(
         config
+            .serve
             .listen
             .contains(&LISTEN.parse::<SocketAddr>().unwrap())
     );
@@ -135,7 +136,7 @@ fn the_daemonset_runs_its_configmap_as_the_unit_runs_the_daemon() {
     assert!(init.contains("169.254.20.10/32"), "{init}");
 
     // Pins go to the node's bpffs, so that the cache and link outlive the pod.
-    let (bpffs, bpffs_volume) = mount_of(&config.pin_dir);
+    let (bpffs, bpffs_volume) = mount_of(&config.kernel.pin_dir);
     assert_eq!(bpffs["mountPath"], "/sys/fs/bpf");
     assert_eq!(bpffs_volume["hostPath"]["path"], "/sys/fs/bpf");
     assert_eq!(bpffs_volume["hostPath"]["type"], "Directory");
@@ -148,17 +149,17 @@ fn the_daemonset_runs_its_configmap_as_the_unit_runs_the_daemon() {
             &entrypoint(),
             "stats",
             "--control",
-            config.control.to_str().unwrap()
+            config.ops.control.to_str().unwrap()
         ],
         "not the image's binary asking the config's control socket"
     );
-    let (_, run_volume) = mount_of(&config.control);
+    let (_, run_volume) = mount_of(&config.ops.control);
     assert!(run_volume.get("emptyDir").is_some(), "{run_volume}");
     let ready = &container["readinessProbe"]["tcpSocket"];
     let ready: SocketAddr = format!("{}:{}", ready["host"].as_str().unwrap(), ready["port"])
         .parse()
         .unwrap();
-    assert!(config.listen.contains(&ready));
+    assert!(config.serve.listen.contains(&ready));
 
     // The unit's capabilities, and nothing else.
     let security = &container["securityContext"];

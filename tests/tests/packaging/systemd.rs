@@ -76,7 +76,7 @@ fn the_unit_runs_the_installed_daemon_with_its_config() {
     // The default control socket is in the runtime directory systemd makes.
     let runtime = setting("RuntimeDirectory");
     assert_eq!(
-        dnsxdp::cli::DEFAULT_CONTROL,
+        dnsxdp::ops::settings::DEFAULT_CONTROL,
         format!("/run/{}/control.sock", runtime.join(""))
     );
     // Everything else is read-only: the pins must not be.
@@ -85,8 +85,8 @@ fn the_unit_runs_the_installed_daemon_with_its_config() {
     assert!(
         writable
             .split_whitespace()
-            .any(|p| dnsxdp::config::PIN_ROOT.starts_with(p)),
+            .any(|p| dnsxdp::kernel::pin::PIN_ROOT.starts_with(p)),
         "{} is not in ReadWritePaths={writable}",
-        dnsxdp::config::PIN_ROOT
+        dnsxdp::kernel::pin::PIN_ROOT
     );
 }

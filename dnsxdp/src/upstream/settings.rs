@@ -1,0 +1,89 @@
+//! The upstreams' settings: flags of `dnsxdp run` and keys of its config file alike.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::{pool::PoolSettings, spec::UpstreamSpec, strategy::Strategy};
+use crate::values::{duration, file, nonzero};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_MAX_FAILS: u32 = 3;
+const DEFAULT_RETRIES: u32 = 2;
+
+#[derive(Args, Deserialize, Clone, Debug, Default, PartialEq)]
+#[group(skip)]
+#[serde(rename_all = "kebab-case")]
+pub struct Settings {
+    /// Upstream server (repeatable): IP[:PORT] (UDP), udp://, tcp://, tls://IP[:PORT]#NAME or
+    /// https://HOST[:PORT]/PATH?bootstrap=IP; `?weight=N` for --upstream-strategy weighted
+    /// [default: /etc/resolv.conf].
+    #[arg(long, value_name = "URL")]
+    #[serde(default, deserialize_with = "file::strings")]
+    pub upstream: Option<Vec<String>>,
+    /// How queries are shared among upstreams [default: ordered].
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    #[serde(default, deserialize_with = "file::choice")]
+    pub upstream_strategy: Option<Strategy>,
+    /// Longest wait for one upstream's reply before another is tried [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[serde(default, deserialize_with = "file::duration")]
+    pub upstream_timeout: Option<Duration>,
+    /// Timeouts and transport errors in a row (not SERVFAIL or REFUSED) that take an upstream
+    /// down until it answers a probe; 0: never [default: 3].
+    #[arg(long, value_name = "N")]
+    #[serde(default, deserialize_with = "file::count_or_zero")]
+    pub upstream_max_fails: Option<u32>,
+    /// Queries to other upstreams (or the same, after a timeout) one miss may cost after the
+    /// first [default: 2].
+    #[arg(long, value_name = "N")]
+    #[serde(default, deserialize_with = "file::count_or_zero")]
+    pub upstream_retries: Option<u32>,
+    /// PEM file of the certificate authorities trusted for tls:// and https:// upstreams,
+    /// instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default, deserialize_with = "file::path")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// The upstreams as they run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub upstreams: Vec<UpstreamSpec>,
+    pub pool: PoolSettings,
+    /// Certificate authorities for TLS upstreams instead of the system's.
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Validated, with defaults where not set; `system` gives the plain DNS servers to forward
+    /// to when no upstream is set.
+    pub fn config(
+        &self,
+        system: impl FnOnce() -> anyhow::Result<Vec<SocketAddr>>,
+    ) -> anyhow::Result<Config> {
+        let upstreams = match &self.upstream {
+            None => system()?.into_iter().map(UpstreamSpec::udp).collect(),
+            Some(u) => u
+                .iter()
+                .map(|a| UpstreamSpec::parse(a))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?,
+        };
+        Ok(Config {
+            upstreams,
+            pool: PoolSettings {
+                strategy: self.upstream_strategy.unwrap_or_default(),
+                attempt_timeout: nonzero(
+                    "upstream-timeout",
+                    self.upstream_timeout,
+                    DEFAULT_TIMEOUT,
+                )?,
+                max_fails: self.upstream_max_fails.unwrap_or(DEFAULT_MAX_FAILS),
+                retries: self.upstream_retries.unwrap_or(DEFAULT_RETRIES),
+            },
+            tls_ca: self.tls_ca.clone(),
+        })
+    }
+}
