@@ -31,7 +31,7 @@ use crate::{
         metrics,
     },
     resolve::{Resolver, query_log::QueryLog},
-    serve::{self, InFlight},
+    serve::{self, InFlight, Pipeline},
     upstream::pool::Pool,
     values::duration,
 };
@@ -140,17 +140,15 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
         tasks.spawn(events::read(ring, sinks));
     }
     tasks.spawn(pool.clone().probe_down());
-    let in_flight = InFlight::new(config.serve.in_flight_memory);
+    let pipeline = Pipeline {
+        resolver: resolver.clone(),
+        access: access.clone(),
+        in_flight: InFlight::new(config.serve.in_flight_memory),
+    };
     for b in bound {
         let addr = b.addr();
-        b.serve(
-            resolver.clone(),
-            access.clone(),
-            in_flight.clone(),
-            config.serve.tcp,
-            &mut tasks,
-        )
-        .with_context(|| format!("serving {addr}"))?;
+        (b.serve(&pipeline, config.serve.tcp, &mut tasks))
+            .with_context(|| format!("serving {addr}"))?;
         info!("listening on {addr} (UDP and TCP)");
     }
     let upstreams: Vec<&str> = pool.names().collect();

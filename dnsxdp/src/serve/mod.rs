@@ -1,18 +1,18 @@
 //! The DNS listeners: UDP and TCP on every listen address.
 
 mod in_flight;
+mod pipeline;
 pub mod settings;
 mod socket;
 mod tcp;
 mod udp;
 
-use std::{io, net::SocketAddr, sync::Arc};
+use std::{io, net::SocketAddr};
 
 use anyhow::anyhow;
 use tokio::task::JoinSet;
 
-pub use self::{in_flight::InFlight, tcp::TcpLimits};
-use crate::{access::Access, resolve::Resolver};
+pub use self::{in_flight::InFlight, pipeline::Pipeline, tcp::TcpLimits};
 
 /// The sockets of one listen address.
 pub struct Bound {
@@ -59,25 +59,18 @@ impl Bound {
         self.addr
     }
 
-    /// Serves both sockets to the clients `access` lets through until the task set is
-    /// dropped, the queries being answered within `in_flight` and TCP within `tcp`.
+    /// Serves both sockets through `pipeline` until the task set is dropped, TCP within
+    /// `tcp`.
     pub fn serve(
         self,
-        resolver: Arc<Resolver>,
-        access: Arc<Access>,
-        in_flight: InFlight,
+        pipeline: &Pipeline,
         tcp: TcpLimits,
         tasks: &mut JoinSet<()>,
     ) -> io::Result<()> {
         let udp = tokio::net::UdpSocket::from_std(self.udp)?;
         let listener = tokio::net::TcpListener::from_std(self.tcp)?;
-        tasks.spawn(udp::serve(
-            udp,
-            resolver.clone(),
-            access.clone(),
-            in_flight.clone(),
-        ));
-        tasks.spawn(tcp::serve(listener, resolver, access, in_flight, tcp));
+        tasks.spawn(udp::serve(udp, pipeline.clone()));
+        tasks.spawn(tcp::serve(listener, pipeline.clone(), tcp));
         Ok(())
     }
 }

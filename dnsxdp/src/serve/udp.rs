@@ -17,14 +17,10 @@ use tokio::{io::Interest, net::UdpSocket, sync::Semaphore};
 use tracing::{debug, warn};
 
 use super::{
-    in_flight::InFlight,
+    pipeline::Pipeline,
     socket::{from_sockaddr, to_sockaddr},
 };
-use crate::{
-    access::{Access, Screened, Via},
-    dns::reply::Transport,
-    resolve::Resolver,
-};
+use crate::{access::Via, dns::reply::Transport};
 
 /// Queries of one socket being answered at once; beyond that, reading waits.
 const MAX_IN_FLIGHT: usize = 4096;
@@ -39,12 +35,7 @@ struct Local {
     ifindex: u32,
 }
 
-pub async fn serve(
-    socket: UdpSocket,
-    resolver: Arc<Resolver>,
-    access: Arc<Access>,
-    in_flight: InFlight,
-) {
+pub async fn serve(socket: UdpSocket, pipeline: Pipeline) {
     let port = match socket.local_addr() {
         Ok(addr) => addr.port(),
         Err(e) => {
@@ -71,11 +62,9 @@ pub async fn serve(
             }
         };
         // Before the ACL, whose REFUSED would be an answer too.
-        if access.from_reflective_port(peer) {
+        if pipeline.access.from_reflective_port(peer) {
             continue;
         }
-        let room = in_flight.take(len).await;
-        let packet = buf[..len].to_vec();
         // Screened here rather than in the task, so a flood that is dropped costs no task.
         let via = match local {
             Some(l) => Via::Udp {
@@ -88,18 +77,13 @@ pub async fn serve(
                 dest: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port),
             },
         };
-        let screened = match access.screen(&packet, peer.ip(), via) {
-            Screened::Serve => None,
-            Screened::Answer(reply) => Some(reply),
-            Screened::Drop { .. } => continue,
+        let packet = buf[..len].to_vec();
+        let Ok(answer) = pipeline.admit(packet, peer, via, Transport::Udp).await else {
+            continue;
         };
-        let (socket, resolver) = (socket.clone(), resolver.clone());
+        let socket = socket.clone();
         tokio::spawn(async move {
-            let reply = match screened {
-                Some(reply) => Some(reply),
-                None => resolver.handle(&packet, peer, Transport::Udp).await,
-            };
-            if let Some(reply) = reply {
+            if let Some(reply) = answer.await {
                 let fd = socket.as_raw_fd();
                 let sent = socket
                     .async_io(Interest::WRITABLE, || send(fd, &reply, &peer, local))
@@ -108,7 +92,7 @@ pub async fn serve(
                     debug!(%peer, "UDP reply failed: {e}");
                 }
             }
-            drop((permit, room));
+            drop(permit);
         });
     }
 }

@@ -16,7 +16,7 @@ mod tests;
 mod tls;
 mod udp;
 
-use std::{fmt, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use hickory_proto::op::{Message, ResponseCode};
 use rustls::pki_types::ServerName;
@@ -55,22 +55,15 @@ enum Link {
     Https(Https),
 }
 
-/// Why one query to one upstream failed.
-#[derive(Debug)]
+/// Why one query to one upstream failed: the pool counts each kind apart and retries on it.
+#[derive(Debug, thiserror::Error)]
 enum Failure {
+    #[error("timed out")]
     TimedOut,
+    #[error("{0}")]
     Error(io::Error),
+    #[error("answered {0}")]
     Rcode(ResponseCode),
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::TimedOut => write!(f, "timed out"),
-            Failure::Error(e) => write!(f, "{e}"),
-            Failure::Rcode(rcode) => write!(f, "answered {rcode}"),
-        }
-    }
 }
 
 impl Upstream {

@@ -19,25 +19,15 @@ use tracing::{debug, warn};
 
 pub use self::slots::TcpLimits;
 use self::slots::{Activity, Slots};
-use super::in_flight::InFlight;
-use crate::{
-    access::{Access, Screened, Via},
-    dns::reply::Transport,
-    resolve::Resolver,
-};
+use super::pipeline::{Dropped, Pipeline};
+use crate::{access::Via, dns::reply::Transport};
 
 /// Queries of one connection being answered at once; beyond that, reading waits.
 const MAX_PIPELINED: usize = 64;
 /// A length prefix and the largest message it can announce.
 const MAX_FRAME: usize = 2 + u16::MAX as usize;
 
-pub async fn serve(
-    listener: TcpListener,
-    resolver: Arc<Resolver>,
-    access: Arc<Access>,
-    in_flight: InFlight,
-    limits: TcpLimits,
-) {
+pub async fn serve(listener: TcpListener, pipeline: Pipeline, limits: TcpLimits) {
     let slots = Arc::new(Slots::new(limits));
     for id in 0u64.. {
         let (stream, peer) = match listener.accept().await {
@@ -48,22 +38,16 @@ pub async fn serve(
             }
         };
         // A client that may not ask gets no connection to hold: closed at once.
-        if !access.admit_connection(peer.ip()) {
+        if !pipeline.access.admit_connection(peer.ip()) {
             continue;
         }
         let activity = slots.activity();
         let task = tokio::spawn({
-            let (resolver, access, slots) = (resolver.clone(), access.clone(), slots.clone());
-            let (activity, in_flight) = (activity.clone(), in_flight.clone());
+            let (pipeline, slots, activity) = (pipeline.clone(), slots.clone(), activity.clone());
             async move {
                 let _slot = Release(slots.clone(), id);
                 let limits = slots.limits();
-                let shared = Shared {
-                    resolver: &resolver,
-                    access: &access,
-                    in_flight: &in_flight,
-                };
-                connection(stream, peer, shared, &activity, limits).await;
+                connection(stream, peer, &pipeline, &activity, limits).await;
                 debug!(%peer, "TCP connection closed");
             }
         });
@@ -83,17 +67,10 @@ impl Drop for Release {
     }
 }
 
-/// What every connection answers with.
-struct Shared<'a> {
-    resolver: &'a Arc<Resolver>,
-    access: &'a Access,
-    in_flight: &'a InFlight,
-}
-
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Shared<'_>,
+    pipeline: &Pipeline,
     activity: &Activity,
     limits: TcpLimits,
 ) {
@@ -106,22 +83,13 @@ async fn connection(
         while let Some(packet) = take_message(&mut received) {
             quiet_since = Instant::now();
             activity.touch();
-            match shared.access.screen(&packet, peer.ip(), Via::Tcp) {
-                Screened::Serve => {
-                    let room = shared.in_flight.take(packet.len()).await;
-                    let resolver = shared.resolver.clone();
-                    answering.spawn(async move {
-                        let reply = resolver.handle(&packet, peer, Transport::Tcp).await;
-                        drop(room);
-                        reply
-                    });
-                }
-                Screened::Answer(reply) => {
-                    answering.spawn(async move { Some(reply) });
+            match pipeline.admit(packet, peer, Via::Tcp, Transport::Tcp).await {
+                Ok(answer) => {
+                    answering.spawn(answer);
                 }
                 // Denied since the connection was accepted: a reload.
-                Screened::Drop { denied: true } => return,
-                Screened::Drop { denied: false } => {}
+                Err(Dropped { denied: true }) => return,
+                Err(Dropped { denied: false }) => {}
             }
         }
         if closed && answering.is_empty() {
