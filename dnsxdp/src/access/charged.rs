@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use crate::kernel::{load::XdpMaps, stacked};
+use crate::kernel::{maps::XdpMaps, stacked};
 
 /// What the XDP program sees, as of the daemon's latest look.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -8,6 +8,7 @@ pub mod charged;
 pub mod counters;
 pub mod kernel;
 pub mod memory;
+mod policy;
 pub mod ratelimit;
 pub mod security;
 pub mod settings;
@@ -19,81 +20,20 @@ use std::{
 
 use anyhow::bail;
 use dnsxdp_common::{
-    acl::{
-        ACL_ALLOW, ACL_EXEMPT, AccessConfig, Bucket, Charge, DENY_DROP, DENY_REFUSE, MAX_ACL_RULES,
-        RateKey, v4_mapped,
-    },
+    acl::{ACL_ALLOW, ACL_EXEMPT, AccessConfig, Bucket, Charge, DENY_REFUSE, RateKey, v4_mapped},
     ports::reflective_port,
 };
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-pub use self::charged::XdpPaths;
 use self::counters::Counters;
-use self::settings::Settings;
+pub use self::{charged::XdpPaths, policy::AccessPolicy};
 use crate::{
-    access::acl::{Acl, Cidr, DenyAction, compile, parse_list},
-    access::ratelimit::RateLimit,
+    access::acl::Cidr,
     access::security::{Action, Layer, SecurityLog},
     dns::bare_reply::{Kind, bare_reply},
     dns::clock,
 };
-
-/// Who may ask and how often: the settings a reload replaces.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccessPolicy {
-    pub acl: Acl,
-    pub deny: DenyAction,
-    /// `None`: no rate limit.
-    pub limit: Option<RateLimit>,
-    /// Prefixes the rate limit does not apply to.
-    pub exempt: Vec<Cidr>,
-}
-
-impl AccessPolicy {
-    /// The settings as the XDP program reads them.
-    pub fn config(&self) -> AccessConfig {
-        let mut c = self
-            .limit
-            .map_or_else(AccessConfig::default, |l| l.config());
-        c.deny = match self.deny {
-            DenyAction::Drop => DENY_DROP,
-            DenyAction::Refuse => DENY_REFUSE,
-        };
-        c
-    }
-
-    /// The `ACL` trie entries.
-    pub fn entries(&self) -> Vec<(Cidr, u8)> {
-        compile(&self.acl, &self.exempt)
-    }
-
-    /// Fails if the entries do not fit the trie.
-    pub fn check(&self) -> Result<(), String> {
-        let n = self.entries().len();
-        if n > MAX_ACL_RULES as usize {
-            return Err(format!(
-                "{n} allow, deny and exempt prefixes: at most {MAX_ACL_RULES} fit"
-            ));
-        }
-        Ok(())
-    }
-
-    /// One line for the log.
-    pub fn summary(&self) -> String {
-        let allow = self.acl.rules().filter(|&(_, allowed)| allowed).count();
-        let deny = self.acl.rules().count() - allow;
-        let denied = match self.deny {
-            DenyAction::Drop => "dropped",
-            DenyAction::Refuse => "refused",
-        };
-        let limit = match &self.limit {
-            Some(l) => format!("{l}, {} prefixes exempt", self.exempt.len()),
-            None => "no rate limit".into(),
-        };
-        format!("{allow} allowed and {deny} denied prefixes (denied queries {denied}); {limit}")
-    }
-}
 
 /// The lookups behind the checks: the XDP program's maps or the daemon's own tables.
 pub trait Tables: Send + Sync {
@@ -347,50 +287,6 @@ impl Access {
     }
 }
 
-impl AccessPolicy {
-    /// The policy the settings describe, validated; errors name the setting.
-    pub fn from_settings(s: &Settings) -> Result<AccessPolicy, String> {
-        let list = |key: &str, list: &Option<Vec<String>>| {
-            list.as_deref().map(|l| parse_list(key, l)).transpose()
-        };
-        let allow = list("allow", &s.allow)?;
-        let deny = list("deny", &s.deny)?.unwrap_or_default();
-        let exempt = list("ratelimit-exempt", &s.ratelimit_exempt)?.unwrap_or_default();
-        let limit = match s.ratelimit_qps {
-            Some(qps) => Some(RateLimit::new(
-                qps,
-                s.ratelimit_burst,
-                s.ratelimit_v4_prefix,
-                s.ratelimit_v6_prefix,
-                s.ratelimit_action.unwrap_or_default(),
-            )?),
-            None => {
-                let given = [
-                    ("ratelimit-burst", s.ratelimit_burst.is_some()),
-                    ("ratelimit-v4-prefix", s.ratelimit_v4_prefix.is_some()),
-                    ("ratelimit-v6-prefix", s.ratelimit_v6_prefix.is_some()),
-                    ("ratelimit-action", s.ratelimit_action.is_some()),
-                    ("ratelimit-exempt", !exempt.is_empty()),
-                ];
-                if let Some((key, _)) = given.iter().find(|(_, given)| *given) {
-                    return Err(format!(
-                        "{key}: there is no rate limit; set ratelimit-qps to have one"
-                    ));
-                }
-                None
-            }
-        };
-        let policy = AccessPolicy {
-            acl: Acl::new(allow, deny)?,
-            deny: s.acl_action.unwrap_or_default(),
-            limit,
-            exempt,
-        };
-        policy.check()?;
-        Ok(policy)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use hickory_proto::{
@@ -399,7 +295,10 @@ mod tests {
     };
 
     use super::*;
+    use dnsxdp_common::acl::MAX_ACL_RULES;
+
     use crate::access::memory::MemoryTables;
+    use crate::access::{acl::DenyAction, settings::Settings};
 
     /// Where the XDP program answers in these tests.
     const SERVED: &str = "198.18.1.1:53";

@@ -8,7 +8,7 @@ use tracing::warn;
 
 use crate::{
     access::{Access, XdpPaths},
-    kernel::{load::XdpMaps, stacked},
+    kernel::{maps::XdpMaps, stacked},
 };
 
 /// How often SERVED is brought in line with the host's addresses.

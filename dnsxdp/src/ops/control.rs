@@ -18,7 +18,7 @@ use crate::{
     access::Access,
     dns::clock,
     kernel::cache::KernelCache,
-    kernel::load::XdpMaps,
+    kernel::maps::XdpMaps,
     ops::cache_ops::{self, Selection},
     ops::stats::{CacheReport, DaemonCounters, Lookups, Report, with_allowed},
     resolve::Resolver,

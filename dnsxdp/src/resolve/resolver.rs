@@ -28,7 +28,7 @@ use crate::{
     dns::reply::{self, Transport},
     dns::ttl::TtlPolicy,
     kernel::cache::Fill,
-    kernel::load::XdpMaps,
+    kernel::maps::XdpMaps,
     resolve::cache::{Cache, Key, Lookup},
     resolve::flight::Flights,
     resolve::query_log::{Layer, Line, QueryLog, rcode_name, rfc3339},
