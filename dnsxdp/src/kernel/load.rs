@@ -1,4 +1,5 @@
-//! Loading and attaching the XDP program, and the maps it shares with the daemon.
+//! Loading the XDP program and attaching it: the checks before, the cache kept from the last
+//! run, and the links that keep it attached.
 
 use std::{
     net::SocketAddr,
