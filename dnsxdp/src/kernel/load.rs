@@ -39,7 +39,7 @@ use crate::{
 pub struct Attached {
     _ebpf: Ebpf,
     pub maps: Arc<XdpMaps>,
-    /// What the program reports (`events` module), for the daemon to take and read.
+    /// What the program reports (`daemon::events`), for the daemon to take and read.
     pub events: Option<RingBuf<MapData>>,
     /// The pinned links, held so that XDP stays attached while this daemon runs even if their
     /// pins are removed under it.
