@@ -6,11 +6,7 @@
 use core::ptr::{addr_of_mut, read_volatile};
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::generated::bpf_get_prandom_u32,
-    macros::map,
-    maps::{PerCpuArray, RingBuf},
-    programs::XdpContext,
+    bindings::xdp_action, helpers::generated::bpf_get_prandom_u32, programs::XdpContext,
 };
 use dnsxdp_common::{
     CacheEntry, Counter, EVENT_DENIED, EVENT_HIT, EVENT_LIMITED, EVENT_PREFETCH, Event, XdpSettings,
@@ -20,22 +16,10 @@ use crate::{
     bounds::opaque,
     clock,
     counters::count,
+    maps::{EVENTS, SECURITY_BUDGET, SETTINGS},
     packet::{Packet, load},
     parse::{Frame, NameWords},
 };
-
-/// Room for a few thousand events between two reads by the daemon.
-#[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
-
-/// Per CPU, the second (of the coarse clock) security events were last reported in, and how
-/// many were.
-#[map]
-static SECURITY_BUDGET: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
-
-/// What to report. The loader sets it (`GLOBAL_SETTINGS`).
-#[unsafe(no_mangle)]
-static SETTINGS: XdpSettings = XdpSettings::OFF;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 

@@ -13,6 +13,7 @@ mod bounds;
 mod clock;
 mod counters;
 mod events;
+mod maps;
 mod next_hop;
 mod packet;
 mod parse;
@@ -28,37 +29,20 @@ use core::{
     ptr::read_volatile,
 };
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    macros::{map, xdp},
-    maps::{LruHashMap, PerCpuArray},
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use dnsxdp_common::{
-    CacheEntry, CacheKey, Counter, MAX_NAME, SERVED_ANSWER, SERVED_BEHIND_VLAN, hash::HashKey,
+    CacheEntry, CacheKey, Counter, SERVED_ANSWER, SERVED_BEHIND_VLAN, hash::HashKey,
     ports::reflective_port,
 };
 
 use crate::{
     bounds::opaque,
     counters::count,
+    maps::{CACHE, HASH_KEY, NAME_WORDS},
     packet::{Packet, load},
     parse::{NameWords, NotUdp},
     reply::Fail,
 };
-
-/// Answers by query name and type. The daemon sets its size when it loads the object.
-#[map]
-static CACHE: LruHashMap<CacheKey, CacheEntry> = LruHashMap::with_max_entries(65536, 0);
-
-/// The query's name as words, kept per CPU rather than on the stack: there, they would take
-/// the main program and the access check it calls past the 6.1 verifier's 512-byte stack.
-#[map]
-static NAME_WORDS: PerCpuArray<NameWords> = PerCpuArray::with_max_entries(1, 0);
-
-/// The key of the name hash. The loader sets it to a random value (`GLOBAL_HASH_KEY`).
-#[unsafe(no_mangle)]
-static HASH_KEY: HashKey = [0; MAX_NAME / 8];
 
 /// Keys live on the stack; 8-byte alignment lets LLVM write them in whole words.
 #[repr(C, align(8))]
