@@ -2,9 +2,13 @@
 
 use bytemuck::{Pod, Zeroable};
 
+/// Longest legal name in wire format, root label included (RFC 1035 §3.1).
+pub const MAX_WIRE_NAME: usize = 255;
 /// Longest query name (wire format, root label included) the XDP cache serves. Longer, still
 /// legal, names are answered by the daemon.
-pub const MAX_NAME: usize = 128;
+pub const MAX_CACHED_NAME: usize = 128;
+/// The DNS header.
+pub const DNS_HLEN: usize = 12;
 /// Bytes of answer and authority records one kernel cache entry holds.
 pub const MAX_RECORDS_LEN: usize = 512;
 /// Records per entry whose TTL the XDP program rewrites.
@@ -23,6 +27,7 @@ pub const QCLASS_IN: u16 = 1;
 
 pub const RCODE_NOERROR: u8 = 0;
 pub const RCODE_NXDOMAIN: u8 = 3;
+pub const RCODE_REFUSED: u8 = 5;
 
 /// Names of the maps and programs in the eBPF object.
 pub const MAP_CACHE: &str = "CACHE";
@@ -108,7 +113,7 @@ pub struct CacheEntry {
     pub ttl_offsets: [u16; MAX_TTLS],
     /// The question's name lower-cased in wire format and zero padded, as in `QuestionKey`:
     /// only a query for this name is answered from the entry, whatever its key's hash says.
-    pub name: [u8; MAX_NAME],
+    pub name: [u8; MAX_CACHED_NAME],
     pub records: [u8; MAX_RECORDS_LEN],
 }
 
@@ -295,7 +300,7 @@ pub struct Event {
     /// The client's address, IPv4 ones mapped (`::ffff:a.b.c.d`).
     pub client: [u8; 16],
     /// The question's name as in `CacheEntry::name`.
-    pub name: [u8; MAX_NAME],
+    pub name: [u8; MAX_CACHED_NAME],
     pub qtype: u16,
     pub name_len: u16,
     /// The client's UDP port, host byte order.

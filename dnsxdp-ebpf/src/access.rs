@@ -6,10 +6,11 @@ use aya_ebpf::{bindings::xdp_action, maps::lpm_trie::Key, programs::XdpContext};
 use dnsxdp_common::{
     Counter,
     acl::{ACL_ALLOW, ACL_EXEMPT, DENY_REFUSE},
+    bare_reply::Kind,
 };
 
 use crate::{
-    bare_reply::{self, Kind},
+    bare_reply,
     counters::count,
     maps::{ACCESS, ACL},
     packet::Packet,

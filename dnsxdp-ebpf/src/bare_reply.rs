@@ -1,34 +1,23 @@
-//! Answers made of the query's own header and question and nothing else: REFUSED for a denied
-//! client, and TC=1 for a rate-limited one whose query slips, so a real client retries over TCP.
-//!
-//! The question is echoed so stub resolvers match the answer to their query (glibc ignores one
-//! whose question differs); whatever followed it, an OPT record included, is cut off. A query
-//! whose question cannot be found is not answered.
+//! Answers made of the query's own header and question, made in place by the rules of
+//! `dnsxdp_common::bare_reply`: REFUSED for a denied client, TC=1 for a slipped one.
 
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_tail, programs::XdpContext};
-use dnsxdp_common::checksum::finish_udp;
+use dnsxdp_common::{
+    DNS_HLEN,
+    bare_reply::{Kind, MAX_BARE_REPLY, answerable, flags, question_len},
+    checksum::finish_udp,
+};
 
 use crate::{
     bounds::forget,
     packet::{Packet, be16, load, set_be16, store},
-    parse::{DNS_HLEN, Frame, MAX_IPV4_HLEN, UDP_HLEN},
+    parse::{Frame, MAX_IPV4_HLEN, UDP_HLEN},
     sum::{fold, sum, udp_pseudo},
 };
 
-/// Longest legal wire name, and the most labels it can have.
-const MAX_NAME: usize = 255;
-const MAX_LABELS: usize = 128;
-/// Largest answer: header, longest name, type and class.
-const MAX_MESSAGE: usize = DNS_HLEN + MAX_NAME + 4;
 /// The longest run summed: the UDP header and the answer.
-const SUM_MAX: usize = UDP_HLEN + MAX_MESSAGE;
+const SUM_MAX: usize = UDP_HLEN + MAX_BARE_REPLY;
 const REPLY_TTL: u8 = 64;
-const RCODE_REFUSED: u8 = 5;
-
-pub enum Kind {
-    Refused,
-    Truncated,
-}
 
 /// Rewrites the query in `ctx` into the answer. False if it has no readable question (it may be
 /// partly rewritten then, and must be dropped).
@@ -51,18 +40,19 @@ fn build(ctx: &XdpContext, f: &Frame, kind: Kind) -> Option<()> {
     let udp = f.udp();
     let dns = udp + UDP_HLEN;
     let h = pkt.bytes::<DNS_HLEN>(dns)?;
-    // Never answer a response: that could start a loop.
-    if unsafe { *h.add(2) & 0x80 != 0 || be16(h, 4) != 1 } {
+    if unsafe { !answerable(*h.add(2), be16(h, 4)) } {
         return None;
     }
-    let msg_len = DNS_HLEN + question_len(&pkt, dns + DNS_HLEN)?;
+    let question = dns + DNS_HLEN;
+    let msg_len =
+        DNS_HLEN + question_len(|at| pkt.bytes::<1>(question + at).map(|p| unsafe { *p }))?;
     if msg_len > f.udp_len - UDP_HLEN {
         return None;
     }
     // One path per question length would be too many for the verifier.
     let [a, b] = forget((msg_len as u16).to_le_bytes())?;
     let msg_len = u16::from_le_bytes([a, b]) as usize;
-    if msg_len > MAX_MESSAGE {
+    if msg_len > MAX_BARE_REPLY {
         return None;
     }
     let frame_len = dns + msg_len;
@@ -108,14 +98,8 @@ fn build(ctx: &XdpContext, f: &Frame, kind: Kind) -> Option<()> {
         swap::<2>(u, 0, 2);
         set_be16(u, 4, udp_len as u16);
         store::<u16>(u, 6, 0);
-        let (flags, rest) = (*u.add(10), *u.add(11));
-        // QR; opcode and RD as asked; CD copied (RFC 6840 §5.9).
-        let (tc, ra, rcode) = match kind {
-            Kind::Refused => (0, 0, RCODE_REFUSED),
-            Kind::Truncated => (0x02, 0x80, 0),
-        };
-        *u.add(10) = 0x80 | (flags & 0x79) | tc;
-        *u.add(11) = ra | (rest & 0x10) | rcode;
+        let answer = flags(kind, [*u.add(10), *u.add(11)]);
+        store(u, 10, u16::from_ne_bytes(answer));
         // One question, no records.
         store::<u32>(u, 14, 0);
         store::<u16>(u, 18, 0);
@@ -124,28 +108,6 @@ fn build(ctx: &XdpContext, f: &Frame, kind: Kind) -> Option<()> {
     let udp_sum = addr_sum + pseudo + sum::<SUM_MAX>(&pkt, udp, udp_len)?;
     unsafe { store::<u16>(u, 6, finish_udp(fold(udp_sum) as u32)) };
     Some(())
-}
-
-/// Length of the question at `off`: an uncompressed name, type and class.
-#[inline(always)]
-fn question_len(pkt: &Packet, off: usize) -> Option<usize> {
-    let mut name_len = 0;
-    for _ in 0..MAX_LABELS {
-        let label = unsafe { *pkt.bytes::<1>(off + name_len)? } as usize;
-        name_len += 1;
-        if label == 0 {
-            return Some(name_len + 4);
-        }
-        // Compression pointers and reserved label types do not belong in a question.
-        if label > 63 {
-            return None;
-        }
-        name_len += label;
-        if name_len >= MAX_NAME {
-            return None;
-        }
-    }
-    None
 }
 
 /// Swaps the `N` bytes at `a` with those at `b`.

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use dnsxdp_common::{
-    COUNTER_COUNT, CacheEntry, CacheKey, MAX_NAME, ServedKey, XdpSettings,
+    COUNTER_COUNT, CacheEntry, CacheKey, MAX_CACHED_NAME, ServedKey, XdpSettings,
     acl::{AccessConfig, Bucket, MAX_ACL_RULES, RATE_ENTRIES, RateKey},
     hash::HashKey,
 };
@@ -86,7 +86,7 @@ pub static LAST_READING: PerCpuArray<clock::Reading> = PerCpuArray::with_max_ent
 
 /// The key of the name hash (`GLOBAL_HASH_KEY`), random at each load.
 #[unsafe(no_mangle)]
-pub static HASH_KEY: HashKey = [0; MAX_NAME / 8];
+pub static HASH_KEY: HashKey = [0; MAX_CACHED_NAME / 8];
 
 /// What to report (`GLOBAL_SETTINGS`).
 #[unsafe(no_mangle)]

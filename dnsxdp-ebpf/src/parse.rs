@@ -1,8 +1,8 @@
 //! Parsing the frame down to the DNS question, and deciding whether the cache may answer it.
 
 use dnsxdp_common::{
-    Counter, EDNS_UDP_SIZE, MAX_NAME, PLAIN_UDP_SIZE, QCLASS_IN, QTYPE_A, QTYPE_AAAA, QTYPE_OPT,
-    ServedKey,
+    Counter, DNS_HLEN, EDNS_UDP_SIZE, MAX_CACHED_NAME, PLAIN_UDP_SIZE, QCLASS_IN, QTYPE_A,
+    QTYPE_AAAA, QTYPE_OPT, ServedKey,
     checksum::{fold64, sum_le_word},
     hash::{HashKey, word_hash},
     name::{Label, label, lower_word, name_words},
@@ -37,7 +37,6 @@ const IP6_OFFSET: u16 = 0xfff8;
 pub const MAX_IPV4_HLEN: usize = 60;
 const IPPROTO_UDP: u8 = 17;
 pub const UDP_HLEN: usize = 8;
-pub const DNS_HLEN: usize = 12;
 /// Root owner, type, class, TTL and RDLENGTH of an OPT record.
 pub const OPT_HLEN: usize = 11;
 /// Options looked at in a query's OPT record; more go to the daemon.
@@ -279,7 +278,7 @@ fn martian_v6(hi: u64, lo: u64) -> bool {
 }
 
 /// The query name lower-cased, as words of `CacheEntry::name`.
-pub type NameWords = [u64; MAX_NAME / 8];
+pub type NameWords = [u64; MAX_CACHED_NAME / 8];
 
 /// A query the cache can answer, once its key is found. Everything else the answer needs is
 /// still in the packet: headers and question stay in place.
@@ -345,7 +344,7 @@ pub fn query(
     // the end of the name is checked against the message below, so bytes read from padding
     // never make a question. Labels take two bytes or more, so the loop reaches the root label
     // of every name that fits.
-    for _ in 0..MAX_NAME / 2 {
+    for _ in 0..MAX_CACHED_NAME / 2 {
         let p = pkt.bytes::<1>(name + at).ok_or(Counter::PassMalformed)?;
         match label(at, unsafe { *p }) {
             Label::Next(next) => at = next,
@@ -358,7 +357,7 @@ pub fn query(
         }
     }
     if name_len == 0 {
-        return Err(if name + MAX_NAME > end {
+        return Err(if name + MAX_CACHED_NAME > end {
             Counter::PassMalformed
         } else {
             Counter::PassUnsupported

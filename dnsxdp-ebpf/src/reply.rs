@@ -9,14 +9,14 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use dnsxdp_common::{
-    CacheEntry, MAX_NAME, MAX_RECORDS_LEN, MAX_TTLS,
+    CacheEntry, DNS_HLEN, MAX_CACHED_NAME, MAX_RECORDS_LEN, MAX_TTLS,
     checksum::{OPT_RECORD, OPT_RECORD_SUM, at_offset, finish_udp, fold, fold64, sum_u32},
 };
 
 use crate::{
     bounds::{opaque, whole_words},
     packet::{Packet, be32, load, set_be16, store},
-    parse::{DNS_HLEN, Frame, OPT_HLEN, Query, UDP_HLEN},
+    parse::{Frame, OPT_HLEN, Query, UDP_HLEN},
 };
 
 const IPPROTO_UDP: u32 = 17;
@@ -28,7 +28,7 @@ const MAX_IPV4_OPTION_WORDS: usize = 10;
 const MAX_HEAD_GROWTH: usize = 256;
 /// Longest headers and question: VLAN-tagged Ethernet, IPv4 with options, UDP, DNS header,
 /// longest name, type and class.
-const MAX_KEEP: usize = 18 + 60 + UDP_HLEN + DNS_HLEN + MAX_NAME + 4;
+const MAX_KEEP: usize = 18 + 60 + UDP_HLEN + DNS_HLEN + MAX_CACHED_NAME + 4;
 
 /// `OPT_RECORD` as the words it is stored in.
 const OPT_WORDS: (u64, u16, u8) = {
