@@ -12,12 +12,14 @@ use dnsxdp_common::{
     CacheEntry, Counter, EVENT_DENIED, EVENT_HIT, EVENT_LIMITED, EVENT_PREFETCH, Event, XdpSettings,
 };
 
+use network_types::udp::UdpHdr;
+
 use crate::{
     bounds::opaque,
     clock,
     counters::count,
     maps::{EVENTS, SECURITY_BUDGET, SETTINGS},
-    packet::{Packet, load},
+    packet::Packet,
     parse::{Frame, NameWords},
 };
 
@@ -98,8 +100,8 @@ fn report(
 fn endpoint(ctx: &XdpContext, f: &Frame, dst: bool) -> Option<([u32; 4], u16)> {
     let pkt = Packet::new(ctx);
     let addr = f.address(&pkt, dst)?;
-    let udp = pkt.bytes::<4>(f.udp())?;
-    let port = u16::from_be(unsafe { load::<u16>(udp, if dst { 2 } else { 0 }) });
+    let udp = unsafe { &*pkt.header::<UdpHdr>(f.udp())? };
+    let port = if dst { udp.dst_port() } else { udp.src_port() };
     Some((addr, port))
 }
 

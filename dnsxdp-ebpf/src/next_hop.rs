@@ -14,6 +14,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
+use network_types::{eth::EthHdr, ip::IpProto};
+
 use crate::{
     maps::{LOOKUP, NEXT_HOP_MEMO},
     packet::{Packet, load},
@@ -24,7 +26,6 @@ use crate::{
 const BPF_FIB_LOOKUP_OUTPUT: u32 = 1 << 1;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
-const IPPROTO_UDP: u8 = 17;
 
 /// The kernel's `struct bpf_fib_lookup`, without its unions.
 #[repr(C)]
@@ -82,8 +83,9 @@ pub fn reply_goes_to_sender(ctx: &XdpContext, pkt: &Packet, f: &Frame) -> bool {
 #[inline(always)]
 fn memoized(ctx: &XdpContext, pkt: &Packet, f: &Frame) -> Option<bool> {
     let client = f.address(pkt, false)?;
-    let eth = pkt.bytes::<14>(0)?;
-    let (mac_hi, mac_lo) = unsafe { (load::<u32>(eth, 6), load::<u16>(eth, 10) as u32) };
+    let eth = pkt.header::<EthHdr>(0)?;
+    let mac = unsafe { (&raw const (*eth).src_addr).cast::<u8>() };
+    let (mac_hi, mac_lo) = unsafe { (load::<u32>(mac, 0), load::<u16>(mac, 4) as u32) };
     let now = unsafe { bpf_jiffies64() };
     // Fibonacci hashing of the client.
     let words = client[0] ^ client[1] ^ client[2] ^ client[3];
@@ -119,7 +121,7 @@ fn look_up(
     let l = unsafe { &mut *LOOKUP.get_ptr_mut(0)? };
     // Field by field: a struct literal would be built on the stack first.
     l.family = if f.v6 { AF_INET6 } else { AF_INET };
-    l.l4_protocol = IPPROTO_UDP;
+    l.l4_protocol = IpProto::Udp as u8;
     l.sport = 0;
     l.dport = 0;
     l.tot_len = 0;
