@@ -267,6 +267,9 @@ pub struct XdpSettings {
     /// Non-zero: answer only when the route to the client leads back to the frame's
     /// Ethernet source (`bpf_fib_lookup`), as the stack's reply would.
     pub check_next_hop: u32,
+    /// Non-zero: log, at debug level through aya-log, why a query to us was passed or dropped.
+    pub debug_log: u32,
+    pub _pad: u32,
 }
 
 impl XdpSettings {
@@ -277,6 +280,8 @@ impl XdpSettings {
         security_per_sec: 0,
         local_senders: 0,
         check_next_hop: 0,
+        debug_log: 0,
+        _pad: 0,
     };
 }
 

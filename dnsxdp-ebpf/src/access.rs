@@ -40,6 +40,18 @@ impl Verdict {
     pub fn stopped_by(&self) -> u32 {
         (self.0 >> 32) as u32
     }
+
+    /// `stopped_by` as the `Counter` it is.
+    #[inline(always)]
+    pub fn reason(&self) -> Option<Counter> {
+        let stopped = [
+            Counter::DeniedDropped,
+            Counter::DeniedRefused,
+            Counter::LimitedDropped,
+            Counter::LimitedSlipped,
+        ];
+        stopped.into_iter().find(|&c| c as u32 == self.stopped_by())
+    }
 }
 
 /// The verdict on a query.

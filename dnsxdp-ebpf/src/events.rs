@@ -97,7 +97,7 @@ fn report(
 
 /// The source or destination (`dst`) address (16-byte form, as words) and port of the frame.
 #[inline(always)]
-fn endpoint(ctx: &XdpContext, f: &Frame, dst: bool) -> Option<([u32; 4], u16)> {
+pub fn endpoint(ctx: &XdpContext, f: &Frame, dst: bool) -> Option<([u32; 4], u16)> {
     let pkt = Packet::new(ctx);
     let addr = f.address(&pkt, dst)?;
     let udp = unsafe { &*pkt.header::<UdpHdr>(f.udp())? };

@@ -17,7 +17,7 @@ use crate::{
     cli::RunArgs,
     config::Config,
     control::{ControlSocket, State},
-    duration, ethtool, events,
+    duration, ethtool, events, kernel_log,
     local_addrs::if_index,
     metrics,
     querylog::QueryLog,
@@ -54,6 +54,8 @@ fn xdp_settings(config: &Config) -> XdpSettings {
         },
         // More than the log writes, so that its summary line shows when a flood was cut short.
         security_per_sec: 2 * security::LINES_PER_SEC,
+        debug_log: u32::from(kernel_log::wanted(config.log_level)),
+        ..XdpSettings::OFF
     }
 }
 

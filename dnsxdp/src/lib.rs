@@ -16,6 +16,7 @@ pub mod ethtool;
 pub mod events;
 pub mod flight;
 pub mod kernel_cache;
+pub mod kernel_log;
 pub mod link;
 pub mod local_addrs;
 pub mod metrics;

@@ -27,7 +27,7 @@ use crate::{
     clock,
     config::TtlPolicy,
     kernel_cache::{Fill, KernelCache},
-    link,
+    kernel_log, link,
     local_addrs::{if_index, local_addrs_by_iface},
     pin, stacked,
 };
@@ -157,6 +157,9 @@ pub fn attach(
     let counters = PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?;
     let served = Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?);
     let tables = KernelTables::take(&mut ebpf)?;
+    if opts.settings.debug_log != 0 {
+        kernel_log::forward(&mut ebpf);
+    }
     let program: &mut XdpProgram = ebpf
         .program_mut(PROG_CACHE)
         .ok_or_else(|| anyhow!("the eBPF object has no {PROG_CACHE} program"))?
