@@ -1,5 +1,6 @@
 //! Every map of the program, and the globals its loader sets. The daemon finds them by name
 //! (`MAP_*` and `GLOBAL_*` in dnsxdp-common); the modules that use them import them from here.
+//! One more, `AYA_LOGS`, is aya-log-ebpf's own: the ring buffer of the `debug_log` lines.
 
 use aya_ebpf::{
     macros::map,
