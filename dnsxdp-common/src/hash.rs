@@ -12,10 +12,10 @@
 //! One multiplication per word: a fraction of what SipHash costs in BPF, which has no rotate
 //! instruction.
 
-use crate::MAX_NAME;
+use crate::MAX_CACHED_NAME;
 
 /// One key word per word of the longest name.
-pub type HashKey = [u64; MAX_NAME / 8];
+pub type HashKey = [u64; MAX_CACHED_NAME / 8];
 
 /// What word `i` of a name, `word`, adds to its hash.
 #[inline(always)]

@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod acl;
+pub mod bare_reply;
 pub mod checksum;
 pub mod entry;
 pub mod hash;

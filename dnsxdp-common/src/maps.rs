@@ -2,9 +2,13 @@
 
 use bytemuck::{Pod, Zeroable};
 
+/// Longest legal name in wire format, root label included (RFC 1035 §3.1).
+pub const MAX_WIRE_NAME: usize = 255;
 /// Longest query name (wire format, root label included) the XDP cache serves. Longer, still
 /// legal, names are answered by the daemon.
-pub const MAX_NAME: usize = 128;
+pub const MAX_CACHED_NAME: usize = 128;
+/// The DNS header.
+pub const DNS_HLEN: usize = 12;
 /// Bytes of answer and authority records one kernel cache entry holds.
 pub const MAX_RECORDS_LEN: usize = 512;
 /// Records per entry whose TTL the XDP program rewrites.
@@ -23,6 +27,7 @@ pub const QCLASS_IN: u16 = 1;
 
 pub const RCODE_NOERROR: u8 = 0;
 pub const RCODE_NXDOMAIN: u8 = 3;
+pub const RCODE_REFUSED: u8 = 5;
 
 /// Names of the maps and programs in the eBPF object.
 pub const MAP_CACHE: &str = "CACHE";
@@ -108,7 +113,7 @@ pub struct CacheEntry {
     pub ttl_offsets: [u16; MAX_TTLS],
     /// The question's name lower-cased in wire format and zero padded, as in `QuestionKey`:
     /// only a query for this name is answered from the entry, whatever its key's hash says.
-    pub name: [u8; MAX_NAME],
+    pub name: [u8; MAX_CACHED_NAME],
     pub records: [u8; MAX_RECORDS_LEN],
 }
 
@@ -160,122 +165,87 @@ impl ServedKey {
     }
 }
 
-/// Indices into the per-CPU `COUNTERS` array.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
-    /// UDP packets to a served address and port.
-    Packets = 0,
-    /// Answered from the cache with XDP_TX.
-    Hits,
-    /// Cacheable query with no entry.
-    Misses,
-    /// Cacheable query whose entry has expired.
-    Expired,
-    /// Passed: a response, or an opcode other than QUERY.
-    PassNotQuery,
-    /// Passed: a type, class or name the cache does not serve.
-    PassUnsupported,
-    /// Passed: DO bit, EDNS options or an EDNS version the cache does not handle.
-    PassEdns,
-    /// Passed: the answer is larger than the client can take.
-    PassTooBig,
-    /// Passed: truncated or ill-formed.
-    PassMalformed,
-    /// Dropped: the client is denied.
-    DeniedDropped,
-    /// Answered REFUSED: the client is denied.
-    DeniedRefused,
-    /// Dropped: the client is over its rate limit.
-    LimitedDropped,
-    /// Answered with TC=1 (a slip): the client is over its rate limit.
-    LimitedSlipped,
-    /// A report for the daemon (a prefetch request, a logged hit, a security event) lost
-    /// because the ring buffer was full.
-    EventsLost,
-    /// Dropped: sent from a port no answer may go to (`ports::reflective_port`).
-    DroppedSourcePort,
-    /// Passed: from a source the stack drops (unspecified, loopback, multicast, broadcast,
-    /// class E, IPv4-mapped) or to a group MAC address; an answer would go where no client is.
-    PassMartian,
-    /// Passed: a bad IPv4 header or UDP checksum, which the stack drops.
-    PassChecksum,
-    /// Passed once the ACL and the rate limit let it: the first fragment of a datagram, which
-    /// the stack reassembles for the daemon.
-    PassFragment,
-    /// Passed once the ACL and the rate limit let it: IPv6 with extension headers.
-    PassExtensionHeaders,
-    /// Dropped: an IPv6 chain of more extension headers than the program follows, behind which
-    /// a query would escape the rate limit.
-    DroppedHeaderChain,
-    /// Dropped after the answer was made: the entry it was copied from changed meanwhile (an
-    /// LRU element is reused as soon as an update replaces it). The client asks again.
-    DroppedEntryChanged,
-    /// Passed once the ACL and the rate limit let it: untagged, to an address on a VLAN, so
-    /// the NIC took its tag off (VLAN offload) and an answer from XDP would go out untagged.
-    PassVlanOffload,
-    /// Passed: the route to the client does not lead back to the frame's Ethernet source
-    /// (another host's address, or a neighbour not yet resolved); the stack answers.
-    PassNextHop,
+/// Declares `Counter`, `COUNTER_COUNT`, `Counter::ALL` and `Counter::name` from one list, so
+/// that they cannot disagree. A counter's place in the list is its index in `COUNTERS`, which
+/// the daemon reads and a pinned program keeps writing: new ones go at the end.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// Indices into the per-CPU `COUNTERS` array.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Counter {
+            $($(#[$doc])* $variant,)*
+        }
+
+        pub const COUNTER_COUNT: u32 = Counter::ALL.len() as u32;
+
+        impl Counter {
+            pub const ALL: [Counter; [$(Counter::$variant),*].len()] = [$(Counter::$variant),*];
+
+            /// Name used in `dnsxdp stats`.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-pub const COUNTER_COUNT: u32 = 23;
-
-impl Counter {
-    pub const ALL: [Counter; COUNTER_COUNT as usize] = [
-        Counter::Packets,
-        Counter::Hits,
-        Counter::Misses,
-        Counter::Expired,
-        Counter::PassNotQuery,
-        Counter::PassUnsupported,
-        Counter::PassEdns,
-        Counter::PassTooBig,
-        Counter::PassMalformed,
-        Counter::DeniedDropped,
-        Counter::DeniedRefused,
-        Counter::LimitedDropped,
-        Counter::LimitedSlipped,
-        Counter::EventsLost,
-        Counter::DroppedSourcePort,
-        Counter::PassMartian,
-        Counter::PassChecksum,
-        Counter::PassFragment,
-        Counter::PassExtensionHeaders,
-        Counter::DroppedHeaderChain,
-        Counter::DroppedEntryChanged,
-        Counter::PassVlanOffload,
-        Counter::PassNextHop,
-    ];
-
-    /// Name used in `dnsxdp stats`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Counter::Packets => "packets",
-            Counter::Hits => "hits",
-            Counter::Misses => "misses",
-            Counter::Expired => "expired",
-            Counter::PassNotQuery => "pass_not_query",
-            Counter::PassUnsupported => "pass_unsupported",
-            Counter::PassEdns => "pass_edns",
-            Counter::PassTooBig => "pass_too_big",
-            Counter::PassMalformed => "pass_malformed",
-            Counter::DeniedDropped => "denied_dropped",
-            Counter::DeniedRefused => "denied_refused",
-            Counter::LimitedDropped => "limited_dropped",
-            Counter::LimitedSlipped => "limited_slipped",
-            Counter::EventsLost => "events_lost",
-            Counter::DroppedSourcePort => "dropped_source_port",
-            Counter::PassMartian => "pass_martian",
-            Counter::PassChecksum => "pass_checksum",
-            Counter::PassFragment => "pass_fragment",
-            Counter::PassExtensionHeaders => "pass_extension_headers",
-            Counter::DroppedHeaderChain => "dropped_header_chain",
-            Counter::DroppedEntryChanged => "dropped_entry_changed",
-            Counter::PassVlanOffload => "pass_vlan_offload",
-            Counter::PassNextHop => "pass_next_hop",
-        }
-    }
+counters! {
+    /// UDP packets to a served address and port.
+    Packets => "packets",
+    /// Answered from the cache with XDP_TX.
+    Hits => "hits",
+    /// Cacheable query with no entry.
+    Misses => "misses",
+    /// Cacheable query whose entry has expired.
+    Expired => "expired",
+    /// Passed: a response, or an opcode other than QUERY.
+    PassNotQuery => "pass_not_query",
+    /// Passed: a type, class or name the cache does not serve.
+    PassUnsupported => "pass_unsupported",
+    /// Passed: DO bit, EDNS options or an EDNS version the cache does not handle.
+    PassEdns => "pass_edns",
+    /// Passed: the answer is larger than the client can take.
+    PassTooBig => "pass_too_big",
+    /// Passed: truncated or ill-formed.
+    PassMalformed => "pass_malformed",
+    /// Dropped: the client is denied.
+    DeniedDropped => "denied_dropped",
+    /// Answered REFUSED: the client is denied.
+    DeniedRefused => "denied_refused",
+    /// Dropped: the client is over its rate limit.
+    LimitedDropped => "limited_dropped",
+    /// Answered with TC=1 (a slip): the client is over its rate limit.
+    LimitedSlipped => "limited_slipped",
+    /// A report for the daemon (a prefetch request, a logged hit, a security event) lost
+    /// because the ring buffer was full.
+    EventsLost => "events_lost",
+    /// Dropped: sent from a port no answer may go to (`ports::reflective_port`).
+    DroppedSourcePort => "dropped_source_port",
+    /// Passed: from a source the stack drops (unspecified, loopback, multicast, broadcast,
+    /// class E, IPv4-mapped) or to a group MAC address; an answer would go where no client is.
+    PassMartian => "pass_martian",
+    /// Passed: a bad IPv4 header or UDP checksum, which the stack drops.
+    PassChecksum => "pass_checksum",
+    /// Passed once the ACL and the rate limit let it: the first fragment of a datagram, which
+    /// the stack reassembles for the daemon.
+    PassFragment => "pass_fragment",
+    /// Passed once the ACL and the rate limit let it: IPv6 with extension headers.
+    PassExtensionHeaders => "pass_extension_headers",
+    /// Dropped: an IPv6 chain of more extension headers than the program follows, behind which
+    /// a query would escape the rate limit.
+    DroppedHeaderChain => "dropped_header_chain",
+    /// Dropped after the answer was made: the entry it was copied from changed meanwhile (an
+    /// LRU element is reused as soon as an update replaces it). The client asks again.
+    DroppedEntryChanged => "dropped_entry_changed",
+    /// Passed once the ACL and the rate limit let it: untagged, to an address on a VLAN, so
+    /// the NIC took its tag off (VLAN offload) and an answer from XDP would go out untagged.
+    PassVlanOffload => "pass_vlan_offload",
+    /// Passed: the route to the client does not lead back to the frame's Ethernet source
+    /// (another host's address, or a neighbour not yet resolved); the stack answers.
+    PassNextHop => "pass_next_hop",
 }
 
 /// Settings the daemon gives the XDP program when it loads it (`GLOBAL_SETTINGS`).
@@ -297,6 +267,9 @@ pub struct XdpSettings {
     /// Non-zero: answer only when the route to the client leads back to the frame's
     /// Ethernet source (`bpf_fib_lookup`), as the stack's reply would.
     pub check_next_hop: u32,
+    /// Non-zero: log, at debug level through aya-log, why a query to us was passed or dropped.
+    pub debug_log: u32,
+    pub _pad: u32,
 }
 
 impl XdpSettings {
@@ -307,6 +280,8 @@ impl XdpSettings {
         security_per_sec: 0,
         local_senders: 0,
         check_next_hop: 0,
+        debug_log: 0,
+        _pad: 0,
     };
 }
 
@@ -330,7 +305,7 @@ pub struct Event {
     /// The client's address, IPv4 ones mapped (`::ffff:a.b.c.d`).
     pub client: [u8; 16],
     /// The question's name as in `CacheEntry::name`.
-    pub name: [u8; MAX_NAME],
+    pub name: [u8; MAX_CACHED_NAME],
     pub qtype: u16,
     pub name_len: u16,
     /// The client's UDP port, host byte order.
@@ -351,4 +326,27 @@ mod user {
     unsafe impl aya::Pod for super::CacheEntry {}
     unsafe impl aya::Pod for super::ServedKey {}
     unsafe impl aya::Pod for super::XdpSettings {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_indexed_in_list_order() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{}", c.name());
+        }
+        assert_eq!(COUNTER_COUNT as usize, Counter::ALL.len());
+        // Appended last: the indices a running program writes have not moved.
+        assert_eq!(Counter::PassNextHop as u32, 22);
+        assert_eq!(Counter::PassNextHop.name(), "pass_next_hop");
+    }
+
+    #[test]
+    fn counter_names_are_distinct() {
+        for (i, a) in Counter::ALL.iter().enumerate() {
+            assert!(Counter::ALL[..i].iter().all(|b| b.name() != a.name()));
+        }
+    }
 }

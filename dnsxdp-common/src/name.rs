@@ -1,7 +1,7 @@
 //! Query names: validation, lower-casing, and the cache key of a question.
 
 use crate::{
-    CacheEntry, CacheKey, MAX_NAME,
+    CacheEntry, CacheKey, MAX_CACHED_NAME,
     hash::{HashKey, name_hash},
 };
 
@@ -35,7 +35,7 @@ pub enum Label {
     End(usize),
     /// A compression pointer or a reserved label type: not a plain name.
     Invalid,
-    /// The name does not fit in `MAX_NAME` bytes.
+    /// The name does not fit in the bytes allowed.
     TooLong,
 }
 
@@ -43,6 +43,12 @@ pub enum Label {
 /// label starts. Both sides walk names with it, so they agree on which ones the cache takes.
 #[inline(always)]
 pub const fn label(at: usize, len: u8) -> Label {
+    label_within(at, len, MAX_CACHED_NAME)
+}
+
+/// `label` for names of at most `max` bytes.
+#[inline(always)]
+pub const fn label_within(at: usize, len: u8, max: usize) -> Label {
     if len == 0 {
         return Label::End(at + 1);
     }
@@ -51,7 +57,7 @@ pub const fn label(at: usize, len: u8) -> Label {
     }
     let next = at + 1 + len as usize;
     // The root label needs a byte too.
-    if next >= MAX_NAME {
+    if next >= max {
         Label::TooLong
     } else {
         Label::Next(next)
@@ -72,7 +78,7 @@ pub struct QuestionKey {
     pub qtype: u16,
     /// Length of the wire name in `name`, root label included.
     pub name_len: u16,
-    pub name: [u8; MAX_NAME],
+    pub name: [u8; MAX_CACHED_NAME],
 }
 
 impl QuestionKey {
@@ -87,7 +93,7 @@ impl QuestionKey {
 
     /// The wire name (lower-cased, root label included).
     pub fn wire_name(&self) -> &[u8] {
-        &self.name[..(self.name_len as usize).min(MAX_NAME)]
+        &self.name[..(self.name_len as usize).min(MAX_CACHED_NAME)]
     }
 
     /// The `CACHE` key of the question under the program's hash key.
@@ -111,7 +117,7 @@ pub enum QuestionError {
     Truncated,
     /// QDCOUNT is not 1, or the name is compressed or uses a reserved label type.
     Malformed,
-    /// The name is longer than `MAX_NAME`.
+    /// The name is longer than `MAX_CACHED_NAME`.
     TooLong,
 }
 
@@ -148,7 +154,7 @@ pub fn parse_question(msg: &[u8]) -> Result<Question, QuestionError> {
     let mut key = QuestionKey {
         qtype: 0,
         name_len: name_len as u16,
-        name: [0; MAX_NAME],
+        name: [0; MAX_CACHED_NAME],
     };
     for (to, &b) in key.name.iter_mut().zip(&msg[12..12 + name_len]) {
         *to = lower(b);
@@ -242,11 +248,11 @@ mod tests {
     fn longest_name_fits_and_one_more_byte_does_not() {
         let mut m = [0u8; 160];
         m[5] = 1;
-        // Labels of 63 and 62 bytes and the root: MAX_NAME bytes.
+        // Labels of 63 and 62 bytes and the root: MAX_CACHED_NAME bytes.
         m[12] = 63;
         m[12 + 64] = 62;
         let q = parse_question(&m).unwrap();
-        assert_eq!(q.key.name_len as usize, MAX_NAME);
+        assert_eq!(q.key.name_len as usize, MAX_CACHED_NAME);
         m[12 + 64] = 63;
         assert_eq!(parse_question(&m).unwrap_err(), QuestionError::TooLong);
     }

@@ -2,34 +2,21 @@
 
 use core::ptr::write_volatile;
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    macros::map,
-    maps::{Array, LpmTrie, lpm_trie::Key},
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, maps::lpm_trie::Key, programs::XdpContext};
 use dnsxdp_common::{
     Counter,
-    acl::{ACL_ALLOW, ACL_EXEMPT, AccessConfig, DENY_REFUSE, MAX_ACL_RULES},
+    acl::{ACL_ALLOW, ACL_EXEMPT, DENY_REFUSE},
+    bare_reply::Kind,
 };
 
 use crate::{
-    bare_reply::{self, Kind},
+    bare_reply,
     counters::count,
+    maps::{ACCESS, ACL},
     packet::Packet,
     parse::Frame,
     ratelimit::{self, Limit},
 };
-
-/// Allow/deny and rate-limit exemption by client prefix (`ACL_*` bits). An address no rule
-/// covers is allowed, so a program nobody configured serves everyone; the daemon always writes
-/// rules for `0.0.0.0/0` and `::/0`.
-#[map]
-static ACL: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(MAX_ACL_RULES, 0);
-
-/// The daemon's settings: rate limit and what denied queries get.
-#[map]
-static ACCESS: Array<AccessConfig> = Array::with_max_entries(1, 0);
 
 /// An LPM trie key on the stack: prefix length, then the address.
 #[repr(C, align(8))]
@@ -52,6 +39,18 @@ impl Verdict {
     #[inline(always)]
     pub fn stopped_by(&self) -> u32 {
         (self.0 >> 32) as u32
+    }
+
+    /// `stopped_by` as the `Counter` it is.
+    #[inline(always)]
+    pub fn reason(&self) -> Option<Counter> {
+        let stopped = [
+            Counter::DeniedDropped,
+            Counter::DeniedRefused,
+            Counter::LimitedDropped,
+            Counter::LimitedSlipped,
+        ];
+        stopped.into_iter().find(|&c| c as u32 == self.stopped_by())
     }
 }
 

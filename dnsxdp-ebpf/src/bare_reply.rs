@@ -1,34 +1,30 @@
-//! Answers made of the query's own header and question and nothing else: REFUSED for a denied
-//! client, and TC=1 for a rate-limited one whose query slips, so a real client retries over TCP.
-//!
-//! The question is echoed so stub resolvers match the answer to their query (glibc ignores one
-//! whose question differs); whatever followed it, an OPT record included, is cut off. A query
-//! whose question cannot be found is not answered.
+//! Answers made of the query's own header and question, made in place by the rules of
+//! `dnsxdp_common::bare_reply`: REFUSED for a denied client, TC=1 for a slipped one.
+
+use core::mem::offset_of;
 
 use aya_ebpf::{helpers::generated::bpf_xdp_adjust_tail, programs::XdpContext};
-use dnsxdp_common::checksum::finish_udp;
+use dnsxdp_common::{
+    DNS_HLEN,
+    bare_reply::{Kind, MAX_BARE_REPLY, answerable, flags, question_len},
+    checksum::finish_udp,
+};
+
+use network_types::{
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    udp::UdpHdr,
+};
 
 use crate::{
     bounds::forget,
-    packet::{Packet, be16, load, set_be16, store},
-    parse::{DNS_HLEN, Frame, MAX_IPV4_HLEN, UDP_HLEN},
+    packet::{Packet, be16, store, swap},
+    parse::{Frame, MAX_IPV4_HLEN},
+    reply::{REPLY_TTL, swap_macs},
     sum::{fold, sum, udp_pseudo},
 };
 
-/// Longest legal wire name, and the most labels it can have.
-const MAX_NAME: usize = 255;
-const MAX_LABELS: usize = 128;
-/// Largest answer: header, longest name, type and class.
-const MAX_MESSAGE: usize = DNS_HLEN + MAX_NAME + 4;
 /// The longest run summed: the UDP header and the answer.
-const SUM_MAX: usize = UDP_HLEN + MAX_MESSAGE;
-const REPLY_TTL: u8 = 64;
-const RCODE_REFUSED: u8 = 5;
-
-pub enum Kind {
-    Refused,
-    Truncated,
-}
+const SUM_MAX: usize = UdpHdr::LEN + MAX_BARE_REPLY;
 
 /// Rewrites the query in `ctx` into the answer. False if it has no readable question (it may be
 /// partly rewritten then, and must be dropped).
@@ -41,28 +37,29 @@ pub fn send(ctx: &XdpContext, f: &Frame, kind: Kind) -> bool {
 fn build(ctx: &XdpContext, f: &Frame, kind: Kind) -> Option<()> {
     let pkt = Packet::new(ctx);
     // Lengths from the IP and UDP headers, checked as the parser does.
-    if f.ip_len < f.ip_hlen + UDP_HLEN
+    if f.ip_len < f.ip_hlen + UdpHdr::LEN
         || f.l3 + f.ip_len > pkt.len()
-        || f.udp_len < UDP_HLEN + DNS_HLEN
+        || f.udp_len < UdpHdr::LEN + DNS_HLEN
         || f.udp_len > f.ip_len - f.ip_hlen
     {
         return None;
     }
     let udp = f.udp();
-    let dns = udp + UDP_HLEN;
+    let dns = udp + UdpHdr::LEN;
     let h = pkt.bytes::<DNS_HLEN>(dns)?;
-    // Never answer a response: that could start a loop.
-    if unsafe { *h.add(2) & 0x80 != 0 || be16(h, 4) != 1 } {
+    if unsafe { !answerable(*h.add(2), be16(h, 4)) } {
         return None;
     }
-    let msg_len = DNS_HLEN + question_len(&pkt, dns + DNS_HLEN)?;
-    if msg_len > f.udp_len - UDP_HLEN {
+    let question = dns + DNS_HLEN;
+    let msg_len =
+        DNS_HLEN + question_len(|at| pkt.bytes::<1>(question + at).map(|p| unsafe { *p }))?;
+    if msg_len > f.udp_len - UdpHdr::LEN {
         return None;
     }
     // One path per question length would be too many for the verifier.
     let [a, b] = forget((msg_len as u16).to_le_bytes())?;
     let msg_len = u16::from_le_bytes([a, b]) as usize;
-    if msg_len > MAX_MESSAGE {
+    if msg_len > MAX_BARE_REPLY {
         return None;
     }
     let frame_len = dns + msg_len;
@@ -72,99 +69,45 @@ fn build(ctx: &XdpContext, f: &Frame, kind: Kind) -> Option<()> {
     }
 
     let pkt = Packet::new(ctx);
-    let eth = pkt.bytes::<12>(0)?;
-    unsafe {
-        let (d0, d1) = (load::<u32>(eth, 0), load::<u16>(eth, 4));
-        store(eth, 0, load::<u32>(eth, 6));
-        store(eth, 4, load::<u16>(eth, 10));
-        store(eth, 6, d0);
-        store(eth, 10, d1);
-    }
-    let udp_len = UDP_HLEN + msg_len;
+    swap_macs(&pkt)?;
+    let udp_len = UdpHdr::LEN + msg_len;
     // Checksums are summed in host byte order (RFC 1071 §2(B)) and stored as they come out.
     let addr_sum = if f.v6 {
-        let ip = pkt.bytes::<40>(f.l3)?;
-        swap::<16>(ip, 8, 24);
+        let ip = pkt.header::<Ipv6Hdr>(f.l3)?;
         unsafe {
-            set_be16(ip, 4, udp_len as u16);
-            *ip.add(7) = REPLY_TTL;
+            swap(&raw mut (*ip).src_addr, &raw mut (*ip).dst_addr);
+            (*ip).set_payload_len(udp_len as u16);
+            (*ip).hop_limit = REPLY_TTL;
         }
-        sum::<SUM_MAX>(&pkt, f.l3 + 8, 32)?
+        sum::<SUM_MAX>(&pkt, f.l3 + offset_of!(Ipv6Hdr, src_addr), 32)?
     } else {
-        let ip = pkt.bytes::<20>(f.l3)?;
-        swap::<4>(ip, 12, 16);
+        let ip = pkt.header::<Ipv4Hdr>(f.l3)?;
         unsafe {
-            set_be16(ip, 2, (frame_len - f.l3) as u16);
-            *ip.add(8) = REPLY_TTL;
-            store::<u16>(ip, 10, 0);
+            swap(&raw mut (*ip).src_addr, &raw mut (*ip).dst_addr);
+            (*ip).set_tot_len((frame_len - f.l3) as u16);
+            (*ip).ttl = REPLY_TTL;
+            (*ip).check = [0; 2];
         }
         let ip_sum = sum::<SUM_MAX>(&pkt, f.l3, f.ip_hlen.min(MAX_IPV4_HLEN))?;
-        unsafe { store::<u16>(ip, 10, !fold(ip_sum)) };
-        sum::<SUM_MAX>(&pkt, f.l3 + 12, 8)?
+        unsafe { (*ip).check = (!fold(ip_sum)).to_ne_bytes() };
+        sum::<SUM_MAX>(&pkt, f.l3 + offset_of!(Ipv4Hdr, src_addr), 8)?
     };
 
-    let u = pkt.bytes::<{ UDP_HLEN + DNS_HLEN }>(udp)?;
+    let u = pkt.bytes::<{ UdpHdr::LEN + DNS_HLEN }>(udp)?;
+    let h = u.cast::<UdpHdr>();
     unsafe {
-        swap::<2>(u, 0, 2);
-        set_be16(u, 4, udp_len as u16);
-        store::<u16>(u, 6, 0);
-        let (flags, rest) = (*u.add(10), *u.add(11));
-        // QR; opcode and RD as asked; CD copied (RFC 6840 §5.9).
-        let (tc, ra, rcode) = match kind {
-            Kind::Refused => (0, 0, RCODE_REFUSED),
-            Kind::Truncated => (0x02, 0x80, 0),
-        };
-        *u.add(10) = 0x80 | (flags & 0x79) | tc;
-        *u.add(11) = ra | (rest & 0x10) | rcode;
+        swap(&raw mut (*h).src, &raw mut (*h).dst);
+        (*h).set_len(udp_len as u16);
+        (*h).check = [0; 2];
+        let dns = u.add(UdpHdr::LEN);
+        let answer = flags(kind, [*dns.add(2), *dns.add(3)]);
+        store(dns, 2, u16::from_ne_bytes(answer));
         // One question, no records.
-        store::<u32>(u, 14, 0);
-        store::<u16>(u, 18, 0);
+        store::<u32>(dns, 6, 0);
+        store::<u16>(dns, 10, 0);
     }
     let pseudo = udp_pseudo(udp_len);
     let udp_sum = addr_sum + pseudo + sum::<SUM_MAX>(&pkt, udp, udp_len)?;
-    unsafe { store::<u16>(u, 6, finish_udp(fold(udp_sum) as u32)) };
+    unsafe { (*h).check = finish_udp(fold(udp_sum) as u32).to_ne_bytes() };
     Some(())
-}
-
-/// Length of the question at `off`: an uncompressed name, type and class.
-#[inline(always)]
-fn question_len(pkt: &Packet, off: usize) -> Option<usize> {
-    let mut name_len = 0;
-    for _ in 0..MAX_LABELS {
-        let label = unsafe { *pkt.bytes::<1>(off + name_len)? } as usize;
-        name_len += 1;
-        if label == 0 {
-            return Some(name_len + 4);
-        }
-        // Compression pointers and reserved label types do not belong in a question.
-        if label > 63 {
-            return None;
-        }
-        name_len += label;
-        if name_len >= MAX_NAME {
-            return None;
-        }
-    }
-    None
-}
-
-/// Swaps the `N` bytes at `a` with those at `b`.
-#[inline(always)]
-fn swap<const N: usize>(p: *mut u8, a: usize, b: usize) {
-    let mut i = 0;
-    while i < N {
-        unsafe {
-            if N - i >= 4 {
-                let (x, y) = (load::<u32>(p, a + i), load::<u32>(p, b + i));
-                store(p, a + i, y);
-                store(p, b + i, x);
-                i += 4;
-            } else {
-                let (x, y) = (load::<u16>(p, a + i), load::<u16>(p, b + i));
-                store(p, a + i, y);
-                store(p, b + i, x);
-                i += 2;
-            }
-        }
-    }
 }

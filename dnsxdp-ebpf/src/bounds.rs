@@ -11,11 +11,7 @@ use core::{
     ptr::{read_volatile, write_volatile},
 };
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
-
-/// One word of per-CPU memory to round-trip values through.
-#[map]
-static SCRATCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+use crate::maps::SCRATCH;
 
 /// Returns `bytes` unchanged, as far as the verifier can tell only known to be in 0..=255:
 /// it does not track what map memory holds. The store and load stay next to each other on one

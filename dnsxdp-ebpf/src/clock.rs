@@ -1,21 +1,15 @@
 //! The clock entries expire by: CLOCK_MONOTONIC_COARSE, read once per tick and CPU.
 
-use aya_ebpf::{
-    helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
-    macros::map,
-    maps::PerCpuArray,
-};
+use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 
-/// A reading of the coarse clock and the tick it was taken in.
+use crate::maps::LAST_READING;
+
+/// A reading of the coarse clock and the tick it was taken in, kept per CPU.
 #[repr(C)]
-struct Reading {
+pub struct Reading {
     jiffies: u64,
     ns: u64,
 }
-
-/// Per CPU, the latest reading.
-#[map]
-static LAST_READING: PerCpuArray<Reading> = PerCpuArray::with_max_entries(1, 0);
 
 /// CLOCK_MONOTONIC_COARSE in ns, as of this tick. The coarse clock only moves when the tick
 /// updates timekeeping, right after it advances jiffies, which the verifier inlines as a load:

@@ -1,10 +1,8 @@
 //! The per-CPU statistics the daemon sums up.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
-use dnsxdp_common::{COUNTER_COUNT, Counter};
+use dnsxdp_common::Counter;
 
-#[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+use crate::maps::COUNTERS;
 
 #[inline(always)]
 pub fn count(counter: Counter) {

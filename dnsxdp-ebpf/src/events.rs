@@ -6,36 +6,22 @@
 use core::ptr::{addr_of_mut, read_volatile};
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::generated::bpf_get_prandom_u32,
-    macros::map,
-    maps::{PerCpuArray, RingBuf},
-    programs::XdpContext,
+    bindings::xdp_action, helpers::generated::bpf_get_prandom_u32, programs::XdpContext,
 };
 use dnsxdp_common::{
     CacheEntry, Counter, EVENT_DENIED, EVENT_HIT, EVENT_LIMITED, EVENT_PREFETCH, Event, XdpSettings,
 };
 
+use network_types::udp::UdpHdr;
+
 use crate::{
     bounds::opaque,
     clock,
     counters::count,
-    packet::{Packet, load},
+    maps::{EVENTS, SECURITY_BUDGET, SETTINGS},
+    packet::Packet,
     parse::{Frame, NameWords},
 };
-
-/// Room for a few thousand events between two reads by the daemon.
-#[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
-
-/// Per CPU, the second (of the coarse clock) security events were last reported in, and how
-/// many were.
-#[map]
-static SECURITY_BUDGET: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
-
-/// What to report. The loader sets it (`GLOBAL_SETTINGS`).
-#[unsafe(no_mangle)]
-static SETTINGS: XdpSettings = XdpSettings::OFF;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
@@ -111,11 +97,11 @@ fn report(
 
 /// The source or destination (`dst`) address (16-byte form, as words) and port of the frame.
 #[inline(always)]
-fn endpoint(ctx: &XdpContext, f: &Frame, dst: bool) -> Option<([u32; 4], u16)> {
+pub fn endpoint(ctx: &XdpContext, f: &Frame, dst: bool) -> Option<([u32; 4], u16)> {
     let pkt = Packet::new(ctx);
     let addr = f.address(&pkt, dst)?;
-    let udp = pkt.bytes::<4>(f.udp())?;
-    let port = u16::from_be(unsafe { load::<u16>(udp, if dst { 2 } else { 0 }) });
+    let udp = unsafe { &*pkt.header::<UdpHdr>(f.udp())? };
+    let port = if dst { udp.dst_port() } else { udp.src_port() };
     Some((addr, port))
 }
 

@@ -12,7 +12,9 @@ mod bare_reply;
 mod bounds;
 mod clock;
 mod counters;
+mod debug_log;
 mod events;
+mod maps;
 mod next_hop;
 mod packet;
 mod parse;
@@ -28,37 +30,20 @@ use core::{
     ptr::read_volatile,
 };
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    macros::{map, xdp},
-    maps::{LruHashMap, PerCpuArray},
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use dnsxdp_common::{
-    CacheEntry, CacheKey, Counter, MAX_NAME, SERVED_ANSWER, SERVED_BEHIND_VLAN, hash::HashKey,
+    CacheEntry, CacheKey, Counter, SERVED_ANSWER, SERVED_BEHIND_VLAN, hash::HashKey,
     ports::reflective_port,
 };
 
 use crate::{
     bounds::opaque,
     counters::count,
+    maps::{CACHE, HASH_KEY, NAME_WORDS},
     packet::{Packet, load},
     parse::{NameWords, NotUdp},
     reply::Fail,
 };
-
-/// Answers by query name and type. The daemon sets its size when it loads the object.
-#[map]
-static CACHE: LruHashMap<CacheKey, CacheEntry> = LruHashMap::with_max_entries(65536, 0);
-
-/// The query's name as words, kept per CPU rather than on the stack: there, they would take
-/// the main program and the access check it calls past the 6.1 verifier's 512-byte stack.
-#[map]
-static NAME_WORDS: PerCpuArray<NameWords> = PerCpuArray::with_max_entries(1, 0);
-
-/// The key of the name hash. The loader sets it to a random value (`GLOBAL_HASH_KEY`).
-#[unsafe(no_mangle)]
-static HASH_KEY: HashKey = [0; MAX_NAME / 8];
 
 /// Keys live on the stack; 8-byte alignment lets LLVM write them in whole words.
 #[repr(C, align(8))]
@@ -81,13 +66,11 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
     }
     count(Counter::Packets);
     if frame.martian {
-        count(Counter::PassMartian);
-        return xdp_action::XDP_PASS;
+        return not_answered(&ctx, Counter::PassMartian, xdp_action::XDP_PASS);
     }
     // Before the ACL, whose REFUSED would be an answer too.
     if reflective_port(frame.src_port) {
-        count(Counter::DroppedSourcePort);
-        return xdp_action::XDP_DROP;
+        return not_answered(&ctx, Counter::DroppedSourcePort, xdp_action::XDP_DROP);
     }
     // For an address on a VLAN, a frame without a tag lost it to the NIC's VLAN offload,
     // which XDP cannot see: an answer would go out untagged. The stack answers it.
@@ -104,11 +87,14 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         if verdict.stopped_by() != 0 && events::settings().security_per_sec != 0 {
             events::security(&ctx, &frame, verdict.stopped_by(), action);
         }
+        // Counted by the access check.
+        if let Some(reason) = verdict.reason() {
+            debug_log::not_answered(&ctx, reason);
+        }
         return action;
     }
     if let Some(reason) = frame.charge_only {
-        count(reason);
-        return xdp_action::XDP_PASS;
+        return not_answered(&ctx, reason, xdp_action::XDP_PASS);
     }
 
     let Some(words) = NAME_WORDS.get_ptr_mut(0) else {
@@ -126,10 +112,7 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
     let hash_key = unsafe { &*(opaque(&raw const HASH_KEY as usize) as *const HashKey) };
     let query = match parse::query(&pkt, &frame, hash_key, words) {
         Ok(q) => q,
-        Err(reason) => {
-            count(reason);
-            return xdp_action::XDP_PASS;
-        }
+        Err(reason) => return not_answered(&ctx, reason, xdp_action::XDP_PASS),
     };
     let key = Aligned(CacheKey::new(
         query.hash,
@@ -138,14 +121,12 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
     ));
     let key: &CacheKey = &key.0;
     let Some(entry) = CACHE.get_ptr_mut(key) else {
-        count(Counter::Misses);
-        return xdp_action::XDP_PASS;
+        return not_answered(&ctx, Counter::Misses, xdp_action::XDP_PASS);
     };
     let e = unsafe { &*entry };
     // A different name whose hash, length and type are the same: as good as not cached.
     if !same_name(words, query.name_words, e) {
-        count(Counter::Misses);
-        return xdp_action::XDP_PASS;
+        return not_answered(&ctx, Counter::Misses, xdp_action::XDP_PASS);
     }
     // The coarse clock costs less than CLOCK_MONOTONIC; `build_entry` makes up for its lag.
     let now = clock::coarse_ns();
@@ -156,18 +137,15 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         )
     };
     let Some(ttl) = e.ttl_at(now) else {
-        count(Counter::Expired);
-        return xdp_action::XDP_PASS;
+        return not_answered(&ctx, Counter::Expired, xdp_action::XDP_PASS);
     };
     // Last, so that only answers pay for the sums and the route.
     if !verify::checksums_ok(&pkt, &frame) {
-        count(Counter::PassChecksum);
-        return xdp_action::XDP_PASS;
+        return not_answered(&ctx, Counter::PassChecksum, xdp_action::XDP_PASS);
     }
     if events::settings().check_next_hop != 0 && !next_hop::reply_goes_to_sender(&ctx, &pkt, &frame)
     {
-        count(Counter::PassNextHop);
-        return xdp_action::XDP_PASS;
+        return not_answered(&ctx, Counter::PassNextHop, xdp_action::XDP_PASS);
     }
     match reply::build(&ctx, &frame, &query, e, ttl) {
         Ok(()) => {
@@ -185,8 +163,7 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
                     || read_volatile(&raw const (*entry).csum) != csum
             };
             if reused {
-                count(Counter::DroppedEntryChanged);
-                return xdp_action::XDP_DROP;
+                return not_answered(&ctx, Counter::DroppedEntryChanged, xdp_action::XDP_DROP);
             }
             count(Counter::Hits);
             let settings = events::settings();
@@ -215,12 +192,18 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
             };
             xdp_action::XDP_TX
         }
-        Err(Fail::Pass(reason)) => {
-            count(reason);
-            xdp_action::XDP_PASS
-        }
+        Err(Fail::Pass(reason)) => not_answered(&ctx, reason, xdp_action::XDP_PASS),
         Err(Fail::Drop) => xdp_action::XDP_DROP,
     }
+}
+
+/// Counts a query to us that is not answered from the cache under `reason`, logs why if the
+/// daemon asked for it, and returns `action`.
+#[inline(always)]
+fn not_answered(ctx: &XdpContext, reason: Counter, action: u32) -> u32 {
+    count(reason);
+    debug_log::not_answered(ctx, reason);
+    action
 }
 
 /// Whether the first `count` words of the entry's name are `words`.

@@ -11,12 +11,13 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams,
     },
     helpers::generated::{bpf_fib_lookup, bpf_jiffies64},
-    macros::map,
-    maps::PerCpuArray,
     programs::XdpContext,
 };
 
+use network_types::{eth::EthHdr, ip::IpProto};
+
 use crate::{
+    maps::{LOOKUP, NEXT_HOP_MEMO},
     packet::{Packet, load},
     parse::Frame,
 };
@@ -25,11 +26,10 @@ use crate::{
 const BPF_FIB_LOOKUP_OUTPUT: u32 = 1 << 1;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
-const IPPROTO_UDP: u8 = 17;
 
 /// The kernel's `struct bpf_fib_lookup`, without its unions.
 #[repr(C)]
-struct Lookup {
+pub struct Lookup {
     family: u8,
     l4_protocol: u8,
     sport: u16,
@@ -47,21 +47,19 @@ struct Lookup {
 
 const _: () = assert!(size_of::<Lookup>() == 64);
 
-/// Kept per CPU rather than on the stack, which the main program has little of left.
-#[map]
-static LOOKUP: PerCpuArray<Lookup> = PerCpuArray::with_max_entries(1, 0);
-
-/// The memo has `1 << MEMO_BITS` slots.
-const MEMO_BITS: u32 = 8;
+/// `NEXT_HOP_MEMO` has `1 << MEMO_BITS` slots.
+pub const MEMO_BITS: u32 = 8;
 /// Ticks a verdict is trusted for: a quarter of a second at HZ=100. A route or neighbour
 /// change reaches the program within it.
 const MEMO_TICKS: u64 = 25;
 const SAME: u32 = 1;
 const OTHER: u32 = 2;
 
-/// A verdict on a client address and the MAC its frames came from.
+/// A verdict on a client address and the MAC its frames came from: a slot of `NEXT_HOP_MEMO`,
+/// which holds the latest verdicts per CPU. The lookup is a helper call that costs about as
+/// much again as the rest of a hit.
 #[repr(C)]
-struct Memo {
+pub struct Memo {
     client: [u32; 4],
     mac_hi: u32,
     mac_lo: u32,
@@ -70,11 +68,6 @@ struct Memo {
     _pad: u32,
     jiffies: u64,
 }
-
-/// Per CPU, the latest verdicts, direct-mapped by client: the lookup is a helper call that
-/// costs about as much again as the rest of a hit.
-#[map]
-static MEMO: PerCpuArray<Memo> = PerCpuArray::with_max_entries(1 << MEMO_BITS, 0);
 
 /// Whether the routing table sends a reply to the frame's source address back to the frame's
 /// Ethernet source, as of at most `MEMO_TICKS` ago. An unresolved neighbour or any other
@@ -90,13 +83,14 @@ pub fn reply_goes_to_sender(ctx: &XdpContext, pkt: &Packet, f: &Frame) -> bool {
 #[inline(always)]
 fn memoized(ctx: &XdpContext, pkt: &Packet, f: &Frame) -> Option<bool> {
     let client = f.address(pkt, false)?;
-    let eth = pkt.bytes::<14>(0)?;
-    let (mac_hi, mac_lo) = unsafe { (load::<u32>(eth, 6), load::<u16>(eth, 10) as u32) };
+    let eth = pkt.header::<EthHdr>(0)?;
+    let mac = unsafe { (&raw const (*eth).src_addr).cast::<u8>() };
+    let (mac_hi, mac_lo) = unsafe { (load::<u32>(mac, 0), load::<u16>(mac, 4) as u32) };
     let now = unsafe { bpf_jiffies64() };
     // Fibonacci hashing of the client.
     let words = client[0] ^ client[1] ^ client[2] ^ client[3];
     let hash = (words as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let memo = unsafe { &mut *MEMO.get_ptr_mut((hash >> (64 - MEMO_BITS)) as u32)? };
+    let memo = unsafe { &mut *NEXT_HOP_MEMO.get_ptr_mut((hash >> (64 - MEMO_BITS)) as u32)? };
     if memo.verdict != 0
         && memo.client == client
         && memo.mac_hi == mac_hi
@@ -127,7 +121,7 @@ fn look_up(
     let l = unsafe { &mut *LOOKUP.get_ptr_mut(0)? };
     // Field by field: a struct literal would be built on the stack first.
     l.family = if f.v6 { AF_INET6 } else { AF_INET };
-    l.l4_protocol = IPPROTO_UDP;
+    l.l4_protocol = IpProto::Udp as u8;
     l.sport = 0;
     l.dport = 0;
     l.tot_len = 0;

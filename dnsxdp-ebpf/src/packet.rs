@@ -39,6 +39,20 @@ impl Packet {
     /// A pointer to `N` bytes at `off`, if they are all inside the packet.
     #[inline(always)]
     pub fn bytes<const N: usize>(&self, off: usize) -> Option<*mut u8> {
+        self.at(off, N)
+    }
+
+    /// A pointer to the header `T` (network-types' `EthHdr`, `Ipv4Hdr`, ...) at `off`, if all
+    /// of it is inside the packet. Headers may sit at any alignment: read their fields through
+    /// the pointer, never through a reference to an `EthHdr` or `VlanHdr`, which are 2-byte
+    /// aligned. The others are byte arrays, for which a reference is fine.
+    #[inline(always)]
+    pub fn header<T>(&self, off: usize) -> Option<*mut T> {
+        self.at(off, size_of::<T>()).map(|p| p.cast())
+    }
+
+    #[inline(always)]
+    fn at(&self, off: usize, len: usize) -> Option<*mut u8> {
         // A constant bound on the very register added to the pointer: verifiers before 6.8
         // learn nothing from comparing two unknowns (`off` against a length read from the
         // packet), and refuse packet pointer math with an offset they cannot bound.
@@ -47,9 +61,9 @@ impl Packet {
             return None;
         }
         let p = self.start + off;
-        // Kept as `p + N > end`: LLVM would rewrite a one-byte check into `p >= end`, from
+        // Kept as `p + len > end`: LLVM would rewrite a one-byte check into `p >= end`, from
         // which the verifier learns nothing when `p` has no constant offset.
-        if opaque(p + N) > self.end {
+        if opaque(p + len) > self.end {
             return None;
         }
         Some(p as *mut u8)
@@ -77,12 +91,17 @@ pub unsafe fn store<T: Scalar>(p: *mut u8, off: usize, v: T) {
     unsafe { ptr::write_unaligned(p.add(off).cast::<T>(), v) }
 }
 
-/// A big-endian 16-bit field. Masked after the swap, which LLVM cannot drop through `opaque`:
-/// the 6.1 verifier loses all bounds of a byte swap's result, and a length read this way could
-/// not be added to a packet pointer.
+/// A big-endian 16-bit field.
 #[inline(always)]
 pub unsafe fn be16(p: *const u8, off: usize) -> u16 {
-    let v = u16::from_be(unsafe { load::<u16>(p, off) });
+    bounded(u16::from_be(unsafe { load::<u16>(p, off) }))
+}
+
+/// A 16-bit value read from the packet, as one a length can be: masked after the byte swap,
+/// which LLVM cannot drop through `opaque`. The 6.1 verifier loses all bounds of a byte swap's
+/// result, and a length read without this could not be added to a packet pointer.
+#[inline(always)]
+pub fn bounded(v: u16) -> u16 {
     (opaque(v as usize) & 0xffff) as u16
 }
 
@@ -95,4 +114,38 @@ pub unsafe fn set_be16(p: *mut u8, off: usize, v: u16) {
 #[inline(always)]
 pub unsafe fn be32(p: *const u8, off: usize) -> u32 {
     u32::from_be(unsafe { load::<u32>(p, off) })
+}
+
+/// Swaps the header fields at `a` and `b`, such as a frame's addresses or ports: whole words,
+/// then what is left in halves and bytes. Every step is known at compile time, so none of it
+/// is a loop in the program.
+#[inline(always)]
+pub unsafe fn swap<T>(a: *mut T, b: *mut T) {
+    let (a, b, n) = (a.cast::<u8>(), b.cast::<u8>(), size_of::<T>());
+    unsafe {
+        for i in 0..n / 8 {
+            swap_at::<u64>(a, b, i * 8);
+        }
+        let mut at = n & !7;
+        if n & 4 != 0 {
+            swap_at::<u32>(a, b, at);
+            at += 4;
+        }
+        if n & 2 != 0 {
+            swap_at::<u16>(a, b, at);
+            at += 2;
+        }
+        if n & 1 != 0 {
+            swap_at::<u8>(a, b, at);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn swap_at<T: Scalar>(a: *mut u8, b: *mut u8, off: usize) {
+    unsafe {
+        let (x, y) = (load::<T>(a, off), load::<T>(b, off));
+        store(a, off, y);
+        store(b, off, x);
+    }
 }

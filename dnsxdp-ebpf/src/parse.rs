@@ -1,43 +1,46 @@
 //! Parsing the frame down to the DNS question, and deciding whether the cache may answer it.
 
 use dnsxdp_common::{
-    Counter, EDNS_UDP_SIZE, MAX_NAME, PLAIN_UDP_SIZE, QCLASS_IN, QTYPE_A, QTYPE_AAAA, QTYPE_OPT,
-    ServedKey,
+    Counter, DNS_HLEN, EDNS_UDP_SIZE, MAX_CACHED_NAME, PLAIN_UDP_SIZE, QCLASS_IN, QTYPE_A,
+    QTYPE_AAAA, QTYPE_OPT, ServedKey,
     checksum::{fold64, sum_le_word},
     hash::{HashKey, word_hash},
     name::{Label, label, lower_word, name_words},
 };
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
+    udp::UdpHdr,
+    vlan::VlanHdr,
+};
 
 use crate::{
     bounds::{forget, opaque, whole_words},
-    packet::{Packet, be16, load},
+    packet::{Packet, be16, bounded, load},
 };
 
-const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
+// EtherTypes as they are in the frame: `EtherType`'s values are in network byte order.
+const ETH_IPV4: u16 = EtherType::Ipv4 as u16;
+const ETH_IPV6: u16 = EtherType::Ipv6 as u16;
+const ETH_8021Q: u16 = EtherType::Ieee8021q as u16;
+const ETH_8021AD: u16 = EtherType::Ieee8021ad as u16;
 /// QinQ at most.
 const MAX_VLAN_TAGS: usize = 2;
-const IPV6_HLEN: usize = 40;
 /// IPv6 extension headers followed to the UDP header; a longer chain is dropped. Linux's own
 /// limit on options per header is 8 too.
 const MAX_EXTENSION_HEADERS: usize = 8;
-const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_ROUTING: u8 = 43;
-const IPPROTO_FRAGMENT: u8 = 44;
-const IPPROTO_DSTOPTS: u8 = 60;
-/// IPv4 "more fragments" flag and fragment offset; the IPv6 fragment offset.
-const IP_MF: u16 = 0x2000;
-const IP_OFFSET: u16 = 0x1fff;
+const HOP_BY_HOP: u8 = IpProto::HopOpt as u8;
+const ROUTING: u8 = IpProto::Ipv6Route as u8;
+const FRAGMENT: u8 = IpProto::Ipv6Frag as u8;
+const DESTINATION_OPTIONS: u8 = IpProto::Ipv6Opts as u8;
+const UDP: u8 = IpProto::Udp as u8;
+/// IPv4's "more fragments" flag, in `Ipv4Hdr::frag_flags`.
+const MORE_FRAGMENTS: u8 = 1;
+/// The offset in an IPv6 fragment header's third and fourth bytes (which network-types has no
+/// type for).
 const IP6_OFFSET: u16 = 0xfff8;
 /// Longest IPv4 header, options included.
 pub const MAX_IPV4_HLEN: usize = 60;
-const IPPROTO_UDP: u8 = 17;
-pub const UDP_HLEN: usize = 8;
-pub const DNS_HLEN: usize = 12;
 /// Root owner, type, class, TTL and RDLENGTH of an OPT record.
 pub const OPT_HLEN: usize = 11;
 /// Options looked at in a query's OPT record; more go to the daemon.
@@ -95,20 +98,13 @@ impl Frame {
     #[inline(always)]
     pub fn address(&self, pkt: &Packet, dst: bool) -> Option<[u32; 4]> {
         if self.v6 {
-            let ip = pkt.bytes::<40>(self.l3)?;
-            let at = if dst { 24 } else { 8 };
-            unsafe {
-                Some([
-                    load(ip, at),
-                    load(ip, at + 4),
-                    load(ip, at + 8),
-                    load(ip, at + 12),
-                ])
-            }
+            let ip = unsafe { &*pkt.header::<Ipv6Hdr>(self.l3)? };
+            let at = if dst { &ip.dst_addr } else { &ip.src_addr }.as_ptr();
+            unsafe { Some([load(at, 0), load(at, 4), load(at, 8), load(at, 12)]) }
         } else {
-            let ip = pkt.bytes::<20>(self.l3)?;
-            let at = if dst { 16 } else { 12 };
-            Some([0, 0, V4_MAPPED_WORD, unsafe { load(ip, at) }])
+            let ip = unsafe { &*pkt.header::<Ipv4Hdr>(self.l3)? };
+            let at = if dst { &ip.dst_addr } else { &ip.src_addr }.as_ptr();
+            Some([0, 0, V4_MAPPED_WORD, unsafe { load(at, 0) }])
         }
     }
 }
@@ -148,80 +144,83 @@ pub enum NotUdp {
 /// destination.
 #[inline(always)]
 pub fn frame(pkt: &Packet) -> Result<(Frame, Dest), NotUdp> {
-    let eth = pkt.bytes::<ETH_HLEN>(0).ok_or(NotUdp::Pass)?;
-    let mut ethertype = unsafe { be16(eth, 12) };
-    let mut l3 = ETH_HLEN;
+    let eth = pkt.header::<EthHdr>(0).ok_or(NotUdp::Pass)?;
+    let mut ether_type = unsafe { (&raw const (*eth).ether_type).read_unaligned() };
+    let mut l3 = EthHdr::LEN;
     // 802.1Q, or QinQ: an 802.1ad or 802.1Q tag, then an 802.1Q one.
     for _ in 0..MAX_VLAN_TAGS {
-        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+        if ether_type != ETH_8021Q && ether_type != ETH_8021AD {
             break;
         }
-        let tag = pkt.bytes::<VLAN_HLEN>(l3).ok_or(NotUdp::Pass)?;
-        ethertype = unsafe { be16(tag, 2) };
-        l3 += VLAN_HLEN;
+        let tag = pkt.header::<VlanHdr>(l3).ok_or(NotUdp::Pass)?;
+        ether_type = unsafe { (&raw const (*tag).ether_type).read_unaligned() };
+        l3 += VlanHdr::LEN;
     }
-    let (mut frame, dest) = match ethertype {
-        ETH_P_IP => ipv4(pkt, l3).ok_or(NotUdp::Pass)?,
-        ETH_P_IPV6 => ipv6(pkt, l3)?,
+    let (mut frame, dest) = match ether_type {
+        ETH_IPV4 => ipv4(pkt, l3).ok_or(NotUdp::Pass)?,
+        ETH_IPV6 => ipv6(pkt, l3)?,
         _ => return Err(NotUdp::Pass),
     };
-    frame.tagged = l3 != ETH_HLEN;
+    frame.tagged = l3 != EthHdr::LEN;
     // The group bit of the destination MAC: multicast or broadcast.
-    frame.martian |= unsafe { *eth } & 1 != 0;
+    frame.martian |= unsafe { *(&raw const (*eth).dst_addr).cast::<u8>() } & 1 != 0;
     Ok((frame, dest))
 }
 
 #[inline(always)]
 fn ipv4(pkt: &Packet, l3: usize) -> Option<(Frame, Dest)> {
-    let ip = pkt.bytes::<20>(l3)?;
-    let (vihl, frag, proto) = unsafe { (*ip, be16(ip, 6), *ip.add(9)) };
-    let ip_hlen = ((vihl & 0x0f) as usize) * 4;
+    let ip = unsafe { &*pkt.header::<Ipv4Hdr>(l3)? };
+    let ip_hlen = ip.ihl() as usize;
     // Only the first fragment has the UDP header; the datagram is charged by it.
-    if vihl >> 4 != 4 || ip_hlen < 20 || frag & IP_OFFSET != 0 || proto != IPPROTO_UDP {
+    if ip.version() != 4
+        || ip_hlen < Ipv4Hdr::LEN
+        || ip.frag_offset() != 0
+        || ip.proto != IpProto::Udp as u8
+    {
         return None;
     }
-    let u = pkt.bytes::<UDP_HLEN>(l3 + ip_hlen)?;
-    unsafe {
-        // Bytes 8..16 of ::ffff:a.b.c.d.
-        let [a, b, c, d] = load::<u32>(ip, 16).to_ne_bytes();
-        let mapped = u64::from_ne_bytes([0, 0, 0xff, 0xff, a, b, c, d]);
-        Some((
-            Frame {
-                l3,
-                v6: false,
-                ip_hlen,
-                ip_len: be16(ip, 2) as usize,
-                udp_len: be16(u, 4) as usize,
-                src_port: be16(u, 0),
-                // This network (0/8), loopback, multicast, class E and broadcast.
-                martian: matches!(*ip.add(12), 0 | 127 | 224..),
-                charge_only: (frag & IP_MF != 0).then_some(Counter::PassFragment),
-                tagged: false,
-            },
-            Dest {
-                addr: [0, mapped],
-                port: be16(u, 2),
-            },
-        ))
-    }
+    let u = unsafe { &*pkt.header::<UdpHdr>(l3 + ip_hlen)? };
+    // Bytes 8..16 of ::ffff:a.b.c.d.
+    let [a, b, c, d] = unsafe { load::<u32>(ip.dst_addr.as_ptr(), 0) }.to_ne_bytes();
+    let mapped = u64::from_ne_bytes([0, 0, 0xff, 0xff, a, b, c, d]);
+    Some((
+        Frame {
+            l3,
+            v6: false,
+            ip_hlen,
+            ip_len: bounded(ip.tot_len()) as usize,
+            udp_len: bounded(u.len()) as usize,
+            src_port: u.src_port(),
+            // This network (0/8), loopback, multicast, class E and broadcast.
+            martian: matches!(ip.src_addr[0], 0 | 127 | 224..),
+            charge_only: (ip.frag_flags() & MORE_FRAGMENTS != 0).then_some(Counter::PassFragment),
+            tagged: false,
+        },
+        Dest {
+            addr: [0, mapped],
+            port: u.dst_port(),
+        },
+    ))
 }
 
 #[inline(always)]
 fn ipv6(pkt: &Packet, l3: usize) -> Result<(Frame, Dest), NotUdp> {
-    let ip = pkt.bytes::<IPV6_HLEN>(l3).ok_or(NotUdp::Pass)?;
-    if unsafe { *ip >> 4 != 6 } {
+    let ip = unsafe { &*pkt.header::<Ipv6Hdr>(l3).ok_or(NotUdp::Pass)? };
+    if ip.version() != 6 {
         return Err(NotUdp::Pass);
     }
-    let mut next = unsafe { *ip.add(6) };
-    let mut udp = l3 + IPV6_HLEN;
+    let mut next = ip.next_hdr;
+    let mut udp = l3 + Ipv6Hdr::LEN;
     let mut charge_only = None;
+    // Each extension header starts with the next header's protocol; the others' second byte is
+    // their length in 8-byte units, not counting the first 8 bytes.
     for _ in 0..MAX_EXTENSION_HEADERS {
         let (h, len) = match next {
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+            HOP_BY_HOP | ROUTING | DESTINATION_OPTIONS => {
                 let h = pkt.bytes::<2>(udp).ok_or(NotUdp::Pass)?;
                 (h, unsafe { (*h.add(1) as usize + 1) * 8 })
             }
-            IPPROTO_FRAGMENT => {
+            FRAGMENT => {
                 let h = pkt.bytes::<8>(udp).ok_or(NotUdp::Pass)?;
                 if unsafe { be16(h, 2) } & IP6_OFFSET != 0 {
                     return Err(NotUdp::Pass);
@@ -235,16 +234,14 @@ fn ipv6(pkt: &Packet, l3: usize) -> Result<(Frame, Dest), NotUdp> {
         charge_only = charge_only.or(Some(Counter::PassExtensionHeaders));
         udp += len;
     }
-    if matches!(
-        next,
-        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT
-    ) {
+    if matches!(next, HOP_BY_HOP | ROUTING | DESTINATION_OPTIONS | FRAGMENT) {
         return Err(NotUdp::LongChain);
     }
-    if next != IPPROTO_UDP {
+    if next != UDP {
         return Err(NotUdp::Pass);
     }
-    let u = pkt.bytes::<UDP_HLEN>(udp).ok_or(NotUdp::Pass)?;
+    let u = unsafe { &*pkt.header::<UdpHdr>(udp).ok_or(NotUdp::Pass)? };
+    let (src, dst) = (ip.src_addr.as_ptr(), ip.dst_addr.as_ptr());
     unsafe {
         Ok((
             Frame {
@@ -252,17 +249,17 @@ fn ipv6(pkt: &Packet, l3: usize) -> Result<(Frame, Dest), NotUdp> {
                 v6: true,
                 // Without extension headers; a frame that has them is only charged, and the
                 // UDP header's offset is not needed again.
-                ip_hlen: IPV6_HLEN,
-                ip_len: IPV6_HLEN + be16(ip, 4) as usize,
-                udp_len: be16(u, 4) as usize,
-                src_port: be16(u, 0),
-                martian: martian_v6(load(ip, 8), load(ip, 16)),
+                ip_hlen: Ipv6Hdr::LEN,
+                ip_len: Ipv6Hdr::LEN + bounded(ip.payload_len()) as usize,
+                udp_len: bounded(u.len()) as usize,
+                src_port: u.src_port(),
+                martian: martian_v6(load(src, 0), load(src, 8)),
                 charge_only,
                 tagged: false,
             },
             Dest {
-                addr: [load(ip, 24), load(ip, 32)],
-                port: be16(u, 2),
+                addr: [load(dst, 0), load(dst, 8)],
+                port: u.dst_port(),
             },
         ))
     }
@@ -279,7 +276,7 @@ fn martian_v6(hi: u64, lo: u64) -> bool {
 }
 
 /// The query name lower-cased, as words of `CacheEntry::name`.
-pub type NameWords = [u64; MAX_NAME / 8];
+pub type NameWords = [u64; MAX_CACHED_NAME / 8];
 
 /// A query the cache can answer, once its key is found. Everything else the answer needs is
 /// still in the packet: headers and question stay in place.
@@ -311,9 +308,9 @@ pub fn query(
     words: &mut NameWords,
 ) -> Result<Query, Counter> {
     // Lengths come from the IP and UDP headers: a short frame may carry Ethernet padding.
-    if f.ip_len < f.ip_hlen + UDP_HLEN
+    if f.ip_len < f.ip_hlen + UdpHdr::LEN
         || f.l3 + f.ip_len > pkt.len()
-        || f.udp_len < UDP_HLEN + DNS_HLEN
+        || f.udp_len < UdpHdr::LEN + DNS_HLEN
         || f.udp_len > f.ip_len - f.ip_hlen
     {
         return Err(Counter::PassMalformed);
@@ -321,7 +318,7 @@ pub fn query(
     if f.udp_len > MAX_UDP_LEN {
         return Err(Counter::PassUnsupported);
     }
-    let dns = f.udp() + UDP_HLEN;
+    let dns = f.udp() + UdpHdr::LEN;
     let end = f.udp() + f.udp_len;
     let h = pkt.bytes::<DNS_HLEN>(dns).ok_or(Counter::PassMalformed)?;
     let (flags, qd, an, ns, ar) =
@@ -345,7 +342,7 @@ pub fn query(
     // the end of the name is checked against the message below, so bytes read from padding
     // never make a question. Labels take two bytes or more, so the loop reaches the root label
     // of every name that fits.
-    for _ in 0..MAX_NAME / 2 {
+    for _ in 0..MAX_CACHED_NAME / 2 {
         let p = pkt.bytes::<1>(name + at).ok_or(Counter::PassMalformed)?;
         match label(at, unsafe { *p }) {
             Label::Next(next) => at = next,
@@ -358,7 +355,7 @@ pub fn query(
         }
     }
     if name_len == 0 {
-        return Err(if name + MAX_NAME > end {
+        return Err(if name + MAX_CACHED_NAME > end {
             Counter::PassMalformed
         } else {
             Counter::PassUnsupported

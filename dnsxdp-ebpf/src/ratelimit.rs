@@ -11,15 +11,10 @@ use core::{
     ptr::{read_volatile, write_volatile},
 };
 
-use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::generated::bpf_ktime_get_ns, macros::map, maps::LruHashMap,
-};
-use dnsxdp_common::acl::{AccessConfig, Bucket, Charge, RATE_ENTRIES, RateKey};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_ktime_get_ns};
+use dnsxdp_common::acl::{AccessConfig, Bucket, Charge, RateKey};
 
-/// Buckets by client prefix, shared by all CPUs so the limit holds whichever queue a client's
-/// packets arrive on.
-#[map]
-static RATE: LruHashMap<RateKey, Bucket> = LruHashMap::with_max_entries(RATE_ENTRIES, 0);
+use crate::maps::RATE;
 
 pub enum Limit {
     Within,

@@ -9,26 +9,32 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use dnsxdp_common::{
-    CacheEntry, MAX_NAME, MAX_RECORDS_LEN, MAX_TTLS,
+    CacheEntry, DNS_HLEN, MAX_CACHED_NAME, MAX_RECORDS_LEN, MAX_TTLS,
     checksum::{OPT_RECORD, OPT_RECORD_SUM, at_offset, finish_udp, fold, fold64, sum_u32},
+};
+use network_types::{
+    eth::EthHdr,
+    ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
+    udp::UdpHdr,
+    vlan::VlanHdr,
 };
 
 use crate::{
     bounds::{opaque, whole_words},
-    packet::{Packet, be32, load, set_be16, store},
-    parse::{DNS_HLEN, Frame, OPT_HLEN, Query, UDP_HLEN},
+    packet::{Packet, be32, load, set_be16, store, swap},
+    parse::{Frame, MAX_IPV4_HLEN, OPT_HLEN, Query},
 };
 
-const IPPROTO_UDP: u32 = 17;
 /// TTL and hop limit of answers.
-const REPLY_TTL: u8 = 64;
-const MAX_IPV4_OPTION_WORDS: usize = 10;
+pub const REPLY_TTL: u8 = 64;
+const MAX_IPV4_OPTION_WORDS: usize = (MAX_IPV4_HLEN - Ipv4Hdr::LEN) / 4;
 /// Most an answer may grow at the front: XDP_PACKET_HEADROOM, of which the kernel keeps some
 /// for its frame descriptor, so the helper refuses a little less.
 const MAX_HEAD_GROWTH: usize = 256;
 /// Longest headers and question: VLAN-tagged Ethernet, IPv4 with options, UDP, DNS header,
 /// longest name, type and class.
-const MAX_KEEP: usize = 18 + 60 + UDP_HLEN + DNS_HLEN + MAX_NAME + 4;
+const MAX_KEEP: usize =
+    EthHdr::LEN + VlanHdr::LEN + MAX_IPV4_HLEN + UdpHdr::LEN + DNS_HLEN + MAX_CACHED_NAME + 4;
 
 /// `OPT_RECORD` as the words it is stored in.
 const OPT_WORDS: (u64, u16, u8) = {
@@ -91,27 +97,28 @@ pub fn build(
         ipv4(&pkt, f.l3, f.ip_hlen, frame_len - f.l3)
     }
     .ok_or(Fail::Drop)?;
+    // The UDP and DNS headers, checked at once.
     let u = pkt
-        .bytes::<{ UDP_HLEN + DNS_HLEN }>(udp)
+        .bytes::<{ UdpHdr::LEN + DNS_HLEN }>(udp)
         .ok_or(Fail::Drop)?;
     let header_sum = unsafe {
-        let (sport, dport) = (load::<u16>(u, 0), load::<u16>(u, 2));
-        store(u, 0, dport);
-        store(u, 2, sport);
-        set_be16(u, 4, udp_len as u16);
-        store::<u16>(u, 6, 0);
+        let h = u.cast::<UdpHdr>();
+        swap(&raw mut (*h).src, &raw mut (*h).dst);
+        (*h).set_len(udp_len as u16);
+        (*h).set_checksum(0);
+        let dns = u.add(UdpHdr::LEN);
         let flags = [
-            0x80 | (*u.add(10) & 0x01),
-            0x80 | (*u.add(11) & 0x10) | (e.rcode & 0x0f),
+            0x80 | (*dns.add(2) & 0x01),
+            0x80 | (*dns.add(3) & 0x10) | (e.rcode & 0x0f),
         ];
-        store(u, 10, u16::from_ne_bytes(flags));
-        set_be16(u, 14, e.ancount);
-        set_be16(u, 16, e.nscount);
-        set_be16(u, 18, q.edns as u16);
+        store(dns, 2, u16::from_ne_bytes(flags));
+        set_be16(dns, 6, e.ancount);
+        set_be16(dns, 8, e.nscount);
+        set_be16(dns, 10, q.edns as u16);
         // UDP header with a zero checksum, then the DNS header with QDCOUNT still 1.
         let mut s = addr_sum;
         let mut i = 0;
-        while i < UDP_HLEN + DNS_HLEN {
+        while i < UdpHdr::LEN + DNS_HLEN {
             s += load::<u32>(u, i) as u64;
             i += 4;
         }
@@ -119,7 +126,7 @@ pub fn build(
     };
     // Network byte order from here on, like the precomputed sums. The pseudo-header adds the
     // protocol and the UDP length.
-    let mut sum = fold64(header_sum).to_be() as u32 + IPPROTO_UDP + udp_len as u32;
+    let mut sum = fold64(header_sum).to_be() as u32 + IpProto::Udp as u32 + udp_len as u32;
 
     // The question as the client sent it: name, then type and class.
     let tail = rec - 4;
@@ -157,8 +164,8 @@ pub fn build(
         sum += at_offset(OPT_RECORD_SUM, rec_udp + rec_len);
     }
 
-    let u = pkt.bytes::<UDP_HLEN>(udp).ok_or(Fail::Drop)?;
-    unsafe { set_be16(u, 6, finish_udp(sum)) };
+    let u = pkt.header::<UdpHdr>(udp).ok_or(Fail::Drop)?;
+    unsafe { (*u).set_checksum(finish_udp(sum)) };
     Ok(())
 }
 
@@ -189,17 +196,11 @@ fn copy_records(pkt: &Packet, rec: usize, e: &CacheEntry, len: usize) -> Option<
     Some(())
 }
 
+/// Sends the frame back where it came from.
 #[inline(always)]
-fn swap_macs(pkt: &Packet) -> Option<()> {
-    let eth = pkt.bytes::<12>(0)?;
-    unsafe {
-        let (d0, d1) = (load::<u32>(eth, 0), load::<u16>(eth, 4));
-        let (s0, s1) = (load::<u32>(eth, 6), load::<u16>(eth, 10));
-        store(eth, 0, s0);
-        store(eth, 4, s1);
-        store(eth, 6, d0);
-        store(eth, 10, d1);
-    }
+pub fn swap_macs(pkt: &Packet) -> Option<()> {
+    let eth = pkt.header::<EthHdr>(0)?;
+    unsafe { swap(&raw mut (*eth).dst_addr, &raw mut (*eth).src_addr) };
     Some(())
 }
 
@@ -242,30 +243,31 @@ fn grow_at_head(ctx: &XdpContext, grow: i64, keep: usize) -> Result<bool, Fail> 
 /// addresses (host byte order) for the UDP pseudo-header.
 #[inline(always)]
 fn ipv4(pkt: &Packet, l3: usize, hlen: usize, total_len: usize) -> Option<u64> {
-    let ip = pkt.bytes::<20>(l3)?;
+    let ip = pkt.header::<Ipv4Hdr>(l3)?;
     let (addr_sum, mut sum);
     unsafe {
-        let (src, dst) = (load::<u32>(ip, 12), load::<u32>(ip, 16));
-        store(ip, 12, dst);
-        store(ip, 16, src);
-        set_be16(ip, 2, total_len as u16);
-        *ip.add(8) = REPLY_TTL;
-        store::<u16>(ip, 10, 0);
-        addr_sum = src as u64 + dst as u64;
+        let (src, dst) = (&raw mut (*ip).src_addr, &raw mut (*ip).dst_addr);
+        swap(src, dst);
+        (*ip).set_tot_len(total_len as u16);
+        (*ip).ttl = REPLY_TTL;
+        (*ip).check = [0; 2];
+        addr_sum = load::<u32>(src.cast(), 0) as u64 + load::<u32>(dst.cast(), 0) as u64;
+        // The words before the addresses.
+        let words = ip.cast::<u8>();
         sum = addr_sum
-            + load::<u32>(ip, 0) as u64
-            + load::<u32>(ip, 4) as u64
-            + load::<u32>(ip, 8) as u64;
+            + load::<u32>(words, 0) as u64
+            + load::<u32>(words, 4) as u64
+            + load::<u32>(words, 8) as u64;
     }
-    let options = (hlen - 20) / 4;
+    let options = (hlen - Ipv4Hdr::LEN) / 4;
     for i in 0..MAX_IPV4_OPTION_WORDS {
         if i >= options {
             break;
         }
-        let w = pkt.bytes::<4>(l3 + 20 + i * 4)?;
+        let w = pkt.bytes::<4>(l3 + Ipv4Hdr::LEN + i * 4)?;
         sum += unsafe { load::<u32>(w, 0) } as u64;
     }
-    unsafe { store::<u16>(ip, 10, !fold64(sum)) };
+    unsafe { (*ip).check = (!fold64(sum)).to_ne_bytes() };
     Some(addr_sum)
 }
 
@@ -273,20 +275,16 @@ fn ipv4(pkt: &Packet, l3: usize, hlen: usize, total_len: usize) -> Option<u64> {
 /// (host byte order).
 #[inline(always)]
 fn ipv6(pkt: &Packet, l3: usize, payload_len: usize) -> Option<u64> {
-    let ip = pkt.bytes::<40>(l3)?;
+    let ip = pkt.header::<Ipv6Hdr>(l3)?;
     let mut sum = 0;
     unsafe {
-        let (s0, s1) = (load::<u64>(ip, 8), load::<u64>(ip, 16));
-        let (d0, d1) = (load::<u64>(ip, 24), load::<u64>(ip, 32));
-        store(ip, 8, d0);
-        store(ip, 16, d1);
-        store(ip, 24, s0);
-        store(ip, 32, s1);
-        set_be16(ip, 4, payload_len as u16);
-        *ip.add(7) = REPLY_TTL;
-        let mut i = 8;
-        while i < 40 {
-            sum += load::<u32>(ip, i) as u64;
+        let (src, dst) = (&raw mut (*ip).src_addr, &raw mut (*ip).dst_addr);
+        swap(src, dst);
+        (*ip).set_payload_len(payload_len as u16);
+        (*ip).hop_limit = REPLY_TTL;
+        let mut i = 0;
+        while i < 16 {
+            sum += load::<u32>(src.cast(), i) as u64 + load::<u32>(dst.cast(), i) as u64;
             i += 4;
         }
     }

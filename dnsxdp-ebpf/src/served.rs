@@ -1,30 +1,28 @@
 //! Whether the program answers on a destination: the SERVED map, and a per-CPU memo of it.
 
-use aya_ebpf::{
-    helpers::generated::bpf_jiffies64,
-    macros::map,
-    maps::{HashMap, PerCpuArray},
-};
+use aya_ebpf::helpers::generated::bpf_jiffies64;
 use dnsxdp_common::ServedKey;
 
-use crate::{Aligned, parse::Dest};
+use crate::{
+    Aligned,
+    maps::{SERVED, SERVED_MEMO},
+    parse::Dest,
+};
 
-/// Local addresses and ports to answer on, with `SERVED_*` bits; other DNS traffic through the
-/// box is left alone.
-#[map]
-static SERVED: HashMap<ServedKey, u8> = HashMap::with_max_entries(64, 0);
-
-/// The memo has `1 << MEMO_BITS` slots.
-const MEMO_BITS: u32 = 6;
+/// `SERVED_MEMO` has `1 << MEMO_BITS` slots.
+pub const MEMO_BITS: u32 = 6;
 /// Ticks a memo slot is trusted for: a change to SERVED reaches every CPU within 25 ticks,
 /// 250 ms at the lowest common HZ of 100. The daemon refreshes SERVED every few seconds.
 const MEMO_TICKS: u64 = 25;
 /// Set in a memo slot's `answer` once filled, beside SERVED's value (0: not served).
 const FILLED: u32 = 0x100;
 
-/// What SERVED said about a destination, and when.
+/// What SERVED said about a destination, and when: a slot of `SERVED_MEMO`, which holds the
+/// latest answers per CPU. Looking up a hash map is a helper call, and with the mitigation for
+/// return address mispredictions on AMD (SRSO) the return alone costs more than the memo,
+/// which the verifier inlines.
 #[repr(C)]
-struct Memo {
+pub struct Memo {
     addr: [u64; 2],
     port: u32,
     /// `FILLED` and SERVED's value; zero in a slot never filled.
@@ -32,12 +30,6 @@ struct Memo {
     /// `bpf_jiffies64` when SERVED was asked.
     jiffies: u64,
 }
-
-/// Per CPU, the latest answers of SERVED, direct-mapped by destination. Looking up a hash map
-/// is a helper call, and with the mitigation for return address mispredictions on AMD (SRSO)
-/// the return alone costs more than the memo, which the verifier inlines.
-#[map]
-static SERVED_MEMO: PerCpuArray<Memo> = PerCpuArray::with_max_entries(1 << MEMO_BITS, 0);
 
 /// SERVED's value for `dest` (`SERVED_*` bits; 0 when it is not there), as of at most
 /// `MEMO_TICKS` ago.

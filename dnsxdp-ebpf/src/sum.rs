@@ -1,6 +1,7 @@
 //! Ones' complement sums (RFC 1071) of runs of the packet, for checksums made or checked whole.
 
 use dnsxdp_common::checksum;
+use network_types::ip::IpProto;
 
 use crate::{
     bounds::whole_words,
@@ -54,6 +55,5 @@ pub fn fold(sum: u64) -> u16 {
 /// as; the addresses are summed apart.
 #[inline(always)]
 pub fn udp_pseudo(udp_len: usize) -> u64 {
-    const IPPROTO_UDP: u16 = 17;
-    IPPROTO_UDP.to_be() as u64 + (udp_len as u16).to_be() as u64
+    (IpProto::Udp as u16).to_be() as u64 + (udp_len as u16).to_be() as u64
 }

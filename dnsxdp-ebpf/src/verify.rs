@@ -1,10 +1,17 @@
 //! The checksums the stack verifies before a socket sees a datagram. A frame it would drop must
 //! not be answered from XDP either: the daemon would never have seen the query.
 
+use core::mem::offset_of;
+
+use network_types::{
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    udp::UdpHdr,
+};
+
 use crate::{
     events,
-    packet::{Packet, load},
-    parse::{Frame, MAX_IPV4_HLEN, UDP_HLEN},
+    packet::Packet,
+    parse::{Frame, MAX_IPV4_HLEN},
     sum::{fold, sum, udp_pseudo},
 };
 
@@ -23,12 +30,13 @@ pub fn checksums_ok(pkt: &Packet, f: &Frame) -> bool {
 #[inline(always)]
 fn check(pkt: &Packet, f: &Frame) -> Option<bool> {
     let udp = f.udp();
-    let stored = unsafe { load::<u16>(pkt.bytes::<UDP_HLEN>(udp)?, 6) };
+    // As stored, like the sums it is compared with.
+    let stored = u16::from_ne_bytes(unsafe { (*pkt.header::<UdpHdr>(udp)?).check });
     let addr_sum = if f.v6 {
         if stored == 0 {
             return Some(false);
         }
-        sum::<32>(pkt, f.l3 + 8, 32)?
+        sum::<32>(pkt, f.l3 + offset_of!(Ipv6Hdr, src_addr), 32)?
     } else {
         // Summed with its own checksum, a correct header folds to all ones.
         if fold(sum::<MAX_IPV4_HLEN>(pkt, f.l3, f.ip_hlen)?) != 0xffff {
@@ -37,7 +45,7 @@ fn check(pkt: &Packet, f: &Frame) -> Option<bool> {
         if stored == 0 {
             return Some(true);
         }
-        sum::<8>(pkt, f.l3 + 12, 8)?
+        sum::<8>(pkt, f.l3 + offset_of!(Ipv4Hdr, src_addr), 8)?
     };
     let pseudo = addr_sum + udp_pseudo(f.udp_len);
     // A sender on this host that leaves the checksum to offload (a container's or VM's veth

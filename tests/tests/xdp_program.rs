@@ -8,7 +8,7 @@ use std::{
 };
 
 use dnsxdp_common::{
-    CacheEntry, Counter, EVENT_HIT, EVENT_PREFETCH, EXPIRY_MARGIN_NS, MAX_NAME, QTYPE_A,
+    CacheEntry, Counter, EVENT_HIT, EVENT_PREFETCH, EXPIRY_MARGIN_NS, MAX_CACHED_NAME, QTYPE_A,
     QTYPE_AAAA, RCODE_NXDOMAIN, SERVED_ANSWER, SERVED_BEHIND_VLAN, XdpSettings,
     checksum::sum_bytes,
     entry::build_entry,
@@ -723,7 +723,7 @@ fn name_of_wire_len(len: usize, c: char) -> String {
 #[test]
 fn names_of_every_length_hit() {
     let mut f = Fixture::new();
-    for len in 3..=MAX_NAME {
+    for len in 3..=MAX_CACHED_NAME {
         let name = name_of_wire_len(len, 'h');
         assert_eq!(wire_name(&name).len(), len);
         let (resp, entry) = f.cache_a(&name, 300);
@@ -740,7 +740,7 @@ fn names_of_every_length_hit() {
 fn an_entry_under_another_names_key_is_a_miss() {
     let mut f = Fixture::new();
     // Names of one, two and sixteen words, and ones that end inside a word.
-    for len in [8, 9, 16, 17, 100, MAX_NAME] {
+    for len in [8, 9, 16, 17, 100, MAX_CACHED_NAME] {
         let name = name_of_wire_len(len, 'h');
         let question = parse_question(&Query::new(&name, QTYPE_A).to_wire()).unwrap();
         let key = f.x.cache_key(&question.key);
@@ -869,9 +869,9 @@ fn unsupported_questions_pass() {
 #[test]
 fn name_length_limit() {
     let mut f = Fixture::new();
-    // 1 + 63 + 1 + 62 + root: exactly MAX_NAME bytes, still served.
+    // 1 + 63 + 1 + 62 + root: exactly MAX_CACHED_NAME bytes, still served.
     let longest = format!("{}.{}.", "a".repeat(63), "b".repeat(62));
-    assert_eq!(wire_name(&longest).len(), MAX_NAME);
+    assert_eq!(wire_name(&longest).len(), MAX_CACHED_NAME);
     f.cache_a(&longest, 300);
     f.answer(&f.v4.query(&Query::new(&longest.to_uppercase(), QTYPE_A)));
 

@@ -10,7 +10,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use dnsxdp_common::{
-    Counter, EVENT_DENIED, EVENT_HIT, EVENT_LIMITED, EVENT_PREFETCH, Event, MAX_NAME,
+    Counter, EVENT_DENIED, EVENT_HIT, EVENT_LIMITED, EVENT_PREFETCH, Event, MAX_CACHED_NAME,
 };
 use hickory_proto::{
     rr::{Name, RecordType},
@@ -65,7 +65,7 @@ pub async fn read(ring: RingBuf<MapData>, sinks: Sinks) {
 
 impl Sinks {
     fn handle(&self, ev: &Event) {
-        let name = &ev.name[..(ev.name_len as usize).min(MAX_NAME)];
+        let name = &ev.name[..(ev.name_len as usize).min(MAX_CACHED_NAME)];
         match ev.kind {
             EVENT_PREFETCH => self.resolver.prefetch_kernel_entry(name, ev.qtype),
             EVENT_HIT => {

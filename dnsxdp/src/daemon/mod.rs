@@ -57,6 +57,8 @@ fn xdp_settings(config: &Config) -> XdpSettings {
         },
         // More than the log writes, so that its summary line shows when a flood was cut short.
         security_per_sec: 2 * security::LINES_PER_SEC,
+        debug_log: u32::from(config.ops.log_level.shows_debug()),
+        ..XdpSettings::OFF
     }
 }
 

@@ -1,45 +1,26 @@
 //! The answers the XDP program makes for denied and slipped queries, made by the daemon for
-//! those it screens: the query's header and question, nothing else.
+//! those it screens, by the same rules (`dnsxdp_common::bare_reply`): the query's header and
+//! question, nothing else.
 
-/// Longest legal wire name.
-const MAX_NAME: usize = 255;
-const RCODE_REFUSED: u8 = 5;
+use dnsxdp_common::{
+    DNS_HLEN,
+    bare_reply::{answerable, flags, question_len},
+};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Refused,
-    /// TC=1: ask again over TCP.
-    Truncated,
-}
+pub use dnsxdp_common::bare_reply::Kind;
 
 /// The answer to `query`: QR set, opcode, RD and CD as asked, the question echoed, no records.
 /// `None` for a response (answering could start a loop) or a message without exactly one
 /// readable question.
 pub fn bare_reply(query: &[u8], kind: Kind) -> Option<Vec<u8>> {
-    if query.len() < 12 || query[2] & 0x80 != 0 || query[4..6] != [0, 1] {
+    let header = query.get(..DNS_HLEN)?;
+    if !answerable(header[2], u16::from_be_bytes([header[4], header[5]])) {
         return None;
     }
-    let mut end = 12;
-    loop {
-        let label = *query.get(end)? as usize;
-        end += 1;
-        if label == 0 {
-            break;
-        }
-        if label > 63 || end + label - 12 >= MAX_NAME {
-            return None;
-        }
-        end += label;
-    }
-    end += 4;
+    let end = DNS_HLEN + question_len(|at| query.get(DNS_HLEN + at).copied())?;
     let mut reply = query.get(..end)?.to_vec();
-    let (tc, ra, rcode) = match kind {
-        Kind::Refused => (0, 0, RCODE_REFUSED),
-        Kind::Truncated => (0x02, 0x80, 0),
-    };
-    reply[2] = 0x80 | (query[2] & 0x79) | tc;
-    reply[3] = ra | (query[3] & 0x10) | rcode;
-    reply[6..12].fill(0);
+    reply[2..4].copy_from_slice(&flags(kind, [header[2], header[3]]));
+    reply[6..DNS_HLEN].fill(0);
     Some(reply)
 }
 

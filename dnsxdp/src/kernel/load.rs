@@ -24,6 +24,7 @@ use super::{
     cache::{Fill, KernelCache},
     link,
     local_addrs::if_index,
+    log,
     maps::XdpMaps,
     pin,
     settings::XdpMode,
@@ -152,6 +153,9 @@ pub fn load(opts: &LoadOptions, listen: &[SocketAddr]) -> anyhow::Result<Loaded>
     let events = RingBuf::try_from(take(MAP_EVENTS)?).context(MAP_EVENTS)?;
     let counters = PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?;
     let served = Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?);
+    if opts.settings.debug_log != 0 {
+        log::forward(&mut ebpf);
+    }
     program(&mut ebpf)?.load().map_err(|e| match e {
         ProgramError::LoadError { io_error, verifier_log } => {
             debug!("verifier log:\n{verifier_log}");

@@ -7,6 +7,7 @@ pub mod ethtool;
 pub mod link;
 pub mod load;
 pub mod local_addrs;
+mod log;
 pub mod maps;
 pub mod pin;
 pub mod settings;

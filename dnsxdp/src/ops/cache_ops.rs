@@ -6,7 +6,7 @@ use std::{
 };
 
 use anyhow::{anyhow, bail};
-use dnsxdp_common::{MAX_NAME, name::QuestionKey};
+use dnsxdp_common::{MAX_CACHED_NAME, name::QuestionKey};
 use hickory_proto::{
     op::ResponseCode,
     rr::{Name, RecordType},
@@ -204,7 +204,7 @@ fn question_key(name: &Name, qtype: RecordType) -> Option<QuestionKey> {
     let mut key = QuestionKey {
         qtype: qtype.into(),
         name_len: wire.len() as u16,
-        name: [0; MAX_NAME],
+        name: [0; MAX_CACHED_NAME],
     };
     key.name.get_mut(..wire.len())?.copy_from_slice(&wire);
     Some(key)

@@ -40,6 +40,12 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// Whether the XDP program is to log (`XdpSettings::debug_log`): its lines are at debug
+    /// level.
+    pub fn shows_debug(self) -> bool {
+        matches!(self, LogLevel::Debug | LogLevel::Trace)
+    }
+
     pub fn as_tracing(self) -> tracing::Level {
         match self {
             LogLevel::Error => tracing::Level::ERROR,
@@ -78,5 +84,17 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_CONTROL.into()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_program_logs_at_debug_level_and_finer() {
+        assert!(LogLevel::Debug.shows_debug() && LogLevel::Trace.shows_debug());
+        let quiet = [LogLevel::Info, LogLevel::Warn, LogLevel::Error];
+        assert!(!quiet.iter().any(|l| l.shows_debug()));
     }
 }
