@@ -169,7 +169,7 @@ fn short(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::report::tests::sample;
+    use crate::compare::report::tests::sample;
 
     #[test]
     fn chart_has_a_bar_and_label_per_value() {

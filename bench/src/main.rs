@@ -1,11 +1,12 @@
-//! The bench and the demo sandbox; `cargo xtask bench` and `cargo xtask demo` run them.
+//! The bench, the demo sandbox, the flood and the soak: `cargo xtask bench|demo|flood|soak` run
+//! them.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use dnsxdp_tests::{
-    bench::{self, contender::Kind, proc},
-    demo, flood, soak,
+use dnsxdp_bench::{
+    compare::{self, contender::Kind},
+    demo, flood, proc, soak,
 };
 
 #[derive(Parser)]
@@ -58,13 +59,13 @@ fn main() -> ExitCode {
             servers,
         } => {
             let args: Vec<String> = std::env::args().skip(1).collect();
-            let opts = bench::Options {
+            let opts = compare::Options {
                 quick,
                 out,
                 servers,
                 command: format!("cargo xtask {}", args.join(" ")),
             };
-            bench::run(&opts).map(|dir| eprintln!("bench: results in {}", dir.display()))
+            compare::run(&opts).map(|dir| eprintln!("bench: results in {}", dir.display()))
         }
         Cmd::Demo => demo::run(),
         Cmd::Flood { packets } => flood(packets),

@@ -4,12 +4,12 @@
 use std::{collections::HashSet, fs, os::unix::process::CommandExt as _, process::Command};
 
 use anyhow::{Context as _, Result, bail};
-
-use super::proc;
-use crate::{
+use dnsxdp_tests::{
     netns::{Netns, SERVER_IFACE, Topology, UPSTREAM_V4, UPSTREAM_V6},
     upstream::Nsd,
 };
+
+use crate::proc;
 
 /// Where the load generator, its NAPI thread and NSD run.
 pub const GENERATOR_CPU: usize = 0;

@@ -6,7 +6,7 @@ use std::{net::IpAddr, path::Path, time::Duration};
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-use super::{
+use crate::{
     proc,
     sandbox::{GENERATOR_CPU, Sandbox, pinned},
 };

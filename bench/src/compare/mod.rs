@@ -6,10 +6,7 @@ pub mod chart;
 pub mod contender;
 pub mod cpu;
 pub mod load;
-pub mod proc;
 pub mod report;
-pub mod sandbox;
-pub mod zone;
 
 use std::{
     fs,
@@ -19,17 +16,18 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use dnsxdp_tests::netns::{SERVER_V4, SERVER_V6};
 
 use self::{
     contender::{CACHE_ENTRIES, Kind, Server},
     cpu::Tasks,
     load::{DNSPERF_CLIENTS, DNSPERF_OUTSTANDING, DNSPERF_TIMEOUT, Dnsperf, Kxdpgun, Outcome},
     report::{Contender, Cpu, Machine, Micro, Results, Run, SCENARIOS},
-    sandbox::{GENERATOR_CPU, SERVER_CPU, Sandbox},
 };
 use crate::{
-    netns::{SERVER_V4, SERVER_V6},
-    testrun,
+    cost, proc,
+    sandbox::{GENERATOR_CPU, SERVER_CPU, Sandbox},
+    zone,
 };
 
 pub struct Options {
@@ -139,7 +137,7 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
     )?;
 
     eprintln!("bench: XDP program alone (BPF_PROG_TEST_RUN)");
-    let micro = testrun::measure_costs(plan.micro_repeat, plan.micro_rounds)?
+    let micro = cost::measure_costs(plan.micro_repeat, plan.micro_rounds)?
         .into_iter()
         .map(|c| Micro {
             case: c.case.into(),

@@ -5,11 +5,12 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::{
-    bench::{proc, sandbox::Sandbox, zone},
+use dnsxdp_tests::{
     daemon::{self, Daemon},
     netns::{SERVER_IFACE, SERVER_V4, SERVER_V6},
 };
+
+use crate::{proc, sandbox::Sandbox, zone};
 
 pub fn run() -> Result<()> {
     // SAFETY: geteuid has no preconditions.

@@ -25,7 +25,7 @@ use hickory_proto::{
     rr::{RData, RecordType},
 };
 
-use crate::{
+use dnsxdp_tests::{
     client::{exchange_udp, query},
     daemon::Daemon,
     netns::{CLIENT_V4, SERVER_IFACE, Topology, UPSTREAM_V4, UPSTREAM_V6},

@@ -18,7 +18,7 @@ use anyhow::{Context as _, Result, bail};
 use hickory_proto::rr::RecordType;
 use plotters::prelude::*;
 
-use crate::{
+use dnsxdp_tests::{
     client::{exchange_tcp, exchange_udp, query, query_edns},
     daemon::Daemon,
     netns::{Topology, UPSTREAM_V4, UPSTREAM_V6},

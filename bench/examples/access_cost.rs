@@ -3,9 +3,9 @@
 //!
 //! The checks come before the cache lookup and do the same for a hit as for a miss, so a miss
 //! timed with the kernel's repeat loop shows what they add exactly; hits can only be timed from
-//! single runs (see `testrun::hit_cost`), which are noisier.
+//! single runs (see `cost::hit_cost`), which are noisier.
 //!
-//! `cargo run --release -p dnsxdp-tests --example access_cost [REPEAT] [ROUNDS]`
+//! `cargo run --release -p dnsxdp-bench --example access_cost [REPEAT] [ROUNDS]`
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -15,7 +15,8 @@ use dnsxdp::{
     acl::DEFAULT_ALLOW,
     config::Settings,
 };
-use dnsxdp_tests::testrun::{FrameSpec, Query, XdpCache, hit_cost, record, response};
+use dnsxdp_bench::cost::hit_cost;
+use dnsxdp_tests::testrun::{FrameSpec, Query, XdpCache, record, response};
 use hickory_proto::rr::{
     RData, RecordType,
     rdata::{A, AAAA},

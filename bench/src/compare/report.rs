@@ -343,7 +343,7 @@ pub fn utc(unix: u64) -> String {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::bench::load::Latency;
+    use crate::compare::load::Latency;
 
     /// Results with made-up numbers: XDP, no-XDP and Unbound in two scenarios.
     pub fn sample() -> Results {

@@ -1,9 +1,9 @@
 //! Prints the XDP program's cost per packet for each kind of query (needs root).
 //!
-//! `cargo run --release -p dnsxdp-tests --example xdp_cost [REPEAT] [ROUNDS]`
+//! `cargo run --release -p dnsxdp-bench --example xdp_cost [REPEAT] [ROUNDS]`
 
 use anyhow::Context as _;
-use dnsxdp_tests::testrun::{cost_table, measure_costs};
+use dnsxdp_bench::cost::{cost_table, measure_costs};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

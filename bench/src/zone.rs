@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::upstream::ZONE;
+use dnsxdp_tests::upstream::ZONE;
 
 /// Names with an A and an AAAA record: the hit sets.
 pub const HOSTS: u32 = 20_000;

@@ -10,16 +10,16 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use hickory_proto::{op::ResponseCode, rr::RecordType};
-
-use super::{
-    proc::{self, Proc},
-    sandbox::{SERVER_CPU, Sandbox, pinned},
-};
-use crate::{
+use dnsxdp_tests::{
     client, daemon,
     netns::{SERVER_IFACE, SERVER_V4, SERVER_V6, UPSTREAM_V4},
     upstream::ZONE,
+};
+use hickory_proto::{op::ResponseCode, rr::RecordType};
+
+use crate::{
+    proc::{self, Proc},
+    sandbox::{SERVER_CPU, Sandbox, pinned},
 };
 
 /// Entries for the servers that count entries; more than the bench's distinct questions.
