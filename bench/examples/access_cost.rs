@@ -16,7 +16,12 @@ use dnsxdp::{
     config::Settings,
 };
 use dnsxdp_bench::cost::hit_cost;
-use dnsxdp_tests::testrun::{FrameSpec, Query, XdpCache, record, response};
+use dnsxdp_tests::testrun::{
+    frame::FrameSpec,
+    program::XdpCache,
+    query::Query,
+    response::{record, response},
+};
 use hickory_proto::rr::{
     RData, RecordType,
     rdata::{A, AAAA},

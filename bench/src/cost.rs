@@ -3,14 +3,14 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use anyhow::{Context as _, Result, anyhow, ensure};
-use aya::{
-    EbpfLoader,
-    programs::{TestRun, TestRunOptions, Xdp},
-};
-use dnsxdp_common::{MAP_CACHE, PROG_PASS};
+use anyhow::{Context as _, Result, ensure};
+use dnsxdp_common::PROG_PASS;
 use dnsxdp_tests::testrun::{
-    Action, Edns, FrameSpec, Query, XdpCache, big_response, entry_from, record, response,
+    frame::FrameSpec,
+    program::{XdpCache, load_pass, xdp},
+    query::{Edns, Query},
+    response::{big_response, entry_from, record, response},
+    run::{Action, Run, test_run},
 };
 use hickory_proto::rr::{Name, RData, RecordType};
 
@@ -184,11 +184,7 @@ pub fn measure_costs(repeat: u32, rounds: usize) -> Result<Vec<Cost>> {
             hit_cost(&x, &c.frame, &miss, repeat, rounds)?
         } else {
             ensure!(action != Action::Tx, "{} is answered", c.name);
-            median(
-                (0..rounds.max(1))
-                    .map(|_| x.run_repeat(&c.frame, repeat).map(|r| r.duration_ns as f64))
-                    .collect::<Result<_>>()?,
-            )
+            median_of(rounds, || x.run_repeat(&c.frame, repeat))?
         };
         costs.push(Cost {
             case: c.name,
@@ -208,25 +204,16 @@ pub fn measure_costs(repeat: u32, rounds: usize) -> Result<Vec<Cost>> {
 
 /// What the kernel's repeat loop costs around any program: `dnsxdp_pass` from the same object.
 fn empty_program_cost(frame: &[u8], repeat: u32, rounds: usize) -> Result<f64> {
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(MAP_CACHE, 1)
-        .load(dnsxdp::EBPF_OBJECT)?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(PROG_PASS)
-        .ok_or_else(|| anyhow!("no program {PROG_PASS}"))?
-        .try_into()?;
-    prog.load()?;
-    let mut runs = Vec::new();
-    for _ in 0..rounds.max(1) {
-        let mut out = vec![0u8; 4096];
-        let r = prog.test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            repeat,
-            ..TestRunOptions::default()
-        })?;
-        runs.push(r.duration.as_nanos() as f64);
-    }
+    let ebpf = load_pass()?;
+    let prog = xdp(&ebpf, PROG_PASS)?;
+    median_of(rounds, || test_run(prog, frame, repeat))
+}
+
+/// The median over `rounds` of the time per repetition of `run`.
+fn median_of(rounds: usize, mut run: impl FnMut() -> Result<Run>) -> Result<f64> {
+    let runs = (0..rounds.max(1))
+        .map(|_| run().map(|r| r.duration_ns as f64))
+        .collect::<Result<_>>()?;
     Ok(median(runs))
 }
 

@@ -30,7 +30,12 @@ use dnsxdp_tests::{
     daemon::Daemon,
     netns::{CLIENT_V4, SERVER_IFACE, Topology, UPSTREAM_V4, UPSTREAM_V6},
     raw::{link_mac, packet_socket, recv, send},
-    testrun::{Edns, FrameSpec, Query, internet_checksum, parse_frame, pseudo_header},
+    testrun::{
+        checksum::{internet_checksum, pseudo_header},
+        frame::FrameSpec,
+        parse::parse_frame,
+        query::{Edns, Query},
+    },
     upstream::Nsd,
 };
 

@@ -11,7 +11,15 @@ use dnsxdp::{
     ratelimit::LimitAction,
 };
 use dnsxdp_common::{Counter, EVENT_DENIED, EVENT_LIMITED, QTYPE_A, QTYPE_AAAA, XdpSettings};
-use dnsxdp_tests::testrun::*;
+use dnsxdp_tests::testrun::{
+    checksum::pseudo_header,
+    frame::{FrameSpec, fragment_header, padding_header},
+    parse::parse_frame,
+    program::XdpCache,
+    query::{Edns, FLAG_CD, FLAG_RD, Query},
+    response::{record, response},
+    run::{Action, Run},
+};
 use hickory_proto::rr::{
     RData, RecordType,
     rdata::{A, AAAA},

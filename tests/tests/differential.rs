@@ -15,7 +15,7 @@ use dnsxdp_tests::{
     client::{exchange_raw, without_ttls},
     daemon::Daemon,
     netns::{Topology, UPSTREAM_V4, UPSTREAM_V6},
-    testrun::{Edns, FLAG_CD, FLAG_RD, Query},
+    testrun::query::{Edns, FLAG_CD, FLAG_RD, Query},
     upstream::Nsd,
 };
 use hickory_proto::op::Message;

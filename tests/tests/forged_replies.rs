@@ -15,7 +15,7 @@ use dnsxdp_tests::{
     client::{exchange_udp, query},
     daemon::Daemon,
     netns::{Topology, UPSTREAM_V4, UPSTREAM_V6},
-    testrun::{internet_checksum, pseudo_header},
+    testrun::checksum::{internet_checksum, pseudo_header},
     upstream::Nsd,
     upstreams::{Behavior, FORGED, Responder, add_address},
 };

@@ -14,7 +14,7 @@ use dnsxdp_tests::{
     daemon::Daemon,
     netns::{CLIENT_V4, SERVER_IFACE, Topology, UPSTREAM_V4, UPSTREAM_V6},
     raw::{link_mac, packet_socket, recv, send},
-    testrun::{FrameSpec, Query, parse_frame},
+    testrun::{frame::FrameSpec, parse::parse_frame, query::Query},
     upstream::Nsd,
 };
 use hickory_proto::rr::RecordType;

@@ -16,7 +16,16 @@ use dnsxdp_common::{
 };
 use dnsxdp_tests::{
     netns::{SERVER_IFACE, SERVER_V4, SERVER_V6, Topology},
-    testrun::*,
+    testrun::{
+        checksum::{internet_checksum, pseudo_header},
+        counters::Counters,
+        frame::{ETH_HLEN, FrameSpec, fragment_header, padding_header},
+        parse::{ParsedFrame, parse_frame},
+        program::XdpCache,
+        query::{Edns, Query, wire_name},
+        response::{big_response, entry_from, monotonic_ns, record, response},
+        run::{Action, Run},
+    },
 };
 use hickory_proto::{
     op::{Message, MessageType, OpCode, ResponseCode},
