@@ -176,6 +176,7 @@ fn check_shapes(topo: &Topology, listen: &[&str], shapes: &[&Shape]) -> Result<D
 
 #[test]
 fn every_way_to_the_daemon_is_charged_once() -> Result<()> {
+    let _exclusive = crate::exclusive();
     let topo = Topology::new()?;
     let mut shapes: Vec<&Shape> = SHAPES.iter().filter(|s| !s.stacked).collect();
     if topo.server.has_vlans() {
@@ -209,6 +210,7 @@ fn every_way_to_the_daemon_is_charged_once() -> Result<()> {
 
 #[test]
 fn a_bridge_over_the_xdp_interface_charges_once() -> Result<()> {
+    let _exclusive = crate::exclusive();
     let topo = Topology::new()?;
     // The server's addresses move from its veth, where XDP stays, to a bridge with the veth as
     // its one port: the daemon's socket sees the bridge as the interface.

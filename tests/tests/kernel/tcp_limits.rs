@@ -89,6 +89,7 @@ fn until_closed(s: &mut TcpStream, limit: Duration) -> Result<(Duration, usize)>
 
 #[test]
 fn hosts_holding_hundreds_of_connections_leave_room_for_a_new_client() -> Result<()> {
+    let _exclusive = crate::exclusive();
     let s = Sandbox::new(&[])?;
     // 512 connections, 128 from each hog: each asks 20 questions, never reads the answers,
     // and leaves a message half sent.
@@ -122,6 +123,7 @@ fn hosts_holding_hundreds_of_connections_leave_room_for_a_new_client() -> Result
 
 #[test]
 fn quiet_and_unread_connections_are_closed() -> Result<()> {
+    let _exclusive = crate::exclusive();
     let s = Sandbox::new(&["--tcp-idle-timeout", "1s"])?;
     let mut idle = s.connect(CLIENT_V4, None)?;
     let mut partial = s.connect(CLIENT_V4, None)?;

@@ -116,6 +116,7 @@ fn storm(topo: &Topology, names: Vec<String>) -> Result<usize> {
 
 #[test]
 fn a_storm_of_blind_forgeries_reaches_no_client_and_no_cache() -> Result<()> {
+    let _exclusive = crate::exclusive();
     let topo = Topology::new()?;
     let _nsd = Nsd::start(&topo.upstream, &[UPSTREAM_V4, UPSTREAM_V6])?;
     add_address(&topo, UPSTREAM)?;

@@ -1609,6 +1609,7 @@ fn reports_a_full_ring_buffer_has_no_room_for_are_counted() {
 /// read from an element given to another name in between is dropped, never sent.
 #[test]
 fn an_entry_reused_while_it_is_read_never_answers_another_name() {
+    let _exclusive = crate::exclusive();
     // A small map, so the same few elements go round and round.
     let mut x = XdpCache::load_with(8).unwrap();
     let spec = FrameSpec::v4();

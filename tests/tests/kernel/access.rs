@@ -281,6 +281,7 @@ fn replies(sock: &UdpSocket) -> Result<Vec<Message>> {
 
 #[test]
 fn a_flooding_client_is_held_to_its_limit_and_a_polite_one_loses_nothing() -> Result<()> {
+    let _exclusive = crate::exclusive();
     let (qps, burst) = (50.0, 50.0);
     let s = Sandbox::new(
         &[
