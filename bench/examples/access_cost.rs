@@ -7,7 +7,7 @@
 //!
 //! `cargo run --release -p dnsxdp-bench --example access_cost [REPEAT] [ROUNDS]`
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use dnsxdp::{
@@ -20,12 +20,9 @@ use dnsxdp_tests::testrun::{
     frame::FrameSpec,
     program::XdpCache,
     query::Query,
-    response::{record, response},
+    response::{a, aaaa, record, response},
 };
-use hickory_proto::rr::{
-    RData, RecordType,
-    rdata::{A, AAAA},
-};
+use hickory_proto::rr::RecordType;
 
 const NAME: &str = "www.example.com.";
 
@@ -51,20 +48,12 @@ fn main() -> anyhow::Result<()> {
     x.insert_response(&response(
         NAME,
         RecordType::A,
-        vec![record(
-            NAME,
-            300,
-            RData::A(A(Ipv4Addr::new(198, 51, 100, 1))),
-        )?],
+        vec![record(NAME, 300, a([198, 51, 100, 1]))?],
     )?)?;
     x.insert_response(&response(
         NAME,
         RecordType::AAAA,
-        vec![record(
-            NAME,
-            300,
-            RData::AAAA(AAAA(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))),
-        )?],
+        vec![record(NAME, 300, aaaa("2001:db8::1"))?],
     )?)?;
     let hits = [
         (

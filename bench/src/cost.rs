@@ -1,7 +1,7 @@
 //! The XDP program's cost per packet through `BPF_PROG_TEST_RUN`: for hits, misses and each
 //! pass reason, and against an empty program.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use anyhow::{Context as _, Result, ensure};
 use dnsxdp_common::PROG_PASS;
@@ -9,10 +9,10 @@ use dnsxdp_tests::testrun::{
     frame::FrameSpec,
     program::{XdpCache, load_pass, xdp},
     query::{Edns, Query},
-    response::{big_response, entry_from, record, response},
+    response::{a, aaaa, big_response, cname, entry_from, record, response},
     run::{Action, Run, test_run},
 };
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::RecordType;
 
 /// A named frame for `measure_costs`.
 struct Case {
@@ -45,7 +45,6 @@ pub fn measure_costs(repeat: u32, rounds: usize) -> Result<Vec<Cost>> {
     x.serve(v4.server)?;
     x.serve(v6.server)?;
 
-    let a = |ip: [u8; 4]| RData::A(hickory_proto::rr::rdata::A(Ipv4Addr::from(ip)));
     let name = "www.example.com.";
     x.insert_response(&response(
         name,
@@ -55,26 +54,14 @@ pub fn measure_costs(repeat: u32, rounds: usize) -> Result<Vec<Cost>> {
     x.insert_response(&response(
         name,
         RecordType::AAAA,
-        vec![record(
-            name,
-            300,
-            RData::AAAA(hickory_proto::rr::rdata::AAAA(Ipv6Addr::new(
-                0x2001, 0xdb8, 0, 0, 0, 0, 0, 1,
-            ))),
-        )?],
+        vec![record(name, 300, aaaa("2001:db8::1"))?],
     )?)?;
-    let cname = "cdn.example.com.";
+    let chain = "cdn.example.com.";
     x.insert_response(&response(
-        cname,
+        chain,
         RecordType::A,
         vec![
-            record(
-                cname,
-                300,
-                RData::CNAME(hickory_proto::rr::rdata::CNAME(Name::from_ascii(
-                    "edge.cdn.example.net.",
-                )?)),
-            )?,
+            record(chain, 300, cname("edge.cdn.example.net."))?,
             record("edge.cdn.example.net.", 60, a([198, 51, 100, 7]))?,
             record("edge.cdn.example.net.", 60, a([198, 51, 100, 8]))?,
         ],

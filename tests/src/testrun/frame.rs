@@ -66,6 +66,13 @@ impl FrameSpec {
         }
     }
 
+    /// A copy with `change` made to it.
+    pub fn with(&self, change: impl FnOnce(&mut FrameSpec)) -> FrameSpec {
+        let mut spec = self.clone();
+        change(&mut spec);
+        spec
+    }
+
     /// The frame carrying `payload` over UDP, with correct lengths and checksums.
     pub fn build(&self, payload: &[u8]) -> Vec<u8> {
         let mut f = Vec::with_capacity(128 + payload.len());

@@ -6,7 +6,10 @@ use anyhow::{Result, anyhow};
 use dnsxdp_common::{CacheEntry, entry::build_entry, name::QuestionKey};
 use hickory_proto::{
     op::{Message, MessageType, OpCode, Query},
-    rr::{Name, RData, Record, RecordType},
+    rr::{
+        Name, RData, Record, RecordType,
+        rdata::{A, AAAA, CNAME},
+    },
 };
 
 /// CLOCK_MONOTONIC in ns, the clock of `CacheEntry::expires_ns`.
@@ -52,22 +55,29 @@ pub fn big_response(name: &str) -> Result<Vec<u8>> {
     let mut owner = name.to_string();
     for i in 0..6 {
         let t = target(i);
-        records.push(record(
-            &owner,
-            300,
-            RData::CNAME(hickory_proto::rr::rdata::CNAME(Name::from_ascii(&t)?)),
-        )?);
+        records.push(record(&owner, 300, cname(&t))?);
         owner = t;
     }
-    records.push(record(
-        &owner,
-        300,
-        RData::A(hickory_proto::rr::rdata::A(Ipv4Addr::new(198, 51, 100, 99))),
-    )?);
+    records.push(record(&owner, 300, a([198, 51, 100, 99]))?);
     response(name, RecordType::A, records)
 }
 
 /// A record for `response`.
 pub fn record(owner: &str, ttl: u32, rdata: RData) -> Result<Record> {
     Ok(Record::from_rdata(Name::from_ascii(owner)?, ttl, rdata))
+}
+
+/// The data of an A record.
+pub fn a(ip: [u8; 4]) -> RData {
+    RData::A(A(Ipv4Addr::from(ip)))
+}
+
+/// The data of an AAAA record; panics on a malformed address.
+pub fn aaaa(ip: &str) -> RData {
+    RData::AAAA(AAAA(ip.parse().expect("an IPv6 address")))
+}
+
+/// The data of a CNAME record; panics on a malformed name.
+pub fn cname(target: &str) -> RData {
+    RData::CNAME(CNAME(Name::from_ascii(target).expect("a domain name")))
 }

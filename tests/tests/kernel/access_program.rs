@@ -2,7 +2,7 @@
 //! written by the daemon's own code: what denied and limited queries get, and the REFUSED and
 //! TC=1 answers byte by byte.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use dnsxdp::{
     access::{AccessPolicy, Tables as _, kernel::KernelTables},
@@ -17,13 +17,10 @@ use dnsxdp_tests::testrun::{
     parse::parse_frame,
     program::XdpCache,
     query::{Edns, FLAG_CD, FLAG_RD, Query},
-    response::{record, response},
+    response::{a, aaaa, record, response},
     run::{Action, Run},
 };
-use hickory_proto::rr::{
-    RData, RecordType,
-    rdata::{A, AAAA},
-};
+use hickory_proto::rr::RecordType;
 
 const NAME: &str = "www.example.com.";
 const SERVER_V4: &str = "198.18.1.1";
@@ -45,9 +42,11 @@ impl Fixture {
         let mut x = XdpCache::load_reporting(reports).unwrap_or_else(|e| panic!("{e:#}"));
         x.serve(server(SERVER_V4)).unwrap();
         x.serve(server(SERVER_V6)).unwrap();
-        let a = RData::A(A(Ipv4Addr::new(198, 51, 100, 1)));
-        let aaaa = RData::AAAA(AAAA("2001:db8::1".parse().unwrap()));
-        for (qtype, rdata) in [(RecordType::A, a), (RecordType::AAAA, aaaa)] {
+        let answers = [
+            (RecordType::A, a([198, 51, 100, 1])),
+            (RecordType::AAAA, aaaa("2001:db8::1")),
+        ];
+        for (qtype, rdata) in answers {
             let answers = vec![record(NAME, 300, rdata).unwrap()];
             x.insert_response(&response(NAME, qtype, answers).unwrap())
                 .unwrap();
