@@ -3,9 +3,9 @@
 //! `cargo xtask test -- xdp_program::` runs one feature.
 //!
 //! They run side by side, as many at once as there are CPUs: each builds its own namespaces
-//! (named for the process and a counter), pin directory, control socket and files, so no two
-//! share anything in the kernel or on disk. Only the CPUs are shared, and a few tests need them
-//! whole: see `exclusive`.
+//! (named for the process and a counter), pin directory, control socket and files, so that any
+//! two can run at once. Only the CPUs are shared, and a few tests need them whole: see
+//! `exclusive`.
 
 mod access;
 mod access_program;
