@@ -9,13 +9,12 @@
 
 use std::net::SocketAddr;
 
-use anyhow::Context as _;
 use dnsxdp::{
     access::{AccessPolicy, Tables as _, kernel::KernelTables},
     acl::DEFAULT_ALLOW,
     config::Settings,
 };
-use dnsxdp_bench::cost::hit_cost;
+use dnsxdp_bench::cost::{hit_cost, repeat_and_rounds};
 use dnsxdp_tests::testrun::{
     frame::FrameSpec,
     program::XdpCache,
@@ -27,12 +26,7 @@ use hickory_proto::rr::RecordType;
 const NAME: &str = "www.example.com.";
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let repeat = args
-        .next()
-        .map_or(Ok(1_000_000), |a| a.parse())
-        .context("REPEAT")?;
-    let rounds = args.next().map_or(Ok(5), |a| a.parse()).context("ROUNDS")?;
+    let (repeat, rounds) = repeat_and_rounds()?;
 
     let spec = |client: &str, server: &str| {
         let at = |ip: &str, port| SocketAddr::new(ip.parse().expect("address"), port);

@@ -2,16 +2,10 @@
 //!
 //! `cargo run --release -p dnsxdp-bench --example xdp_cost [REPEAT] [ROUNDS]`
 
-use anyhow::Context as _;
-use dnsxdp_bench::cost::{cost_table, measure_costs};
+use dnsxdp_bench::cost::{cost_table, measure_costs, repeat_and_rounds};
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let repeat = args
-        .next()
-        .map_or(Ok(1_000_000), |a| a.parse())
-        .context("REPEAT")?;
-    let rounds = args.next().map_or(Ok(5), |a| a.parse()).context("ROUNDS")?;
+    let (repeat, rounds) = repeat_and_rounds()?;
     let costs = measure_costs(repeat, rounds)?;
     print!("{}", cost_table(&costs));
     Ok(())

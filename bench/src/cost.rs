@@ -234,6 +234,18 @@ pub fn hit_cost(x: &XdpCache, hit: &[u8], miss: &[u8], repeat: u32, rounds: usiz
     Ok(median(estimates))
 }
 
+/// The command line's `[REPEAT] [ROUNDS]`: runs per timing and timings per case, 1,000,000 and
+/// 5 if not given.
+pub fn repeat_and_rounds() -> Result<(u32, usize)> {
+    let mut args = std::env::args().skip(1);
+    let repeat = args
+        .next()
+        .map_or(Ok(1_000_000), |a| a.parse())
+        .context("REPEAT")?;
+    let rounds = args.next().map_or(Ok(5), |a| a.parse()).context("ROUNDS")?;
+    Ok((repeat, rounds))
+}
+
 /// `measure_costs` as a table.
 pub fn cost_table(costs: &[Cost]) -> String {
     let mut s = format!(
