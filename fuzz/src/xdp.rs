@@ -15,8 +15,13 @@ use dnsxdp::{
 use dnsxdp_common::{QTYPE_A, QTYPE_AAAA, entry::build_entry};
 use dnsxdp_tests::client::without_ttls;
 use dnsxdp_tests::testrun::{
-    Action, Edns, FrameSpec, ParsedFrame, Query, XdpCache, internet_checksum, monotonic_ns,
-    parse_frame, pseudo_header,
+    checksum::{internet_checksum, pseudo_header},
+    frame::FrameSpec,
+    parse::{ParsedFrame, parse_frame},
+    program::XdpCache,
+    query::{Edns, Query},
+    response::monotonic_ns,
+    run::Action,
 };
 use hickory_proto::{
     op::{Message, MessageType, OpCode, Query as HQuery, ResponseCode},

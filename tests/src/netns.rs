@@ -159,7 +159,7 @@ impl Topology {
             .args(["-K", "veth0", "tx", "off"])
             .output()?;
         check(&out, "ethtool -K veth0 tx off")?;
-        let client_xdp = client.enter(|| crate::testrun::attach_pass("veth0"))??;
+        let client_xdp = client.enter(|| crate::testrun::program::attach_pass("veth0"))??;
         Ok(Self {
             client,
             server,
@@ -187,7 +187,7 @@ impl Topology {
         self.client.ip(&["link", "set", "veth0", "xdp", "off"])?;
         self.client_xdp = Some(
             self.client
-                .enter(|| crate::testrun::attach_pass("veth0"))??,
+                .enter(|| crate::testrun::program::attach_pass("veth0"))??,
         );
         Ok(())
     }

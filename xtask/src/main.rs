@@ -125,7 +125,7 @@ fn main() -> Result<()> {
     }
 }
 
-/// Runs the bench/demo binary of the tests crate, which drives the release dnsxdp binary.
+/// Runs the binary of the bench crate, which drives the release dnsxdp binary.
 /// It replaces this process, so that Ctrl-C reaches only the binary, which then tears its
 /// namespaces down.
 fn sandbox(args: &[String]) -> Result<()> {
@@ -136,7 +136,7 @@ fn sandbox(args: &[String]) -> Result<()> {
     cargo(&["build", "--package", "dnsxdp"], true)?;
     let root = workspace_root();
     let err = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["run", "--quiet", "--release", "--package", "dnsxdp-tests"])
+        .args(["run", "--quiet", "--release", "--package", "dnsxdp-bench"])
         .args(["--bin", "dnsxdp-bench", "--"])
         .args(args)
         .env("DNSXDP_BIN", target_dir(&root).join("release/dnsxdp"))

@@ -15,19 +15,23 @@ use crate::{cargo, target_dir, test_result_counts, vm, workspace_root};
 /// Debian 12's kernel, what most gateways run.
 const LTS_KERNEL: &str = "6.1";
 
-/// The load-and-answer subset run across the matrix: each kernel test binary with a filter
-/// (empty: all of it). The program passes the verifier and answers (xdp_program,
-/// access_program), every query is charged once however it is framed (charged_once) and
+/// The load-and-answer subset run across the matrix: filters on the kernel tests' names, a
+/// module for all of a feature. The program passes the verifier and answers (xdp_program,
+/// access_program), with its debug lines on too (kernel_log), every query is charged once however it is framed (charged_once) and
 /// answers over a VLAN go back tagged (vlan_offload), both with VLANs the host's kernel may
 /// lack, the daemon fills it end to end (e2e), and it answers through a restart (service).
-const SUBSET: &[(&str, &str)] = &[
-    ("xdp_program", ""),
-    ("access_program", ""),
-    ("charged_once", ""),
-    ("vlan_offload", ""),
-    ("e2e", "repeat_is_answered_by_xdp"),
-    ("service", "a_sigkill_and_a_restart_lose_no_cached_query"),
+const SUBSET: &[&str] = &[
+    "xdp_program::",
+    "access_program::",
+    "kernel_log::",
+    "charged_once::",
+    "vlan_offload::",
+    "e2e::repeat_is_answered_by_xdp",
+    "service::a_sigkill_and_a_restart_lose_no_cached_query",
 ];
+
+/// The kernel tests' binary: tests/tests/kernel, a module per feature.
+const KERNEL_TESTS: &str = "kernel";
 
 /// Read by the kernel tests (tests/src/daemon.rs): the mode XDP is attached in.
 const XDP_MODE_ENV: &str = "DNSXDP_TEST_XDP_MODE";
@@ -86,26 +90,21 @@ pub fn run(args: &Args) -> Result<()> {
     cargo(&["build", "--package", "dnsxdp"], false)?;
     let mut tally = Tally::default();
     match &args.kernel {
+        // The packaging tests (a binary of their own) build a package with cargo, which needs
+        // a writable target directory: they run on the host only.
         Some(kernel) => {
-            // The packaging tests build a package with cargo, which needs a writable target
-            // directory: they run on the host only.
-            let all: Vec<_> = kernel_tests()?
-                .into_iter()
-                .filter(|(name, _)| name != "packaging")
-                .map(|(_, bin)| (bin, args.args.clone()))
-                .collect();
-            in_vm(&mut tally, kernel, args.xdp_mode, all)?;
+            let bin = kernel_binary()?;
+            in_vm(&mut tally, &bin, kernel, args.xdp_mode, &args.args)?;
         }
         None => {
             tally.add("cargo test", host(args.xdp_mode, &args.args)?);
             if args.xdp_mode.is_none() && args.args.is_empty() {
-                let subset = subset()?;
-                for (bin, filter) in &subset {
-                    let what = format!("{} (skb)", bin.display());
-                    tally.add(&what, run_binary(bin, filter, Mode::Skb)?);
-                }
+                let bin = kernel_binary()?;
+                let subset: Vec<String> = SUBSET.iter().map(|s| s.to_string()).collect();
+                let what = format!("{} (skb)", bin.display());
+                tally.add(&what, run_binary(&bin, &subset, Mode::Skb)?);
                 for mode in [Mode::Native, Mode::Skb] {
-                    in_vm(&mut tally, LTS_KERNEL, Some(mode), subset.clone())?;
+                    in_vm(&mut tally, &bin, LTS_KERNEL, Some(mode), &subset)?;
                 }
             }
         }
@@ -131,7 +130,7 @@ fn host(mode: Option<Mode>, extra: &[String]) -> Result<(u64, u64, bool)> {
     counted(cmd)
 }
 
-/// One test binary with a filter, on the running kernel in `mode`.
+/// The kernel tests with filters, on the running kernel in `mode`.
 fn run_binary(bin: &Path, filter: &[String], mode: Mode) -> Result<(u64, u64, bool)> {
     let mut cmd = Command::new(bin);
     cmd.args(["--test-threads", "2"])
@@ -142,11 +141,13 @@ fn run_binary(bin: &Path, filter: &[String], mode: Mode) -> Result<(u64, u64, bo
     counted(cmd)
 }
 
+/// The kernel tests' binary `bin` with `args` (filters, say) on `kernel` under qemu.
 fn in_vm(
     tally: &mut Tally,
+    bin: &Path,
     kernel: &str,
     mode: Option<Mode>,
-    tests: Vec<(PathBuf, Vec<String>)>,
+    args: &[String],
 ) -> Result<()> {
     let root = workspace_root();
     let target = target_dir(&root);
@@ -165,7 +166,8 @@ fn in_vm(
     let run = vm::Run {
         workspace: &root,
         shares,
-        tests,
+        binary: bin,
+        args,
         env,
     };
     let what = format!("{} ({})", kernel.release, mode.map_or("auto", Mode::name));
@@ -174,29 +176,11 @@ fn in_vm(
     Ok(())
 }
 
-/// The subset's binaries with their filters.
-fn subset() -> Result<Vec<(PathBuf, Vec<String>)>> {
-    let bins = kernel_tests()?;
-    SUBSET
-        .iter()
-        .map(|(name, filter)| {
-            let bin = bins
-                .iter()
-                .find(|(n, _)| n == name)
-                .with_context(|| format!("no kernel test binary {name}"))?;
-            let filter = match filter.is_empty() {
-                true => Vec::new(),
-                false => vec![filter.to_string()],
-            };
-            Ok((bin.1.clone(), filter))
-        })
-        .collect()
-}
-
-/// The kernel test binaries (the tests crate's integration tests), built, by target name.
-fn kernel_tests() -> Result<Vec<(String, PathBuf)>> {
+/// The kernel tests' binary, built.
+fn kernel_binary() -> Result<PathBuf> {
     let out = cargo_cmd()
-        .args(["test", "--package", "dnsxdp-tests", "--tests", "--no-run"])
+        .args(["test", "--package", "dnsxdp-tests", "--no-run"])
+        .args(["--test", KERNEL_TESTS])
         .args(["--message-format", "json-render-diagnostics"])
         .stderr(Stdio::inherit())
         .output()
@@ -204,23 +188,14 @@ fn kernel_tests() -> Result<Vec<(String, PathBuf)>> {
     if !out.status.success() {
         bail!("building the kernel tests failed");
     }
-    let mut bins = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let is_test = msg["target"]["kind"]
-            .as_array()
-            .is_some_and(|k| k.iter().any(|k| k == "test"));
-        if let (true, Some(exe), Some(name)) = (
-            is_test,
-            msg["executable"].as_str(),
-            msg["target"]["name"].as_str(),
-        ) {
-            bins.push((name.to_string(), PathBuf::from(exe)));
-        }
-    }
-    Ok(bins)
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|msg| match msg["target"]["name"] == KERNEL_TESTS {
+            true => msg["executable"].as_str().map(PathBuf::from),
+            false => None,
+        })
+        .context("cargo built no kernel test binary")
 }
 
 fn cargo_cmd() -> Command {
