@@ -59,6 +59,8 @@ pub fn wait_for_interrupt() {
 pub struct Proc {
     child: Child,
     what: String,
+    /// What `stop` sends first.
+    signal: libc::c_int,
 }
 
 impl Proc {
@@ -74,7 +76,14 @@ impl Proc {
         Ok(Self {
             child,
             what: what.to_owned(),
+            signal: libc::SIGTERM,
         })
+    }
+
+    /// Stopped with `signal` instead of SIGTERM.
+    pub fn stopped_by(mut self, signal: libc::c_int) -> Self {
+        self.signal = signal;
+        self
     }
 
     pub fn pid(&self) -> u32 {
@@ -89,13 +98,13 @@ impl Proc {
         Ok(())
     }
 
-    /// SIGTERM, then SIGKILL if it has not exited within 5 s.
+    /// Its stop signal (SIGTERM unless set), then SIGKILL if it has not exited within 5 s.
     pub fn stop(&mut self) {
         if self.child.try_wait().ok().flatten().is_some() {
             return;
         }
         // SAFETY: signalling our own, not yet reaped, child by pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id() as libc::pid_t, self.signal) };
         let end = Instant::now() + Duration::from_secs(5);
         while Instant::now() < end {
             if self.child.try_wait().ok().flatten().is_some() {

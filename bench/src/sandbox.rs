@@ -50,6 +50,14 @@ impl Sandbox {
         Ok(proc::output(cmd)?.trim().parse()?)
     }
 
+    /// Whether an XDP program is attached to the server's client-facing veth.
+    pub fn xdp_attached(&self) -> Result<bool> {
+        let mut cmd = self.topo.server.command("ip");
+        cmd.args(["-j", "link", "show", "dev", SERVER_IFACE]);
+        let links: serde_json::Value = serde_json::from_str(&proc::output(cmd)?)?;
+        Ok(links[0].get("xdp").is_some())
+    }
+
     /// MAC address of the server's client-facing veth, which kxdpgun sends to.
     pub fn server_mac(&self) -> Result<String> {
         let mut cmd = self.topo.server.command("cat");

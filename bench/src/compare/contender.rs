@@ -178,8 +178,18 @@ impl Server {
         }
         cmd.current_dir(dir);
         pinned(&mut cmd, SERVER_CPU);
+        // A program left attached would answer in this server's place.
+        if sandbox.xdp_attached()? {
+            bail!("an XDP program is still attached to the server's veth");
+        }
         let log = dir.join("server.log");
         let proc = Proc::spawn(cmd, kind.name(), &log)?;
+        // SIGTERM leaves dnsxdp's program attached, answering for the next daemon (its restart
+        // behaviour); SIGINT detaches it.
+        let proc = match kind {
+            Kind::DnsxdpXdp => proc.stopped_by(libc::SIGINT),
+            _ => proc,
+        };
         let mut server = Self {
             kind,
             proc,
