@@ -527,6 +527,7 @@ mod tests {
             min-ttl = 30
             max-ttl = 600
             max-negative-ttl = 0
+            ttl-factor = 0.8
             prefetch = false
             fresh-cache = true
             pin-dir = "/sys/fs/bpf/x"
@@ -543,7 +544,8 @@ mod tests {
             TtlPolicy {
                 min: 30,
                 max: 600,
-                max_negative: 0
+                max_negative: 0,
+                factor: 0.8,
             }
         );
         assert_eq!(c.resolve.prefetch_min_hits, None);
@@ -566,6 +568,13 @@ mod tests {
                 .unwrap_err()
                 .starts_with("metrics: invalid address 'localhost'")
         );
+        for bad in ["ttl-factor = 0", "ttl-factor = 1.5", "ttl-factor = \"0.8\""] {
+            let e = resolve(bad).unwrap_err();
+            assert!(
+                e.starts_with("ttl-factor: expected a number more than 0"),
+                "{e}"
+            );
+        }
         assert!(
             resolve("prefetch = 1")
                 .unwrap_err()

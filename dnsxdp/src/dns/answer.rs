@@ -69,8 +69,9 @@ pub struct Sections {
 impl Answer {
     /// Takes the sections of `msg`, received at `now_ns`, with TTLs as `policy` has them.
     ///
-    /// NOERROR with records caches for the smallest TTL of the answer and authority sections,
-    /// each TTL raised to `policy.min` and capped at `policy.max`; NXDOMAIN and NODATA for the
+    /// Every TTL is first scaled by `policy.factor`. NOERROR with records caches for the
+    /// smallest TTL of the answer and authority sections, each TTL raised to `policy.min` and
+    /// capped at `policy.max`; NXDOMAIN and NODATA for the
     /// SOA's negative TTL, min(SOA TTL, MINIMUM) (RFC 2308 §5) capped at `policy.max_negative`,
     /// which the SOA is also sent with, and not at all without a SOA. Anything else, such as
     /// SERVFAIL or REFUSED, is not cached.
@@ -86,7 +87,7 @@ impl Answer {
             .chain(&mut parts.name_servers)
             .chain(&mut parts.additionals)
         {
-            let ttl = read_ttl(r.ttl());
+            let ttl = policy.scaled(read_ttl(r.ttl()));
             let ttl = match negative {
                 true => ttl.min(policy.max),
                 false => ttl.clamp(policy.min, policy.max),
@@ -98,7 +99,7 @@ impl Answer {
             if let RData::SOA(soa) = r.data() {
                 let ttl = r
                     .ttl()
-                    .min(read_ttl(soa.minimum()))
+                    .min(policy.scaled(read_ttl(soa.minimum())))
                     .min(policy.max_negative);
                 r.set_ttl(ttl);
                 soa_ttl = Some(soa_ttl.unwrap_or(u32::MAX).min(ttl));
@@ -401,6 +402,7 @@ pub(crate) mod tests {
             min: 60,
             max: 600,
             max_negative: 30,
+            factor: 1.0,
         };
         let msg = response(
             ResponseCode::NoError,
@@ -416,6 +418,27 @@ pub(crate) mod tests {
         assert_eq!(ans.authority[0].ttl(), 30);
         let nx = response(ResponseCode::NXDomain, vec![], vec![soa(10, 300)]);
         assert_eq!(Answer::from_upstream(nx, 0, &policy).ttl, Some(10));
+    }
+
+    #[test]
+    fn the_factor_scales_every_ttl_before_the_limits() {
+        let policy = TtlPolicy::new(Some(60), Some(600), Some(3600), Some(0.5)).unwrap();
+        let msg = response(
+            ResponseCode::NoError,
+            vec![
+                a("www.t.", 100, 1),
+                a("www.t.", 300, 2),
+                a("www.t.", 7200, 3),
+            ],
+            vec![],
+        );
+        let ans = Answer::from_upstream(msg, 0, &policy);
+        let ttls: Vec<u32> = ans.answers.iter().map(Record::ttl).collect();
+        assert_eq!((ttls, ans.ttl), (vec![60, 150, 600], Some(60)));
+        // The negative TTL, min(SOA TTL, MINIMUM), is scaled too.
+        let nx = response(ResponseCode::NXDomain, vec![], vec![soa(3600, 300)]);
+        let ans = Answer::from_upstream(nx, 0, &policy);
+        assert_eq!((ans.ttl, ans.authority[0].ttl()), (Some(150), 150));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::query_log::QueryLogTarget;
 use crate::{
@@ -54,6 +54,11 @@ pub struct Settings {
     #[arg(long, value_name = "SECONDS")]
     #[serde(default, deserialize_with = "file::count_or_zero")]
     pub max_negative_ttl: Option<u32>,
+    /// Fraction of each TTL an answer is cached and sent with, in both caches (e.g. 0.8): its
+    /// TTLs count down from the scaled value, before --min-ttl and the maxima [default: 1].
+    #[arg(long, value_name = "FACTOR", value_parser = parse_factor)]
+    #[serde(default, deserialize_with = "ttl_factor")]
+    pub ttl_factor: Option<f64>,
     /// Do not refresh popular answers before they expire (in the file: `prefetch = false`).
     #[arg(long = "no-prefetch", num_args = 0, default_missing_value = "false")]
     #[serde(default, deserialize_with = "file::flag")]
@@ -102,7 +107,12 @@ impl Settings {
                 self.daemon_cache_memory,
                 DEFAULT_CACHE_MEMORY,
             )?,
-            ttl: TtlPolicy::new(self.min_ttl, self.max_ttl, self.max_negative_ttl)?,
+            ttl: TtlPolicy::new(
+                self.min_ttl,
+                self.max_ttl,
+                self.max_negative_ttl,
+                self.ttl_factor,
+            )?,
             query_timeout: nonzero("query-timeout", self.query_timeout, DEFAULT_QUERY_TIMEOUT)?,
             serve_stale: self.serve_stale.unwrap_or(DEFAULT_SERVE_STALE),
             prefetch_min_hits: self
@@ -113,4 +123,24 @@ impl Settings {
             query_log_sample: self.query_log_sample.unwrap_or(DEFAULT_QUERY_LOG_SAMPLE),
         })
     }
+}
+
+/// What a TTL factor takes.
+const FACTOR: &str = "a number more than 0 and at most 1";
+
+fn parse_factor(s: &str) -> Result<f64, String> {
+    (s.parse().ok())
+        .filter(|f| valid_factor(*f))
+        .ok_or_else(|| format!("expected {FACTOR}, got \"{s}\""))
+}
+
+fn ttl_factor<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    file::read(d, FACTOR, |v| {
+        let f = v.as_float().or(v.as_integer().map(|i| i as f64))?;
+        valid_factor(f).then_some(f)
+    })
+}
+
+fn valid_factor(f: f64) -> bool {
+    f > 0.0 && f <= 1.0
 }

@@ -242,6 +242,38 @@ fn ttl_counts_down_and_an_expired_entry_is_not_served() -> Result<()> {
 }
 
 #[test]
+fn the_ttl_factor_shortens_the_life_in_both_layers() -> Result<()> {
+    let s = Sandbox::with_flags(&["--ttl-factor", "0.67"])?;
+    // 3 s scaled by 0.67, rounded down.
+    let scaled = 2;
+    let q = query("short.example.test.", RecordType::A);
+    let filled = Instant::now();
+    let (first, _) = s.ask_counting_hits(&q, false)?;
+    assert_eq!(ttls(&first), vec![scaled - 1]);
+    let (second, hits) = s.ask_counting_hits(&q, false)?;
+    assert_eq!(hits, 1);
+    assert!(ttls(&second)[0] < scaled, "{:?}", ttls(&second));
+
+    // Past the scaled life, short of the record's own TTL: neither layer serves it.
+    sleep(
+        (filled + Duration::from_millis(scaled as u64 * 1000 + 300))
+            .saturating_duration_since(Instant::now()),
+    );
+    assert!(filled.elapsed() < Duration::from_secs(SHORT_TTL as u64));
+    let expired_before = s.daemon.xdp("expired")?;
+    let upstream_before = s.daemon.counter("upstream_queries")?;
+    let (_, hits) = s.ask_counting_hits(&q, false)?;
+    assert_eq!(hits, 0, "XDP served it past its scaled life");
+    assert_eq!(s.daemon.xdp("expired")?, expired_before + 1);
+    assert_eq!(
+        s.daemon.counter("upstream_queries")?,
+        upstream_before + 1,
+        "the daemon cache served it past its scaled life"
+    );
+    Ok(())
+}
+
+#[test]
 fn mixed_case_queries_hit_and_get_their_own_case_back() -> Result<()> {
     let s = Sandbox::new()?;
     s.ask(&query("WwW.ExAmPlE.tEsT.", RecordType::A))?;
