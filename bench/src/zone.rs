@@ -159,6 +159,14 @@ pub fn mix(len: usize) -> Vec<Q> {
         .collect()
 }
 
+/// `len` queries, each for a name nobody asked before and none of the mix's: every one a miss
+/// that goes upstream.
+pub fn misses(len: usize) -> Vec<Q> {
+    (0..len)
+        .map(|i| Q::new(format!("new{i}.miss"), "A"))
+        .collect()
+}
+
 /// A small deterministic generator, so every contender gets the same mix.
 struct SplitMix(u64);
 
@@ -214,6 +222,15 @@ mod tests {
                 "{q:?} is neither warmed nor a miss"
             );
         }
+    }
+
+    #[test]
+    fn misses_are_new_names_the_mix_never_asks() {
+        let m = misses(1_000);
+        let names: HashSet<_> = m.iter().map(|q| &q.name).collect();
+        assert_eq!(names.len(), m.len());
+        assert!(m.iter().all(|q| q.name.ends_with(".miss")));
+        assert!(mix(100_000).iter().all(|q| !names.contains(&q.name)));
     }
 
     #[test]

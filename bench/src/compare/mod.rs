@@ -48,6 +48,7 @@ const WARM_RATE: u32 = 20_000;
 struct Plan {
     seconds: u32,
     mix_len: usize,
+    misses_len: usize,
     fixed_rate: u32,
     kxdpgun_rate: u32,
     micro_repeat: u32,
@@ -60,6 +61,7 @@ impl Plan {
             Self {
                 seconds: 2,
                 mix_len: 40_000,
+                misses_len: 10_000,
                 fixed_rate: 5_000,
                 kxdpgun_rate: 1_000_000,
                 micro_repeat: 100_000,
@@ -69,6 +71,7 @@ impl Plan {
             Self {
                 seconds: 10,
                 mix_len: 400_000,
+                misses_len: 100_000,
                 fixed_rate: 20_000,
                 kxdpgun_rate: 1_000_000,
                 micro_repeat: 1_000_000,
@@ -84,6 +87,7 @@ struct Files {
     hits_a: PathBuf,
     hits_a_aaaa: PathBuf,
     mix: PathBuf,
+    misses: PathBuf,
     warm: PathBuf,
 }
 
@@ -99,6 +103,7 @@ impl Files {
             hits_a: file("hits-a.txt", zone::hits_a())?,
             hits_a_aaaa: file("hits-a-aaaa.txt", zone::hits_a_aaaa())?,
             mix: file("mix.txt", zone::mix(plan.mix_len))?,
+            misses: file("misses.txt", zone::misses(plan.misses_len))?,
             warm: file("warm.txt", zone::warm())?,
             dir,
         })
@@ -308,6 +313,10 @@ impl ServerBench<'_> {
                 dnsperf(v4(), &f.mix, None, true, false).run(self.sandbox)?,
                 None,
             ),
+            "misses" => (
+                dnsperf(v4(), &f.misses, None, true, false).run(self.sandbox)?,
+                None,
+            ),
             _ => bail!("no scenario {id}"),
         };
         let window = start.elapsed();
@@ -372,16 +381,17 @@ fn method(plan: &Plan) -> Vec<String> {
         format!(
             "Scenarios of {} s each, in order: 100% hits IPv4, 100% hits IPv6, fixed rate \
              ({} qps), kxdpgun ({} qps offered), then the realistic mix of at most {} queries \
-             ({}; every miss a new name).",
+             ({}; every miss a new name), then at most {} misses, each a new name.",
             plan.seconds,
             plan.fixed_rate,
             plan.kxdpgun_rate,
             plan.mix_len,
-            mix.join(", ")
+            mix.join(", "),
+            plan.misses_len,
         ),
         format!(
             "dnsperf -c {DNSPERF_CLIENTS} -q {DNSPERF_OUTSTANDING} -t {DNSPERF_TIMEOUT} -T 1 \
-             -l {}; -Q for the fixed rate with -v for latency percentiles; -n 1 for the mix. \
+             -l {}; -Q for the fixed rate with -v for latency percentiles; -n 1 for the mix and the misses. \
              kxdpgun -t {} -Q {} -F {GENERATOR_CPU} on the client veth (AF_XDP).",
             plan.seconds, plan.seconds, plan.kxdpgun_rate
         ),
