@@ -63,8 +63,9 @@ fn xdp_settings(config: &Config) -> XdpSettings {
 }
 
 /// Loads the program and attaches it as `config` says, its access maps filled first so that
-/// it never runs without its rules; with `--no-xdp`, the daemon's own tables.
-fn attach(config: &Config) -> anyhow::Result<(Option<Attached>, Access)> {
+/// it never runs without its rules; with `--no-xdp`, the daemon's own tables. `ifindexes` are
+/// those of the interfaces it attaches to.
+fn attach(config: &Config, ifindexes: &[u32]) -> anyhow::Result<(Option<Attached>, Access)> {
     let Some(mode) = config.kernel.mode else {
         info!("XDP disabled: answering everything from userspace");
         let tables = Box::new(MemoryTables::default());
@@ -82,11 +83,8 @@ fn attach(config: &Config) -> anyhow::Result<(Option<Attached>, Access)> {
     };
     let mut loaded = load::load(&opts, &config.serve.listen)?;
     let tables: Box<dyn Tables> = Box::new(KernelTables::take(loaded.ebpf_mut())?);
-    let ifaces: Vec<u32> = (config.kernel.ifaces.iter())
-        .filter_map(|i| if_index(i))
-        .collect();
     let links = stacked::links().context("listing interfaces")?;
-    let paths = XdpPaths::of(loaded.maps(), &ifaces, &links)?;
+    let paths = XdpPaths::of(loaded.maps(), ifindexes, &links)?;
     let access = Access::new(tables, &config.access, paths)?;
     Ok((Some(loaded.attach(&config.kernel.ifaces, mode)?), access))
 }
@@ -122,7 +120,8 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
         .map(QueryLog::open)
         .transpose()?
         .map(Arc::new);
-    let (mut attached, access) = attach(&config)?;
+    let xdp_ifaces: Vec<u32> = ifaces.iter().filter_map(|i| if_index(i)).collect();
+    let (mut attached, access) = attach(&config, &xdp_ifaces)?;
     let access = Arc::new(access);
     info!("access: {}", config.access.summary());
     let kernel = attached.as_ref().map(|a| a.maps.clone());
@@ -163,7 +162,6 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
         duration::display(config.resolve.serve_stale),
     );
     if let Some(maps) = kernel.clone() {
-        let xdp_ifaces: Vec<u32> = ifaces.iter().filter_map(|i| if_index(i)).collect();
         tasks.spawn(served::refresh(
             maps,
             config.serve.listen.clone(),
