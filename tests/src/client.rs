@@ -1,7 +1,7 @@
 //! A DNS client for the tests: builds queries and exchanges them over UDP and TCP.
 
 use std::{
-    io::{Read as _, Write as _},
+    io::{self, ErrorKind, Read as _, Write as _},
     net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     str::FromStr as _,
@@ -13,6 +13,18 @@ use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query},
     rr::{Name, RecordType},
 };
+
+/// `op` again while it fails with EINTR. A socket read with a timeout fails so, even without
+/// a signal handler, when the process was stopped and continued (signal(7)); a test run that
+/// is paused and resumed must not fail for it.
+pub fn uninterrupted<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            done => return done,
+        }
+    }
+}
 
 /// A recursive query for `name` (case kept as given) without EDNS.
 pub fn query(name: &str, rtype: RecordType) -> Message {
@@ -74,17 +86,12 @@ pub fn exchange_raw(
             bail!("no reply from {to} within {timeout:?}");
         }
         sock.set_read_timeout(Some(left))?;
-        match sock.recv_from(&mut buf) {
+        match uninterrupted(|| sock.recv_from(&mut buf)) {
             Ok((n, from)) if from == to && n >= 2 && buf[..2] == bytes[..2] => {
                 return Ok(buf[..n].to_vec());
             }
             Ok(_) => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 bail!("no reply from {to} within {timeout:?}")
             }
             Err(e) => return Err(e.into()),
@@ -183,4 +190,35 @@ pub fn without_ttls(mut m: Message) -> Message {
     zero(m.name_servers_mut());
     zero(m.additionals_mut());
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{os::unix::net::UnixDatagram, process::Command, thread};
+
+    use super::*;
+
+    /// The process stops and continues while it waits for a datagram that comes later.
+    #[test]
+    fn a_read_survives_the_process_being_stopped_and_continued() -> Result<()> {
+        let (reader, writer) = UnixDatagram::pair()?;
+        reader.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let pid = std::process::id();
+        let mut pauser = Command::new("sh")
+            .args([
+                "-c",
+                &format!("sleep 0.3; kill -STOP {pid}; sleep 0.3; kill -CONT {pid}"),
+            ])
+            .spawn()?;
+        let sender = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(1500));
+            writer.send(b"late")
+        });
+        let mut buf = [0u8; 8];
+        let read = uninterrupted(|| reader.recv(&mut buf));
+        pauser.wait()?;
+        sender.join().expect("sender")?;
+        assert_eq!(&buf[..read?], b"late");
+        Ok(())
+    }
 }

@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, ensure};
 
-use crate::netns::Netns;
+use crate::{client::uninterrupted, netns::Netns};
 
 /// An AF_PACKET socket bound to `iface` in the calling thread's namespace, seeing every
 /// frame, with a receive buffer of `rcvbuf` bytes and reads that give up after `timeout`.
@@ -77,9 +77,14 @@ pub fn send(fd: &OwnedFd, frame: &[u8]) -> Result<()> {
 
 /// The next frame, if one came before the socket's timeout.
 pub fn recv(fd: &OwnedFd, buf: &mut [u8]) -> Option<usize> {
-    // SAFETY: a valid buffer.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    (n > 0).then_some(n as usize)
+    let n = uninterrupted(|| {
+        // SAFETY: a valid buffer.
+        match unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) } {
+            -1 => Err(std::io::Error::last_os_error()),
+            n => Ok(n as usize),
+        }
+    });
+    n.ok().filter(|&n| n > 0)
 }
 
 /// The MAC address of `iface` in `ns`.

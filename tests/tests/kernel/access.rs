@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use dnsxdp_tests::{
-    client::{exchange_tcp, exchange_udp, query, tcp_from},
+    client::{exchange_tcp, exchange_udp, query, tcp_from, uninterrupted},
     daemon::{Daemon, binary},
     netns::{SERVER_IFACE, Topology, UPSTREAM_V4, UPSTREAM_V6},
     upstream::Nsd,
@@ -156,7 +156,7 @@ fn silent_tcp(s: &Sandbox, client: &str) -> Result<()> {
     let _ = stream.write_all(&[&(bytes.len() as u16).to_be_bytes()[..], &bytes].concat());
     stream.set_read_timeout(Some(WAIT))?;
     let mut buf = [0u8; 512];
-    match stream.read(&mut buf) {
+    match uninterrupted(|| stream.read(&mut buf)) {
         // Closed, or reset for the query it did not read.
         Ok(0) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
@@ -270,7 +270,7 @@ fn replies(sock: &UdpSocket) -> Result<Vec<Message>> {
     sock.set_read_timeout(Some(SILENCE))?;
     let (mut seen, mut out) = (HashSet::new(), Vec::new());
     let mut buf = [0u8; 4096];
-    while let Ok(n) = sock.recv(&mut buf) {
+    while let Ok(n) = uninterrupted(|| sock.recv(&mut buf)) {
         let m = Message::from_vec(&buf[..n])?;
         if seen.insert(m.id()) {
             out.push(m);
@@ -502,7 +502,9 @@ fn from_port(s: &Sandbox, client: &str, port: u16, payload: &[u8]) -> Result<Opt
     sock.send_to(payload, s.server(client))?;
     sock.set_read_timeout(Some(SILENCE))?;
     let mut buf = [0u8; 1500];
-    Ok(sock.recv(&mut buf).ok().map(|n| buf[..n].to_vec()))
+    Ok(uninterrupted(|| sock.recv(&mut buf))
+        .ok()
+        .map(|n| buf[..n].to_vec()))
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use dnsxdp_tests::{
-    client::query,
+    client::{query, uninterrupted},
     daemon::Daemon,
     netns::{Topology, UPSTREAM_V4, UPSTREAM_V6},
     upstream::Nsd,
@@ -125,7 +125,7 @@ fn answered(topo: &Topology, shape: &Shape) -> Result<usize> {
     }
     sock.set_read_timeout(Some(SILENCE))?;
     let (mut ids, mut buf) = (HashSet::new(), vec![0u8; 4096]);
-    while let Ok(n) = sock.recv(&mut buf) {
+    while let Ok(n) = uninterrupted(|| sock.recv(&mut buf)) {
         ids.insert(Message::from_vec(&buf[..n])?.id());
     }
     Ok(ids.len())

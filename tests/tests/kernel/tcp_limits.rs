@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use dnsxdp_tests::{
-    client::{exchange_tcp, query, tcp_from},
+    client::{exchange_tcp, query, tcp_from, uninterrupted},
     daemon::Daemon,
     netns::{CLIENT_V4, Topology, UPSTREAM_V4, UPSTREAM_V6},
     upstream::Nsd,
@@ -74,7 +74,7 @@ fn until_closed(s: &mut TcpStream, limit: Duration) -> Result<(Duration, usize)>
     let mut total = 0;
     while start.elapsed() < limit {
         s.set_read_timeout(Some(Duration::from_millis(100)))?;
-        match s.read(&mut buf) {
+        match uninterrupted(|| s.read(&mut buf)) {
             Ok(0) => return Ok((start.elapsed(), total)),
             Ok(n) => total += n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use dnsxdp_tests::{
-    client::{exchange_tcp, exchange_udp, query, query_edns},
+    client::{exchange_tcp, exchange_udp, query, query_edns, uninterrupted},
     daemon::Daemon,
     netns::{Topology, UPSTREAM_V4, UPSTREAM_V6},
     unbound::{DOH_PORT, DOT_PORT, TestCa, Unbound},
@@ -445,9 +445,7 @@ fn a_burst_of_identical_misses_costs_one_upstream_query() -> Result<()> {
     lab.client.set_read_timeout(Some(WAIT))?;
     let truth = records(&lab.truth("www.example.test.", RecordType::A)?);
     while !ids.is_empty() {
-        let (len, _) = lab
-            .client
-            .recv_from(&mut buf)
+        let (len, _) = uninterrupted(|| lab.client.recv_from(&mut buf))
             .context("waiting for the burst's replies")?;
         let reply = Message::from_vec(&buf[..len])?;
         assert_eq!(records(&reply), truth);

@@ -15,6 +15,7 @@ use dnsxdp_common::{
     name::{QuestionKey, parse_question},
 };
 use dnsxdp_tests::{
+    client::uninterrupted,
     netns::{SERVER_IFACE, SERVER_V4, SERVER_V6, Topology},
     testrun::{
         checksum::{internet_checksum, pseudo_header},
@@ -1301,7 +1302,7 @@ fn veth_answers_that_outgrow_the_tailroom() {
     let ask = |s: &UdpSocket, q: &Query| -> Option<Message> {
         s.send(&q.to_wire()).unwrap();
         let mut buf = [0u8; 2048];
-        let n = s.recv(&mut buf).ok()?;
+        let n = uninterrupted(|| s.recv(&mut buf)).ok()?;
         Some(Message::from_vec(&buf[..n]).unwrap())
     };
 
