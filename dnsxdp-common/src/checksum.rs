@@ -65,14 +65,18 @@ pub const fn finish_udp(sum: u32) -> u16 {
     if c == 0 { 0xffff } else { c }
 }
 
-/// The OPT record of every XDP answer: root owner, TYPE 41, class = UDP size 1232, extended
-/// RCODE 0, version 0, DO clear, no options.
-pub const OPT_RECORD: [u8; 11] = {
+/// The OPT record of XDP answers to EDNS queries: root owner, TYPE 41, class = UDP size 1232,
+/// extended RCODE 0, version 0, the query's DO bit, no options.
+pub const fn opt_record(dnssec_ok: bool) -> [u8; 11] {
     let size = crate::EDNS_UDP_SIZE.to_be_bytes();
-    [0, 0, 41, size[0], size[1], 0, 0, 0, 0, 0, 0]
-};
-/// `sum_bytes(0, &OPT_RECORD)`.
+    let flags = if dnssec_ok { 0x80 } else { 0 };
+    [0, 0, 41, size[0], size[1], 0, 0, flags, 0, 0, 0]
+}
+pub const OPT_RECORD: [u8; 11] = opt_record(false);
+pub const OPT_RECORD_DO: [u8; 11] = opt_record(true);
+/// `sum_bytes(0, ..)` of each.
 pub const OPT_RECORD_SUM: u32 = sum_bytes(0, &OPT_RECORD);
+pub const OPT_RECORD_DO_SUM: u32 = sum_bytes(0, &OPT_RECORD_DO);
 
 #[cfg(test)]
 mod tests {

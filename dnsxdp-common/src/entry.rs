@@ -2,9 +2,11 @@
 
 use crate::{
     CacheEntry, EXPIRY_MARGIN_NS, MAX_RECORDS_LEN, MAX_TTLS, QCLASS_IN, QTYPE_A, QTYPE_AAAA,
-    QTYPE_CNAME, QTYPE_SOA, RCODE_NOERROR, RCODE_NXDOMAIN,
+    QTYPE_CNAME, QTYPE_DNAME, QTYPE_MX, QTYPE_NS, QTYPE_NSEC, QTYPE_NSEC3, QTYPE_OPT, QTYPE_PTR,
+    QTYPE_RRSIG, QTYPE_SOA, QTYPE_SRV, RCODE_NOERROR, RCODE_NXDOMAIN,
     checksum::sum_bytes,
     name::{QuestionKey, parse_question},
+    qtype::kernel_qtype,
 };
 
 /// Why a response stays out of the kernel cache (the daemon may still cache it).
@@ -28,15 +30,22 @@ const MAX_WIRE_NAME: usize = 255;
 /// Compression pointers followed in one name before it is called a loop.
 const MAX_POINTER_HOPS: usize = 32;
 
-/// Builds the entry for `response`, an answer to an A or AAAA IN query with its question
-/// first, as it would be sent to a client. The records' lifetime is the smallest TTL in it,
-/// capped at `max_ttl` seconds, counted from `now_ns` (CLOCK_MONOTONIC); the entry expires
-/// `EXPIRY_MARGIN_NS` before it, and asks for a prefetch in the last tenth of it.
+/// Builds the entry for `response`, an answer to an IN query of a type `kernel_qtype` allows,
+/// with its question first, as it would be sent to a client. The records' lifetime is the
+/// smallest TTL in it, capped at `max_ttl` seconds, counted from `now_ns` (CLOCK_MONOTONIC);
+/// the entry expires `EXPIRY_MARGIN_NS` before it, and asks for a prefetch in the last tenth
+/// of it.
 ///
-/// A positive answer is NOERROR with A/AAAA records of the question's type, maybe after a
-/// CNAME chain, and no authority section. A negative one (RFC 2308) is NXDOMAIN, or NOERROR
-/// without a record of that type (NODATA), with one SOA, and nothing else, in the authority
-/// section: its TTL, set by the daemon to the negative TTL, counts down like the others.
+/// A positive answer is NOERROR with records of the question's type, maybe after a CNAME or
+/// DNAME chain. A negative one (RFC 2308) is NXDOMAIN, or NOERROR without a record of that type
+/// (NODATA), with one SOA in the authority section: its TTL, set by the daemon to the negative
+/// TTL, counts down like the others.
+///
+/// An OPT record with the DO bit, last, makes it the answer to queries with DO: the authority
+/// section may then also hold the NSEC, NSEC3 and RRSIG records that prove a denial or a
+/// wildcard, and the entry keeps the AD bit. Without it the authority section holds the SOA of
+/// a negative answer and nothing else. The OPT record itself is not kept: the XDP program
+/// writes its own.
 ///
 /// Names in the records may only point backwards into the question or earlier records, so the
 /// records stay valid after any query with the same name (in any case) as their question.
@@ -49,8 +58,8 @@ pub fn build_entry(
         crate::name::QuestionError::TooLong => NotCacheable::TooLarge,
         _ => NotCacheable::Malformed,
     })?;
-    let key = question.key;
-    if question.qclass != QCLASS_IN || !(key.qtype == QTYPE_A || key.qtype == QTYPE_AAAA) {
+    let mut key = question.key;
+    if question.qclass != QCLASS_IN || !kernel_qtype(key.qtype) {
         return Err(NotCacheable::Unsupported);
     }
     // QR set, opcode QUERY, not truncated, NOERROR or NXDOMAIN.
@@ -63,7 +72,7 @@ pub fn build_entry(
     }
     let count = |at: usize| u16::from_be_bytes([response[at], response[at + 1]]);
     let (ancount, nscount, arcount) = (count(6), count(8), count(10));
-    if arcount != 0 {
+    if arcount > 1 {
         return Err(NotCacheable::Unsupported);
     }
     if ancount as usize + nscount as usize > MAX_TTLS {
@@ -75,6 +84,8 @@ pub fn build_entry(
     let mut pos = start;
     let mut min_ttl = u32::MAX;
     let mut has_target_type = false;
+    // In the authority section: SOA records, and DNSSEC proofs.
+    let (mut soas, mut proofs) = (0, 0);
     for i in 0..(ancount + nscount) as usize {
         let in_answer = i < ancount as usize;
         pos = skip_name(response, pos)?;
@@ -90,41 +101,28 @@ pub fn build_entry(
         if class != QCLASS_IN {
             return Err(NotCacheable::Unsupported);
         }
+        // Any record in the answer section, as the daemon sends it.
         match (in_answer, rtype) {
-            (true, t) if t == key.qtype => {
-                let want = if rtype == QTYPE_A { 4 } else { 16 };
-                if rdlen != want {
-                    return Err(NotCacheable::Malformed);
-                }
-                has_target_type = true;
-            }
-            (true, QTYPE_CNAME) => {
-                if skip_name(response, rdata)? != rdata + rdlen {
-                    return Err(NotCacheable::Malformed);
-                }
-            }
-            (false, QTYPE_SOA) => {
-                // MNAME, RNAME, then five 32-bit fields.
-                let rname = skip_name(response, rdata)?;
-                if skip_name(response, rname)? + 20 != rdata + rdlen {
-                    return Err(NotCacheable::Malformed);
-                }
-            }
-            _ => return Err(NotCacheable::Unsupported),
+            (true, _) => has_target_type |= rtype == key.qtype,
+            (false, QTYPE_SOA) => soas += 1,
+            (false, QTYPE_NSEC | QTYPE_NSEC3 | QTYPE_RRSIG) => proofs += 1,
+            (false, _) => return Err(NotCacheable::Unsupported),
         }
+        check_rdata(response, rtype, rdata, rdlen)?;
         entry.ttl_offsets[i] = (pos + 4 - start) as u16;
         min_ttl = min_ttl.min(ttl);
         pos = rdata + rdlen;
     }
+    let len = pos - start;
+    let dnssec_ok = arcount == 1 && dnssec_ok(response, pos)?;
     // NOERROR without a record of the type is NODATA, at the end of the chain if any.
     let negative = rcode == RCODE_NXDOMAIN || !has_target_type;
-    // A positive answer stands alone; a negative one needs its SOA, and nothing else, since
-    // only SOA records pass the loop in the authority section.
-    let authority = if negative { 1 } else { 0 };
-    if nscount != authority || (rcode == RCODE_NXDOMAIN && has_target_type) {
+    if soas != negative as u32
+        || (proofs != 0 && !dnssec_ok)
+        || (rcode == RCODE_NXDOMAIN && has_target_type)
+    {
         return Err(NotCacheable::Unsupported);
     }
-    let len = pos - start;
     if len > MAX_RECORDS_LEN {
         return Err(NotCacheable::TooLarge);
     }
@@ -148,7 +146,23 @@ pub fn build_entry(
     entry.nscount = nscount;
     entry.rcode = rcode;
     entry.ttl_count = records as u8;
+    key.dnssec_ok = dnssec_ok;
+    entry.authentic = (dnssec_ok && response[3] & 0x20 != 0) as u8;
     Ok((key, entry))
+}
+
+/// Whether the OPT record at `pos`, which must end the message, has the DO bit.
+fn dnssec_ok(msg: &[u8], pos: usize) -> Result<bool, NotCacheable> {
+    // Root owner, TYPE, CLASS (the UDP size), extended RCODE, version, flags, RDLENGTH.
+    let opt = msg.get(pos..pos + 11).ok_or(NotCacheable::Malformed)?;
+    let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
+    if opt[0] != 0 || u16::from_be_bytes([opt[1], opt[2]]) != QTYPE_OPT {
+        return Err(NotCacheable::Unsupported);
+    }
+    if pos + 11 + rdlen != msg.len() {
+        return Err(NotCacheable::Malformed);
+    }
+    Ok(opt[7] & 0x80 != 0)
 }
 
 impl CacheEntry {
@@ -191,6 +205,35 @@ impl CacheEntry {
     pub fn remaining_secs(&self, now_ns: u64) -> Option<u64> {
         (now_ns < self.expires_ns)
             .then(|| (self.expires_ns - now_ns).saturating_add(EXPIRY_MARGIN_NS) / NS_PER_SEC)
+    }
+}
+
+/// Checks the data of a record of `rtype` at `rdata`: the size of addresses, and the names of
+/// the types whose names may be compressed (RFC 3597 §4) or commonly are (SRV), which must
+/// point back into the message as `skip_name` checks. Other types' data are opaque bytes,
+/// copied as they are.
+fn check_rdata(msg: &[u8], rtype: u16, rdata: usize, rdlen: usize) -> Result<(), NotCacheable> {
+    let end = rdata + rdlen;
+    let ends_in_name = |fixed: usize| -> Result<bool, NotCacheable> {
+        Ok(rdlen > fixed && skip_name(msg, rdata + fixed)? == end)
+    };
+    let fits = match rtype {
+        QTYPE_A => rdlen == 4,
+        QTYPE_AAAA => rdlen == 16,
+        QTYPE_CNAME | QTYPE_NS | QTYPE_PTR | QTYPE_DNAME => ends_in_name(0)?,
+        QTYPE_MX => ends_in_name(2)?,
+        QTYPE_SRV => ends_in_name(6)?,
+        // MNAME, RNAME, then five 32-bit fields.
+        QTYPE_SOA => {
+            let rname = skip_name(msg, rdata)?;
+            skip_name(msg, rname)? + 20 == end
+        }
+        _ => true,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(NotCacheable::Malformed)
     }
 }
 
@@ -394,6 +437,54 @@ mod tests {
     }
 
     #[test]
+    fn answers_of_any_data_type_are_cached_and_meta_types_are_not() {
+        const HTTPS: u16 = 65;
+        // MX to mail.example.com, compressed against the question; HTTPS, TXT and an unknown
+        // type as opaque data.
+        let cases: [(u16, &[u8]); 4] = [
+            (QTYPE_MX, b"\0\x0a\x04mail\xc0\x10"),
+            (HTTPS, b"\0\x01\0\0\x01\0\x03\x02h2"),
+            (16, b"\x05hello"),
+            (65_000, b"\xc0\xff\x00"),
+        ];
+        for (qtype, rdata) in cases {
+            let mut m = [0u8; 600];
+            let q_end = header(qtype, 1, &mut m);
+            let end = record(&mut m, q_end, &[0xc0, 12], qtype, 300, rdata);
+            let (key, e) = build_entry(&m[..end], 0, 86400).unwrap();
+            assert_eq!((key.qtype, e.ancount, e.nscount), (qtype, 1, 0));
+            assert_eq!(&e.records[12..e.len as usize], rdata, "type {qtype}");
+        }
+        for qtype in [255, 252, 41] {
+            let mut m = [0u8; 600];
+            let q_end = header(qtype, 1, &mut m);
+            let end = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 300, &[1, 2, 3, 4]);
+            let why = build_entry(&m[..end], 0, 86400).unwrap_err();
+            assert_eq!(why, NotCacheable::Unsupported, "type {qtype}");
+        }
+    }
+
+    #[test]
+    fn names_in_record_data_are_checked() {
+        let cases: [(u16, &[u8]); 5] = [
+            // A pointer forward, one into the header, data shorter than its fixed part.
+            (QTYPE_MX, b"\0\x0a\xc0\x60"),
+            (QTYPE_PTR, b"\xc0\x02"),
+            (QTYPE_SRV, b"\0\0\0"),
+            // Bytes left over after the name.
+            (QTYPE_NS, b"\x02ns\xc0\x10\0"),
+            (QTYPE_AAAA, &[0; 4]),
+        ];
+        for (qtype, rdata) in cases {
+            let mut m = [0u8; 600];
+            let q_end = header(qtype, 1, &mut m);
+            let end = record(&mut m, q_end, &[0xc0, 12], qtype, 300, rdata);
+            let why = build_entry(&m[..end], 0, 86400).unwrap_err();
+            assert_eq!(why, NotCacheable::Malformed, "type {qtype}");
+        }
+    }
+
+    #[test]
     fn dangling_cname_is_not_cached() {
         let mut m = [0u8; 600];
         let q_end = header(QTYPE_A, 1, &mut m);
@@ -458,6 +549,78 @@ mod tests {
         rdata[5..10].copy_from_slice(b"\x02hm\xc0\x10");
         rdata[10..14].copy_from_slice(&7u32.to_be_bytes());
         record(out, pos, &[0xc0, 0x10], QTYPE_SOA, ttl, &rdata)
+    }
+
+    /// An OPT record at `pos` with the DO bit if `dnssec_ok`.
+    fn opt(out: &mut [u8; 600], pos: usize, dnssec_ok: bool) -> usize {
+        out[11] = 1; // ARCOUNT
+        let flags = if dnssec_ok { 0x80 } else { 0 };
+        out[pos..pos + 11].copy_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, flags, 0, 0, 0]);
+        pos + 11
+    }
+
+    /// RRSIG data covering `covered`: algorithm 13, the root as signer (the zero byte after
+    /// the fixed 18), and a five-byte signature.
+    fn rrsig(covered: u16) -> [u8; 24] {
+        let mut r = [7u8; 24];
+        r[..2].copy_from_slice(&covered.to_be_bytes());
+        r[2..4].copy_from_slice(&[13, 3]);
+        r[18] = 0;
+        r
+    }
+
+    #[test]
+    fn an_opt_record_with_do_makes_an_entry_for_do_with_its_proofs_and_ad() {
+        // A signed answer, validated upstream.
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 2, &mut m);
+        m[3] |= 0x20; // AD
+        let p = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 300, &[1, 2, 3, 4]);
+        let p = record(&mut m, p, &[0xc0, 12], QTYPE_RRSIG, 300, &rrsig(QTYPE_A));
+        let records = p - q_end;
+        let end = opt(&mut m, p, true);
+        let (key, e) = build_entry(&m[..end], 0, 86400).unwrap();
+        assert!(key.dnssec_ok);
+        assert_eq!((e.ancount, e.len as usize, e.authentic), (2, records, 1));
+        // The same without DO: no entry for DO, and AD is not kept.
+        opt(&mut m, p, false);
+        let (key, e) = build_entry(&m[..end], 0, 86400).unwrap();
+        assert_eq!((key.dnssec_ok, e.authentic), (false, 0));
+        // The OPT record must end the message.
+        opt(&mut m, p, true);
+        assert_eq!(
+            build_entry(&m[..end - 1], 0, 86400).unwrap_err(),
+            NotCacheable::Malformed
+        );
+
+        // NODATA with its proof: the SOA, an NSEC and their signatures.
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_AAAA, 0, &mut m);
+        m[9] = 4;
+        let p = soa(&mut m, q_end, 60);
+        let p = record(&mut m, p, &[0xc0, 0x10], QTYPE_RRSIG, 60, &rrsig(QTYPE_SOA));
+        let p = record(
+            &mut m,
+            p,
+            &[0xc0, 12],
+            QTYPE_NSEC,
+            60,
+            b"\x01z\xc0\x10\0\x01\x40",
+        );
+        let p = record(&mut m, p, &[0xc0, 12], QTYPE_RRSIG, 60, &rrsig(QTYPE_NSEC));
+        let end = opt(&mut m, p, true);
+        let (key, e) = build_entry(&m[..end], 0, 86400).unwrap();
+        assert_eq!((key.dnssec_ok, e.nscount, e.ttl_count), (true, 4, 4));
+        // Proofs are for DO queries only, and a SOA is still needed.
+        opt(&mut m, p, false);
+        let why = build_entry(&m[..end], 0, 86400).unwrap_err();
+        assert_eq!(why, NotCacheable::Unsupported);
+        opt(&mut m, p, true);
+        let soa_len = soa(&mut [0u8; 600], q_end, 60) - q_end;
+        m.copy_within(q_end + soa_len..end, q_end);
+        m[9] = 3;
+        let why = build_entry(&m[..end - soa_len], 0, 86400).unwrap_err();
+        assert_eq!(why, NotCacheable::Unsupported);
     }
 
     #[test]

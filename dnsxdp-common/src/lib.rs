@@ -12,5 +12,6 @@ pub mod hash;
 pub mod maps;
 pub mod name;
 pub mod ports;
+pub mod qtype;
 
 pub use maps::*;

@@ -19,10 +19,18 @@ pub const EDNS_UDP_SIZE: u16 = 1232;
 pub const PLAIN_UDP_SIZE: u16 = 512;
 
 pub const QTYPE_A: u16 = 1;
+pub const QTYPE_NS: u16 = 2;
 pub const QTYPE_CNAME: u16 = 5;
 pub const QTYPE_SOA: u16 = 6;
+pub const QTYPE_PTR: u16 = 12;
+pub const QTYPE_MX: u16 = 15;
 pub const QTYPE_AAAA: u16 = 28;
+pub const QTYPE_SRV: u16 = 33;
+pub const QTYPE_DNAME: u16 = 39;
 pub const QTYPE_OPT: u16 = 41;
+pub const QTYPE_RRSIG: u16 = 46;
+pub const QTYPE_NSEC: u16 = 47;
+pub const QTYPE_NSEC3: u16 = 50;
 pub const QCLASS_IN: u16 = 1;
 
 pub const RCODE_NOERROR: u8 = 0;
@@ -40,32 +48,37 @@ pub const GLOBAL_HASH_KEY: &str = "HASH_KEY";
 pub const GLOBAL_SETTINGS: &str = "SETTINGS";
 /// Changes whenever `CacheKey` or `CacheEntry` change meaning, so that a cache pinned by an
 /// older daemon is not read as this one's.
-pub const CACHE_LAYOUT: u32 = 3;
+pub const CACHE_LAYOUT: u32 = 4;
 pub const PROG_CACHE: &str = "dnsxdp";
 /// An XDP_PASS program for the far end of a veth pair: without one, XDP_TX frames never leave
 /// the peer's queue.
 pub const PROG_PASS: &str = "dnsxdp_pass";
 
 /// Key of the `CACHE` map: the keyed hash of the lower-cased query name (`hash` module), its
-/// length and the type. Twelve bytes, so the kernel's own hashing of the key is a single round;
-/// the entry holds the name, which the XDP program compares before answering.
+/// length, the type and whether the query had the DO bit. Twelve bytes, so the kernel's own
+/// hashing of the key is a single round; the entry holds the name, which the XDP program
+/// compares before answering.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, PartialEq, Eq, Debug)]
 pub struct CacheKey {
     /// Low and high half of the hash: as one `u64` it would pad the key to 16 bytes.
     pub hash: [u32; 2],
     pub qtype: u16,
-    /// Length of the wire name, root label included.
-    pub name_len: u16,
+    /// Length of the wire name, root label included: at most `MAX_CACHED_NAME`.
+    pub name_len: u8,
+    /// 1 for the answer to a query with the DO bit: with its DNSSEC records, and the AD bit
+    /// the upstream gave it.
+    pub dnssec_ok: u8,
 }
 
 impl CacheKey {
     #[inline(always)]
-    pub const fn new(hash: u64, qtype: u16, name_len: u16) -> Self {
+    pub const fn new(hash: u64, qtype: u16, name_len: u16, dnssec_ok: bool) -> Self {
         Self {
             hash: [hash as u32, (hash >> 32) as u32],
             qtype,
-            name_len,
+            name_len: name_len as u8,
+            dnssec_ok: dnssec_ok as u8,
         }
     }
 }
@@ -77,7 +90,8 @@ impl CacheKey {
 /// whose question is this entry's name, which every query that hits it has (same wire length).
 ///
 /// The layout covers all three kinds of entry without change:
-/// - positive answers: `rcode` NOERROR, `ancount` records (a CNAME chain ends in the A/AAAA);
+/// - positive answers: `rcode` NOERROR, `ancount` records (a CNAME chain ends in records of
+///   the question's type);
 /// - negative answers: `rcode` NXDOMAIN or NOERROR with `ancount` 0 and the SOA in `nscount`;
 /// - static records: `expires_ns` is `u64::MAX` and `ttl_count` 0, so the TTLs stored in
 ///   `records` are sent as they are.
@@ -88,7 +102,9 @@ pub struct CacheEntry {
     /// value into this element (the kernel reuses one as soon as an update replaces it)
     /// changes it before anything else: the XDP program checks it again after copying.
     pub key: CacheKey,
-    pub _pad: u32,
+    /// The AD bit of an answer for DO queries (RFC 6840 §5.8): the upstream validated it.
+    pub authentic: u8,
+    pub _pad: [u8; 3],
     /// When the XDP program stops serving the entry, in CLOCK_MONOTONIC ns. It reads a coarse
     /// clock that lags, so entries expire `EXPIRY_MARGIN_NS` before their records' TTL runs out
     /// (`entry::build_entry`).
@@ -205,7 +221,7 @@ counters! {
     PassNotQuery => "pass_not_query",
     /// Passed: a type, class or name the cache does not serve.
     PassUnsupported => "pass_unsupported",
-    /// Passed: DO bit, EDNS options or an EDNS version the cache does not handle.
+    /// Passed: EDNS options or an EDNS version the cache does not handle.
     PassEdns => "pass_edns",
     /// Passed: the answer is larger than the client can take.
     PassTooBig => "pass_too_big",
@@ -316,7 +332,9 @@ pub struct Event {
     pub rcode: u8,
     /// The `Counter` of what was done, for `EVENT_DENIED` and `EVENT_LIMITED`.
     pub action: u32,
-    pub _pad: u32,
+    /// 1 if the entry answers queries with the DO bit.
+    pub dnssec_ok: u8,
+    pub _pad: [u8; 3],
 }
 
 #[cfg(feature = "user")]

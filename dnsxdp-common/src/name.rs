@@ -72,13 +72,14 @@ pub const fn name_words(len: usize) -> usize {
 }
 
 /// A question as the kernel cache answers it: the name lower-cased in wire format, zero
-/// padded, and the type.
+/// padded, the type, and whether the query had the DO bit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuestionKey {
     pub qtype: u16,
     /// Length of the wire name in `name`, root label included.
     pub name_len: u16,
     pub name: [u8; MAX_CACHED_NAME],
+    pub dnssec_ok: bool,
 }
 
 impl QuestionKey {
@@ -86,8 +87,9 @@ impl QuestionKey {
     pub fn of_entry(key: &CacheKey, entry: &CacheEntry) -> QuestionKey {
         QuestionKey {
             qtype: key.qtype,
-            name_len: key.name_len,
+            name_len: key.name_len.into(),
             name: entry.name,
+            dnssec_ok: key.dnssec_ok != 0,
         }
     }
 
@@ -106,7 +108,7 @@ impl QuestionKey {
             key,
             words.map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])),
         );
-        CacheKey::new(hash, self.qtype, self.name_len)
+        CacheKey::new(hash, self.qtype, self.name_len, self.dnssec_ok)
     }
 }
 
@@ -155,6 +157,8 @@ pub fn parse_question(msg: &[u8]) -> Result<Question, QuestionError> {
         qtype: 0,
         name_len: name_len as u16,
         name: [0; MAX_CACHED_NAME],
+        // The question does not say: `entry::build_entry` reads the OPT record.
+        dnssec_ok: false,
     };
     for (to, &b) in key.name.iter_mut().zip(&msg[12..12 + name_len]) {
         *to = lower(b);

@@ -44,6 +44,7 @@ pub struct HitFacts {
     pub now: u64,
     pub qtype: u16,
     pub name_len: u16,
+    pub dnssec_ok: bool,
     pub prefetch: bool,
     pub log: bool,
 }
@@ -87,7 +88,8 @@ fn report(
         (*ev).kind = kind;
         (*ev).rcode = e.rcode;
         (*ev).action = 0;
-        (*ev)._pad = 0;
+        (*ev).dnssec_ok = facts.dnssec_ok as u8;
+        (*ev)._pad = [0; 3];
         let (addr, port) = client.unwrap_or(([0; 4], 0));
         write_words(addr_of_mut!((*ev).client) as *mut u32, &addr);
         (*ev).client_port = port;

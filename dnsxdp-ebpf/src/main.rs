@@ -118,6 +118,7 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         query.hash,
         query.qtype,
         query.name_len as u16,
+        query.dnssec_ok,
     ));
     let key: &CacheKey = &key.0;
     let Some(entry) = CACHE.get_ptr_mut(key) else {
@@ -181,6 +182,7 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
                     now,
                     qtype: query.qtype,
                     name_len: query.name_len as u16,
+                    dnssec_ok: query.dnssec_ok,
                     prefetch,
                     log,
                 };

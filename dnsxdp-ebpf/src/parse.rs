@@ -1,11 +1,12 @@
 //! Parsing the frame down to the DNS question, and deciding whether the cache may answer it.
 
 use dnsxdp_common::{
-    Counter, DNS_HLEN, EDNS_UDP_SIZE, MAX_CACHED_NAME, PLAIN_UDP_SIZE, QCLASS_IN, QTYPE_A,
-    QTYPE_AAAA, QTYPE_OPT, ServedKey,
+    Counter, DNS_HLEN, EDNS_UDP_SIZE, MAX_CACHED_NAME, PLAIN_UDP_SIZE, QCLASS_IN, QTYPE_OPT,
+    ServedKey,
     checksum::{fold64, sum_le_word},
     hash::{HashKey, word_hash},
     name::{Label, label, lower_word, name_words},
+    qtype::kernel_qtype,
 };
 use network_types::{
     eth::{EthHdr, EtherType},
@@ -294,6 +295,8 @@ pub struct Query {
     pub name_sum: u32,
     /// The query had an OPT record, so the answer gets one.
     pub edns: bool,
+    /// The OPT record had the DO bit: the answer is the DO-keyed entry, and its OPT says DO.
+    pub dnssec_ok: bool,
     /// Largest DNS message the client takes.
     pub max_len: usize,
 }
@@ -371,14 +374,14 @@ pub fn query(
         _ => return Err(Counter::PassMalformed),
     };
     let (qtype, qclass) = unsafe { (be16(t, 0), be16(t, 2)) };
-    if qclass != QCLASS_IN || (qtype != QTYPE_A && qtype != QTYPE_AAAA) {
+    if qclass != QCLASS_IN || !kernel_qtype(qtype) {
         return Err(Counter::PassUnsupported);
     }
 
     let after = q + 4;
-    let mut max_len = PLAIN_UDP_SIZE as usize;
+    let (mut max_len, mut dnssec_ok) = (PLAIN_UDP_SIZE as usize, false);
     if ar == 1 {
-        max_len = opt(pkt, after, end)?;
+        (max_len, dnssec_ok) = opt(pkt, after, end)?;
     } else if after != end {
         return Err(Counter::PassMalformed);
     }
@@ -394,6 +397,7 @@ pub fn query(
         name_words: opaque(name_words(name_len)),
         name_sum,
         edns: ar == 1,
+        dnssec_ok,
         max_len,
     })
 }
@@ -435,9 +439,9 @@ fn lower_name(
 }
 
 /// Checks the OPT record at `off`, which must end the message at `end`, and returns the
-/// largest answer the client takes.
+/// largest answer the client takes and whether it set DO.
 #[inline(always)]
-fn opt(pkt: &Packet, off: usize, end: usize) -> Result<usize, Counter> {
+fn opt(pkt: &Packet, off: usize, end: usize) -> Result<(usize, bool), Counter> {
     let o = match pkt.bytes::<OPT_HLEN>(off) {
         Some(o) if off + OPT_HLEN <= end => o,
         _ => return Err(Counter::PassMalformed),
@@ -455,11 +459,12 @@ fn opt(pkt: &Packet, off: usize, end: usize) -> Result<usize, Counter> {
     if owner != 0 || rtype != QTYPE_OPT || off + OPT_HLEN + rdlen != end {
         return Err(Counter::PassMalformed);
     }
-    if version != 0 || flags & EDNS_DO != 0 {
+    if version != 0 {
         return Err(Counter::PassEdns);
     }
     options(pkt, off + OPT_HLEN, end)?;
-    Ok(size.clamp(PLAIN_UDP_SIZE, EDNS_UDP_SIZE) as usize)
+    let size = size.clamp(PLAIN_UDP_SIZE, EDNS_UDP_SIZE) as usize;
+    Ok((size, flags & EDNS_DO != 0))
 }
 
 /// Accepts the options a cache without cookie support ignores (RFC 7873 §5.2) and nothing

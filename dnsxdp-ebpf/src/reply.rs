@@ -10,7 +10,10 @@ use aya_ebpf::{
 };
 use dnsxdp_common::{
     CacheEntry, DNS_HLEN, MAX_CACHED_NAME, MAX_RECORDS_LEN, MAX_TTLS,
-    checksum::{OPT_RECORD, OPT_RECORD_SUM, at_offset, finish_udp, fold, fold64, sum_u32},
+    checksum::{
+        OPT_RECORD, OPT_RECORD_DO, OPT_RECORD_DO_SUM, OPT_RECORD_SUM, at_offset, finish_udp, fold,
+        fold64, sum_u32,
+    },
 };
 use network_types::{
     eth::EthHdr,
@@ -36,15 +39,16 @@ const MAX_HEAD_GROWTH: usize = 256;
 const MAX_KEEP: usize =
     EthHdr::LEN + VlanHdr::LEN + MAX_IPV4_HLEN + UdpHdr::LEN + DNS_HLEN + MAX_CACHED_NAME + 4;
 
-/// `OPT_RECORD` as the words it is stored in.
-const OPT_WORDS: (u64, u16, u8) = {
-    let b = OPT_RECORD;
+/// An OPT record as the words it is stored in.
+const fn opt_words(b: [u8; 11]) -> (u64, u16, u8) {
     (
         u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
         u16::from_ne_bytes([b[8], b[9]]),
         b[10],
     )
-};
+}
+const OPT_WORDS: (u64, u16, u8) = opt_words(OPT_RECORD);
+const OPT_DO_WORDS: (u64, u16, u8) = opt_words(OPT_RECORD_DO);
 
 /// Why no answer was sent.
 pub enum Fail {
@@ -107,9 +111,13 @@ pub fn build(
         (*h).set_len(udp_len as u16);
         (*h).set_checksum(0);
         let dns = u.add(UdpHdr::LEN);
+        // QR and RD; RA, CD, the RCODE, and AD if the upstream validated the answer of a
+        // DO-keyed entry.
         let flags = [
             0x80 | (*dns.add(2) & 0x01),
-            0x80 | (*dns.add(3) & 0x10) | (e.rcode & 0x0f),
+            0x80 | (*dns.add(3) & 0x10)
+                | ((e.authentic & q.dnssec_ok as u8) << 5)
+                | (e.rcode & 0x0f),
         ];
         store(dns, 2, u16::from_ne_bytes(flags));
         set_be16(dns, 6, e.ancount);
@@ -156,12 +164,16 @@ pub fn build(
     }
     if q.edns {
         let o = pkt.bytes::<OPT_HLEN>(rec + rec_len).ok_or(Fail::Drop)?;
+        let (words, opt_sum) = match q.dnssec_ok {
+            true => (OPT_DO_WORDS, OPT_RECORD_DO_SUM),
+            false => (OPT_WORDS, OPT_RECORD_SUM),
+        };
         unsafe {
-            store(o, 0, OPT_WORDS.0);
-            store(o, 8, OPT_WORDS.1);
-            store(o, 10, OPT_WORDS.2);
+            store(o, 0, words.0);
+            store(o, 8, words.1);
+            store(o, 10, words.2);
         }
-        sum += at_offset(OPT_RECORD_SUM, rec_udp + rec_len);
+        sum += at_offset(opt_sum, rec_udp + rec_len);
     }
 
     let u = pkt.header::<UdpHdr>(udp).ok_or(Fail::Drop)?;

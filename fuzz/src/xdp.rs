@@ -12,7 +12,7 @@ use dnsxdp::{
     dns::ttl::TtlPolicy,
     upstream::check::scrub,
 };
-use dnsxdp_common::{QTYPE_A, QTYPE_AAAA, entry::build_entry};
+use dnsxdp_common::{QTYPE_A, QTYPE_AAAA, QTYPE_MX, entry::build_entry};
 use dnsxdp_tests::client::without_ttls;
 use dnsxdp_tests::testrun::{
     checksum::{internet_checksum, pseudo_header},
@@ -36,11 +36,12 @@ struct Lab {
 }
 
 /// The names the cache holds, and their types: one per selector value.
-const NAMES: [(&str, u16); 4] = [
+const NAMES: [(&str, u16); 5] = [
     ("www.example.com.", QTYPE_A),
     ("www.example.com.", QTYPE_AAAA),
     ("alias.example.com.", QTYPE_A),
     ("gone.example.com.", QTYPE_A),
+    ("mail.example.com.", QTYPE_MX),
 ];
 
 thread_local! {
@@ -74,8 +75,8 @@ impl Lab {
     }
 }
 
-/// What an upstream says to `query`: records for it, through a CNAME for `alias`, or NXDOMAIN
-/// with the zone's SOA for `gone`.
+/// What an upstream says to `query`: records for it, through a CNAME for `alias`, an MX for
+/// `mail`, or NXDOMAIN with the zone's SOA for `gone`.
 fn upstream_answer(query: &HQuery) -> Message {
     let mut m = Message::new();
     m.set_id(1)
@@ -102,6 +103,10 @@ fn upstream_answer(query: &HQuery) -> Message {
         ("www.example.com.", _) => {
             let ip = "2001:db8::1".parse().unwrap();
             m.add_answer(Record::from_rdata(name, ttl, RData::AAAA(rdata::AAAA(ip))));
+        }
+        ("mail.example.com.", RecordType::MX) => {
+            let mx = rdata::MX::new(10, www.clone());
+            m.add_answer(Record::from_rdata(name, ttl, RData::MX(mx)));
         }
         ("alias.example.com.", _) => {
             m.add_answer(Record::from_rdata(

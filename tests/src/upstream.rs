@@ -30,8 +30,15 @@ pub const SHORT_TTL: u32 = 3;
 /// needs.
 pub const MANY_ZONE: &str = "many.example.test.";
 
-/// The zone: A and AAAA names, a CNAME chain, a short TTL, answers of every size class, and a
-/// wildcard.
+/// A name with an A record (from the wildcard) too long for the kernel cache, whose answers
+/// only the daemon gives.
+pub fn too_long_for_the_kernel() -> String {
+    format!("{}.{}.{MANY_ZONE}", "l".repeat(63), "m".repeat(63))
+}
+
+/// The zone: A and AAAA names, a CNAME chain, records of other types (MX, TXT, HTTPS, SRV,
+/// PTR, CAA and an unknown one), a few DNSSEC records, a short TTL, answers of every size
+/// class, and a wildcard.
 pub fn zone_text() -> String {
     let mut z = String::from(
         "$ORIGIN example.test.\n$TTL 300\n\
@@ -44,8 +51,25 @@ pub fn zone_text() -> String {
          alias IN CNAME alias2\n\
          alias2 IN CNAME www\n\
          mail IN MX 10 www\n\
-         txt IN TXT \"hello\"\n",
+         txt IN TXT \"hello\"\n\
+         www IN HTTPS 1 . alpn=h2\n\
+         _sip._udp IN SRV 10 5 5060 www\n\
+         ptr IN PTR www\n\
+         @ IN CAA 0 issue \"ca.example.test\"\n\
+         opaque IN TYPE65000 \\# 3 c0ff00\n",
     );
+    // Signatures (never checked: the daemon forwards, it does not validate) and a denial of
+    // existence, which NSD sends to queries with DO.
+    let sig = "20300101000000 20200101000000 12345 example.test. AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+    let key =
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+    writeln!(z, "@ IN DNSKEY 257 3 13 {key}").unwrap();
+    // NSD sends DNSSEC records for a zone whose DNSKEY set is signed.
+    let signed = [("@", "DNSKEY", 300), ("@", "SOA", 300), ("www", "A", 300)];
+    for (owner, covered, ttl) in signed.into_iter().chain([("mail", "NSEC", 60)]) {
+        writeln!(z, "{owner} IN RRSIG {covered} 13 2 {ttl} {sig}").unwrap();
+    }
+    z.push_str("mail 60 IN NSEC txt.example.test. MX RRSIG NSEC\n");
     writeln!(z, "*.{MANY_ZONE} IN A 198.18.13.1").unwrap();
     writeln!(z, "short {SHORT_TTL} IN A 198.18.10.3").unwrap();
     writeln!(z, "short {SHORT_TTL} IN AAAA fd00:10::3").unwrap();

@@ -67,7 +67,11 @@ impl Sinks {
     fn handle(&self, ev: &Event) {
         let name = &ev.name[..(ev.name_len as usize).min(MAX_CACHED_NAME)];
         match ev.kind {
-            EVENT_PREFETCH => self.resolver.prefetch_kernel_entry(name, ev.qtype),
+            EVENT_PREFETCH => {
+                let dnssec_ok = ev.dnssec_ok != 0;
+                self.resolver
+                    .prefetch_kernel_entry(name, ev.qtype, dnssec_ok)
+            }
             EVENT_HIT => {
                 if let Some(log) = &self.query_log {
                     log.log(hit_line(ev, name));

@@ -2,8 +2,10 @@
 
 use hickory_proto::{
     op::{Message, MessageType, OpCode, Query, ResponseCode},
-    rr::{DNSClass, Name, RecordType},
+    rr::{DNSClass, Name},
 };
+
+use dnsxdp_common::qtype::kernel_qtype;
 
 /// A well-formed standard query with one question.
 #[derive(Clone, Debug)]
@@ -88,6 +90,20 @@ impl ClientQuery {
         }
     }
 
+    /// `plain`, with an OPT record that sets DO if `dnssec_ok`: the query a kernel cache
+    /// entry answers.
+    pub fn kernel(query: Query, dnssec_ok: bool) -> ClientQuery {
+        let edns = dnssec_ok.then_some(ClientEdns {
+            max_payload: dnsxdp_common::EDNS_UDP_SIZE,
+            dnssec_ok,
+            version: 0,
+        });
+        ClientQuery {
+            edns,
+            ..ClientQuery::plain(query)
+        }
+    }
+
     pub fn dnssec_ok(&self) -> bool {
         self.edns.is_some_and(|e| e.dnssec_ok)
     }
@@ -97,16 +113,15 @@ impl ClientQuery {
         self.query.name().to_lowercase()
     }
 
-    /// A plain A or AAAA question in class IN: what the XDP cache serves.
-    pub fn is_address_query(&self) -> bool {
-        self.query.query_class() == DNSClass::IN
-            && matches!(self.query.query_type(), RecordType::A | RecordType::AAAA)
+    /// A class IN question of a type the XDP cache holds answers for.
+    pub fn is_kernel_question(&self) -> bool {
+        self.query.query_class() == DNSClass::IN && kernel_qtype(u16::from(self.query.query_type()))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use hickory_proto::op::Edns;
+    use hickory_proto::{op::Edns, rr::RecordType};
 
     use super::*;
 
@@ -136,7 +151,7 @@ mod tests {
         assert_eq!(q.lower_name().to_ascii(), "www.example.com.");
         assert!(q.recursion_desired && q.checking_disabled && q.dnssec_ok());
         assert_eq!(q.edns.unwrap().max_payload, 4096);
-        assert!(q.is_address_query());
+        assert!(q.is_kernel_question());
     }
 
     #[test]

@@ -6,7 +6,10 @@ use hickory_proto::{
 };
 use tracing::warn;
 
-use crate::{dns::answer::Answer, dns::query::ClientQuery};
+use crate::dns::{
+    answer::{Answer, Sections},
+    query::ClientQuery,
+};
 
 /// UDP payload advertised to clients and upstreams (the DNS flag day value).
 pub const EDNS_UDP_SIZE: u16 = dnsxdp_common::EDNS_UDP_SIZE;
@@ -33,6 +36,8 @@ fn size_limit(q: &ClientQuery, transport: Transport) -> usize {
 
 /// The reply to `q` carrying `answer` at `now_ns`: the client's ID, question (as sent), RD and
 /// CD; RA set; an OPT record only if the client sent one, saying so if the answer is stale.
+/// Without DO, the records are the `minimal` ones; with it, all the upstream sent that passed
+/// its checks, since proofs of a wildcard or of denial are in the other sections.
 /// Too large for the client, it is sent truncated, without records, so the client retries over
 /// TCP.
 pub fn render(q: &ClientQuery, answer: &Answer, now_ns: u64, transport: Transport) -> Vec<u8> {
@@ -43,8 +48,8 @@ pub fn render(q: &ClientQuery, answer: &Answer, now_ns: u64, transport: Transpor
         .set_recursion_desired(q.recursion_desired)
         .set_checking_disabled(q.checking_disabled)
         .set_recursion_available(true)
-        // RFC 6840 §5.8: only for a client that asked for DNSSEC. The XDP program answers no
-        // DO query and never sets AD, so every layer agrees.
+        // RFC 6840 §5.8: only for a client that asked for DNSSEC, as the XDP program does
+        // from the entry `normalized` gives it.
         .set_authentic_data(answer.authentic_data && q.edns.is_some_and(|e| e.dnssec_ok))
         .set_response_code(answer.rcode)
         .add_query(q.query.clone());
@@ -59,7 +64,10 @@ pub fn render(q: &ClientQuery, answer: &Answer, now_ns: u64, transport: Transpor
         msg.set_edns(edns);
     }
     let mut header_only = msg.clone();
-    let sections = answer.sections_at(now_ns);
+    let mut sections = answer.sections_at(now_ns);
+    if !q.dnssec_ok() {
+        sections = minimal(sections, q, answer.rcode);
+    }
     let qname = q.query.name();
     msg.insert_answers(owned_as(sections.answers, qname));
     msg.insert_name_servers(owned_as(sections.authority, qname));
@@ -79,10 +87,18 @@ fn encode(msg: &Message) -> Vec<u8> {
     msg.to_vec().unwrap_or_default()
 }
 
-/// The reply to `q` as every client without EDNS options would get it, for the kernel cache:
-/// ID 0, RD set, CD clear, no OPT record, the question lower-cased, the answer section and,
-/// for NXDOMAIN and NODATA, the SOA that says how long the name is known not to exist.
+/// The reply to `q` as every client with its DO bit and no EDNS options would get it, for
+/// the kernel cache: ID 0, RD set, CD clear, the question lower-cased, the records `render`
+/// sends, and with DO an OPT record that says so and the AD bit. `None` when there are
+/// additional records, which kernel entries do not hold.
 pub fn normalized(q: &ClientQuery, answer: &Answer, now_ns: u64) -> Option<Vec<u8>> {
+    let mut sections = answer.sections_at(now_ns);
+    if !q.dnssec_ok() {
+        sections = minimal(sections, q, answer.rcode);
+    }
+    if !sections.additional.is_empty() {
+        return None;
+    }
     let mut query = Query::query(q.lower_name(), q.query.query_type());
     query.set_query_class(q.query.query_class());
     let mut msg = Message::new();
@@ -91,20 +107,33 @@ pub fn normalized(q: &ClientQuery, answer: &Answer, now_ns: u64) -> Option<Vec<u
         .set_op_code(OpCode::Query)
         .set_recursion_desired(true)
         .set_recursion_available(true)
+        .set_authentic_data(answer.authentic_data && q.dnssec_ok())
         .set_response_code(answer.rcode)
         .add_query(query);
-    let sections = answer.sections_at(now_ns);
-    let negative = answer.rcode == ResponseCode::NXDomain
-        || !sections
-            .answers
-            .iter()
-            .any(|r| r.record_type() == q.query.query_type());
-    if negative {
-        let soa = sections.authority.into_iter();
-        msg.insert_name_servers(soa.filter(|r| r.record_type() == RecordType::SOA).collect());
+    if q.dnssec_ok() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_UDP_SIZE).set_dnssec_ok(true);
+        msg.set_edns(edns);
     }
     msg.insert_answers(owned_as(sections.answers, &q.lower_name()));
+    msg.insert_name_servers(owned_as(sections.authority, &q.lower_name()));
     msg.to_vec().ok()
+}
+
+/// The records a client without DO gets, as with Unbound's `minimal-responses`: the answer
+/// section, and for NXDOMAIN and NODATA the SOA that says how long the name is known not to
+/// exist. Glue and the zone's NS records are left out; the kernel cache carries exactly these.
+fn minimal(sections: Sections, q: &ClientQuery, rcode: ResponseCode) -> Sections {
+    let qtype = q.query.query_type();
+    let negative = rcode == ResponseCode::NXDomain
+        || !sections.answers.iter().any(|r| r.record_type() == qtype);
+    let mut authority = sections.authority;
+    authority.retain(|r| negative && r.record_type() == RecordType::SOA);
+    Sections {
+        answers: sections.answers,
+        authority,
+        additional: Vec::new(),
+    }
 }
 
 /// Records owned by the question name written exactly as `qname`: the cached copy has the
@@ -123,7 +152,7 @@ fn owned_as(mut records: Vec<Record>, qname: &Name) -> Vec<Record> {
 mod tests {
     use hickory_proto::{
         op::{Edns, Message},
-        rr::RecordType,
+        rr::{RData, RecordType, rdata::NS},
     };
 
     use super::*;
@@ -211,6 +240,40 @@ mod tests {
     }
 
     #[test]
+    fn clients_without_do_get_minimal_responses() {
+        let policy = crate::dns::ttl::TtlPolicy::default();
+        let ns = Record::from_rdata(
+            Name::from_ascii("t.").unwrap(),
+            300,
+            RData::NS(NS(Name::from_ascii("ns.t.").unwrap())),
+        );
+        let sections = |q: &ClientQuery, answer: &Answer| {
+            let m = Message::from_vec(&render(q, answer, 0, Transport::Udp)).unwrap();
+            let types = |rs: &[Record]| rs.iter().map(Record::record_type).collect::<Vec<_>>();
+            (types(m.name_servers()), types(m.additionals()))
+        };
+        let mut upstream = response(
+            ResponseCode::NoError,
+            vec![a("www.t.", 300, 1)],
+            vec![ns.clone()],
+        );
+        upstream.add_additional(a("ns.t.", 300, 2));
+        let positive = Answer::from_upstream(upstream, 0, &policy);
+        assert_eq!(sections(&client(None, false), &positive), (vec![], vec![]));
+        assert_eq!(
+            sections(&client(Some(1232), true), &positive),
+            (vec![RecordType::NS], vec![RecordType::A])
+        );
+        let negative = Answer::from_upstream(
+            response(ResponseCode::NXDomain, vec![], vec![soa(60, 60), ns]),
+            0,
+            &policy,
+        );
+        let (authority, additional) = sections(&client(Some(1232), false), &negative);
+        assert_eq!((authority, additional), (vec![RecordType::SOA], vec![]));
+    }
+
+    #[test]
     fn udp_replies_beyond_the_client_limit_are_truncated() {
         // 40 A records: 12 + 10 + 40 * 16 bytes, over 512 but under 1232.
         let big = many_a(40);
@@ -290,14 +353,19 @@ mod tests {
             0,
             &crate::dns::ttl::TtlPolicy::default(),
         );
-        let one = normalized(&client(Some(4096), true), &ans, 0).unwrap();
+        let one = normalized(&client(Some(4096), false), &ans, 0).unwrap();
         let two = normalized(&client(None, false), &ans, 0).unwrap();
         assert_eq!(one, two);
         assert_eq!(&one[..4], &[0, 0, 0x81, 0x80]);
         let (key, entry) = dnsxdp_common::entry::build_entry(&one, ans.aged_at(0), 86400).unwrap();
         assert_eq!(key.wire_name(), b"\x03www\x01t\x00");
-        assert_eq!(entry.ancount, 1);
+        assert_eq!((key.dnssec_ok, entry.ancount, entry.nscount), (false, 1, 0));
         assert_eq!(entry.remaining_secs(0), Some(300));
+        // With DO: every section, and an OPT record that says DO, for an entry of its own.
+        let signed = normalized(&client(Some(1232), true), &ans, 0).unwrap();
+        let m = Message::from_vec(&signed).unwrap();
+        assert_eq!((m.answer_count(), m.name_server_count()), (1, 1));
+        assert!(m.extensions().as_ref().is_some_and(|e| e.flags().dnssec_ok));
     }
 
     #[test]

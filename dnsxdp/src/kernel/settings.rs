@@ -25,7 +25,7 @@ pub struct Settings {
     #[arg(long, num_args = 0, default_missing_value = "true")]
     #[serde(default, deserialize_with = "file::flag")]
     pub no_xdp: Option<bool>,
-    /// Entries in the kernel (XDP) cache, A/AAAA answers only [default: --cache-size].
+    /// Entries in the kernel (XDP) cache [default: --cache-size].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     #[serde(default, deserialize_with = "file::positive")]
     pub kernel_cache_size: Option<u32>,

@@ -16,9 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{dns::clock, kernel::cache::KernelCache, resolve::Resolver};
 
-/// The types the kernel cache holds.
-const KERNEL_TYPES: [RecordType; 2] = [RecordType::A, RecordType::AAAA];
-
 /// Which cached answers a request is about, as the control socket takes it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(tag = "match", rename_all = "snake_case")]
@@ -147,15 +144,6 @@ impl Target {
     }
 }
 
-/// The kernel cache's questions for `name`: of `qtype`, or of every type it holds.
-fn kernel_questions(name: &Name, qtype: Option<RecordType>) -> Vec<QuestionKey> {
-    KERNEL_TYPES
-        .into_iter()
-        .filter(|t| qtype.is_none_or(|q| q == *t))
-        .filter_map(|t| question_key(name, t))
-        .collect()
-}
-
 /// A name as typed (`www.example.test` or `www.example.test.`), lower-cased and fully qualified.
 pub fn parse_name(s: &str) -> anyhow::Result<Name> {
     if s.is_empty() {
@@ -198,16 +186,27 @@ fn rcode_name(rcode: ResponseCode) -> String {
     }
 }
 
-/// The kernel cache's question for `name` and `qtype`; `None` if the name is too long for it.
-fn question_key(name: &Name, qtype: RecordType) -> Option<QuestionKey> {
-    let wire = name.to_lowercase().to_bytes().ok()?;
+/// The kernel cache's questions for `name` and `qtype`, without and with DO; none if the name
+/// is too long for it.
+fn question_keys(name: &Name, qtype: RecordType) -> Vec<QuestionKey> {
+    let Ok(wire) = name.to_lowercase().to_bytes() else {
+        return Vec::new();
+    };
     let mut key = QuestionKey {
         qtype: qtype.into(),
         name_len: wire.len() as u16,
         name: [0; MAX_CACHED_NAME],
+        dnssec_ok: false,
     };
-    key.name.get_mut(..wire.len())?.copy_from_slice(&wire);
-    Some(key)
+    let Some(to) = key.name.get_mut(..wire.len()) else {
+        return Vec::new();
+    };
+    to.copy_from_slice(&wire);
+    let signed = QuestionKey {
+        dnssec_ok: true,
+        ..key
+    };
+    vec![key, signed]
 }
 
 /// A cached answer as either layer has it, before it is sorted and rendered.
@@ -265,11 +264,12 @@ pub fn list(
 
 fn in_kernel(kernel: &KernelCache, target: &Target, now: u64) -> anyhow::Result<Vec<Cached>> {
     let entries = match target {
-        Target::Name(name, qtype) => kernel_questions(name, *qtype)
+        // One lookup; a name of any type needs the whole map, as a zone does.
+        Target::Name(name, Some(qtype)) => question_keys(name, *qtype)
             .iter()
             .filter_map(|q| kernel.get(q, now).transpose())
             .collect::<anyhow::Result<Vec<_>>>()?,
-        Target::Zone(_) | Target::All => kernel.entries(now)?,
+        Target::Name(_, None) | Target::Zone(_) | Target::All => kernel.entries(now)?,
     };
     Ok(entries
         .into_iter()
@@ -283,7 +283,7 @@ fn in_kernel(kernel: &KernelCache, target: &Target, now: u64) -> anyhow::Result<
                 ttl: e.remaining_secs,
                 hits: e.hits,
                 rcode: ResponseCode::from(0, e.rcode),
-                dnssec_ok: false,
+                dnssec_ok: e.question.dnssec_ok,
             })
         })
         .collect())
@@ -322,14 +322,14 @@ pub fn flush(
 
 fn flush_kernel(kernel: &KernelCache, target: &Target) -> anyhow::Result<u64> {
     match target {
-        Target::Name(name, qtype) => {
+        Target::Name(name, Some(qtype)) => {
             let mut removed = 0;
-            for q in &kernel_questions(name, *qtype) {
+            for q in &question_keys(name, *qtype) {
                 removed += u64::from(kernel.remove(q)?);
             }
             Ok(removed)
         }
-        Target::Zone(_) => kernel.remove_where(|q| {
+        Target::Name(_, None) | Target::Zone(_) => kernel.remove_where(|q| {
             Name::from_bytes(q.wire_name())
                 .is_ok_and(|name| target.selects(&name, RecordType::from(q.qtype)))
         }),
@@ -343,7 +343,8 @@ pub fn table(listing: &Listing) -> String {
     let mut rows = vec![header];
     for a in &listing.answers {
         let cache = match (a.cache, a.dnssec_ok) {
-            (Layer::Kernel, _) => "kernel",
+            (Layer::Kernel, false) => "kernel",
+            (Layer::Kernel, true) => "kernel (DO)",
             (Layer::Daemon, false) => "daemon",
             (Layer::Daemon, true) => "daemon (DO)",
         };
@@ -412,27 +413,23 @@ mod tests {
         assert!(!aaaa.selects(&www, RecordType::A));
         let other = parse_name("a.www.example.test").unwrap();
         assert!(!any.selects(&other, RecordType::A));
-        let kernel = |qtype| -> Vec<u16> {
-            kernel_questions(&www, qtype)
-                .iter()
-                .map(|q| q.qtype)
-                .collect()
-        };
-        assert_eq!(kernel(None), [1, 28]);
-        assert_eq!(kernel(Some(RecordType::AAAA)), [28]);
-        assert_eq!(kernel(Some(RecordType::MX)), [0u16; 0]);
     }
 
     #[test]
     fn kernel_questions_are_lower_cased_wire_names() {
-        let q = question_key(&parse_name("WWW.Example.test").unwrap(), RecordType::A).unwrap();
+        let qs = question_keys(&parse_name("WWW.Example.test").unwrap(), RecordType::A);
+        let [q, signed] = qs.as_slice() else {
+            panic!("{qs:?}")
+        };
+        assert_eq!((q.dnssec_ok, signed.dnssec_ok), (false, true));
+        assert_eq!(q.wire_name(), signed.wire_name());
         assert_eq!(q.wire_name(), b"\x03www\x07example\x04test\x00");
         assert_eq!(
             Name::from_bytes(q.wire_name()).unwrap().to_string(),
             "www.example.test."
         );
         let long = format!("{}.{}.", "a".repeat(63), "b".repeat(63));
-        assert!(question_key(&parse_name(&long).unwrap(), RecordType::A).is_none());
+        assert!(question_keys(&parse_name(&long).unwrap(), RecordType::A).is_empty());
     }
 
     #[test]

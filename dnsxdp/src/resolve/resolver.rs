@@ -237,13 +237,13 @@ impl Resolver {
         }
     }
 
-    /// Refreshes a popular A/AAAA answer the XDP program served in the last tenth of its
+    /// Refreshes a popular answer the XDP program served in the last tenth of its
     /// TTL: `name` is its wire name, lower-cased.
-    pub fn prefetch_kernel_entry(self: &Arc<Self>, name: &[u8], qtype: u16) {
+    pub fn prefetch_kernel_entry(self: &Arc<Self>, name: &[u8], qtype: u16, dnssec_ok: bool) {
         let Ok(name) = Name::from_bytes(name) else {
             return;
         };
-        let q = ClientQuery::plain(Query::query(name, RecordType::from(qtype)));
+        let q = ClientQuery::kernel(Query::query(name, RecordType::from(qtype)), dnssec_ok);
         // The daemon's copy, when it has one, says whether a refresh already runs: two CPUs
         // may report the same entry. A refresh replaces the copy, so the next window asks anew.
         // The kernel entry's window is its own (one put back from the copy starts later).
@@ -302,14 +302,15 @@ impl Resolver {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Gives the XDP program an A/AAAA answer to serve, positive or negative, if it can: only
-    /// answers without DNSSEC records, since it answers queries without the DO bit.
+    /// Gives the XDP program an answer to serve, positive or negative, if it can: one whose
+    /// every record the entry carries (`reply::normalized`), under a key that says whether the
+    /// query had DO.
     /// `flushes` is `self.flushes()` as of when `answer` was looked up or asked for: after a
     /// flush since, it is not filled.
     fn fill_kernel(&self, q: &ClientQuery, answer: &Answer, now: u64, fill: Fill, flushes: u64) {
         let Some(kernel) = &self.kernel else { return };
         let rcode_served = matches!(answer.rcode, ResponseCode::NoError | ResponseCode::NXDomain);
-        if !rcode_served || !q.is_address_query() || q.dnssec_ok() {
+        if !rcode_served || !q.is_kernel_question() {
             return;
         }
         let Some(wire) = reply::normalized(q, answer, now) else {

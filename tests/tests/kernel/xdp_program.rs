@@ -30,7 +30,13 @@ use dnsxdp_tests::{
 };
 use hickory_proto::{
     op::{Message, MessageType, OpCode, ResponseCode},
-    rr::{DNSClass, Name, RData, Record, RecordType, rdata::SOA},
+    rr::{
+        DNSClass, Name, RData, Record, RecordType,
+        rdata::{
+            HTTPS, MX, NULL, SOA, SVCB,
+            svcb::{Alpn, SvcParamKey, SvcParamValue},
+        },
+    },
 };
 
 const NAME: &str = "www.example.com.";
@@ -232,7 +238,16 @@ fn check_reply(query: &[u8], out: &[u8]) -> Message {
     assert_eq!(m.message_type(), MessageType::Response);
     assert_eq!(m.op_code(), OpCode::Query);
     assert!(m.recursion_available());
-    assert!(!m.authoritative() && !m.truncated() && !m.authentic_data());
+    assert!(!m.authoritative() && !m.truncated());
+    // The DO bit of the query, which parses: the program answers well-formed queries only.
+    let query_do = Message::from_vec(qm)
+        .ok()
+        .and_then(|q| q.extensions().as_ref().map(|e| e.flags().dnssec_ok))
+        .unwrap_or(false);
+    assert!(
+        !m.authentic_data() || query_do,
+        "AD without DO (RFC 6840 §5.8)"
+    );
     assert_eq!(m.recursion_desired(), qm[2] & 0x01 != 0, "RD not copied");
     assert_eq!(m.checking_disabled(), qm[3] & 0x10 != 0, "CD not copied");
     assert_eq!(m.query_count(), 1);
@@ -244,7 +259,7 @@ fn check_reply(query: &[u8], out: &[u8]) -> Message {
             assert!(query_edns, "OPT in the answer to a query without");
             assert_eq!(e.max_payload(), 1232);
             assert_eq!(e.version(), 0);
-            assert!(!e.flags().dnssec_ok);
+            assert_eq!(e.flags().dnssec_ok, query_do, "DO as the query's");
             assert!(
                 e.options().as_ref().is_empty(),
                 "options in the answer's OPT"
@@ -379,6 +394,33 @@ fn cname_chain_hit() {
 }
 
 #[test]
+fn answers_of_other_types_hit() {
+    let mut f = Fixture::new();
+    let https = RData::HTTPS(HTTPS(SVCB::new(
+        1,
+        Name::root(),
+        vec![(
+            SvcParamKey::Alpn,
+            SvcParamValue::Alpn(Alpn(vec!["h2".into()])),
+        )],
+    )));
+    let mx = RData::MX(MX::new(10, Name::from_ascii("mail.example.com.").unwrap()));
+    for (rtype, qtype, rdata) in [
+        (RecordType::MX, QTYPE_MX, mx),
+        (RecordType::HTTPS, 65, https),
+    ] {
+        let cached = f.cache(NAME, rtype, vec![record(NAME, 300, rdata).unwrap()]);
+        let query = f.v4.query(&Query::new("wWw.Example.COM.", qtype));
+        let (_, m) = f.answer_from(&query, &cached);
+        assert_eq!(m.answers()[0].record_type(), rtype);
+        f.pass(
+            &f.v4.query(&Query::new("other.example.com.", qtype)),
+            Some(Counter::Misses),
+        );
+    }
+}
+
+#[test]
 fn rd_and_cd_are_copied() {
     let f = Fixture::with_name();
     for flags in [[0x00, 0x00], [0x01, 0x10], [0x00, 0x10], [0x01, 0x20]] {
@@ -426,17 +468,50 @@ fn cookie_and_padding_options_are_ignored() {
     }
 }
 
-#[test]
-fn do_bit_passes() {
-    let f = Fixture::with_name();
-    let edns = Edns {
-        dnssec_ok: true,
-        ..Edns::new(1232)
+/// An A answer with its signature, validated upstream (AD), as a query with DO gets it.
+fn signed_response() -> Vec<u8> {
+    let rrsig = RData::Unknown {
+        code: RecordType::RRSIG,
+        rdata: NULL::with(vec![
+            0, 1, 13, 3, 0, 0, 1, 44, 0xf0, 0, 0, 0, 0x60, 0, 0, 0, 0x30, 0x39,
+        ]),
     };
-    f.pass(
-        &f.v4.query(&Query::new(NAME, QTYPE_A).edns(edns)),
-        Some(Counter::PassEdns),
-    );
+    let mut m = upstream(&a_response(NAME, 300, [198, 51, 100, 1]));
+    m.add_answer(record(NAME, 300, rrsig).unwrap());
+    let mut edns = hickory_proto::op::Edns::new();
+    edns.set_dnssec_ok(true);
+    m.set_authentic_data(true).set_edns(edns);
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn do_queries_get_the_entry_for_do_with_its_signatures_and_ad() {
+    let mut f = Fixture::with_name();
+    let with = |cd: bool| {
+        let mut q = Query::new(NAME, QTYPE_A).edns(Edns {
+            dnssec_ok: true,
+            ..Edns::new(1232)
+        });
+        q.flags[1] |= if cd { 0x10 } else { 0 };
+        q
+    };
+    // The entry for queries without DO is not theirs.
+    f.pass(&f.v4.query(&with(false)), Some(Counter::Misses));
+    let signed = f.cache_response(signed_response());
+    for cd in [false, true] {
+        let (_, m) = f.answer_from(&f.v6.query(&with(cd)), &signed);
+        let types: Vec<_> = m.answers().iter().map(Record::record_type).collect();
+        assert_eq!(types, [RecordType::A, RecordType::RRSIG]);
+        assert!(m.authentic_data(), "AD, as the upstream said");
+        assert_eq!(m.checking_disabled(), cd);
+        let opt = m.extensions().as_ref().expect("an OPT record");
+        assert!(opt.flags().dnssec_ok && opt.max_payload() == 1232);
+    }
+    // Without DO: the other entry, without signatures or AD.
+    let (_, m) = f.answer(&f.v4.query(&Query::new(NAME, QTYPE_A).edns(Edns::new(1232))));
+    assert_eq!(m.answers().len(), 1);
+    assert!(!m.authentic_data());
+    assert!(!m.extensions().as_ref().unwrap().flags().dnssec_ok);
 }
 
 #[test]
@@ -781,12 +856,9 @@ fn unsupported_questions_pass() {
     chaos.qclass = 3;
     let mut truncated = Query::new(NAME, QTYPE_A);
     truncated.flags[0] |= 0x02;
-    for q in [
-        Query::new(NAME, QTYPE_MX),
-        Query::new(NAME, 255), // ANY
-        chaos,
-        truncated,
-    ] {
+    // Type 0, OPT, AXFR and ANY: no cached record set answers them.
+    let meta = [0, 41, 252, 255].map(|t| Query::new(NAME, t));
+    for q in meta.into_iter().chain([chaos, truncated]) {
         f.pass(&f.v4.query(&q), Some(Counter::PassUnsupported));
     }
 }
