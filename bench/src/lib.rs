@@ -2,6 +2,7 @@
 //! forwarders, the XDP program's cost per packet, the demo sandbox, the flood of hostile frames
 //! and the soak. Built on the kernel tests' harness (dnsxdp-tests).
 
+pub mod clients;
 pub mod compare;
 pub mod cost;
 pub mod demo;

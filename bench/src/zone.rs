@@ -2,7 +2,8 @@
 //!
 //! Every name the hit sets ask for exists with a long TTL, so nothing expires during a run;
 //! misses ask for names nobody asked for before (a wildcard answers them) and NXDOMAIN and
-//! NODATA names come from small pools, as repeated typos and missing AAAA records do.
+//! NODATA names come from small pools, as repeated typos and missing AAAA records do. The
+//! first `SITES` hosts also have the other types stub resolvers ask for (`crate::clients`).
 
 use std::fmt::Write as _;
 
@@ -21,6 +22,9 @@ pub const BIG: u32 = 500;
 pub const BIG_RECORDS: u32 = 8;
 /// Names that do not exist, asked for repeatedly.
 pub const NXDOMAIN: u32 = 1_000;
+/// The first hosts, which also have HTTPS, MX and TXT records, an SRV record under
+/// `_imaps._tcp` and a PTR record for their IPv4 address.
+pub const SITES: u32 = 5_000;
 const TTL: u32 = 3600;
 
 /// The zone file: SOA, NS and the generated names.
@@ -32,7 +36,10 @@ pub fn zone_text() -> String {
          ns IN A 198.18.2.2\n\
          www IN A 198.18.10.1\n\
          www IN AAAA fd00:10::1\n\
-         *.miss IN A 198.18.3.1\n"
+         *.miss IN A 198.18.3.1\n\
+         *.new IN A 198.18.3.2\n\
+         *.new IN AAAA fd00:3::2\n\
+         *.new IN HTTPS 1 . alpn=h2,h3\n"
     );
     for i in 0..HOSTS {
         let (hi, lo) = (i >> 8, i & 0xff);
@@ -60,7 +67,27 @@ pub fn zone_text() -> String {
             writeln!(z, "big{i} IN A 198.18.{}.{}", 5 + r, i & 0xff).unwrap();
         }
     }
+    for i in 0..SITES {
+        writeln!(
+            z,
+            "h{i} IN HTTPS 1 . alpn=h2,h3\nh{i} IN MX 10 h{i}\n\
+             h{i} IN TXT \"v=spf1 a -all\"\n{} IN SRV 0 1 993 h{i}\n{} IN PTR h{i}",
+            srv_name(i),
+            ptr_name(i)
+        )
+        .unwrap();
+    }
     z
+}
+
+/// The owner of host `i`'s SRV record.
+pub fn srv_name(i: u32) -> String {
+    format!("_imaps._tcp.h{i}")
+}
+
+/// The owner of the PTR record for host `i`'s IPv4 address, reversed as under in-addr.arpa.
+pub fn ptr_name(i: u32) -> String {
+    format!("{}.{}.19.198.in-addr", i & 0xff, i >> 8)
 }
 
 /// One query: a name relative to the zone and a type, as dnsperf and kxdpgun read them.
@@ -71,7 +98,7 @@ pub struct Q {
 }
 
 impl Q {
-    fn new(name: String, qtype: &'static str) -> Self {
+    pub(crate) fn new(name: String, qtype: &'static str) -> Self {
         Self { name, qtype }
     }
 }
@@ -130,17 +157,8 @@ pub fn mix(len: usize) -> Vec<Q> {
     let mut misses = 0u64;
     (0..len)
         .map(|_| {
-            let r = rng.below(100);
             let pick = |rng: &mut SplitMix, n: u32| rng.below(u64::from(n));
-            let mut bound = 0;
-            let kind = MIX
-                .iter()
-                .position(|&(_, share)| {
-                    bound += u64::from(share);
-                    r < bound
-                })
-                .expect("shares add up to 100");
-            match kind {
+            match rng.share(&MIX) {
                 0 => {
                     let t = if rng.below(2) == 0 { "A" } else { "AAAA" };
                     Q::new(format!("h{}", pick(&mut rng, HOSTS)), t)
@@ -168,15 +186,28 @@ pub fn misses(len: usize) -> Vec<Q> {
 }
 
 /// A small deterministic generator, so every contender gets the same mix.
-struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         (z ^ (z >> 31)) % n
+    }
+
+    /// The index of one of `shares` (in percent, adding up to 100), drawn with those shares.
+    pub(crate) fn share(&mut self, shares: &[(&str, u32)]) -> usize {
+        let r = self.below(100);
+        let mut bound = 0;
+        shares
+            .iter()
+            .position(|&(_, share)| {
+                bound += u64::from(share);
+                r < bound
+            })
+            .expect("shares add up to 100")
     }
 }
 
@@ -192,7 +223,7 @@ mod tests {
         let records = z.lines().filter(|l| l.contains(" IN ")).count() as u32;
         assert_eq!(
             records,
-            6 + 2 * HOSTS + V4_ONLY + 2 * CHAINS + DANGLING + BIG * BIG_RECORDS
+            9 + 2 * HOSTS + V4_ONLY + 2 * CHAINS + DANGLING + BIG * BIG_RECORDS + 5 * SITES
         );
         for needle in [
             "h19999 IN AAAA fd00:100::4e1f\n",
@@ -200,6 +231,10 @@ mod tests {
             "alias7 IN CNAME alias7.chain\n",
             "alias7.chain IN CNAME h7\n",
             "dangling3 IN CNAME gone3\n",
+            "h4999 IN HTTPS 1 . alpn=h2,h3\n",
+            "h7 IN MX 10 h7\n",
+            "_imaps._tcp.h7 IN SRV 0 1 993 h7\n",
+            "1.1.19.198.in-addr IN PTR h257\n",
         ] {
             assert!(z.contains(needle), "{needle:?} missing");
         }

@@ -29,6 +29,8 @@ pub struct Dnsperf<'a> {
     pub once: bool,
     /// `-v`: a line per answer with its latency, for percentiles.
     pub per_query: bool,
+    /// `-B`: the file holds whole queries (`clients::wire_file`), not lines of text.
+    pub binary: bool,
 }
 
 impl Dnsperf<'_> {
@@ -58,6 +60,9 @@ impl Dnsperf<'_> {
         }
         if self.per_query {
             a.push("-v".into());
+        }
+        if self.binary {
+            a.push("-B".into());
         }
         a
     }
@@ -324,11 +329,14 @@ duration: 2 s
             rate: Some(20_000),
             once: true,
             per_query: true,
+            binary: false,
         };
         let a = d.args().join(" ");
         assert_eq!(
             a,
             "-s fd00:1::1 -d /tmp/q -l 10 -c 8 -q 200 -t 2 -T 1 -Q 20000 -n 1 -v"
         );
+        let b = Dnsperf { binary: true, ..d };
+        assert!(b.args().join(" ").ends_with("-n 1 -v -B"));
     }
 }

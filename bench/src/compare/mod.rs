@@ -25,7 +25,7 @@ use self::{
     report::{Contender, Cpu, Machine, Micro, Results, Run, SCENARIOS},
 };
 use crate::{
-    cost, proc,
+    clients, cost, proc,
     sandbox::{GENERATOR_CPU, SERVER_CPU, Sandbox},
     zone,
 };
@@ -49,6 +49,7 @@ struct Plan {
     seconds: u32,
     mix_len: usize,
     misses_len: usize,
+    real_clients_len: usize,
     fixed_rate: u32,
     kxdpgun_rate: u32,
     micro_repeat: u32,
@@ -62,6 +63,7 @@ impl Plan {
                 seconds: 2,
                 mix_len: 40_000,
                 misses_len: 10_000,
+                real_clients_len: 40_000,
                 fixed_rate: 5_000,
                 kxdpgun_rate: 1_000_000,
                 micro_repeat: 100_000,
@@ -72,6 +74,7 @@ impl Plan {
                 seconds: 10,
                 mix_len: 400_000,
                 misses_len: 100_000,
+                real_clients_len: 400_000,
                 fixed_rate: 20_000,
                 kxdpgun_rate: 1_000_000,
                 micro_repeat: 1_000_000,
@@ -89,6 +92,12 @@ struct Files {
     mix: PathBuf,
     misses: PathBuf,
     warm: PathBuf,
+    /// In dnsperf's binary input (`-B`), as is `real_clients_warm`: each query has its own
+    /// EDNS.
+    real_clients: PathBuf,
+    real_clients_warm: PathBuf,
+    /// Which of `real_clients`' queries ask for a new name, to count the repeats sent.
+    real_clients_new: Vec<bool>,
 }
 
 impl Files {
@@ -99,12 +108,21 @@ impl Files {
             fs::write(&path, zone::query_file(&queries))?;
             Ok(path)
         };
+        let wire = |name: &str, asks: &[clients::Ask]| -> Result<PathBuf> {
+            let path = dir.join(name);
+            fs::write(&path, clients::wire_file(asks))?;
+            Ok(path)
+        };
+        let real_clients = clients::real_clients(plan.real_clients_len);
         Ok(Self {
             hits_a: file("hits-a.txt", zone::hits_a())?,
             hits_a_aaaa: file("hits-a-aaaa.txt", zone::hits_a_aaaa())?,
             mix: file("mix.txt", zone::mix(plan.mix_len))?,
             misses: file("misses.txt", zone::misses(plan.misses_len))?,
             warm: file("warm.txt", zone::warm())?,
+            real_clients: wire("real-clients.bin", &real_clients)?,
+            real_clients_warm: wire("real-clients-warm.bin", &clients::warm())?,
+            real_clients_new: real_clients.iter().map(|a| a.new).collect(),
             dir,
         })
     }
@@ -228,9 +246,15 @@ impl ServerBench<'_> {
             napi: self.sandbox.server_napi()?,
             client_napi: self.client_napi,
         };
-        self.warm()?;
+        let f = self.files;
+        self.warm(&f.warm, false)?;
         for (id, _) in SCENARIOS {
             eprintln!("bench:   {id}");
+            if id == "real-clients" {
+                // The questions it repeats, with and without DO, are not in the first warm-up;
+                // and the misses before it may have pushed names out of a cache.
+                self.warm(&f.real_clients_warm, true)?;
+            }
             let run = self
                 .measure(&mut server, &tasks, id)
                 .with_context(|| format!("{id}; the server's log ends:\n{}", server.log_tail()))?;
@@ -247,17 +271,18 @@ impl ServerBench<'_> {
         Ok(())
     }
 
-    /// Asks every question of the hit sets once, at a rate every server forwards without
-    /// loss, and again for as long as some were lost.
-    fn warm(&mut self) -> Result<()> {
+    /// Asks every question of `file` once, at a rate every server forwards without loss, and
+    /// again for as long as some were lost.
+    fn warm(&mut self, file: &Path, binary: bool) -> Result<()> {
         for _ in 0..3 {
             let o = Dnsperf {
                 server: v4(),
-                file: &self.files.warm,
+                file,
                 seconds: 120,
                 rate: Some(WARM_RATE),
                 once: true,
                 per_query: false,
+                binary,
             }
             .run(self.sandbox)?;
             if o.lost == 0 {
@@ -278,6 +303,7 @@ impl ServerBench<'_> {
             rate,
             once,
             per_query,
+            binary: false,
         };
         server.alive()?;
         let hits = |s: &Server| -> Result<Option<u64>> {
@@ -317,8 +343,20 @@ impl ServerBench<'_> {
                 dnsperf(v4(), &f.misses, None, true, false).run(self.sandbox)?,
                 None,
             ),
+            "real-clients" => {
+                let d = Dnsperf {
+                    binary: true,
+                    ..dnsperf(v4(), &f.real_clients, None, true, false)
+                };
+                (d.run(self.sandbox)?, None)
+            }
             _ => bail!("no scenario {id}"),
         };
+        // dnsperf sends its file in order: what it sent is the file's start.
+        let repeats = (id == "real-clients").then(|| {
+            let sent = f.real_clients_new.iter().take(outcome.sent as usize);
+            sent.filter(|&&new| !new).count() as u64
+        });
         let window = start.elapsed();
         let d = tasks.sample()?.since(&before);
         let upstream_packets = self.sandbox.upstream_packets()? - upstream_before;
@@ -344,6 +382,7 @@ impl ServerBench<'_> {
             offered_qps: offered,
             cpu,
             xdp_answered,
+            repeats,
             upstream_packets,
         })
     }
@@ -358,17 +397,27 @@ fn v6() -> IpAddr {
 }
 
 fn method(plan: &Plan) -> Vec<String> {
-    let mix: Vec<_> = zone::MIX
-        .iter()
-        .map(|(what, share)| format!("{share}% {what}"))
-        .collect();
+    let shares = |shares: &[(&str, u32)]| {
+        let s: Vec<_> = shares
+            .iter()
+            .map(|(what, share)| format!("{share}% {what}"))
+            .collect();
+        s.join(", ")
+    };
     vec![
         format!(
             "Network namespaces client, server and upstream joined by veth pairs; NSD in the \
-             upstream namespace serves a generated zone of {} names (A+AAAA hosts, A-only \
-             names, CNAME chains, CNAMEs to NXDOMAIN, names with {} A records, a wildcard), \
-             all with a TTL of 3600 s.",
-            zone::HOSTS + zone::V4_ONLY + 2 * zone::CHAINS + zone::DANGLING + zone::BIG + 2,
+             upstream namespace serves a generated zone of {} names (A+AAAA hosts, {} of \
+             them also with HTTPS, MX, TXT, SRV and PTR records, A-only names, CNAME chains, \
+             CNAMEs to NXDOMAIN, names with {} A records, wildcards), all with a TTL of 3600 s.",
+            zone::HOSTS
+                + zone::V4_ONLY
+                + 2 * zone::CHAINS
+                + zone::DANGLING
+                + zone::BIG
+                + 2 * zone::SITES
+                + 2,
+            zone::SITES,
             zone::BIG_RECORDS
         ),
         format!(
@@ -376,23 +425,30 @@ fn method(plan: &Plan) -> Vec<String> {
              one worker thread and no DNSSEC validation, and caches more than the bench asks \
              ({CACHE_ENTRIES} entries where counted in entries). It starts empty and is warmed \
              with every question of the hit sets, NXDOMAIN and NODATA pools once (dnsperf -n 1 \
-             -Q {WARM_RATE})."
+             -Q {WARM_RATE}); and, just before the real clients, with every question they \
+             repeat, without and with DO (dnsxdp caches DO answers apart)."
         ),
         format!(
             "Scenarios of {} s each, in order: 100% hits IPv4, 100% hits IPv6, fixed rate \
              ({} qps), kxdpgun ({} qps offered), then the realistic mix of at most {} queries \
-             ({}; every miss a new name), then at most {} misses, each a new name.",
+             ({}; every miss a new name), then at most {} misses, each a new name, then at \
+             most {} queries of real clients: lookups of {}; from stubs sending {}.",
             plan.seconds,
             plan.fixed_rate,
             plan.kxdpgun_rate,
             plan.mix_len,
-            mix.join(", "),
+            shares(&zone::MIX),
             plan.misses_len,
+            plan.real_clients_len,
+            shares(&clients::LOOKUPS),
+            shares(&clients::STUBS),
         ),
         format!(
             "dnsperf -c {DNSPERF_CLIENTS} -q {DNSPERF_OUTSTANDING} -t {DNSPERF_TIMEOUT} -T 1 \
-             -l {}; -Q for the fixed rate with -v for latency percentiles; -n 1 for the mix and the misses. \
-             kxdpgun -t {} -Q {} -F {GENERATOR_CPU} on the client veth (AF_XDP).",
+             -l {}; -Q for the fixed rate with -v for latency percentiles; -n 1 for the mix, the \
+             misses and the real clients, whose queries dnsperf reads whole (-B), as its text \
+             input gives every query the same EDNS. kxdpgun -t {} -Q {} -F {GENERATOR_CPU} on \
+             the client veth (AF_XDP).",
             plan.seconds, plan.seconds, plan.kxdpgun_rate
         ),
         format!(
@@ -406,7 +462,9 @@ fn method(plan: &Plan) -> Vec<String> {
          over the time the generator sent. Generator load is the generator process plus the \
          client veth's NAPI thread over its whole run. 'Answered by XDP' is the XDP program's \
          hits over the answers the generator counted; above 100% the generator dropped \
-         replies the server sent."
+         replies the server sent. For the real clients, 'repeats answered by XDP' is those hits \
+         over the queries sent that were not for a new name, and 'vs Unbound' the server CPU \
+         per answer over Unbound's."
             .into(),
         format!(
             "XDP program alone: BPF_PROG_TEST_RUN of the real object, median of {} rounds of \

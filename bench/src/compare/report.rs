@@ -58,6 +58,8 @@ pub struct Run {
     pub cpu: Cpu,
     /// dnsxdp only: answers the XDP program sent.
     pub xdp_answered: Option<u64>,
+    /// Real clients only: queries sent whose question was asked before (not a new name).
+    pub repeats: Option<u64>,
     /// Packets the upstream received: none in a hit scenario unless a cache forgot.
     pub upstream_packets: u64,
 }
@@ -87,11 +89,18 @@ impl Run {
         let c = &self.cpu;
         (c.generator_ns + c.generator_napi_ns) as f64 / (c.window_s * 1e9)
     }
+
+    /// Percent of the repeated questions the XDP program answered.
+    pub fn repeats_by_xdp(&self) -> Option<f64> {
+        let repeats = self.repeats.filter(|&n| n > 0)?;
+        Some(pct(self.xdp_answered?, repeats))
+    }
 }
 
-/// Scenario ids with their titles, in the order they run: the mix and the misses last, so
-/// that their new names cannot push hits out of a cache before the hit scenarios.
-pub const SCENARIOS: [(&str, &str); 6] = [
+/// Scenario ids with their titles, in the order they run: the mix and the misses after the
+/// hit scenarios, so that their new names cannot push hits out of a cache before those; the
+/// real clients last, warmed again just before.
+pub const SCENARIOS: [(&str, &str); 7] = [
     (
         "hits-v4",
         "100% hits, A over IPv4 (dnsperf, as fast as answers come)",
@@ -115,6 +124,11 @@ pub const SCENARIOS: [(&str, &str); 6] = [
     (
         "misses",
         "100% misses: every query a new name, forwarded upstream (dnsperf, as fast as answers come)",
+    ),
+    (
+        "real-clients",
+        "Real clients: A and AAAA in pairs, HTTPS for a third of names, a few PTR/MX/TXT/SRV, \
+         15% with DO, 15% with a cookie, 10% new names (dnsperf, as fast as answers come)",
     ),
 ];
 
@@ -181,6 +195,18 @@ impl Results {
                  Unbound uses (target: at most 0.7x)"
             ));
         }
+        if let Some(r) = self.ratio("real-clients", XDP, "Unbound", cost) {
+            let repeats = self
+                .run(XDP, "real-clients")
+                .and_then(Run::repeats_by_xdp)
+                .map_or(String::new(), |x| {
+                    format!("; XDP answered {x:.1}% of the repeated questions")
+                });
+            h.push(format!(
+                "Server CPU per answer, real clients (A/AAAA pairs, HTTPS, DO, cookies, 10% new \
+                 names): dnsxdp with XDP uses {r:.2}x what Unbound uses{repeats}"
+            ));
+        }
         let micro = |case: &str| self.micro.iter().find(|m| m.case == case).map(|m| m.ns);
         if let (Some(hit), Some(miss)) = (micro("ipv4 A hit"), micro("miss")) {
             h.push(format!(
@@ -240,17 +266,27 @@ impl Results {
                 writeln!(s, "Offered: {rate} qps.\n").unwrap();
             }
             let latency = id == "fixed-rate";
-            s += "| server | answered qps | lost | ";
-            s += if latency {
-                "avg / p50 / p90 / p99 / p99.9 latency (µs) | "
+            // The real clients' table also compares with Unbound and counts the repeats.
+            let repeats = rows.iter().any(|(_, r)| r.repeats.is_some());
+            let mut columns = vec!["server", "answered qps", "lost"];
+            columns.push(if latency {
+                "avg / p50 / p90 / p99 / p99.9 latency (µs)"
             } else if is_kxdpgun(id) {
-                "sent qps | "
+                "sent qps"
             } else {
-                "avg latency (µs) | "
-            };
-            s += "server load | **server CPU ns per answer** | generator load | answered by XDP \
-                 | packets upstream |\n";
-            s += "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+                "avg latency (µs)"
+            });
+            columns.extend(["server load", "**server CPU ns per answer**"]);
+            if repeats {
+                columns.push("vs Unbound");
+            }
+            columns.extend(["generator load", "answered by XDP"]);
+            if repeats {
+                columns.push("repeats answered by XDP");
+            }
+            columns.push("packets upstream");
+            writeln!(s, "| {} |", columns.join(" | ")).unwrap();
+            writeln!(s, "|---|{}", "--:|".repeat(columns.len() - 1)).unwrap();
             for (c, r) in rows {
                 let o = &r.outcome;
                 write!(
@@ -283,17 +319,30 @@ impl Results {
                     }
                 }
                 let ns = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
-                writeln!(
+                let share = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}%"));
+                write!(
                     s,
-                    "{:.0}% | **{}** | {:.0}% | {} | {} |",
+                    "{:.0}% | **{}** | ",
                     r.server_load() * 100.0,
-                    ns(r.cpu.ns_per_answer),
-                    r.generator_load() * 100.0,
-                    r.xdp_answered
-                        .map_or("-".into(), |x| format!("{:.1}%", pct(x, o.answered))),
-                    r.upstream_packets
+                    ns(r.cpu.ns_per_answer)
                 )
                 .unwrap();
+                if repeats {
+                    let vs = self.ratio(id, &c.name, "Unbound", |r| r.cpu.ns_per_answer);
+                    let vs = vs.map_or("-".into(), |v| format!("{v:.2}x"));
+                    write!(s, "{vs} | ").unwrap();
+                }
+                write!(
+                    s,
+                    "{:.0}% | {} | ",
+                    r.generator_load() * 100.0,
+                    share(r.xdp_answered.map(|x| pct(x, o.answered)))
+                )
+                .unwrap();
+                if repeats {
+                    write!(s, "{} | ", share(r.repeats_by_xdp())).unwrap();
+                }
+                writeln!(s, "{} |", r.upstream_packets).unwrap();
             }
             s += "\n";
         }
@@ -361,7 +410,7 @@ pub(super) mod tests {
     use super::*;
     use crate::compare::load::Latency;
 
-    /// Results with made-up numbers: XDP, no-XDP and Unbound in two scenarios.
+    /// Results with made-up numbers: XDP, no-XDP and Unbound in three scenarios.
     pub fn sample() -> Results {
         let run = |scenario: &str, qps: f64, ns: f64, xdp: Option<u64>| Run {
             scenario: scenario.into(),
@@ -384,6 +433,7 @@ pub(super) mod tests {
                 ..Cpu::default()
             },
             xdp_answered: xdp,
+            repeats: (scenario == "real-clients").then_some(900_000),
             upstream_packets: 0,
         };
         let contender = |name: &str, runs| Contender {
@@ -417,17 +467,22 @@ pub(super) mod tests {
                     vec![
                         run("hits-v4", 100_000.0, 400.0, Some(1_000_000)),
                         run("kxdpgun", 900_000.0, 300.0, Some(9_000_000)),
+                        run("real-clients", 100_000.0, 2_000.0, Some(450_000)),
                     ],
                 ),
                 contender(
                     "dnsxdp --no-xdp",
-                    vec![run("hits-v4", 60_000.0, 4_000.0, Some(0))],
+                    vec![
+                        run("hits-v4", 60_000.0, 4_000.0, Some(0)),
+                        run("real-clients", 60_000.0, 6_000.0, Some(0)),
+                    ],
                 ),
                 contender(
                     "Unbound",
                     vec![
                         run("hits-v4", 80_000.0, 8_000.0, None),
                         run("kxdpgun", 120_000.0, 8_300.0, None),
+                        run("real-clients", 80_000.0, 8_000.0, None),
                     ],
                 ),
                 Contender {
@@ -447,7 +502,12 @@ pub(super) mod tests {
         assert!(h[2].contains("XDP 7.5x Unbound"), "{h:?}");
         assert!(h[3].contains("XDP 1.25x Unbound"), "{h:?}");
         assert!(
-            h[4].contains("hit 90 ns") && h[4].contains("miss 30 ns"),
+            h[4].contains("real clients")
+                && h[4].contains("uses 0.25x what Unbound uses; XDP answered 50.0% of the"),
+            "{h:?}"
+        );
+        assert!(
+            h[5].contains("hit 90 ns") && h[5].contains("miss 30 ns"),
             "{h:?}"
         );
     }
@@ -471,6 +531,27 @@ pub(super) mod tests {
             "{md}"
         );
         assert!(md.contains("Offered: 1000000 qps."));
+        assert!(
+            md.contains(
+                "| **server CPU ns per answer** | vs Unbound | generator load | answered by XDP \
+                 | repeats answered by XDP | packets upstream |\n|---|--:|--:|--:|--:|--:|--:|\
+                 --:|--:|--:|--:|\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| dnsxdp (XDP) | 100000 | 5 (0.00%) | 120 | 20% | **2000** | 0.25x | 0% | 45.0% \
+                 | 50.0% | 0 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| Unbound | 80000 | 5 (0.00%) | 120 | 64% | **8000** | 1.00x | 0% | - | - |"
+            ),
+            "{md}"
+        );
         assert!(md.contains("| Knot Resolver | 1 | **not measured:** kresd is not installed |"));
         assert!(
             !md.contains("## Realistic mix"),
