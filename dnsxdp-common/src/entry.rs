@@ -193,10 +193,7 @@ impl CacheEntry {
     /// `now_ns`: whole seconds left until `expires_ns`, or `None` once expired.
     #[inline(always)]
     pub fn ttl_at(&self, now_ns: u64) -> Option<u32> {
-        if now_ns >= self.expires_ns {
-            return None;
-        }
-        Some(((self.expires_ns - now_ns) / NS_PER_SEC).min(MAX_TTL) as u32)
+        ttl_left(self.expires_ns, now_ns)
     }
 
     /// Whole seconds of the records' TTL left at `now_ns` (CLOCK_MONOTONIC), or `None` once the
@@ -235,6 +232,17 @@ fn check_rdata(msg: &[u8], rtype: u16, rdata: usize, rdlen: usize) -> Result<(),
     } else {
         Err(NotCacheable::Malformed)
     }
+}
+
+/// The TTL of an answer that stops being served at `expires_ns`, at `now_ns`: whole seconds
+/// left, or `None` once expired.
+#[inline(always)]
+pub const fn ttl_left(expires_ns: u64, now_ns: u64) -> Option<u32> {
+    if now_ns >= expires_ns {
+        return None;
+    }
+    let secs = (expires_ns - now_ns) / NS_PER_SEC;
+    Some(if secs > MAX_TTL { MAX_TTL } else { secs } as u32)
 }
 
 /// A TTL as received: one with the top bit set reads as zero (RFC 2181 §8).

@@ -1,7 +1,10 @@
 //! An upstream's answer as the daemon keeps it: its sections with TTLs that count down, and
 //! how long it may be cached.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{
+    OnceLock,
+    atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+};
 
 use hickory_proto::{
     op::{Message, ResponseCode},
@@ -11,7 +14,7 @@ use hickory_proto::{
 
 use dnsxdp_common::entry::{aged_secs, read_ttl};
 
-use crate::{dns::clock, dns::ttl::TtlPolicy};
+use crate::dns::{clock, ttl::TtlPolicy, wire_hit::WireAnswer};
 
 /// The TTL of records in a stale answer (RFC 8767 §4).
 pub const STALE_TTL: u32 = 30;
@@ -32,8 +35,11 @@ pub struct Answer {
     /// Daemon cache hits, and whether a prefetch was started: what decides a prefetch.
     pub usage: Use,
     /// Bytes it takes in memory, near enough: the structs and the records' wire size, which
-    /// is what their names and data take on the heap.
+    /// is what their names and data take on the heap, twice, for the wire form too.
     memory: usize,
+    /// The form hits are answered from without an encoding (`wire_hit`), made on the first
+    /// hit; `None` inside if the answer has none.
+    wire: OnceLock<Option<WireAnswer>>,
 }
 
 /// How much a cached answer is used, and whether it is already being refreshed.
@@ -116,10 +122,11 @@ impl Answer {
             _ => None,
         };
         let memory = size_of::<Answer>()
+            + size_of::<WireAnswer>()
             + [&parts.answers, &parts.name_servers, &parts.additionals]
                 .into_iter()
                 .flatten()
-                .map(|r| size_of::<Record>() + r.to_bytes().map_or(0, |wire| wire.len()))
+                .map(|r| size_of::<Record>() + 2 * r.to_bytes().map_or(0, |wire| wire.len()))
                 .sum::<usize>();
         Answer {
             rcode,
@@ -132,7 +139,13 @@ impl Answer {
             ttl: ttl.filter(|&t| t > 0),
             usage: Use::default(),
             memory,
+            wire: OnceLock::new(),
         }
+    }
+
+    /// Its wire form, which `make` makes the first time it is asked for.
+    pub fn wire(&self, make: impl FnOnce() -> Option<WireAnswer>) -> Option<&WireAnswer> {
+        self.wire.get_or_init(make).as_ref()
     }
 
     /// Bytes it takes in memory, near enough.
@@ -153,6 +166,7 @@ impl Answer {
             ttl: None,
             usage: Use::default(),
             memory: size_of::<Answer>(),
+            wire: OnceLock::new(),
         }
     }
 
@@ -198,6 +212,7 @@ impl Answer {
             fetched_ns: now_ns,
             ttl: None,
             usage: Use::default(),
+            wire: OnceLock::new(),
             ..*self
         }
     }

@@ -7,3 +7,4 @@ pub mod clock;
 pub mod query;
 pub mod reply;
 pub mod ttl;
+pub mod wire_hit;

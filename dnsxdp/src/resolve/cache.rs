@@ -2,7 +2,12 @@
 
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
-use hickory_proto::rr::{DNSClass, Name, RecordType};
+use dnsxdp_common::name::QuestionKey;
+use hickory_proto::{
+    op::Query,
+    rr::{DNSClass, Name, RecordType},
+    serialize::binary::BinDecodable as _,
+};
 use lru::LruCache;
 
 use crate::{dns::answer::Answer, dns::query::ClientQuery, kernel::cache::CacheSize};
@@ -25,6 +30,23 @@ impl Key {
             qclass: q.query.query_class(),
             dnssec_ok: q.dnssec_ok(),
         }
+    }
+
+    /// The key of a class IN question read off the wire (`wire_hit`), its name lower-cased.
+    pub fn of_wire(q: &QuestionKey) -> Option<Key> {
+        Some(Key {
+            name: Name::from_bytes(q.wire_name()).ok()?,
+            qtype: RecordType::from(q.qtype),
+            qclass: DNSClass::IN,
+            dnssec_ok: q.dnssec_ok,
+        })
+    }
+
+    /// The query the key answers, as a kernel entry answers it.
+    pub fn kernel_query(&self) -> ClientQuery {
+        let mut query = Query::query(self.name.clone(), self.qtype);
+        query.set_query_class(self.qclass);
+        ClientQuery::kernel(query, self.dnssec_ok)
     }
 
     /// The name, lower-cased.

@@ -27,6 +27,7 @@ use crate::{
     dns::query::{self, ClientQuery, Parsed},
     dns::reply::{self, Transport},
     dns::ttl::TtlPolicy,
+    dns::wire_hit::{self, WireAnswer},
     kernel::cache::Fill,
     kernel::maps::XdpMaps,
     resolve::cache::{Cache, Key, Lookup},
@@ -149,6 +150,80 @@ impl Resolver {
         Some(reply)
     }
 
+    /// The reply to a UDP `packet` from `client` when the daemon's cache has a fresh answer
+    /// the wire path gives (`wire_hit`): counted and logged as the full path would, without
+    /// parsing or encoding a message. `None` leaves it to the full path.
+    pub fn answer_now(self: &Arc<Self>, packet: &[u8], client: SocketAddr) -> Option<Vec<u8>> {
+        let arrived = std::time::Instant::now();
+        let q = wire_hit::read(packet)?;
+        let key = Key::of_wire(&q.question)?;
+        let now = clock::now_ns();
+        let (Lookup::Fresh(answer), flushes) = self.look_up(&key, now) else {
+            return None;
+        };
+        let reply = answer
+            .wire(|| self.wire_form(&key, &answer, now))?
+            .reply(packet, &q, now)?;
+        self.counters.query(Transport::Udp);
+        self.after_hit(&answer, now, flushes, || key.kernel_query());
+        let rcode = u16::from(answer.rcode);
+        self.counters.answered(rcode);
+        if let Some(log) = &self.query_log {
+            let name =
+                Name::from_bytes(q.sent_name(packet)).map_or(String::new(), |n| n.to_string());
+            log.log(Line {
+                time: rfc3339(SystemTime::now()),
+                client,
+                name,
+                qtype: key.qtype().to_string(),
+                rcode: rcode_name(rcode),
+                layer: Layer::Cache,
+                latency_us: Some(arrived.elapsed().as_micros() as u64),
+            });
+        }
+        Some(reply)
+    }
+
+    /// What the cache has for `key` at `now`, and the flushes so far as of the lookup.
+    fn look_up(&self, key: &Key, now: u64) -> (Lookup, u64) {
+        let mut cache = self.lock_cache();
+        (cache.get(key, now), self.flushes())
+    }
+
+    /// `answer`'s wire form for the question of `key`, made at `now` as its kernel entry is.
+    fn wire_form(&self, key: &Key, answer: &Answer, now: u64) -> Option<WireAnswer> {
+        let wire = reply::normalized(&key.kernel_query(), answer, now)?;
+        let (_, entry) = build_entry(&wire, answer.aged_at(now), self.ttl.max).ok()?;
+        Some(WireAnswer::of(&entry))
+    }
+
+    /// What a fresh daemon cache hit does besides the reply: it is counted, a popular answer
+    /// in the last tenth of its life is refreshed, and a kernel entry the map evicted before
+    /// ours is put back. `query` is the question to refresh and fill.
+    fn after_hit(
+        self: &Arc<Self>,
+        answer: &Answer,
+        now: u64,
+        flushes: u64,
+        query: impl Fn() -> ClientQuery,
+    ) {
+        self.counters.cache_hit();
+        let hits = answer.usage.hit();
+        if self
+            .prefetch_min_hits
+            .is_some_and(|min| hits >= u64::from(min))
+            && answer.in_prefetch_window(now)
+            && answer.usage.start_prefetch()
+        {
+            self.prefetch(query());
+        }
+        // The kernel sends a query it could serve only when its entry is gone (evicted before
+        // ours): put it back so the next one is answered there again.
+        if self.kernel.is_some() {
+            self.fill_kernel(&query(), answer, now, Fill::IfAbsent, flushes);
+        }
+    }
+
     /// The reply to `q`, which layer gave it, and its RCODE (extended ones included).
     async fn answer(
         self: &Arc<Self>,
@@ -168,26 +243,11 @@ impl Resolver {
             return error(ResponseCode::Refused);
         }
         let key = Key::of(q);
-        let (lookup, flushes) = {
-            let mut cache = self.lock_cache();
-            (cache.get(&key, now), self.flushes())
-        };
+        let (lookup, flushes) = self.look_up(&key, now);
         let stale = match lookup {
             Lookup::Fresh(answer) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "daemon cache hit");
-                self.counters.cache_hit();
-                let hits = answer.usage.hit();
-                if self
-                    .prefetch_min_hits
-                    .is_some_and(|min| hits >= u64::from(min))
-                    && answer.in_prefetch_window(now)
-                    && answer.usage.start_prefetch()
-                {
-                    self.prefetch(q.clone());
-                }
-                // The kernel sends a query it could serve only when its entry is gone (evicted
-                // before ours): put it back so the next one is answered there again.
-                self.fill_kernel(q, &answer, now, Fill::IfAbsent, flushes);
+                self.after_hit(&answer, now, flushes, || q.clone());
                 let reply = reply::render(q, &answer, now, transport);
                 return (reply, Layer::Cache, answer.rcode);
             }

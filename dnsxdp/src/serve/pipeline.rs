@@ -1,5 +1,6 @@
 //! What every listener does with a client's message, UDP and TCP alike: screen it by the ACL
-//! and rate limit, then answer it within the budget of queries in flight.
+//! and rate limit, then answer it within the budget of queries in flight. UDP answers a cache
+//! hit at once, without a task.
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -24,9 +25,42 @@ pub struct Dropped {
 }
 
 impl Pipeline {
+    /// Screens `packet` from `peer`, which came `via` a listener, and answers it as far as
+    /// that takes no waiting: `Ok(Some(reply))` is the screen's own answer (a REFUSED, say) or
+    /// a cache hit, `Ok(None)` a query for `answer_later`.
+    pub fn answer_now(
+        &self,
+        packet: &[u8],
+        peer: SocketAddr,
+        via: Via,
+    ) -> Result<Option<Vec<u8>>, Dropped> {
+        match self.access.screen(packet, peer.ip(), via) {
+            Screened::Serve => Ok(self.resolver.answer_now(packet, peer)),
+            Screened::Answer(reply) => Ok(Some(reply)),
+            Screened::Drop { denied } => Err(Dropped { denied }),
+        }
+    }
+
+    /// The future answering a screened `packet` from `peer`, its bytes held in the budget of
+    /// queries in flight until then: waiting here for room is what slows reading when the
+    /// budget is spent.
+    pub async fn answer_later(
+        &self,
+        packet: Vec<u8>,
+        peer: SocketAddr,
+        transport: Transport,
+    ) -> impl Future<Output = Option<Vec<u8>>> + Send + 'static {
+        let room = self.in_flight.take(packet.len()).await;
+        let resolver = self.resolver.clone();
+        async move {
+            let reply = resolver.handle(&packet, peer, transport).await;
+            drop(room);
+            reply
+        }
+    }
+
     /// Screens `packet` from `peer`, which came `via` a listener. One let through is answered
-    /// by the returned future, its bytes held in the budget until then: waiting here for
-    /// room is what slows reading when the budget is spent.
+    /// by the returned future, held in the budget like `answer_later`'s.
     pub async fn admit(
         &self,
         packet: Vec<u8>,
@@ -39,15 +73,15 @@ impl Pipeline {
             Screened::Answer(reply) => Some(reply),
             Screened::Drop { denied } => return Err(Dropped { denied }),
         };
-        let room = self.in_flight.take(packet.len()).await;
-        let resolver = self.resolver.clone();
+        let later = match screened {
+            Some(_) => None,
+            None => Some(self.answer_later(packet, peer, transport).await),
+        };
         Ok(async move {
-            let reply = match screened {
-                Some(reply) => Some(reply),
-                None => resolver.handle(&packet, peer, transport).await,
-            };
-            drop(room);
-            reply
+            match later {
+                Some(later) => later.await,
+                None => screened,
+            }
         })
     }
 }

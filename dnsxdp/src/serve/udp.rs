@@ -77,10 +77,24 @@ pub async fn serve(socket: UdpSocket, pipeline: Pipeline) {
                 dest: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port),
             },
         };
-        let packet = buf[..len].to_vec();
-        let Ok(answer) = pipeline.admit(packet, peer, via, Transport::Udp).await else {
-            continue;
-        };
+        let packet = &buf[..len];
+        match pipeline.answer_now(packet, peer, via) {
+            Err(_) => continue,
+            // From this task: a hit costs no task of its own.
+            Ok(Some(reply)) => {
+                let sent = socket
+                    .async_io(Interest::WRITABLE, || send(fd, &reply, &peer, local))
+                    .await;
+                if let Err(e) = sent {
+                    debug!(%peer, "UDP reply failed: {e}");
+                }
+                continue;
+            }
+            Ok(None) => {}
+        }
+        let answer = pipeline
+            .answer_later(packet.to_vec(), peer, Transport::Udp)
+            .await;
         let socket = socket.clone();
         tokio::spawn(async move {
             if let Some(reply) = answer.await {

@@ -4,7 +4,8 @@
 //! and NSD with the same zone. Run as root (`cargo xtask test`).
 
 use std::{
-    net::{SocketAddr, UdpSocket},
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream, UdpSocket},
     thread,
     time::Duration,
 };
@@ -23,8 +24,8 @@ use hickory_proto::op::Message;
 /// How long to wait for a reply that may rightly never come.
 const WAIT: Duration = Duration::from_millis(250);
 
-/// Names of the test zone, in the types the program serves and others.
-const QUESTIONS: [(&str, u16); 7] = [
+/// Names of the test zone: positive, negative, chained, too big, of several types, and ANY.
+const QUESTIONS: [(&str, u16); 10] = [
     ("www.example.test", QTYPE_A),
     ("WWW.Example.TEST", QTYPE_AAAA),
     ("alias.example.test", QTYPE_A),
@@ -32,6 +33,9 @@ const QUESTIONS: [(&str, u16); 7] = [
     ("mail.example.test", QTYPE_AAAA),
     ("txt.example.test", 16),
     ("big.example.test", QTYPE_A),
+    ("mail.example.test", 15),
+    ("www.example.test", 65),
+    ("www.example.test", 255),
 ];
 
 /// OPT records: none, sizes, DO, another version, options ignored or not.
@@ -53,9 +57,8 @@ fn opts() -> Vec<Option<Edns>> {
     ]
 }
 
-/// Every question with every OPT record and header flags, then each once more with a byte or
-/// two changed by a fixed pseudo-random sequence.
-fn queries() -> Vec<Vec<u8>> {
+/// Every question with every OPT record and header flags.
+fn well_formed() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut id = 1u16;
     for (name, qtype) in QUESTIONS {
@@ -70,6 +73,13 @@ fn queries() -> Vec<Vec<u8>> {
             }
         }
     }
+    out
+}
+
+/// `well_formed`, then each once more with a byte or two changed by a fixed pseudo-random
+/// sequence.
+fn queries() -> Vec<Vec<u8>> {
+    let mut out = well_formed();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         rng ^= rng << 13;
@@ -164,5 +174,46 @@ fn with_and_without_xdp_every_reply_is_the_same() -> Result<()> {
     );
     // The comparison covered answers the program gave.
     assert!(hits > 50, "only {hits} XDP hits");
+    Ok(())
+}
+
+#[test]
+fn daemon_cache_hits_over_udp_equal_its_answers_over_tcp() -> Result<()> {
+    // Without XDP, a repeat over UDP is a hit the daemon answers from the answer's wire form;
+    // over TCP it renders the answer in full.
+    let side = Side::new(&["--no-xdp"])?;
+    let queries = well_formed();
+    let udp = side.replies(&queries)?;
+    let hits = side.daemon.counter("cache_hits")?;
+    let addr = side.daemon.v4;
+    let mut differences = Vec::new();
+    for (q, repeat) in queries.iter().zip(udp.chunks(2).map(|pair| &pair[1])) {
+        let mut stream = side
+            .topo
+            .client
+            .enter(move || TcpStream::connect_timeout(&addr, WAIT))??;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(&[&(q.len() as u16).to_be_bytes()[..], q].concat())?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len)?;
+        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut reply)?;
+        let tcp = shown(Some(reply));
+        // Over UDP a reply too big for the client is truncated; over TCP it is not.
+        if *repeat != tcp && !repeat.contains("truncation: true") {
+            differences.push(format!("query {q:02x?}\n  UDP: {repeat}\n  TCP: {tcp}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} of {} differ:\n{}",
+        differences.len(),
+        queries.len(),
+        differences[..differences.len().min(5)].join("\n")
+    );
+    assert!(
+        hits >= queries.len() as u64 / 2,
+        "only {hits} daemon cache hits"
+    );
     Ok(())
 }
