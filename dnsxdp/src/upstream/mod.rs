@@ -50,7 +50,7 @@ struct Upstream {
 /// How queries reach the server.
 enum Link {
     /// UDP, and TCP for replies too large for it.
-    Udp(Streams),
+    Udp(udp::Sockets, Streams),
     Stream(Streams),
     Https(Https),
 }
@@ -76,7 +76,7 @@ impl Upstream {
         };
         let tls = || connectors.expect("TLS connectors for a TLS upstream");
         let link = match spec.protocol {
-            Protocol::Udp => Link::Udp(streams(None)),
+            Protocol::Udp => Link::Udp(udp::Sockets::new(spec.addr), streams(None)),
             Protocol::Tcp => Link::Stream(streams(None)),
             Protocol::Tls => Link::Stream(streams(Some(tls().dot.clone()))),
             Protocol::Https => Link::Https(Https {
@@ -134,8 +134,8 @@ impl Upstream {
     /// One exchange; the reply matches the query but may carry any RCODE.
     async fn exchange(&self, q: &Question<'_>) -> io::Result<Message> {
         match &self.link {
-            Link::Udp(tcp) => {
-                let reply = udp::exchange(self.spec.addr, q).await?;
+            Link::Udp(sockets, tcp) => {
+                let reply = sockets.exchange(q).await?;
                 if reply.truncated() {
                     return tcp.exchange(q).await;
                 }
