@@ -11,7 +11,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use dnsxdp_common::entry::build_entry;
+use dnsxdp_common::{
+    CacheEntry,
+    entry::{NotCacheable, build_entry},
+    name::QuestionKey,
+};
 use hickory_proto::{
     op::{Query, ResponseCode},
     rr::{Name, RecordType},
@@ -27,7 +31,7 @@ use crate::{
     dns::query::{self, ClientQuery, Parsed},
     dns::reply::{self, Transport},
     dns::ttl::TtlPolicy,
-    dns::wire_hit::{self, WireAnswer},
+    dns::wire_hit::{self, WireAnswer, WireQuery},
     kernel::cache::Fill,
     kernel::maps::XdpMaps,
     resolve::cache::{Cache, Key, Lookup},
@@ -121,7 +125,12 @@ impl Resolver {
         let arrived = std::time::Instant::now();
         let (q, reply, layer, rcode) = match query::parse(packet) {
             Parsed::Query(q) => {
-                let (reply, layer, rcode) = self.answer(&q, transport).await;
+                // A UDP query the wire path reads gets a fetched answer in its wire form too.
+                let read = (transport == Transport::Udp)
+                    .then(|| wire_hit::read(packet))
+                    .flatten();
+                let wire = read.as_ref().map(|w| (packet, w));
+                let (reply, layer, rcode) = self.answer(&q, transport, wire).await;
                 (Some(q), reply, layer, u16::from(rcode))
             }
             // A bare header: the RCODE is all in it.
@@ -192,9 +201,20 @@ impl Resolver {
 
     /// `answer`'s wire form for the question of `key`, made at `now` as its kernel entry is.
     fn wire_form(&self, key: &Key, answer: &Answer, now: u64) -> Option<WireAnswer> {
-        let wire = reply::normalized(&key.kernel_query(), answer, now)?;
-        let (_, entry) = build_entry(&wire, answer.aged_at(now), self.ttl.max).ok()?;
+        let (_, entry) = self.kernel_entry(&key.kernel_query(), answer, now).ok()?;
         Some(WireAnswer::of(&entry))
+    }
+
+    /// The kernel entry of `answer` to `q`, made at `now`: counted from when the rendered TTLs
+    /// are exact, so that it expires with the answer rather than up to a second after it.
+    fn kernel_entry(
+        &self,
+        q: &ClientQuery,
+        answer: &Answer,
+        now: u64,
+    ) -> Result<(QuestionKey, CacheEntry), NotCacheable> {
+        let wire = reply::normalized(q, answer, now).ok_or(NotCacheable::Unsupported)?;
+        build_entry(&wire, answer.aged_at(now), self.ttl.max)
     }
 
     /// What a fresh daemon cache hit does besides the reply: it is counted, a popular answer
@@ -225,10 +245,12 @@ impl Resolver {
     }
 
     /// The reply to `q`, which layer gave it, and its RCODE (extended ones included).
+    /// `wire` is the packet and what the wire path read of it, if it did.
     async fn answer(
         self: &Arc<Self>,
         q: &ClientQuery,
         transport: Transport,
+        wire: Option<(&[u8], &WireQuery)>,
     ) -> (Vec<u8>, Layer, ResponseCode) {
         let now = clock::now_ns();
         let error = |rcode| {
@@ -256,7 +278,7 @@ impl Resolver {
         };
         let deadline = Instant::now() + self.query_timeout;
         let flight_key = FlightKey {
-            key,
+            key: key.clone(),
             checking_disabled: q.checking_disabled,
         };
         let (flight, started) = self
@@ -281,7 +303,11 @@ impl Resolver {
         let now = clock::now_ns();
         match (fetched, stale) {
             (Some(answer), _) => {
-                let reply = reply::render(q, &answer, now, transport);
+                let from_wire = wire.and_then(|(packet, w)| {
+                    let form = answer.wire(|| self.wire_form(&key, &answer, now))?;
+                    form.reply(packet, w, now)
+                });
+                let reply = from_wire.unwrap_or_else(|| reply::render(q, &answer, now, transport));
                 (reply, Layer::Upstream, answer.rcode)
             }
             (None, Some(stale)) => {
@@ -373,12 +399,10 @@ impl Resolver {
         if !rcode_served || !q.is_kernel_question() {
             return;
         }
-        let Some(wire) = reply::normalized(q, answer, now) else {
-            return;
-        };
-        // Counted from when the rendered TTLs are exact, so the entry expires with the answer
-        // rather than up to a second after it.
-        match build_entry(&wire, answer.aged_at(now), self.ttl.max) {
+        let built = self.kernel_entry(q, answer, now);
+        // The same form answers the daemon's own hits.
+        answer.wire(|| built.as_ref().ok().map(|(_, entry)| WireAnswer::of(entry)));
+        match built {
             Ok((key, mut entry)) => {
                 // The window of the answer's whole life, as the daemon's copy has it, rather
                 // than of what is left of it: an entry filled late in its life still asks in

@@ -134,15 +134,17 @@ impl Upstream {
     /// One exchange; the reply matches the query but may carry any RCODE.
     async fn exchange(&self, q: &Question<'_>) -> io::Result<Message> {
         match &self.link {
+            // The stream and HTTPS exchanges are boxed: their futures are large, and every
+            // query's future would otherwise be as large and be copied as often.
             Link::Udp(sockets, tcp) => {
                 let reply = sockets.exchange(q).await?;
                 if reply.truncated() {
-                    return tcp.exchange(q).await;
+                    return Box::pin(tcp.exchange(q)).await;
                 }
                 Ok(reply)
             }
-            Link::Stream(streams) => streams.exchange(q).await,
-            Link::Https(https) => https.exchange(q).await,
+            Link::Stream(streams) => Box::pin(streams.exchange(q)).await,
+            Link::Https(https) => Box::pin(https.exchange(q)).await,
         }
     }
 }
