@@ -14,6 +14,18 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * NS_PER_SEC + ts.tv_nsec as u64
 }
 
+/// CLOCK_MONOTONIC_COARSE in nanoseconds: up to a few ticks behind `now_ns`, and cheaper to
+/// read, for ages that need no better.
+pub fn coarse_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: as in `now_ns`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * NS_PER_SEC + ts.tv_nsec as u64
+}
+
 /// Whole seconds in a nanosecond span.
 pub const fn secs(ns: u64) -> u64 {
     ns / NS_PER_SEC

@@ -1,5 +1,6 @@
 //! The DNS listeners: UDP and TCP on every listen address.
 
+mod datagrams;
 mod in_flight;
 mod pipeline;
 pub mod settings;

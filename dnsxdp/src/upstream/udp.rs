@@ -10,10 +10,11 @@
 //! whose exchange failed or timed out is closed, late replies and all.
 
 use std::{
+    collections::VecDeque,
     io,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Mutex,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use hickory_proto::op::Message;
@@ -21,6 +22,7 @@ use tokio::net::UdpSocket;
 use tracing::debug;
 
 use super::{check, question::Question};
+use crate::dns::clock;
 
 /// Queries one socket asks before it is closed.
 const MAX_USES: u32 = 64;
@@ -29,10 +31,10 @@ const MAX_AGE: Duration = Duration::from_secs(10);
 /// Idle sockets kept per upstream, for that many queries at once.
 const MAX_IDLE: usize = 256;
 
-/// The UDP sockets of one upstream not in use.
+/// The UDP sockets of one upstream not in use, the one used last at the back.
 pub struct Sockets {
     upstream: SocketAddr,
-    idle: Mutex<Vec<Pooled>>,
+    idle: Mutex<VecDeque<Pooled>>,
 }
 
 /// A socket connected to the upstream, with the buffer its replies are read into.
@@ -40,14 +42,15 @@ struct Pooled {
     socket: UdpSocket,
     buf: Box<[u8]>,
     uses: u32,
-    opened: Instant,
+    /// CLOCK_MONOTONIC_COARSE when it was opened.
+    opened_ns: u64,
 }
 
 impl Sockets {
     pub fn new(upstream: SocketAddr) -> Sockets {
         Sockets {
             upstream,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -61,18 +64,27 @@ impl Sockets {
         pooled.uses += 1;
         if pooled.may_ask_again() {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            // The front is the socket idle longest: one too old goes with each return, so
+            // that a quieter time closes what a busy one opened.
+            if idle.front().is_some_and(|p| !p.may_ask_again()) {
+                idle.pop_front();
+            }
             if idle.len() < MAX_IDLE {
-                idle.push(pooled);
+                idle.push_back(pooled);
             }
         }
         Ok(reply)
     }
 
-    /// The idle socket used last, closing those too old to use.
+    /// The idle socket used last, closing those too old to use on the way.
     fn take(&self) -> Option<Pooled> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(Pooled::may_ask_again);
-        idle.pop()
+        while let Some(p) = idle.pop_back() {
+            if p.may_ask_again() {
+                return Some(p);
+            }
+        }
+        None
     }
 
     async fn open(&self) -> io::Result<Pooled> {
@@ -86,14 +98,15 @@ impl Sockets {
             socket,
             buf: vec![0; usize::from(u16::MAX)].into(),
             uses: 0,
-            opened: Instant::now(),
+            opened_ns: clock::coarse_ns(),
         })
     }
 }
 
 impl Pooled {
     fn may_ask_again(&self) -> bool {
-        self.uses < MAX_USES && self.opened.elapsed() < MAX_AGE
+        let age = clock::coarse_ns().saturating_sub(self.opened_ns);
+        self.uses < MAX_USES && age < MAX_AGE.as_nanos() as u64
     }
 
     async fn exchange(&mut self, upstream: SocketAddr, q: &Question<'_>) -> io::Result<Message> {
