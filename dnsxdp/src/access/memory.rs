@@ -17,16 +17,53 @@ use crate::access::acl::Cidr;
 type Prefixes = HashMap<[u8; 16], u8>;
 
 pub struct MemoryTables {
-    /// Entries by prefix length, longest first.
-    acl: RwLock<Vec<(u32, Prefixes)>>,
+    acl: MemoryAcl,
     rate: Mutex<LruCache<RateKey, Bucket>>,
+}
+
+/// The ACL's entries by prefix length, longest first: the longest-prefix match of the kernel's
+/// trie without a system call. The kernel tables keep one as the copy they read.
+#[derive(Default)]
+pub struct MemoryAcl(RwLock<Vec<(u32, Prefixes)>>);
+
+impl MemoryAcl {
+    /// The flags of the longest prefix covering `addr`; no rule, no restriction.
+    pub fn rule(&self, addr: [u8; 16]) -> u8 {
+        let acl = self.0.read().unwrap_or_else(|p| p.into_inner());
+        for (len, rules) in acl.iter() {
+            let mut prefix = addr;
+            for (b, m) in prefix.iter_mut().zip(prefix_mask(*len)) {
+                *b &= m;
+            }
+            if let Some(&flags) = rules.get(&prefix) {
+                return flags;
+            }
+        }
+        ACL_ALLOW
+    }
+
+    /// Replaces every entry with `entries`.
+    pub fn set(&self, entries: &[(Cidr, u8)]) {
+        let mut by_len: Vec<(u32, Prefixes)> = Vec::new();
+        for (cidr, flags) in entries {
+            let (addr, len) = cidr.key();
+            match by_len.iter_mut().find(|(l, _)| *l == len) {
+                Some((_, rules)) => {
+                    rules.insert(addr, *flags);
+                }
+                None => by_len.push((len, HashMap::from([(addr, *flags)]))),
+            }
+        }
+        by_len.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = by_len;
+    }
 }
 
 impl Default for MemoryTables {
     fn default() -> MemoryTables {
         let entries = NonZeroUsize::new(RATE_ENTRIES as usize).expect("not zero");
         MemoryTables {
-            acl: RwLock::new(Vec::new()),
+            acl: MemoryAcl::default(),
             rate: Mutex::new(LruCache::new(entries)),
         }
     }
@@ -34,17 +71,7 @@ impl Default for MemoryTables {
 
 impl Tables for MemoryTables {
     fn rule(&self, addr: [u8; 16]) -> anyhow::Result<u8> {
-        let acl = self.acl.read().unwrap_or_else(|p| p.into_inner());
-        for (len, rules) in acl.iter() {
-            let mut prefix = addr;
-            for (b, m) in prefix.iter_mut().zip(prefix_mask(*len)) {
-                *b &= m;
-            }
-            if let Some(&flags) = rules.get(&prefix) {
-                return Ok(flags);
-            }
-        }
-        Ok(ACL_ALLOW)
+        Ok(self.acl.rule(addr))
     }
 
     fn bucket(&self, key: &RateKey) -> anyhow::Result<Option<Bucket>> {
@@ -64,18 +91,7 @@ impl Tables for MemoryTables {
     }
 
     fn apply(&self, entries: &[(Cidr, u8)], _config: &AccessConfig) -> anyhow::Result<()> {
-        let mut by_len: Vec<(u32, Prefixes)> = Vec::new();
-        for (cidr, flags) in entries {
-            let (addr, len) = cidr.key();
-            match by_len.iter_mut().find(|(l, _)| *l == len) {
-                Some((_, rules)) => {
-                    rules.insert(addr, *flags);
-                }
-                None => by_len.push((len, HashMap::from([(addr, *flags)]))),
-            }
-        }
-        by_len.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
-        *self.acl.write().unwrap_or_else(|p| p.into_inner()) = by_len;
+        self.acl.set(entries);
         Ok(())
     }
 }
