@@ -9,6 +9,7 @@ use dnsxdp::{
     dns::answer::Answer,
     dns::query::{Parsed, parse},
     dns::reply::{Transport, normalized, render},
+    dns::wire_hit,
     dns::ttl::TtlPolicy,
     ops::control::Request,
     upstream::check::{accept, scrub},
@@ -19,6 +20,7 @@ use dnsxdp_common::{
 use hickory_proto::{
     op::{Message, Query},
     rr::{Name, RecordType},
+    serialize::binary::BinDecodable as _,
 };
 
 /// A target's checks: panics on a defect.
@@ -35,8 +37,19 @@ pub const TARGETS: [(&str, Check); 6] = [
 ];
 
 /// A client's message: the daemon parses it, and whatever it sends back is a well-formed
-/// reply to it, with its ID, never a query.
+/// reply to it, with its ID, never a query. What the wire path reads of it, the full parse
+/// reads the same way.
 pub fn client_query(data: &[u8]) {
+    if let Some(w) = wire_hit::read(data) {
+        let Parsed::Query(q) = parse(data) else {
+            panic!("the wire path reads what the full parse refuses");
+        };
+        let name = Name::from_bytes(w.question.wire_name()).expect("a name that parses");
+        assert_eq!(name.to_string(), q.lower_name().to_string());
+        assert_eq!(w.question.qtype, u16::from(q.query.query_type()));
+        assert_eq!(w.question.dnssec_ok, q.dnssec_ok());
+        assert!(q.is_kernel_question() && q.edns.is_none_or(|e| e.version == 0));
+    }
     match parse(data) {
         Parsed::Query(q) => {
             // A reply from a cached answer and one from an empty error answer.
