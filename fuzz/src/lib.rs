@@ -9,8 +9,8 @@ use dnsxdp::{
     dns::answer::Answer,
     dns::query::{Parsed, parse},
     dns::reply::{Transport, normalized, render},
-    dns::wire_hit,
     dns::ttl::TtlPolicy,
+    dns::wire_hit,
     ops::control::Request,
     upstream::check::{accept, scrub},
 };

@@ -13,6 +13,8 @@ use tracing::warn;
 
 use serde::{Deserialize, Serialize};
 
+use super::batch;
+
 /// The flags of a map update that replaces an existing key, and of one that does not.
 const BPF_ANY: u64 = 0;
 const BPF_NOEXIST: u64 = 1;
@@ -162,11 +164,13 @@ impl KernelCache {
     /// Every entry not expired at `now_ns`, in no particular order.
     pub fn entries(&self, now_ns: u64) -> anyhow::Result<Vec<KernelEntry>> {
         let mut live = Vec::new();
-        for item in self.reader.iter() {
-            let (key, entry) = item.context("reading the kernel cache")?;
-            live.extend(KernelEntry::of(&key, &entry, now_ns));
-        }
+        self.walk(|key, entry| live.extend(KernelEntry::of(key, entry, now_ns)))?;
         Ok(live)
+    }
+
+    /// Calls `f` with every entry, expired ones included.
+    fn walk(&self, f: impl FnMut(&CacheKey, &CacheEntry)) -> anyhow::Result<()> {
+        batch::for_each(self.reader.map().fd().as_fd(), f).context("reading the kernel cache")
     }
 
     /// The live entry for `question`, if there is one.
@@ -189,13 +193,12 @@ impl KernelCache {
     /// Deletes every entry, expired or not, whose question `select` picks; returns how many.
     pub fn remove_where(&self, select: impl Fn(&QuestionKey) -> bool) -> anyhow::Result<u64> {
         let mut doomed = Vec::new();
-        // Collected first: deleting the key an iteration stands on makes it start over.
-        for item in self.reader.iter() {
-            let (key, entry) = item.context("reading the kernel cache")?;
-            if select(&QuestionKey::of_entry(&key, &entry)) {
-                doomed.push(key);
+        // Collected first: deleting during the walk could make it skip entries.
+        self.walk(|key, entry| {
+            if select(&QuestionKey::of_entry(key, entry)) {
+                doomed.push(*key);
             }
-        }
+        })?;
         self.lock().delete_all(&doomed)
     }
 
@@ -217,11 +220,10 @@ impl KernelCache {
             (m.added, m.deleted)
         };
         let (mut entries, mut occupancy) = (0, 0);
-        for item in self.reader.iter() {
-            let (_, entry) = item.context("reading the kernel cache")?;
+        self.walk(|_, entry| {
             occupancy += 1;
             entries += u64::from(entry.remaining_secs(now_ns).is_some());
-        }
+        })?;
         let info = self
             .reader
             .map()

@@ -1,6 +1,7 @@
 //! The XDP program as the daemon sees it: loading and attaching it, its cache, the addresses
 //! it answers on, the pins that keep it across restarts, and the interfaces under it.
 
+mod batch;
 pub mod bpffs;
 pub mod cache;
 pub mod ethtool;

@@ -1614,3 +1614,32 @@ fn a_fill_a_flush_came_before_writes_nothing() {
     kernel.insert(key, entry, dnsxdp::kernel::cache::Fill::IfAbsent, || true);
     assert!(kernel.get(&key, now).unwrap().is_some(), "not written");
 }
+
+/// The walks behind `dnsxdp stats` and the cache commands read a map of several thousand
+/// entries whole, a batch of system calls at a time.
+#[test]
+fn walks_see_every_entry_of_a_big_cache() {
+    use dnsxdp::kernel::cache::{Fill, KernelCache};
+    // Room to spare: the LRU map starts evicting before it is quite full.
+    let mut x = XdpCache::load_with(8192).unwrap();
+    let kernel = KernelCache::new(x.cache_handle().unwrap(), x.hash_key()).unwrap();
+    let count = 3000;
+    for i in 0..count {
+        let name = format!("n{i}.example.com.");
+        let (key, entry) =
+            entry_from(&a_response(&name, 300, [198, 51, 100, 1]), u32::MAX).unwrap();
+        kernel.insert(key, entry, Fill::Replace, || true);
+    }
+    let now = monotonic_ns();
+    let size = kernel.size(now).unwrap();
+    assert_eq!(
+        (size.entries, size.occupancy, size.evictions),
+        (count, count, 0)
+    );
+    assert_eq!(kernel.entries(now).unwrap().len() as u64, count);
+    let odd = |q: &dnsxdp_common::name::QuestionKey| q.wire_name().len() % 2 == 1;
+    let removed = kernel.remove_where(odd).unwrap();
+    let left = kernel.entries(now).unwrap();
+    assert_eq!(left.len() as u64 + removed, count);
+    assert!(removed > 0 && left.iter().all(|e| !odd(&e.question)));
+}
