@@ -12,3 +12,4 @@ pub mod maps;
 pub mod pin;
 pub mod settings;
 pub mod stacked;
+pub mod tier_map;
