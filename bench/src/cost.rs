@@ -1,10 +1,11 @@
 //! The XDP program's cost per packet through `BPF_PROG_TEST_RUN`: for hits, misses and each
-//! pass reason, and against an empty program.
+//! pass reason, against an empty program, and for hits in a cache of a million names; and the
+//! kernel memory an entry of each tier takes.
 
 use std::net::SocketAddr;
 
 use anyhow::{Context as _, Result, ensure};
-use dnsxdp_common::PROG_PASS;
+use dnsxdp_common::{PROG_PASS, tier::Tier};
 use dnsxdp_tests::testrun::{
     frame::FrameSpec,
     program::{XdpCache, load_pass, xdp},
@@ -13,6 +14,7 @@ use dnsxdp_tests::testrun::{
     run::{Action, Run, test_run},
 };
 use hickory_proto::rr::RecordType;
+use serde::Serialize;
 
 /// A named frame for `measure_costs`.
 struct Case {
@@ -220,18 +222,152 @@ fn fast_half_mean(mut v: Vec<f64>) -> f64 {
 /// `hit` and of `miss` alternately, and the miss with the kernel's repeat loop; the difference
 /// between the two miss timings is the overhead of a one-run syscall, taken off the hit.
 pub fn hit_cost(x: &XdpCache, hit: &[u8], miss: &[u8], repeat: u32, rounds: usize) -> Result<f64> {
-    let singles = (repeat / 50).clamp(1_000, 20_000);
+    hits_cost(x, || hit.to_vec(), miss, repeat, rounds)
+}
+
+/// `hit_cost` of a frame `hit()` gives for each single run.
+fn hits_cost(
+    x: &XdpCache,
+    mut hit: impl FnMut() -> Vec<u8>,
+    miss: &[u8],
+    repeat: u32,
+    rounds: usize,
+) -> Result<f64> {
+    let singles = (repeat / 50).clamp(1_000, 20_000) as usize;
     let mut estimates = Vec::new();
     for _ in 0..rounds.max(1) {
+        // Built before the timing starts.
+        let frames: Vec<Vec<u8>> = (0..singles).map(|_| hit()).collect();
         let (mut h, mut m) = (Vec::new(), Vec::new());
-        for _ in 0..singles {
-            h.push(x.run(hit)?.duration_ns as f64);
+        for frame in &frames {
+            let run = x.run(frame)?;
+            ensure!(run.action == Action::Tx, "a hit not answered");
+            h.push(run.duration_ns as f64);
             m.push(x.run(miss)?.duration_ns as f64);
         }
         let miss_repeated = x.run_repeat(miss, repeat)?.duration_ns as f64;
         estimates.push(fast_half_mean(h) - fast_half_mean(m) + miss_repeated);
     }
     Ok(median(estimates))
+}
+
+/// Names the cache holds while `measure_fill_costs` times hits on them, and the case each is.
+const FILLS: [(u32, &str); 3] = [
+    (10_000, "ipv4 A hit, 10k names cached"),
+    (100_000, "ipv4 A hit, 100k names cached"),
+    (1_000_000, "ipv4 A hit, 1M names cached"),
+];
+
+/// `--kernel-cache-size` of the cache they are put in: room to spare, since an LRU map may
+/// evict before it is full (the free elements another CPU took for its own).
+const FILLED_CACHE_SIZE: u32 = 1 << 20;
+
+/// The IPv4 A hit of `measure_costs` in a cache of each of `FILLS` one-record names, asked at
+/// random among them, so that the cost of the entries' cache misses in the CPU shows as the
+/// cache grows beyond the CPU's.
+pub fn measure_fill_costs(repeat: u32, rounds: usize) -> Result<Vec<Cost>> {
+    let mut x = XdpCache::load_with(FILLED_CACHE_SIZE)?;
+    let v4 = FrameSpec::v4();
+    x.serve(v4.server)?;
+    let name = |i: u32| format!("h{i:07}.example.com.");
+    // One entry, its name rewritten for each: the records point back at the question.
+    let (question, entry) = entry_from(
+        &response(
+            &name(0),
+            RecordType::A,
+            vec![record(&name(0), 86_400, a([198, 51, 100, 1]))?],
+        )?,
+        u32::MAX,
+    )?;
+    let miss = v4.query(&Query::new("nothere.example.com", 1));
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let (mut filled, mut costs) = (0, Vec::new());
+    for (n, case) in FILLS {
+        for i in filled..n {
+            let label = &name(i).into_bytes()[..8];
+            let (mut question, mut entry) = (question, entry);
+            question.name[1..9].copy_from_slice(label);
+            entry.data[1..9].copy_from_slice(label);
+            let key = x.cache_key(&question);
+            x.insert_in(Tier::Small, &key, &entry)?;
+        }
+        filled = n;
+        let random_hit = || {
+            // xorshift64*: the same names on every run.
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            let i = (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32 % n;
+            v4.query(&Query::new(&name(i), 1))
+        };
+        costs.push(Cost {
+            case,
+            ns: hits_cost(&x, random_hit, &miss, repeat, rounds)?,
+            action: Action::Tx,
+            repeated: false,
+        });
+    }
+    Ok(costs)
+}
+
+/// The kernel memory of a tier's entries, as the kernel counts it (`memlock`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TierMemory {
+    pub tier: &'static str,
+    /// Bytes of name and records an entry holds.
+    pub data: usize,
+    /// Bytes of a map value.
+    pub value: usize,
+    /// Bytes per entry: the difference between two map sizes with the same number of hash
+    /// buckets, over the difference in entries.
+    pub per_entry: f64,
+    /// Bytes of a map of `entries`, its hash buckets and its own included.
+    pub bytes: u64,
+    pub entries: u32,
+}
+
+/// `TierMemory` of each tier, in the kernel cache `measure_fill_costs` fills.
+pub fn measure_memory() -> Result<Vec<TierMemory>> {
+    let size = FILLED_CACHE_SIZE;
+    // Rounded up to the same power of two, every tier's map has as many buckets.
+    let smaller = size / 4 * 3;
+    let (big, small) = (XdpCache::load_with(size)?, XdpCache::load_with(smaller)?);
+    Tier::ALL
+        .into_iter()
+        .map(|tier| {
+            let (bytes, entries) = big.memory(tier)?;
+            let (fewer_bytes, fewer) = small.memory(tier)?;
+            Ok(TierMemory {
+                tier: tier.name(),
+                data: tier.data_len(),
+                value: tier.value_len(),
+                per_entry: (bytes - fewer_bytes) as f64 / f64::from(entries - fewer),
+                bytes,
+                entries,
+            })
+        })
+        .collect()
+}
+
+/// `measure_memory` as a table.
+pub fn memory_table(tiers: &[TierMemory]) -> String {
+    let mut s = format!(
+        "{:<8} {:>6} {:>6} {:>10} {:>14} {:>10} {:>9}\n",
+        "tier", "data", "value", "per entry", "with buckets", "entries", "MB"
+    );
+    for t in tiers {
+        s += &format!(
+            "{:<8} {:>6} {:>6} {:>10.1} {:>14.1} {:>10} {:>9.1}\n",
+            t.tier,
+            t.data,
+            t.value,
+            t.per_entry,
+            t.bytes as f64 / f64::from(t.entries),
+            t.entries,
+            t.bytes as f64 / 1e6
+        );
+    }
+    s
 }
 
 /// The command line's `[REPEAT] [ROUNDS]`: runs per timing and timings per case, 1,000,000 and

@@ -1,11 +1,11 @@
 //! Building a kernel cache entry from a complete DNS response.
 
 use crate::{
-    CacheEntry, EXPIRY_MARGIN_NS, MAX_RECORDS_LEN, MAX_TTLS, QCLASS_IN, QTYPE_A, QTYPE_AAAA,
-    QTYPE_CNAME, QTYPE_DNAME, QTYPE_MX, QTYPE_NS, QTYPE_NSEC, QTYPE_NSEC3, QTYPE_OPT, QTYPE_PTR,
-    QTYPE_RRSIG, QTYPE_SOA, QTYPE_SRV, RCODE_NOERROR, RCODE_NXDOMAIN,
+    CacheEntry, CacheKey, EXPIRY_MARGIN_NS, MAX_RECORDS_LEN, MAX_TTLS, QCLASS_IN, QTYPE_A,
+    QTYPE_AAAA, QTYPE_CNAME, QTYPE_DNAME, QTYPE_MX, QTYPE_NS, QTYPE_NSEC, QTYPE_NSEC3, QTYPE_OPT,
+    QTYPE_PTR, QTYPE_RRSIG, QTYPE_SOA, QTYPE_SRV, RCODE_NOERROR, RCODE_NXDOMAIN,
     checksum::sum_bytes,
-    name::{QuestionKey, parse_question},
+    name::{QuestionKey, name_words, parse_question},
     qtype::kernel_qtype,
 };
 
@@ -30,11 +30,11 @@ const MAX_WIRE_NAME: usize = 255;
 /// Compression pointers followed in one name before it is called a loop.
 const MAX_POINTER_HOPS: usize = 32;
 
-/// Builds the entry for `response`, an answer to an IN query of a type `kernel_qtype` allows,
-/// with its question first, as it would be sent to a client. The records' lifetime is the
-/// smallest TTL in it, capped at `max_ttl` seconds, counted from `now_ns` (CLOCK_MONOTONIC);
-/// the entry expires `EXPIRY_MARGIN_NS` before it, and asks for a prefetch in the last tenth
-/// of it.
+/// Builds the entry, at the largest size, for `response`, an answer to an IN query of a type
+/// `kernel_qtype` allows, with its question first, as it would be sent to a client. The
+/// records' lifetime is the smallest TTL in it, capped at `max_ttl` seconds, counted from
+/// `now_ns` (CLOCK_MONOTONIC); the entry expires `EXPIRY_MARGIN_NS` before it, and asks for a
+/// prefetch in the last tenth of it.
 ///
 /// A positive answer is NOERROR with records of the question's type, maybe after a CNAME or
 /// DNAME chain. A negative one (RFC 2308) is NXDOMAIN, or NOERROR without a record of that type
@@ -132,21 +132,23 @@ pub fn build_entry(
     }
 
     let records = (ancount + nscount) as usize;
-    entry.records[..len].copy_from_slice(&response[start..pos]);
-    for &off in &entry.ttl_offsets[..records] {
+    entry.len = len as u16;
+    entry.records_mut()[..len].copy_from_slice(&response[start..pos]);
+    let offsets = entry.ttl_offsets;
+    for &off in &offsets[..records] {
         let off = off as usize;
-        entry.records[off..off + 4].fill(0);
+        entry.records_mut()[off..off + 4].fill(0);
     }
     let life = ttl as u64 * NS_PER_SEC;
     entry.expires_ns = now_ns.saturating_add(life - EXPIRY_MARGIN_NS);
     entry.prefetch_ns = now_ns.saturating_add(life - life / 10);
-    entry.csum = sum_bytes(0, &entry.records[..len]);
-    entry.len = len as u16;
+    entry.csum = sum_bytes(0, entry.records());
     entry.ancount = ancount;
     entry.nscount = nscount;
     entry.rcode = rcode;
     entry.ttl_count = records as u8;
     key.dnssec_ok = dnssec_ok;
+    entry.key.dnssec_ok = dnssec_ok as u8;
     entry.authentic = (dnssec_ok && response[3] & 0x20 != 0) as u8;
     Ok((key, entry))
 }
@@ -166,6 +168,44 @@ fn dnssec_ok(msg: &[u8], pos: usize) -> Result<bool, NotCacheable> {
 }
 
 impl CacheEntry {
+    /// An empty entry for `key`'s name, at the largest size.
+    pub fn new(key: &QuestionKey) -> Self {
+        let mut entry: Self = bytemuck::Zeroable::zeroed();
+        entry.key = CacheKey::new(0, key.qtype, key.name_len, key.dnssec_ok);
+        let name = key.wire_name();
+        entry.data[..name.len()].copy_from_slice(name);
+        entry
+    }
+}
+
+impl<const N: usize> CacheEntry<N> {
+    /// Where the records start in `data`: after the name, padded to whole words.
+    pub fn records_at(&self) -> usize {
+        name_words(self.key.name_len as usize) * 8
+    }
+
+    /// Bytes of name and records: what a tier's entries must hold for this one.
+    pub fn data_len(&self) -> usize {
+        self.records_at() + self.len as usize
+    }
+
+    /// The wire name, lower-cased, as far as the entry holds it.
+    pub fn name(&self) -> &[u8] {
+        &self.data[..(self.key.name_len as usize).min(N)]
+    }
+
+    /// The answer and authority records, as far as the entry holds them.
+    pub fn records(&self) -> &[u8] {
+        let at = self.records_at().min(N);
+        &self.data[at..(at + self.len as usize).min(N)]
+    }
+
+    /// The room for records.
+    pub fn records_mut(&mut self) -> &mut [u8] {
+        let at = self.records_at().min(N);
+        &mut self.data[at..]
+    }
+
     /// Shortens the entry's life to at most `max_secs` from `now_ns`, as `build_entry` would
     /// have made it: for entries kept from a run whose TTL caps were higher.
     pub fn cap_life(&mut self, now_ns: u64, max_secs: u32) {
@@ -180,13 +220,6 @@ impl CacheEntry {
                 .prefetch_ns
                 .min(now_ns.saturating_add(life - life / 10));
         }
-    }
-
-    /// An empty entry for `key`'s name.
-    pub fn new(key: &QuestionKey) -> Self {
-        let mut entry: Self = bytemuck::Zeroable::zeroed();
-        entry.name = key.name;
-        entry
     }
 
     /// The TTL the XDP program answers with when its clock (CLOCK_MONOTONIC_COARSE) reads
@@ -342,15 +375,12 @@ mod tests {
         assert_eq!(e.ancount, 2);
         assert_eq!(e.ttl_count, 2);
         assert_eq!(&e.ttl_offsets[..2], &[6, (p - q_end + 6) as u16]);
-        assert_eq!(e.name[..QNAME.len()], *QNAME);
+        assert_eq!(e.name(), QNAME);
         assert_eq!(e.expires_ns, 1_000 + 200 * NS_PER_SEC - EXPIRY_MARGIN_NS);
         assert_eq!(e.remaining_secs(1_000), Some(200));
-        assert_eq!(&e.records[6..10], &[0, 0, 0, 0]);
-        assert_eq!(&e.records[12..16], &[198, 18, 0, 1]);
-        assert_eq!(
-            fold(e.csum),
-            fold(sum_bytes(0, &e.records[..e.len as usize]))
-        );
+        assert_eq!(&e.records()[6..10], &[0, 0, 0, 0]);
+        assert_eq!(&e.records()[12..16], &[198, 18, 0, 1]);
+        assert_eq!(fold(e.csum), fold(sum_bytes(0, e.records())));
     }
 
     #[test]
@@ -461,7 +491,7 @@ mod tests {
             let end = record(&mut m, q_end, &[0xc0, 12], qtype, 300, rdata);
             let (key, e) = build_entry(&m[..end], 0, 86400).unwrap();
             assert_eq!((key.qtype, e.ancount, e.nscount), (qtype, 1, 0));
-            assert_eq!(&e.records[12..e.len as usize], rdata, "type {qtype}");
+            assert_eq!(&e.records()[12..], rdata, "type {qtype}");
         }
         for qtype in [255, 252, 41] {
             let mut m = [0u8; 600];
@@ -642,7 +672,7 @@ mod tests {
         assert_eq!(key.qtype, QTYPE_A);
         assert_eq!((e.rcode, e.ancount, e.nscount, e.ttl_count), (3, 0, 1, 1));
         assert_eq!(e.ttl_offsets[0], 6);
-        assert_eq!(&e.records[6..10], &[0, 0, 0, 0]);
+        assert_eq!(&e.records()[6..10], &[0, 0, 0, 0]);
         assert_eq!(e.remaining_secs(0), Some(300));
         assert_eq!(e.prefetch_ns, 270 * NS_PER_SEC);
         // NODATA: NOERROR, no answer.

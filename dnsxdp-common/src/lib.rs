@@ -13,5 +13,6 @@ pub mod maps;
 pub mod name;
 pub mod ports;
 pub mod qtype;
+pub mod tier;
 
 pub use maps::*;

@@ -2,6 +2,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::tier::{LARGE_DATA, MEDIUM_DATA, SMALL_DATA};
+
 /// Longest legal name in wire format, root label included (RFC 1035 §3.1).
 pub const MAX_WIRE_NAME: usize = 255;
 /// Longest query name (wire format, root label included) the XDP cache serves. Longer, still
@@ -37,8 +39,7 @@ pub const RCODE_NOERROR: u8 = 0;
 pub const RCODE_NXDOMAIN: u8 = 3;
 pub const RCODE_REFUSED: u8 = 5;
 
-/// Names of the maps and programs in the eBPF object.
-pub const MAP_CACHE: &str = "CACHE";
+/// Names of the maps and programs in the eBPF object; the cache's maps are named by `Tier::map`.
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_SERVED: &str = "SERVED";
 pub const MAP_EVENTS: &str = "EVENTS";
@@ -46,15 +47,15 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const GLOBAL_HASH_KEY: &str = "HASH_KEY";
 /// The program's global holding its `XdpSettings`, set when the object is loaded.
 pub const GLOBAL_SETTINGS: &str = "SETTINGS";
-/// Changes whenever `CacheKey` or `CacheEntry` change meaning, so that a cache pinned by an
-/// older daemon is not read as this one's.
-pub const CACHE_LAYOUT: u32 = 4;
+/// Changes whenever `CacheKey`, `CacheEntry` or the tiers change meaning, so that a cache
+/// pinned by an older daemon is not read as this one's.
+pub const CACHE_LAYOUT: u32 = 5;
 pub const PROG_CACHE: &str = "dnsxdp";
 /// An XDP_PASS program for the far end of a veth pair: without one, XDP_TX frames never leave
 /// the peer's queue.
 pub const PROG_PASS: &str = "dnsxdp_pass";
 
-/// Key of the `CACHE` map: the keyed hash of the lower-cased query name (`hash` module), its
+/// Key of the cache's maps: the keyed hash of the lower-cased query name (`hash` module), its
 /// length, the type and whether the query had the DO bit. Twelve bytes, so the kernel's own
 /// hashing of the key is a single round; the entry holds the name, which the XDP program
 /// compares before answering.
@@ -83,24 +84,30 @@ impl CacheKey {
     }
 }
 
-/// Value of the `CACHE` map: a ready-made answer.
+/// Value of the cache's maps: a ready-made answer. Each tier (`tier` module) holds entries of
+/// its own size, `N` bytes of name and records; the daemon builds and reads them at the
+/// largest, `CacheEntry` without a size.
 ///
-/// `records` holds the answer and authority sections exactly as they follow the question in the
-/// response, with every TTL field zero. Compression pointers in it are valid for a response
-/// whose question is this entry's name, which every query that hits it has (same wire length).
+/// `data` holds the question's name lower-cased in wire format, zero padded to whole words,
+/// then from `records_at` the answer and authority sections exactly as they follow the question
+/// in the response, with every TTL field zero. Compression pointers in them are valid for a
+/// response whose question is this entry's name, which every query that hits it has (same wire
+/// length). Only a query for this name is answered from the entry, whatever its key's hash
+/// says.
 ///
 /// The layout covers all three kinds of entry without change:
 /// - positive answers: `rcode` NOERROR, `ancount` records (a CNAME chain ends in records of
 ///   the question's type);
 /// - negative answers: `rcode` NXDOMAIN or NOERROR with `ancount` 0 and the SOA in `nscount`;
 /// - static records: `expires_ns` is `u64::MAX` and `ttl_count` 0, so the TTLs stored in
-///   `records` are sent as they are.
+///   the records are sent as they are.
 #[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Debug)]
-pub struct CacheEntry {
-    /// The entry's own key, written by `KernelCache::insert`. First, so that a copy of another
-    /// value into this element (the kernel reuses one as soon as an update replaces it)
-    /// changes it before anything else: the XDP program checks it again after copying.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheEntry<const N: usize = LARGE_DATA> {
+    /// The entry's own key, written when it is stored (until then only its type, name length
+    /// and DO bit are set). First, so that a copy of another value into this element (the
+    /// kernel reuses one as soon as an update replaces it) changes it before anything else:
+    /// the XDP program checks it again after copying.
     pub key: CacheKey,
     /// The AD bit of an answer for DO queries (RFC 6840 §5.8): the upstream validated it.
     pub authentic: u8,
@@ -114,9 +121,10 @@ pub struct CacheEntry {
     /// From when a hit asks the daemon to refresh the entry (the last tenth of its life), in
     /// the clock of `expires_ns`; `u64::MAX`: never.
     pub prefetch_ns: u64,
-    /// Ones' complement sum of `records[..len]` taken as big-endian 16-bit words from
-    /// `records[0]` (a trailing odd byte padded with zero), not folded.
+    /// Ones' complement sum of the records taken as big-endian 16-bit words from their first
+    /// byte (a trailing odd byte padded with zero), not folded.
     pub csum: u32,
+    /// Bytes of records.
     pub len: u16,
     pub ancount: u16,
     pub nscount: u16,
@@ -125,16 +133,34 @@ pub struct CacheEntry {
     pub ttl_count: u8,
     /// Non-zero once the XDP program has asked for a prefetch, so it asks once.
     pub prefetch_sent: u32,
-    /// Offset in `records` of every TTL field the kernel fills with the remaining lifetime.
+    /// Offset in the records of every TTL field the kernel fills with the remaining lifetime.
     pub ttl_offsets: [u16; MAX_TTLS],
-    /// The question's name lower-cased in wire format and zero padded, as in `QuestionKey`:
-    /// only a query for this name is answered from the entry, whatever its key's hash says.
-    pub name: [u8; MAX_CACHED_NAME],
-    pub records: [u8; MAX_RECORDS_LEN],
+    /// The name, then the records.
+    pub data: [u8; N],
 }
 
-// The XDP program reads the name a word at a time.
-const _: () = assert!(core::mem::offset_of!(CacheEntry, name) % 8 == 0);
+/// Bytes of every entry before its data, whatever its tier.
+pub const ENTRY_HEAD: usize = core::mem::offset_of!(CacheEntry<0>, data);
+
+// bytemuck cannot derive `Pod` for a generic struct, so the absence of padding is checked here:
+// the fields before `data` add up to its offset (the XDP program reads the name a word at a
+// time from there), and each tier's data is whole words.
+const _: () = assert!(
+    ENTRY_HEAD == size_of::<CacheKey>() + 4 + 3 * 8 + 4 + 3 * 2 + 2 + 4 + 2 * MAX_TTLS
+        && ENTRY_HEAD.is_multiple_of(8)
+);
+macro_rules! pod_entries {
+    ($($n:expr),*) => {$(
+        const _: () = assert!(size_of::<CacheEntry<$n>>() == ENTRY_HEAD + $n && ($n as usize).is_multiple_of(8));
+        // SAFETY: plain data without padding, as checked above.
+        unsafe impl Zeroable for CacheEntry<$n> {}
+        unsafe impl Pod for CacheEntry<$n> {}
+        #[cfg(feature = "user")]
+        // SAFETY: as for bytemuck's `Pod`.
+        unsafe impl aya::Pod for CacheEntry<$n> {}
+    )*};
+}
+pod_entries!(SMALL_DATA, MEDIUM_DATA, LARGE_DATA);
 
 /// How much earlier than their records' TTL entries stop being served: more than the XDP
 /// program's clock can lag CLOCK_MONOTONIC. It reads CLOCK_MONOTONIC_COARSE once per tick
@@ -320,7 +346,7 @@ pub struct Event {
     pub hits: u64,
     /// The client's address, IPv4 ones mapped (`::ffff:a.b.c.d`).
     pub client: [u8; 16],
-    /// The question's name as in `CacheEntry::name`.
+    /// The question's name lower-cased in wire format and zero padded.
     pub name: [u8; MAX_CACHED_NAME],
     pub qtype: u16,
     pub name_len: u16,
@@ -341,7 +367,6 @@ pub struct Event {
 mod user {
     // SAFETY: all are `#[repr(C)]` plain data without padding (checked by bytemuck's Pod).
     unsafe impl aya::Pod for super::CacheKey {}
-    unsafe impl aya::Pod for super::CacheEntry {}
     unsafe impl aya::Pod for super::ServedKey {}
     unsafe impl aya::Pod for super::XdpSettings {}
 }

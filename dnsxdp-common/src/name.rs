@@ -84,11 +84,15 @@ pub struct QuestionKey {
 
 impl QuestionKey {
     /// The question a kernel cache entry answers, from its key and the name it holds.
-    pub fn of_entry(key: &CacheKey, entry: &CacheEntry) -> QuestionKey {
+    pub fn of_entry<const N: usize>(key: &CacheKey, entry: &CacheEntry<N>) -> QuestionKey {
+        let mut name = [0; MAX_CACHED_NAME];
+        let held = entry.name();
+        let len = held.len().min(MAX_CACHED_NAME);
+        name[..len].copy_from_slice(&held[..len]);
         QuestionKey {
             qtype: key.qtype,
             name_len: key.name_len.into(),
-            name: entry.name,
+            name,
             dnssec_ok: key.dnssec_ok != 0,
         }
     }

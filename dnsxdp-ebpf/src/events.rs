@@ -3,13 +3,13 @@
 //! What is reported is set by the daemon in `SETTINGS`; with everything off a hit pays for
 //! two loads and compares.
 
-use core::ptr::{addr_of_mut, read_volatile};
+use core::ptr::addr_of_mut;
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_get_prandom_u32, programs::XdpContext,
 };
 use dnsxdp_common::{
-    CacheEntry, Counter, EVENT_DENIED, EVENT_HIT, EVENT_LIMITED, EVENT_PREFETCH, Event, XdpSettings,
+    Counter, EVENT_DENIED, EVENT_HIT, EVENT_LIMITED, EVENT_PREFETCH, Event, XdpSettings,
 };
 
 use network_types::udp::UdpHdr;
@@ -38,12 +38,16 @@ pub fn sampled(sample: u32) -> bool {
     sample == 1 || (sample > 1 && unsafe { bpf_get_prandom_u32() } % sample == 0)
 }
 
-/// What a hit report says besides the packet and the entry.
+/// What a hit report says besides the packet and the name.
 #[repr(C)]
 pub struct HitFacts {
     pub now: u64,
+    /// The entry's hits before this one.
+    pub hits: u64,
     pub qtype: u16,
     pub name_len: u16,
+    /// The answer's.
+    pub rcode: u8,
     pub dnssec_ok: bool,
     pub prefetch: bool,
     pub log: bool,
@@ -54,23 +58,17 @@ pub struct HitFacts {
 ///
 /// Its own function: only the rare hits that report anything pay for its verification paths.
 #[inline(never)]
-pub fn hit(ctx: &XdpContext, f: &Frame, e: &CacheEntry, words: &NameWords, facts: &HitFacts) {
+pub fn hit(ctx: &XdpContext, f: &Frame, words: &NameWords, facts: &HitFacts) {
     if facts.prefetch {
-        report(e, words, facts, EVENT_PREFETCH, None);
+        report(words, facts, EVENT_PREFETCH, None);
     }
     if facts.log {
-        report(e, words, facts, EVENT_HIT, endpoint(ctx, f, true));
+        report(words, facts, EVENT_HIT, endpoint(ctx, f, true));
     }
 }
 
 #[inline(always)]
-fn report(
-    e: &CacheEntry,
-    words: &NameWords,
-    facts: &HitFacts,
-    kind: u8,
-    client: Option<([u32; 4], u16)>,
-) {
+fn report(words: &NameWords, facts: &HitFacts, kind: u8, client: Option<([u32; 4], u16)>) {
     let Some(mut slot) = EVENTS.reserve::<Event>(0) else {
         count(Counter::EventsLost);
         return;
@@ -78,7 +76,7 @@ fn report(
     let ev = slot.as_mut_ptr();
     unsafe {
         (*ev).time_ns = facts.now;
-        (*ev).hits = read_volatile(&e.hits);
+        (*ev).hits = facts.hits;
         let name = addr_of_mut!((*ev).name) as *mut u64;
         for (i, w) in words.iter().enumerate() {
             name.add(i).write(*w);
@@ -86,7 +84,7 @@ fn report(
         (*ev).qtype = facts.qtype;
         (*ev).name_len = facts.name_len;
         (*ev).kind = kind;
-        (*ev).rcode = e.rcode;
+        (*ev).rcode = facts.rcode;
         (*ev).action = 0;
         (*ev).dnssec_ok = facts.dnssec_ok as u8;
         (*ev)._pad = [0; 3];

@@ -39,9 +39,9 @@ use dnsxdp_common::{
 use crate::{
     bounds::opaque,
     counters::count,
-    maps::{CACHE, HASH_KEY, NAME_WORDS},
+    maps::{CACHE_LARGE, CACHE_MEDIUM, CACHE_SMALL, HASH_KEY, NAME_WORDS},
     packet::{Packet, load},
-    parse::{NameWords, NotUdp},
+    parse::{Frame, NameWords, NotUdp, Query},
     reply::Fail,
 };
 
@@ -49,7 +49,10 @@ use crate::{
 #[repr(C, align(8))]
 struct Aligned<T>(T);
 
+// Inlined into the entry point `#[xdp]` wraps it in: with a copy of the hit path per cache
+// tier it is past LLVM's size for inlining, and a BPF-to-BPF call would cost every packet.
 #[xdp]
+#[inline(always)]
 pub fn dnsxdp(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(&ctx);
     let (frame, dest) = match parse::frame(&pkt) {
@@ -121,13 +124,36 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         query.dnssec_ok,
     ));
     let key: &CacheKey = &key.0;
-    let Some(entry) = CACHE.get_ptr_mut(key) else {
-        return not_answered(&ctx, Counter::Misses, xdp_action::XDP_PASS);
-    };
+    // Smallest tier first: most answers are small, and a miss pays for the other lookups.
+    if let Some(entry) = CACHE_SMALL.get_ptr_mut(key) {
+        return answer(&ctx, &pkt, &frame, &query, words, key, entry);
+    }
+    if let Some(entry) = CACHE_MEDIUM.get_ptr_mut(key) {
+        return answer(&ctx, &pkt, &frame, &query, words, key, entry);
+    }
+    match CACHE_LARGE.get_ptr_mut(key) {
+        Some(entry) => answer(&ctx, &pkt, &frame, &query, words, key, entry),
+        None => not_answered(&ctx, Counter::Misses, xdp_action::XDP_PASS),
+    }
+}
+
+/// Answers `query` from `entry`, found under `key` in the tier whose entries hold `N` bytes of
+/// name and records: a copy of the hit path for each tier, so that the verifier knows the size
+/// of the entry it reads.
+#[inline(always)]
+fn answer<const N: usize>(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    frame: &Frame,
+    query: &Query,
+    words: &NameWords,
+    key: &CacheKey,
+    entry: *mut CacheEntry<N>,
+) -> u32 {
     let e = unsafe { &*entry };
     // A different name whose hash, length and type are the same: as good as not cached.
     if !same_name(words, query.name_words, e) {
-        return not_answered(&ctx, Counter::Misses, xdp_action::XDP_PASS);
+        return not_answered(ctx, Counter::Misses, xdp_action::XDP_PASS);
     }
     // The coarse clock costs less than CLOCK_MONOTONIC; `build_entry` makes up for its lag.
     let now = clock::coarse_ns();
@@ -138,22 +164,22 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         )
     };
     let Some(ttl) = e.ttl_at(now) else {
-        return not_answered(&ctx, Counter::Expired, xdp_action::XDP_PASS);
+        return not_answered(ctx, Counter::Expired, xdp_action::XDP_PASS);
     };
     // Last, so that only answers pay for the sums and the route.
-    if !verify::checksums_ok(&pkt, &frame) {
-        return not_answered(&ctx, Counter::PassChecksum, xdp_action::XDP_PASS);
+    if !verify::checksums_ok(pkt, frame) {
+        return not_answered(ctx, Counter::PassChecksum, xdp_action::XDP_PASS);
     }
-    if events::settings().check_next_hop != 0 && !next_hop::reply_goes_to_sender(&ctx, &pkt, &frame)
-    {
-        return not_answered(&ctx, Counter::PassNextHop, xdp_action::XDP_PASS);
+    if events::settings().check_next_hop != 0 && !next_hop::reply_goes_to_sender(ctx, pkt, frame) {
+        return not_answered(ctx, Counter::PassNextHop, xdp_action::XDP_PASS);
     }
-    match reply::build(&ctx, &frame, &query, e, ttl) {
+    match reply::build(ctx, frame, query, e, ttl) {
         Ok(()) => {
             // An update hands the element it replaces back to the free list at once, and the
             // next insert may be filling it while this CPU copies from it. The kernel copies a
             // value from its first byte on: if the key (first) and the expiry and sum (before
-            // the records) are still those read before, the records copied are theirs.
+            // the name and records) are still those read before, the records copied are
+            // theirs. Every tier's entries start alike.
             let reused = unsafe {
                 let words = entry.cast::<u32>();
                 let key_words = (key as *const CacheKey).cast::<u32>();
@@ -164,7 +190,7 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
                     || read_volatile(&raw const (*entry).csum) != csum
             };
             if reused {
-                return not_answered(&ctx, Counter::DroppedEntryChanged, xdp_action::XDP_DROP);
+                return not_answered(ctx, Counter::DroppedEntryChanged, xdp_action::XDP_DROP);
             }
             count(Counter::Hits);
             let settings = events::settings();
@@ -180,13 +206,15 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
             if prefetch || log {
                 let facts = events::HitFacts {
                     now,
+                    hits: unsafe { read_volatile(&raw const (*entry).hits) },
                     qtype: query.qtype,
                     name_len: query.name_len as u16,
+                    rcode: e.rcode,
                     dnssec_ok: query.dnssec_ok,
                     prefetch,
                     log,
                 };
-                events::hit(&ctx, &frame, e, words, &facts);
+                events::hit(ctx, frame, words, &facts);
             }
             // Shared by all CPUs answering this name.
             unsafe {
@@ -194,7 +222,7 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
             };
             xdp_action::XDP_TX
         }
-        Err(Fail::Pass(reason)) => not_answered(&ctx, reason, xdp_action::XDP_PASS),
+        Err(Fail::Pass(reason)) => not_answered(ctx, reason, xdp_action::XDP_PASS),
         Err(Fail::Drop) => xdp_action::XDP_DROP,
     }
 }
@@ -208,14 +236,18 @@ fn not_answered(ctx: &XdpContext, reason: Counter, action: u32) -> u32 {
     action
 }
 
-/// Whether the first `count` words of the entry's name are `words`.
+/// Whether the entry's name, its first `count` words, is `words`.
 #[inline(always)]
-fn same_name(words: &NameWords, count: usize, e: &CacheEntry) -> bool {
-    for (i, &word) in words.iter().enumerate() {
+fn same_name<const N: usize>(words: &NameWords, count: usize, e: &CacheEntry<N>) -> bool {
+    // A name longer than the tier's entries hold is not one of theirs.
+    if count > N / 8 {
+        return false;
+    }
+    for (i, &word) in words.iter().take(N / 8).enumerate() {
         if i >= count {
             break;
         }
-        if word != unsafe { load::<u64>(e.name.as_ptr(), i * 8) } {
+        if word != unsafe { load::<u64>(e.data.as_ptr(), i * 8) } {
             return false;
         }
     }

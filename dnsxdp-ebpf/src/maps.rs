@@ -10,15 +10,27 @@ use dnsxdp_common::{
     COUNTER_COUNT, CacheEntry, CacheKey, MAX_CACHED_NAME, ServedKey, XdpSettings,
     acl::{AccessConfig, Bucket, MAX_ACL_RULES, RATE_ENTRIES, RateKey},
     hash::HashKey,
+    tier::{LARGE_DATA, MEDIUM_DATA, SMALL_DATA},
 };
 
 use crate::{clock, next_hop, parse::NameWords, served};
 
 // Shared with the daemon.
 
-/// Answers by query name and type. The daemon sets its size when it loads the object.
+// Answers by query name and type, in three sizes of entry (`Tier`), each map named by its
+// `Tier::map`. The daemon sets their sizes when it loads the object.
+
 #[map]
-pub static CACHE: LruHashMap<CacheKey, CacheEntry> = LruHashMap::with_max_entries(65536, 0);
+pub static CACHE_SMALL: LruHashMap<CacheKey, CacheEntry<SMALL_DATA>> =
+    LruHashMap::with_max_entries(65536, 0);
+
+#[map]
+pub static CACHE_MEDIUM: LruHashMap<CacheKey, CacheEntry<MEDIUM_DATA>> =
+    LruHashMap::with_max_entries(8192, 0);
+
+#[map]
+pub static CACHE_LARGE: LruHashMap<CacheKey, CacheEntry<LARGE_DATA>> =
+    LruHashMap::with_max_entries(2048, 0);
 
 /// The per-CPU statistics the daemon sums up, indexed by `Counter`.
 #[map]

@@ -60,19 +60,25 @@ pub enum Fail {
 
 /// Rewrites the query in `ctx` into the answer from `e`, with every TTL `secs`.
 #[inline(always)]
-pub fn build(
+pub fn build<const N: usize>(
     ctx: &XdpContext,
     f: &Frame,
     q: &Query,
-    e: &CacheEntry,
+    e: &CacheEntry<N>,
     secs: u32,
 ) -> Result<(), Fail> {
     use dnsxdp_common::Counter;
 
     let rec_len = e.len as usize;
+    // The entry's records follow its name, which is the query's, padded to whole words.
+    // Reckoned from the name's length rather than its words, whose register the comparison
+    // of names narrows to one value per name length: the verifier would then walk the rest
+    // of the answer once for each.
+    let rec_at = (q.name_len + 7) & !7;
     // No record is shorter than a word, and `copy_records` relies on it. Two comparisons of
     // `rec_len` itself: the verifier learns nothing from a range check LLVM folds into one.
-    if rec_len < 8 || rec_len > MAX_RECORDS_LEN {
+    // An entry whose records would run past its data (none is written so) is not used.
+    if rec_len < 8 || rec_len > MAX_RECORDS_LEN || rec_at + rec_len > N {
         return Err(Fail::Pass(Counter::Misses));
     }
     let rec = q.dns + DNS_HLEN + q.name_len + 4;
@@ -144,7 +150,7 @@ pub fn build(
         + at_offset(sum_u32(unsafe { be32(t, 0) }), tail - udp)
         + at_offset(e.csum, rec_udp);
 
-    copy_records(&pkt, rec, e, rec_len).ok_or(Fail::Drop)?;
+    copy_records(&pkt, rec, e, rec_at, rec_len).ok_or(Fail::Drop)?;
 
     let ttl_even = fold(sum_u32(secs)) as u32;
     let ttl_odd = (ttl_even as u16).swap_bytes() as u32;
@@ -181,20 +187,34 @@ pub fn build(
     Ok(())
 }
 
-/// Copies the `len` (8..=MAX_RECORDS_LEN) record bytes of `e` to `rec` a word at a time:
-/// cheaper than a `bpf_xdp_store_bytes` call. The last word ends at `len`, rewriting part of
-/// the one before with the same bytes, so nothing past the records is touched.
+/// Copies the `len` (8..=MAX_RECORDS_LEN) record bytes at `at` in the data of `e` to `rec` a
+/// word at a time: cheaper than a `bpf_xdp_store_bytes` call. The last word ends at `len`,
+/// rewriting part of the one before with the same bytes, so nothing past the records is
+/// touched.
 #[inline(always)]
-fn copy_records(pkt: &Packet, rec: usize, e: &CacheEntry, len: usize) -> Option<()> {
-    let src = e.records.as_ptr();
+fn copy_records<const N: usize>(
+    pkt: &Packet,
+    rec: usize,
+    e: &CacheEntry<N>,
+    at: usize,
+    len: usize,
+) -> Option<()> {
+    let src = e.data.as_ptr();
     let words = whole_words::<8>(len);
-    for i in 0..MAX_RECORDS_LEN / 8 {
+    for i in 0..N.min(MAX_RECORDS_LEN) / 8 {
         if i >= words {
             break;
         }
         let off = i * 8;
+        // Each offset into the entry is checked on the very register used for it: from one
+        // check of `at` the verifier cannot tell that `at + off` stays inside the entry for
+        // every word.
+        let from = opaque(at + off);
+        if from > N - 8 {
+            return None;
+        }
         let p = pkt.bytes::<8>(rec + off)?;
-        unsafe { store(p, 0, load::<u64>(src, off)) };
+        unsafe { store(p, 0, load::<u64>(src, from)) };
     }
     // Checked again on the very register used as the entry's offset: LLVM may reload `len`
     // after the caller's check, and the 6.1 verifier then knows nothing of its range. A `len`
@@ -203,8 +223,12 @@ fn copy_records(pkt: &Packet, rec: usize, e: &CacheEntry, len: usize) -> Option<
     if last > MAX_RECORDS_LEN - 8 {
         return None;
     }
+    let from = opaque(at + last);
+    if from > N - 8 {
+        return None;
+    }
     let p = pkt.bytes::<8>(rec + last)?;
-    unsafe { store(p, 0, load::<u64>(src, last)) };
+    unsafe { store(p, 0, load::<u64>(src, from)) };
     Some(())
 }
 

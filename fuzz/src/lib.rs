@@ -79,7 +79,9 @@ pub fn entry(data: &[u8]) {
     };
     let len = e.len as usize;
     assert!(len <= MAX_RECORDS_LEN);
-    let records = &e.records[..len];
+    let records = e.records();
+    assert_eq!(records.len(), len, "records past the entry");
+    assert!(e.tier().is_some(), "an entry no tier holds");
     assert_eq!(
         e.csum,
         sum_bytes(0, records),

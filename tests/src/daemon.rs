@@ -11,9 +11,13 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use hickory_proto::rr::RecordType;
 
+use dnsxdp::kernel::tier_map::{self, TierMap};
+use dnsxdp_common::tier::Tier;
+
 use crate::{
     client,
     netns::{SERVER_IFACE, SERVER_V4, SERVER_V6, Topology, UPSTREAM_V4},
+    testrun::maps::memlock,
 };
 
 /// The dnsxdp binary: `$DNSXDP_BIN`, else the one cargo built next to this test binary
@@ -40,10 +44,6 @@ pub fn binary() -> Result<PathBuf> {
 
 /// Set to `native` or `skb` by `cargo xtask test --xdp-mode`: the mode the daemons attach in.
 pub const XDP_MODE_ENV: &str = "DNSXDP_TEST_XDP_MODE";
-
-/// The XDP program's cache, opened from outside the daemon.
-pub type KernelCache =
-    aya::maps::HashMap<aya::maps::MapData, dnsxdp_common::CacheKey, dnsxdp_common::CacheEntry>;
 
 /// A running daemon; stopped with SIGTERM when dropped.
 pub struct Daemon {
@@ -211,8 +211,25 @@ impl Daemon {
             .with_context(|| format!("no upstream {url} in {stats}"))
     }
 
-    /// The kernel cache map of the program this daemon attached to the server's veth.
-    pub fn kernel_cache(&self, topo: &Topology) -> Result<KernelCache> {
+    /// The kernel cache's maps of the program this daemon attached to the server's veth, in
+    /// `Tier::ALL` order.
+    pub fn kernel_cache(&self, topo: &Topology) -> Result<Vec<Box<dyn TierMap>>> {
+        self.kernel_cache_maps(topo)?
+            .into_iter()
+            .map(|(tier, data)| tier_map::open(tier, aya::maps::Map::LruHashMap(data)))
+            .collect()
+    }
+
+    /// Bytes of kernel memory the map of `tier` takes, as the kernel counts it, and the
+    /// entries it holds at most.
+    pub fn kernel_cache_memory(&self, topo: &Topology, tier: Tier) -> Result<(u64, u32)> {
+        let maps = self.kernel_cache_maps(topo)?;
+        let (_, data) = &maps[tier.index()];
+        Ok((memlock(data)?, data.info()?.max_entries()))
+    }
+
+    /// The kernel cache's maps by tier, found among the attached program's by name.
+    fn kernel_cache_maps(&self, topo: &Topology) -> Result<Vec<(Tier, aya::maps::MapData)>> {
         let out = topo
             .server
             .command("ip")
@@ -226,14 +243,19 @@ impl Daemon {
             .filter_map(Result::ok)
             .find(|p| u64::from(p.id()) == prog_id)
             .context("attached program not found")?;
-        for id in prog.map_ids()?.unwrap_or_default() {
-            let info = aya::maps::MapInfo::from_id(id)?;
-            if info.name_as_str() == Some(dnsxdp_common::MAP_CACHE) {
-                let map = aya::maps::Map::from_map_data(aya::maps::MapData::from_id(id)?)?;
-                return Ok(aya::maps::HashMap::try_from(map)?);
-            }
-        }
-        bail!("program {prog_id} has no {} map", dnsxdp_common::MAP_CACHE)
+        let ids = prog.map_ids()?.unwrap_or_default();
+        Tier::ALL
+            .into_iter()
+            .map(|tier| {
+                for &id in &ids {
+                    let info = aya::maps::MapInfo::from_id(id)?;
+                    if info.name_as_str() == Some(tier.map()) {
+                        return Ok((tier, aya::maps::MapData::from_id(id)?));
+                    }
+                }
+                bail!("program {prog_id} has no {} map", tier.map())
+            })
+            .collect()
     }
 
     /// Stops (SIGSTOP) or resumes (SIGCONT) the daemon process.

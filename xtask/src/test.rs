@@ -17,11 +17,13 @@ const LTS_KERNEL: &str = "6.1";
 
 /// The load-and-answer subset run across the matrix: filters on the kernel tests' names, a
 /// module for all of a feature. The program passes the verifier and answers (xdp_program,
-/// access_program), with its debug lines on too (kernel_log), every query is charged once however it is framed (charged_once) and
+/// access_program) from every tier of its cache (cache_tiers), with its debug lines on too
+/// (kernel_log), every query is charged once however it is framed (charged_once) and
 /// answers over a VLAN go back tagged (vlan_offload), both with VLANs the host's kernel may
 /// lack, the daemon fills it end to end (e2e), and it answers through a restart (service).
 const SUBSET: &[&str] = &[
     "xdp_program::",
+    "cache_tiers::",
     "access_program::",
     "kernel_log::",
     "charged_once::",

@@ -160,7 +160,12 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
     )?;
 
     eprintln!("bench: XDP program alone (BPF_PROG_TEST_RUN)");
-    let micro = cost::measure_costs(plan.micro_repeat, plan.micro_rounds)?
+    let mut costs = cost::measure_costs(plan.micro_repeat, plan.micro_rounds)?;
+    costs.extend(cost::measure_fill_costs(
+        plan.micro_repeat,
+        plan.micro_rounds,
+    )?);
+    let micro = costs
         .into_iter()
         .map(|c| Micro {
             case: c.case.into(),
@@ -168,6 +173,7 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
             action: format!("{:?}", c.action),
         })
         .collect();
+    let kernel_memory = cost::measure_memory()?;
     proc::check()?;
 
     eprintln!("bench: sandbox with NSD serving the generated zone");
@@ -216,6 +222,7 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
         machine,
         method: method(&plan),
         micro,
+        kernel_memory,
         contenders,
     };
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -468,9 +475,15 @@ fn method(plan: &Plan) -> Vec<String> {
             .into(),
         format!(
             "XDP program alone: BPF_PROG_TEST_RUN of the real object, median of {} rounds of \
-             {} repetitions (hits: single runs minus the syscall's timing overhead).",
+             {} repetitions (hits: single runs minus the syscall's timing overhead). With \
+             names cached: one-record A answers for that many names, each round asking for \
+             names at random among them.",
             plan.micro_rounds, plan.micro_repeat
         ),
+        "Kernel cache memory: `memlock` of each tier's map in a cache of 2^20 (the kernel's \
+         count of its memory); per entry, the difference from a cache of 3/4 as many, which \
+         has as many hash buckets, over the difference in entries."
+            .into(),
     ]
 }
 

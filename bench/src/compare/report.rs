@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::load::Outcome;
+use crate::cost::TierMemory;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Results {
@@ -15,6 +16,8 @@ pub struct Results {
     pub machine: Machine,
     pub method: Vec<String>,
     pub micro: Vec<Micro>,
+    /// The kernel cache's memory per entry, by tier.
+    pub kernel_memory: Vec<TierMemory>,
     pub contenders: Vec<Contender>,
 }
 
@@ -354,6 +357,26 @@ impl Results {
             }
             s += "\n";
         }
+        if !self.kernel_memory.is_empty() {
+            s += "## Kernel cache memory (bytes, as the kernel counts it)\n\n";
+            s += "| tier | name and records | value | per entry | with buckets | entries \
+                  | MB |\n|---|--:|--:|--:|--:|--:|--:|\n";
+            for t in &self.kernel_memory {
+                writeln!(
+                    s,
+                    "| {} | {} | {} | {:.0} | {:.1} | {} | {:.1} |",
+                    t.tier,
+                    t.data,
+                    t.value,
+                    t.per_entry,
+                    t.bytes as f64 / f64::from(t.entries),
+                    t.entries,
+                    t.bytes as f64 / 1e6
+                )
+                .unwrap();
+            }
+            s += "\n";
+        }
         s += "## Servers\n\n| server | version | settings |\n|---|---|---|\n";
         for c in &self.contenders {
             let settings = match &c.skipped {
@@ -461,6 +484,14 @@ pub(super) mod tests {
                     action: "Pass".into(),
                 },
             ],
+            kernel_memory: vec![TierMemory {
+                tier: "small",
+                data: 104,
+                value: 192,
+                per_entry: 256.0,
+                bytes: 272 << 20,
+                entries: 1 << 20,
+            }],
             contenders: vec![
                 contender(
                     "dnsxdp (XDP)",
@@ -553,6 +584,10 @@ pub(super) mod tests {
             "{md}"
         );
         assert!(md.contains("| Knot Resolver | 1 | **not measured:** kresd is not installed |"));
+        assert!(
+            md.contains("| small | 104 | 192 | 256 | 272.0 | 1048576 | 285.2 |"),
+            "{md}"
+        );
         assert!(
             !md.contains("## Realistic mix"),
             "scenarios without runs are left out"

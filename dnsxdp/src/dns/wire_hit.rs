@@ -111,7 +111,7 @@ pub struct WireAnswer {
 impl WireAnswer {
     pub fn of(e: &CacheEntry) -> WireAnswer {
         WireAnswer {
-            records: e.records[..usize::from(e.len)].into(),
+            records: e.records().into(),
             ttl_offsets: e.ttl_offsets[..usize::from(e.ttl_count)].into(),
             ancount: e.ancount,
             nscount: e.nscount,

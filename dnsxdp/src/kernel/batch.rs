@@ -28,22 +28,44 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Calls `f` with every key and value of the hash map `fd`, whose keys are `K` and values `V`.
-/// Entries written or deleted during the walk may be seen or not.
-pub fn for_each<K: Pod, V: Pod>(fd: BorrowedFd<'_>, mut f: impl FnMut(&K, &V)) -> io::Result<()> {
-    let mut keys = vec![K::zeroed(); CHUNK];
-    let mut values = vec![V::zeroed(); CHUNK];
-    // Where the last call stopped: a bucket index for hash maps.
-    let mut token = 0u64;
-    let mut first = true;
-    loop {
+/// Every key and value of a hash map whose keys are `K` and values `V`, read a chunk at a
+/// time. Entries written or deleted during the walk may be seen or not.
+pub struct Entries<'fd, K, V> {
+    fd: BorrowedFd<'fd>,
+    keys: Vec<K>,
+    values: Vec<V>,
+    /// The next of the `count` entries read to hand out.
+    next: usize,
+    count: usize,
+    /// Where the last call stopped (a bucket index for hash maps); `None` before the first.
+    token: Option<u64>,
+    /// The kernel said the last call read the last entries.
+    ended: bool,
+}
+
+pub fn entries<K: Pod, V: Pod>(fd: BorrowedFd<'_>) -> Entries<'_, K, V> {
+    Entries {
+        fd,
+        keys: vec![K::zeroed(); CHUNK],
+        values: vec![V::zeroed(); CHUNK],
+        next: 0,
+        count: 0,
+        token: None,
+        ended: false,
+    }
+}
+
+impl<K: Pod, V: Pod> Entries<'_, K, V> {
+    /// Reads the next chunk.
+    fn read(&mut self) -> io::Result<()> {
+        let mut token = self.token.unwrap_or(0);
         let mut attr = BatchAttr {
-            in_batch: if first { 0 } else { &raw const token as u64 },
+            in_batch: self.token.map_or(0, |_| &raw const token as u64),
             out_batch: &raw mut token as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
+            keys: self.keys.as_mut_ptr() as u64,
+            values: self.values.as_mut_ptr() as u64,
             count: CHUNK as u32,
-            map_fd: fd.as_raw_fd() as u32,
+            map_fd: self.fd.as_raw_fd() as u32,
             ..BatchAttr::default()
         };
         // SAFETY: the attribute points at buffers of `CHUNK` keys and values and at `token`,
@@ -56,18 +78,36 @@ pub fn for_each<K: Pod, V: Pod>(fd: BorrowedFd<'_>, mut f: impl FnMut(&K, &V)) -
                 size_of::<BatchAttr>(),
             )
         };
-        // ENOENT: the walk is over, with the last entries in this batch.
-        let last = r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT);
-        if r < 0 && !last {
-            return Err(io::Error::last_os_error());
+        // ENOENT: the walk is over, with the last entries in this chunk.
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                self.ended = true;
+                return Err(e);
+            }
+            self.ended = true;
         }
-        let count = (attr.count as usize).min(CHUNK);
-        for (key, value) in keys.iter().zip(&values).take(count) {
-            f(key, value);
+        self.token = Some(token);
+        self.next = 0;
+        self.count = (attr.count as usize).min(CHUNK);
+        Ok(())
+    }
+}
+
+impl<K: Pod, V: Pod> Iterator for Entries<'_, K, V> {
+    type Item = io::Result<(K, V)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.next == self.count {
+            if self.ended {
+                return None;
+            }
+            if let Err(e) = self.read() {
+                return Some(Err(e));
+            }
         }
-        if last {
-            return Ok(());
-        }
-        first = false;
+        let i = self.next;
+        self.next += 1;
+        Some(Ok((self.keys[i], self.values[i])))
     }
 }

@@ -1,19 +1,16 @@
 //! The XDP program's cache as the daemon sees it: filling it, and (for operators) reading and
 //! emptying it.
 
-use std::{
-    os::fd::AsFd as _,
-    sync::{Mutex, MutexGuard},
-};
+use std::sync::{Mutex, MutexGuard};
 
 use anyhow::Context as _;
-use aya::maps::{HashMap, IterableMap as _, MapData, MapError};
-use dnsxdp_common::{CacheEntry, CacheKey, hash::HashKey, name::QuestionKey};
+use aya::maps::Map;
+use dnsxdp_common::{CacheEntry, CacheKey, hash::HashKey, name::QuestionKey, tier::Tier};
 use tracing::warn;
 
 use serde::{Deserialize, Serialize};
 
-use super::batch;
+use super::tier_map::{self, TierMap, is_errno};
 
 /// The flags of a map update that replaces an existing key, and of one that does not.
 const BPF_ANY: u64 = 0;
@@ -23,7 +20,7 @@ const BPF_NOEXIST: u64 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fill {
     Replace,
-    /// The entry already there (and its hit count) is kept.
+    /// The entry already there (and its hit count) is kept, whatever its tier.
     IfAbsent,
 }
 
@@ -50,87 +47,107 @@ impl KernelEntry {
     }
 }
 
-/// The map, and what the daemon did to it: the kernel does not count its LRU evictions, so
-/// they are derived from these and the occupancy (`evictions`).
-struct Map {
-    map: HashMap<MapData, CacheKey, CacheEntry>,
-    /// Keys the daemon added that were not in the map.
+/// The tiers' maps, and what the daemon did to them: the kernel does not count its LRU
+/// evictions, so they are derived from these and the occupancy (`evictions`).
+struct Maps {
+    /// In `Tier::ALL` order.
+    tiers: Vec<Box<dyn TierMap>>,
+    /// Keys the daemon added to a tier that did not hold them.
     added: u64,
     /// Entries the daemon deleted.
     deleted: u64,
 }
 
-impl Map {
-    /// Deletes `key`; false if it was not there.
-    fn delete(&mut self, key: &CacheKey) -> anyhow::Result<bool> {
-        match self.map.remove(key) {
-            Ok(()) => {
-                self.deleted += 1;
-                Ok(true)
-            }
-            Err(e) if is_errno(&e, libc::ENOENT) => Ok(false),
-            Err(e) => Err(e).context("deleting from the kernel cache"),
-        }
+impl Maps {
+    /// Deletes `key` from tier `at`; false if it was not there.
+    fn delete(&mut self, at: usize, key: &CacheKey) -> anyhow::Result<bool> {
+        let deleted = self.tiers[at]
+            .remove(key)
+            .context("deleting from the kernel cache")?;
+        self.deleted += u64::from(deleted);
+        Ok(deleted)
     }
 
-    /// Deletes each of `keys`; returns how many were there.
-    fn delete_all(&mut self, keys: &[CacheKey]) -> anyhow::Result<u64> {
+    /// Deletes each of `keys` from the tier it was found in; returns how many were there.
+    fn delete_all(&mut self, keys: &[(usize, CacheKey)]) -> anyhow::Result<u64> {
         let mut deleted = 0;
-        for key in keys {
-            deleted += u64::from(self.delete(key)?);
+        for (at, key) in keys {
+            deleted += u64::from(self.delete(*at, key)?);
         }
         Ok(deleted)
     }
+
+    /// Writes `entry` to tier `at`, as `fill` says; true if it was written.
+    fn write(
+        &mut self,
+        at: usize,
+        key: &CacheKey,
+        entry: &CacheEntry,
+        fill: Fill,
+    ) -> anyhow::Result<bool> {
+        // Written only if new first, to count the keys added.
+        let tier = &mut self.tiers[at];
+        match tier.insert(key, entry, BPF_NOEXIST) {
+            Ok(()) => {
+                self.added += 1;
+                Ok(true)
+            }
+            Err(e) if exists(&e) => match fill {
+                Fill::IfAbsent => Ok(false),
+                Fill::Replace => tier.insert(key, entry, BPF_ANY).map(|()| true),
+            },
+            Err(e) => Err(e),
+        }
+    }
 }
 
-/// The `CACHE` map and the key its names are hashed with.
+/// Whether a write failed because the key was there.
+fn exists(e: &anyhow::Error) -> bool {
+    e.downcast_ref().is_some_and(|e| is_errno(e, libc::EEXIST))
+}
+
+/// The kernel cache's maps, one per tier, and the key its names are hashed with.
 pub struct KernelCache {
-    map: Mutex<Map>,
-    /// A second handle on the same map, for walks through it: they take long on a full map,
+    maps: Mutex<Maps>,
+    /// Second handles on the same maps, for walks through them: they take long on a full map,
     /// and the daemon's fills should not wait for them.
-    reader: HashMap<MapData, CacheKey, CacheEntry>,
+    readers: Vec<Box<dyn TierMap>>,
     /// The key of the program's name hash.
     hash_key: HashKey,
 }
 
 impl KernelCache {
-    pub fn new(
-        map: HashMap<MapData, CacheKey, CacheEntry>,
-        hash_key: HashKey,
-    ) -> anyhow::Result<KernelCache> {
-        // The map is new: entries kept from the last run are put in through `insert`, so they
-        // are counted as added like any other.
-        // A duplicate of the descriptor: opening the map again by id would need CAP_SYS_ADMIN,
-        // which the service does not have.
-        let fd = map
-            .map()
-            .fd()
-            .as_fd()
-            .try_clone_to_owned()
-            .context("duplicating the kernel cache's descriptor")?;
-        let reader = MapData::from_fd(fd)
-            .map(aya::maps::Map::LruHashMap)
-            .and_then(HashMap::try_from)
-            .context("opening the kernel cache again")?;
+    /// The cache of the tiers' `maps`, in `Tier::ALL` order.
+    pub fn new(maps: [Map; Tier::ALL.len()], hash_key: HashKey) -> anyhow::Result<KernelCache> {
+        // The maps are new: entries kept from the last run are put in through `insert`, so
+        // they are counted as added like any other.
+        let mut tiers = Vec::new();
+        let mut readers = Vec::new();
+        for (tier, map) in Tier::ALL.into_iter().zip(maps) {
+            let map = tier_map::open(tier, map)?;
+            readers.push(map.duplicate().context("opening the kernel cache again")?);
+            tiers.push(map);
+        }
         Ok(KernelCache {
-            map: Mutex::new(Map {
-                map,
+            maps: Mutex::new(Maps {
+                tiers,
                 added: 0,
                 deleted: 0,
             }),
-            reader,
+            readers,
             hash_key,
         })
     }
 
     /// Every write goes through this lock, so that the counts of entries added and deleted
     /// are those of the writes done: the kernel evicts only when an entry is written.
-    fn lock(&self) -> MutexGuard<'_, Map> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Maps> {
+        self.maps.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stores an answer for the XDP program to serve, if `current()`, asked while no other
-    /// write can happen, says it still may be.
+    /// write can happen, says it still may be: in the smallest tier it fits, and in no other,
+    /// lest the program find an older answer of another size first.
     pub fn insert(
         &self,
         key: QuestionKey,
@@ -140,99 +157,135 @@ impl KernelCache {
     ) {
         let key = key.cache_key(&self.hash_key);
         let entry = CacheEntry { key, ..entry };
+        let Some(tier) = entry.tier() else {
+            warn!(
+                "an entry of {} bytes is too big for the kernel cache",
+                entry.data_len()
+            );
+            return;
+        };
         let mut m = self.lock();
         if !current() {
             return;
         }
-        // Written only if new first, to count the keys added.
-        let written = match m.map.insert(key, entry, BPF_NOEXIST) {
-            Ok(()) => {
-                m.added += 1;
-                Ok(())
-            }
-            Err(e) if is_errno(&e, libc::EEXIST) => match fill {
-                Fill::IfAbsent => Ok(()),
-                Fill::Replace => m.map.insert(key, entry, BPF_ANY),
-            },
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            warn!("writing the kernel cache failed: {e}");
+        if let Err(e) = self.store(&mut m, tier.index(), &key, &entry, fill) {
+            warn!("writing the kernel cache failed: {e:#}");
         }
+    }
+
+    /// Writes `entry` to tier `at` as `fill` says, then takes its key out of the other tiers.
+    fn store(
+        &self,
+        m: &mut Maps,
+        at: usize,
+        key: &CacheKey,
+        entry: &CacheEntry,
+        fill: Fill,
+    ) -> anyhow::Result<()> {
+        if fill == Fill::IfAbsent && self.held_elsewhere(at, key)? {
+            return Ok(());
+        }
+        if m.write(at, key, entry, fill)? {
+            for other in (0..m.tiers.len()).filter(|&i| i != at) {
+                m.delete(other, key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a tier other than `at` holds `key`.
+    fn held_elsewhere(&self, at: usize, key: &CacheKey) -> anyhow::Result<bool> {
+        for (i, tier) in self.readers.iter().enumerate() {
+            if i != at && tier.get(key).context("reading the kernel cache")?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Every entry not expired at `now_ns`, in no particular order.
     pub fn entries(&self, now_ns: u64) -> anyhow::Result<Vec<KernelEntry>> {
         let mut live = Vec::new();
-        self.walk(|key, entry| live.extend(KernelEntry::of(key, entry, now_ns)))?;
+        for tier in &self.readers {
+            for item in tier.entries() {
+                let (key, entry) = item.context("reading the kernel cache")?;
+                live.extend(KernelEntry::of(&key, &entry, now_ns));
+            }
+        }
         Ok(live)
     }
 
-    /// Calls `f` with every entry, expired ones included.
-    fn walk(&self, f: impl FnMut(&CacheKey, &CacheEntry)) -> anyhow::Result<()> {
-        batch::for_each(self.reader.map().fd().as_fd(), f).context("reading the kernel cache")
-    }
-
-    /// The live entry for `question`, if there is one.
+    /// The live entry for `question`, if there is one: from the first tier that holds its
+    /// key, as the XDP program finds it.
     pub fn get(&self, question: &QuestionKey, now_ns: u64) -> anyhow::Result<Option<KernelEntry>> {
         let key = question.cache_key(&self.hash_key);
-        match self.reader.get(&key, 0) {
-            Ok(entry) => {
-                Ok(KernelEntry::of(&key, &entry, now_ns).filter(|e| e.question == *question))
+        for tier in &self.readers {
+            if let Some(entry) = tier.get(&key).context("reading the kernel cache")? {
+                return Ok(
+                    KernelEntry::of(&key, &entry, now_ns).filter(|e| e.question == *question)
+                );
             }
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(e).context("reading the kernel cache"),
         }
+        Ok(None)
     }
 
     /// Deletes the entry for `question`; false if there was none.
     pub fn remove(&self, question: &QuestionKey) -> anyhow::Result<bool> {
-        self.lock().delete(&question.cache_key(&self.hash_key))
+        let key = question.cache_key(&self.hash_key);
+        let mut m = self.lock();
+        let mut removed = false;
+        for at in 0..m.tiers.len() {
+            removed |= m.delete(at, &key)?;
+        }
+        Ok(removed)
     }
 
     /// Deletes every entry, expired or not, whose question `select` picks; returns how many.
     pub fn remove_where(&self, select: impl Fn(&QuestionKey) -> bool) -> anyhow::Result<u64> {
         let mut doomed = Vec::new();
-        // Collected first: deleting during the walk could make it skip entries.
-        self.walk(|key, entry| {
-            if select(&QuestionKey::of_entry(key, entry)) {
-                doomed.push(*key);
+        // Collected first: deleting the key an iteration stands on makes it start over.
+        for (at, tier) in self.readers.iter().enumerate() {
+            for item in tier.entries() {
+                let (key, entry) = item.context("reading the kernel cache")?;
+                if select(&QuestionKey::of_entry(&key, &entry)) {
+                    doomed.push((at, key));
+                }
             }
-        })?;
+        }
         self.lock().delete_all(&doomed)
     }
 
     /// Deletes every entry; returns how many there were.
     pub fn clear(&self) -> anyhow::Result<u64> {
-        let keys = self
-            .reader
-            .keys()
-            .collect::<Result<Vec<_>, _>>()
-            .context("reading the kernel cache")?;
+        let mut keys = Vec::new();
+        for (at, tier) in self.readers.iter().enumerate() {
+            for key in tier.keys() {
+                keys.push((at, key.context("reading the kernel cache")?));
+            }
+        }
         self.lock().delete_all(&keys)
     }
 
-    /// How full the map is at `now_ns`, and how many entries the kernel evicted. Reads every
-    /// entry; fills during the walk can make it count a few evictions too few.
+    /// How full the tiers are together at `now_ns`, and how many entries the kernel evicted.
+    /// Reads every entry; fills during the walk can make it count a few evictions too few.
     pub fn size(&self, now_ns: u64) -> anyhow::Result<CacheSize> {
         let (added, deleted) = {
             let m = self.lock();
             (m.added, m.deleted)
         };
-        let (mut entries, mut occupancy) = (0, 0);
-        self.walk(|_, entry| {
-            occupancy += 1;
-            entries += u64::from(entry.remaining_secs(now_ns).is_some());
-        })?;
-        let info = self
-            .reader
-            .map()
-            .info()
-            .context("reading the kernel cache's size")?;
+        let (mut entries, mut occupancy, mut capacity) = (0, 0, 0);
+        for tier in &self.readers {
+            for item in tier.entries() {
+                let (_, entry) = item.context("reading the kernel cache")?;
+                occupancy += 1;
+                entries += u64::from(entry.remaining_secs(now_ns).is_some());
+            }
+            capacity += u64::from(tier.capacity().context("reading the kernel cache's size")?);
+        }
         Ok(CacheSize {
             entries,
             occupancy,
-            capacity: info.max_entries().into(),
+            capacity,
             evictions: evictions(added, deleted, occupancy),
         })
     }
@@ -242,10 +295,6 @@ impl KernelCache {
 /// the daemon, or was evicted.
 fn evictions(added: u64, deleted: u64, occupancy: u64) -> u64 {
     added.saturating_sub(deleted + occupancy)
-}
-
-fn is_errno(e: &MapError, errno: i32) -> bool {
-    matches!(e, MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(errno))
 }
 
 /// How full one cache layer is and how much it evicted.

@@ -14,8 +14,8 @@ use aya::{
     programs::{ProgramError, Xdp as XdpProgram, links::FdLink},
 };
 use dnsxdp_common::{
-    GLOBAL_HASH_KEY, GLOBAL_SETTINGS, MAP_CACHE, MAP_COUNTERS, MAP_EVENTS, MAP_SERVED, PROG_CACHE,
-    XdpSettings, hash::HashKey,
+    GLOBAL_HASH_KEY, GLOBAL_SETTINGS, MAP_COUNTERS, MAP_EVENTS, MAP_SERVED, PROG_CACHE,
+    XdpSettings, hash::HashKey, tier::Tier,
 };
 use tracing::{debug, info, warn};
 
@@ -62,7 +62,8 @@ impl Attached {
 
 /// How the program is loaded.
 pub struct LoadOptions<'a> {
-    /// Entries of the kernel cache.
+    /// Entries of the kernel cache's small tier, which the others' sizes follow
+    /// (`Tier::entries`).
     pub cache_size: u32,
     pub settings: XdpSettings,
     /// Where the cache is pinned between runs.
@@ -139,8 +140,11 @@ pub fn load(opts: &LoadOptions, listen: &[SocketAddr]) -> anyhow::Result<Loaded>
         }
     };
     let hash_key: HashKey = rand::random();
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(MAP_CACHE, opts.cache_size)
+    let mut loader = EbpfLoader::new();
+    for tier in Tier::ALL {
+        loader.map_max_entries(tier.map(), tier.entries(opts.cache_size));
+    }
+    let mut ebpf = loader
         .override_global(GLOBAL_HASH_KEY, &hash_key, true)
         .override_global(GLOBAL_SETTINGS, &opts.settings, true)
         .load(EBPF_OBJECT)
@@ -149,7 +153,8 @@ pub fn load(opts: &LoadOptions, listen: &[SocketAddr]) -> anyhow::Result<Loaded>
         ebpf.take_map(name)
             .ok_or_else(|| anyhow!("the eBPF object has no {name} map"))
     };
-    let cache = take(MAP_CACHE)?;
+    let [small, medium, large] = Tier::ALL.map(|tier| take(tier.map()));
+    let caches = [small?, medium?, large?];
     let events = RingBuf::try_from(take(MAP_EVENTS)?).context(MAP_EVENTS)?;
     let counters = PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?;
     let served = Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?);
@@ -165,9 +170,12 @@ pub fn load(opts: &LoadOptions, listen: &[SocketAddr]) -> anyhow::Result<Loaded>
     })?;
     let kept = match &pin_dir {
         Some(dir) => {
-            let path = pin::cache_path(dir);
-            let kept = pin::take(&path, opts.fresh_cache, clock::now_ns());
-            if let Err(e) = pin::pin(&cache, &path) {
+            let kept = pin::take(dir, opts.fresh_cache, clock::now_ns());
+            let pinned = Tier::ALL
+                .into_iter()
+                .zip(&caches)
+                .try_for_each(|(tier, map)| pin::pin(map, &pin::cache_path(dir, tier)));
+            if let Err(e) = pinned {
                 warn!("{e:#}; the kernel cache will not outlive this run");
             }
             kept
@@ -175,7 +183,7 @@ pub fn load(opts: &LoadOptions, listen: &[SocketAddr]) -> anyhow::Result<Loaded>
         None => Vec::new(),
     };
     let maps = XdpMaps {
-        cache: KernelCache::new(HashMap::try_from(cache).context(MAP_CACHE)?, hash_key)?,
+        cache: KernelCache::new(caches, hash_key)?,
         counters,
         served,
     };

@@ -13,3 +13,4 @@ pub mod maps;
 pub mod pin;
 pub mod settings;
 pub mod stacked;
+pub mod tier_map;

@@ -5,9 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use aya::maps::{HashMap, Map, MapData};
-use dnsxdp_common::{CACHE_LAYOUT, CacheEntry, CacheKey, name::QuestionKey};
+use aya::maps::{Map, MapData};
+use dnsxdp_common::{CACHE_LAYOUT, CacheEntry, name::QuestionKey, tier::Tier};
 use tracing::{info, warn};
+
+use super::tier_map;
 
 /// Where each run's kernel cache is pinned, under a directory named for its interfaces.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/dnsxdp";
@@ -17,42 +19,47 @@ pub fn dir(set: Option<PathBuf>, ifaces: &[String]) -> PathBuf {
     set.unwrap_or_else(|| Path::new(PIN_ROOT).join(ifaces.join("+")))
 }
 
-/// Where the cache of this entry layout is pinned under `dir`: a daemon with another layout
-/// never reads it.
-pub fn cache_path(dir: &Path) -> PathBuf {
-    dir.join(format!("cache-v{CACHE_LAYOUT}"))
+/// Where the map of `tier` of this entry layout is pinned under `dir`: a daemon with another
+/// layout never reads it.
+pub fn cache_path(dir: &Path, tier: Tier) -> PathBuf {
+    dir.join(format!("cache-v{CACHE_LAYOUT}-{}", tier.name()))
 }
 
-/// The entries of the cache pinned at `path` that are live at `now_ns`, with hit counts
-/// kept and prefetch requests cleared; the pin is removed. With `fresh`, nothing is read.
-pub fn take(path: &Path, fresh: bool, now_ns: u64) -> Vec<(QuestionKey, CacheEntry)> {
-    if !path.exists() {
-        return Vec::new();
-    }
-    let entries = if fresh {
+/// The entries of the cache pinned under `dir`, every tier's, that are live at `now_ns`, with
+/// hit counts kept and prefetch requests cleared; the pins are removed. With `fresh`, nothing
+/// is read.
+pub fn take(dir: &Path, fresh: bool, now_ns: u64) -> Vec<(QuestionKey, CacheEntry)> {
+    let pinned: Vec<(Tier, PathBuf)> = Tier::ALL
+        .into_iter()
+        .map(|tier| (tier, cache_path(dir, tier)))
+        .filter(|(_, path)| path.exists())
+        .collect();
+    if fresh && !pinned.is_empty() {
         info!("--fresh-cache: starting with an empty kernel cache");
-        Vec::new()
-    } else {
-        read(path, now_ns).unwrap_or_else(|e| {
-            warn!(
-                "the kernel cache pinned at {} is not used: {e:#}",
-                path.display()
-            );
-            Vec::new()
-        })
-    };
-    if let Err(e) = std::fs::remove_file(path) {
-        warn!("removing the old pin {}: {e}", path.display());
+    }
+    let mut entries = Vec::new();
+    for (tier, path) in pinned {
+        if !fresh {
+            match read(tier, &path, now_ns) {
+                Ok(live) => entries.extend(live),
+                Err(e) => warn!(
+                    "the kernel cache pinned at {} is not used: {e:#}",
+                    path.display()
+                ),
+            }
+        }
+        if let Err(e) = std::fs::remove_file(&path) {
+            warn!("removing the old pin {}: {e}", path.display());
+        }
     }
     entries
 }
 
-fn read(path: &Path, now_ns: u64) -> anyhow::Result<Vec<(QuestionKey, CacheEntry)>> {
+fn read(tier: Tier, path: &Path, now_ns: u64) -> anyhow::Result<Vec<(QuestionKey, CacheEntry)>> {
     let data = MapData::from_pin(path).context("opening the pin")?;
-    let map: HashMap<MapData, CacheKey, CacheEntry> =
-        HashMap::try_from(Map::LruHashMap(data)).context("not a cache of this version")?;
+    let map = tier_map::open(tier, Map::LruHashMap(data)).context("not a cache of this version")?;
     let mut live = Vec::new();
-    for item in map.iter() {
+    for item in map.entries() {
         let (key, mut entry) = item.context("reading it")?;
         if entry.expires_ns > now_ns {
             entry.prefetch_sent = 0;

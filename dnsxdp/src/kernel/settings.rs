@@ -25,7 +25,9 @@ pub struct Settings {
     #[arg(long, num_args = 0, default_missing_value = "true")]
     #[serde(default, deserialize_with = "file::flag")]
     pub no_xdp: Option<bool>,
-    /// Entries in the kernel (XDP) cache [default: --cache-size].
+    /// Answers in the kernel (XDP) cache: N small ones (a name and records of up to 104
+    /// bytes, 256 bytes of kernel memory each), and room for N/8 medium and N/32 large ones
+    /// besides [default: --cache-size].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     #[serde(default, deserialize_with = "file::positive")]
     pub kernel_cache_size: Option<u32>,
@@ -57,7 +59,8 @@ pub struct Config {
     pub ifaces: Vec<String>,
     /// `None` with --no-xdp.
     pub mode: Option<XdpMode>,
-    /// Entries in the XDP program's map.
+    /// Small entries in the XDP program's cache, which the other tiers' sizes follow
+    /// (`Tier::entries`).
     pub cache_size: u32,
     /// Start with an empty kernel cache instead of the one pinned by the last run.
     pub fresh_cache: bool,

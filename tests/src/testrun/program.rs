@@ -5,11 +5,13 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{Xdp, XdpMode},
 };
+use dnsxdp::kernel::tier_map::TierMap;
 use dnsxdp_common::{
-    GLOBAL_HASH_KEY, GLOBAL_SETTINGS, MAP_CACHE, PROG_CACHE, PROG_PASS, XdpSettings, hash::HashKey,
+    GLOBAL_HASH_KEY, GLOBAL_SETTINGS, PROG_CACHE, PROG_PASS, XdpSettings, hash::HashKey, tier::Tier,
 };
 
-/// CACHE size the tests load with: the object's default preallocates far more than they use.
+/// Kernel cache size the tests load with (`--kernel-cache-size`): the object's default
+/// preallocates far more than they use.
 const TEST_CACHE_ENTRIES: u32 = 1024;
 
 /// The cache program loaded into the kernel with its maps; attached nowhere unless `attach`
@@ -18,6 +20,8 @@ pub struct XdpCache {
     pub(super) ebpf: Ebpf,
     /// The random key of the name hash it was loaded with.
     pub(super) hash_key: HashKey,
+    /// Handles on the cache's maps, in `Tier::ALL` order.
+    pub(super) tiers: Vec<Box<dyn TierMap>>,
 }
 
 impl XdpCache {
@@ -25,24 +29,29 @@ impl XdpCache {
         Self::load_with(TEST_CACHE_ENTRIES)
     }
 
+    /// With a kernel cache of `cache_entries`, its tiers sized as the daemon sizes them.
     pub fn load_with(cache_entries: u32) -> Result<Self> {
-        Self::load_object(dnsxdp::EBPF_OBJECT, cache_entries)
+        Self::load_tiers(Tier::ALL.map(|t| t.entries(cache_entries)))
+    }
+
+    /// With tiers of these sizes, in `Tier::ALL` order.
+    pub fn load_tiers(entries: [u32; 3]) -> Result<Self> {
+        Self::load_configured(dnsxdp::EBPF_OBJECT, entries, XdpSettings::OFF)
     }
 
     /// Loads the program set to report what `settings` ask for.
     pub fn load_reporting(settings: XdpSettings) -> Result<Self> {
-        Self::load_configured(dnsxdp::EBPF_OBJECT, TEST_CACHE_ENTRIES, settings)
+        let entries = Tier::ALL.map(|t| t.entries(TEST_CACHE_ENTRIES));
+        Self::load_configured(dnsxdp::EBPF_OBJECT, entries, settings)
     }
 
-    /// Loads another build of the program, e.g. to compare two versions.
-    pub fn load_object(object: &[u8], cache_entries: u32) -> Result<Self> {
-        Self::load_configured(object, cache_entries, XdpSettings::OFF)
-    }
-
-    fn load_configured(object: &[u8], cache_entries: u32, settings: XdpSettings) -> Result<Self> {
+    fn load_configured(object: &[u8], entries: [u32; 3], settings: XdpSettings) -> Result<Self> {
         let hash_key = random_hash_key()?;
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_CACHE, cache_entries)
+        let mut loader = EbpfLoader::new();
+        for (tier, n) in Tier::ALL.into_iter().zip(entries) {
+            loader.map_max_entries(tier.map(), n);
+        }
+        let mut ebpf = loader
             .override_global(GLOBAL_HASH_KEY, &hash_key, true)
             .override_global(GLOBAL_SETTINGS, &settings, true)
             .load(object)
@@ -50,7 +59,12 @@ impl XdpCache {
         xdp_mut(&mut ebpf, PROG_CACHE)?
             .load()
             .with_context(|| format!("loading program {PROG_CACHE}"))?;
-        Ok(Self { ebpf, hash_key })
+        let tiers = super::maps::open_tiers(&ebpf)?;
+        Ok(Self {
+            ebpf,
+            hash_key,
+            tiers,
+        })
     }
 
     /// Attaches the program to `iface` in the calling thread's network namespace, for as long
@@ -101,8 +115,11 @@ fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
 
 /// `dnsxdp_pass` from the same object, loaded: a program that passes every frame.
 pub fn load_pass() -> Result<Ebpf> {
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(MAP_CACHE, 1)
+    let mut loader = EbpfLoader::new();
+    for tier in Tier::ALL {
+        loader.map_max_entries(tier.map(), 1);
+    }
+    let mut ebpf = loader
         .load(dnsxdp::EBPF_OBJECT)
         .context("loading the eBPF object")?;
     xdp_mut(&mut ebpf, PROG_PASS)?

@@ -8,6 +8,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use dnsxdp_common::{
+    name::{QuestionKey, parse_question},
+    tier::Tier,
+};
 use dnsxdp_tests::{
     client::{exchange_raw, exchange_tcp, exchange_udp, query, query_edns},
     daemon::Daemon,
@@ -144,14 +148,18 @@ fn an_entry_evicted_from_the_kernel_is_put_back_from_the_daemon_cache() -> Resul
         .map_err(|e| anyhow::anyhow!("{e:?}"))?
         .key;
     // The key holds a hash under the daemon's random key: look the entry up by its name.
-    let key = kernel
+    let (at, key) = kernel
         .iter()
-        .filter_map(Result::ok)
-        .find(|(k, e)| dnsxdp_common::name::QuestionKey::of_entry(k, e) == question)
-        .map(|(k, _)| k)
+        .enumerate()
+        .find_map(|(at, tier)| {
+            tier.entries()
+                .filter_map(Result::ok)
+                .find(|(k, e)| dnsxdp_common::name::QuestionKey::of_entry(k, e) == question)
+                .map(|(k, _)| (at, k))
+        })
         .context("no kernel entry for the name")?;
-    let filled = kernel.get(&key, 0)?;
-    kernel.remove(&key)?;
+    let filled = kernel[at].get(&key)?.context("no entry")?;
+    kernel[at].remove(&key)?;
     let upstream = s.daemon.counter("upstream_queries")?;
     let (_, hits) = s.ask_counting_hits(&q, false)?;
     assert_eq!(hits, 0, "nothing left in the kernel to hit");
@@ -160,7 +168,7 @@ fn an_entry_evicted_from_the_kernel_is_put_back_from_the_daemon_cache() -> Resul
         upstream,
         "daemon cache hit"
     );
-    let refilled = kernel.get(&key, 0)?;
+    let refilled = kernel[at].get(&key)?.context("not put back")?;
     // The daemon re-derives the expiry from whole seconds of TTL left: up to 1 s earlier.
     let early = filled.expires_ns.checked_sub(refilled.expires_ns);
     assert!(
@@ -171,6 +179,89 @@ fn an_entry_evicted_from_the_kernel_is_put_back_from_the_daemon_cache() -> Resul
     );
     let (_, hits) = s.ask_counting_hits(&q, false)?;
     assert_eq!(hits, 1, "the daemon put the entry back");
+    Ok(())
+}
+
+/// Whether the kernel cache's map of `tier` holds the answer to `q`.
+fn kernel_holds(s: &Sandbox, q: &Message, tier: Tier) -> Result<bool> {
+    let mut question = parse_question(&q.to_vec()?)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .key;
+    question.dnssec_ok = q.extensions().as_ref().is_some_and(|e| e.flags().dnssec_ok);
+    let kernel = s.daemon.kernel_cache(&s.topo)?;
+    let mut entries = kernel[tier.index()].entries();
+    Ok(entries
+        .any(|item| item.is_ok_and(|(key, entry)| QuestionKey::of_entry(&key, &entry) == question)))
+}
+
+#[test]
+fn each_answer_is_kept_in_the_smallest_tier_it_fits() -> Result<()> {
+    let s = Sandbox::new()?;
+    for (what, q, tier) in [
+        (
+            "one A record",
+            query("one.many.example.test.", RecordType::A),
+            Tier::Small,
+        ),
+        (
+            "two A records and their signature",
+            padded(query_edns("www.example.test.", RecordType::A, 1232, true)),
+            Tier::Medium,
+        ),
+        (
+            "16 AAAA records",
+            padded(query_edns(WIDE_NAME, RecordType::AAAA, 1232, false)),
+            Tier::Large,
+        ),
+    ] {
+        s.ask(&q)?;
+        let (_, hits) = s.ask_counting_hits(&q, false)?;
+        assert_eq!(hits, 1, "{what}: the repeat from XDP");
+        for other in Tier::ALL {
+            assert_eq!(
+                kernel_holds(&s, &q, other)?,
+                other == tier,
+                "{what} in {other:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The kernel counts a hash map's memory as an element per entry, a bucket per entry rounded
+/// up to a power of two, and a little for the map: two sizes under the same power of two
+/// differ by their elements alone.
+#[test]
+fn a_small_entry_takes_at_most_256_bytes_of_kernel_memory() -> Result<()> {
+    let s = Sandbox::with_flags(&["--kernel-cache-size", "1536"])?;
+    let q = query("one.many.example.test.", RecordType::A);
+    s.ask(&q)?;
+    assert!(
+        kernel_holds(&s, &q, Tier::Small)?,
+        "a one-record answer is small"
+    );
+    let before = Tier::ALL.map(|tier| s.daemon.kernel_cache_memory(&s.topo, tier));
+    let Sandbox { daemon, topo, .. } = s;
+    drop(daemon);
+    let daemon = Daemon::start(&topo, &["--kernel-cache-size", "2048"])?;
+    for (tier, before) in Tier::ALL.into_iter().zip(before) {
+        let (bytes, entries) = before?;
+        let (more_bytes, more_entries) = daemon.kernel_cache_memory(&topo, tier)?;
+        assert_eq!(
+            (entries, more_entries),
+            (tier.entries(1536), tier.entries(2048)),
+            "{tier:?}"
+        );
+        let per_entry = (more_bytes - bytes) / u64::from(more_entries - entries);
+        eprintln!("{tier:?}: {per_entry} bytes per entry, {more_bytes} for {more_entries}");
+        assert!(
+            per_entry <= tier.element_len() as u64,
+            "{tier:?}: {per_entry} bytes"
+        );
+        if tier == Tier::Small {
+            assert!(per_entry <= 256, "{per_entry} bytes");
+        }
+    }
     Ok(())
 }
 

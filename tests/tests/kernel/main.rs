@@ -10,6 +10,7 @@
 mod access;
 mod access_program;
 mod cache_ops;
+mod cache_tiers;
 mod charged_once;
 mod differential;
 mod e2e;

@@ -8,11 +8,12 @@ use std::{
 };
 
 use dnsxdp_common::{
-    CacheEntry, Counter, EVENT_HIT, EVENT_PREFETCH, EXPIRY_MARGIN_NS, MAX_CACHED_NAME, QTYPE_A,
-    QTYPE_AAAA, RCODE_NXDOMAIN, SERVED_ANSWER, SERVED_BEHIND_VLAN, XdpSettings,
+    CacheEntry, CacheKey, Counter, EVENT_HIT, EVENT_PREFETCH, EXPIRY_MARGIN_NS, MAX_CACHED_NAME,
+    QTYPE_A, QTYPE_AAAA, RCODE_NXDOMAIN, SERVED_ANSWER, SERVED_BEHIND_VLAN, XdpSettings,
     checksum::sum_bytes,
     entry::build_entry,
     name::{QuestionKey, parse_question},
+    tier::{LARGE_DATA, MEDIUM_DATA, SMALL_DATA, Tier},
 };
 use dnsxdp_tests::{
     client::uninterrupted,
@@ -21,6 +22,7 @@ use dnsxdp_tests::{
         checksum::{internet_checksum, pseudo_header},
         counters::Counters,
         frame::{ETH_HLEN, FrameSpec, fragment_header, padding_header},
+        maps::update_batch,
         parse::{ParsedFrame, parse_frame},
         program::XdpCache,
         query::{Edns, Query, wire_name},
@@ -46,25 +48,25 @@ const OPT_PADDING: u16 = 12;
 const NS: u64 = 1_000_000_000;
 
 /// An upstream's answer, cached as the daemon caches it.
-struct Cached {
-    response: Vec<u8>,
-    entry: CacheEntry,
+pub(crate) struct Cached {
+    pub(crate) response: Vec<u8>,
+    pub(crate) entry: CacheEntry,
 }
 
 /// An upstream's answer to `name`/A: one A record.
-fn a_response(name: &str, ttl: u32, ip: [u8; 4]) -> Vec<u8> {
+pub(crate) fn a_response(name: &str, ttl: u32, ip: [u8; 4]) -> Vec<u8> {
     response(name, RecordType::A, vec![record(name, ttl, a(ip)).unwrap()]).unwrap()
 }
 
 /// A loaded program answering on the default IPv4 and IPv6 servers.
-struct Fixture {
-    x: XdpCache,
-    v4: FrameSpec,
-    v6: FrameSpec,
+pub(crate) struct Fixture {
+    pub(crate) x: XdpCache,
+    pub(crate) v4: FrameSpec,
+    pub(crate) v6: FrameSpec,
 }
 
 /// What one run did.
-struct Outcome {
+pub(crate) struct Outcome {
     run: Run,
     counters: Counters,
     /// CLOCK_MONOTONIC just before and after the run.
@@ -73,7 +75,7 @@ struct Outcome {
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(XdpCache::load().unwrap_or_else(|e| panic!("{e:#}")))
     }
 
@@ -101,7 +103,7 @@ impl Fixture {
         self.cache_response(a_response(name, ttl, [198, 51, 100, 1]))
     }
 
-    fn cache_response(&mut self, response: Vec<u8>) -> Cached {
+    pub(crate) fn cache_response(&mut self, response: Vec<u8>) -> Cached {
         let (_, entry) = self.x.insert_response(&response).unwrap();
         Cached { response, entry }
     }
@@ -121,7 +123,7 @@ impl Fixture {
     }
 
     /// Runs a query that must be answered; checks the frame around the answer and returns it.
-    fn answer(&self, frame: &[u8]) -> (Outcome, Message) {
+    pub(crate) fn answer(&self, frame: &[u8]) -> (Outcome, Message) {
         let o = self.run(frame);
         assert_eq!(
             o.run.action,
@@ -295,7 +297,7 @@ fn assert_records(got: &[Record], want: &[Record], ttls: &RangeInclusive<u32>) {
     }
 }
 
-fn upstream(resp: &[u8]) -> Message {
+pub(crate) fn upstream(resp: &[u8]) -> Message {
     Message::from_vec(resp).unwrap()
 }
 
@@ -303,8 +305,10 @@ fn upstream(resp: &[u8]) -> Message {
 fn verifier_budget() {
     let x = XdpCache::load().unwrap_or_else(|e| panic!("{e:#}"));
     let n = x.verified_insns().unwrap();
-    // Far below the kernel's 1,000,000: changes that multiply verifier paths show up here.
-    assert!(n < 200_000, "verifier processed {n} instructions");
+    eprintln!("verifier processed {n} instructions");
+    // Far below the kernel's 1,000,000: changes that multiply verifier paths show up here. The
+    // hit path is there once per cache tier: about 115,000 on 6.18, 340,000 on 6.1.
+    assert!(n < 400_000, "verifier processed {n} instructions");
 }
 
 #[test]
@@ -718,7 +722,7 @@ fn miss_passes() {
 }
 
 /// A dotted name, all `c`, whose wire form is `len` (3..=255) bytes long.
-fn name_of_wire_len(len: usize, c: char) -> String {
+pub(crate) fn name_of_wire_len(len: usize, c: char) -> String {
     // Labels of up to 63 characters, none shorter than one: `len - 1` bytes of labels.
     let mut left = len - 1;
     let mut name = String::new();
@@ -1285,7 +1289,7 @@ fn negative_and_static_entries() {
     let mut entry = CacheEntry::new(&q.key);
     let records = &resp[q.end..];
     entry.len = records.len() as u16;
-    entry.records[..records.len()].copy_from_slice(records);
+    entry.records_mut()[..records.len()].copy_from_slice(records);
     entry.ancount = 1;
     entry.expires_ns = u64::MAX;
     entry.csum = sum_bytes(0, records);
@@ -1532,68 +1536,100 @@ fn reports_a_full_ring_buffer_has_no_room_for_are_counted() {
 /// The kernel hands an LRU element back to its free list as soon as an update replaces it,
 /// and may fill it with another name's answer while the program, on another CPU, is still
 /// copying from it. The program checks the name again after the copy: an answer that was
-/// read from an element given to another name in between is dropped, never sent.
+/// read from an element given to another name in between is dropped, never sent. In every
+/// tier, with answers of its size.
 #[test]
 fn an_entry_reused_while_it_is_read_never_answers_another_name() {
     let _exclusive = crate::exclusive();
-    // A small map, so the same few elements go round and round.
-    let mut x = XdpCache::load_with(8).unwrap();
+    // Maps as full as can be, so that an update takes the element the one before freed.
+    let mut x = XdpCache::load_tiers([4; 3]).unwrap();
     let spec = FrameSpec::v4();
     x.serve(spec.server).unwrap();
-    let names: Vec<String> = (0..4).map(|i| format!("n{i}.example.com.")).collect();
-    let entries: Vec<_> = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            entry_from(&a_response(name, 300, [198, 51, 100, i as u8]), u32::MAX).unwrap()
-        })
-        .collect();
-    // Keyed as the daemon keys them: each entry carries its key.
-    let entries: Vec<(dnsxdp_common::CacheKey, CacheEntry)> = entries
-        .iter()
-        .map(|(q, entry)| {
-            let key = x.cache_key(q);
-            (key, CacheEntry { key, ..*entry })
-        })
-        .collect();
-    let mut map = x.cache_handle().unwrap();
-    for (key, entry) in &entries {
-        map.insert(key, entry, 0).unwrap();
-    }
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let query = spec.query(&Query::new(&names[0], QTYPE_A));
-    let (mut answered, mut wrong, mut dropped) = (0u64, 0u64, 0u64);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            // Every name rewritten in turn, on the other CPU: each update frees an element
-            // that the next one takes.
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for (key, entry) in &entries {
-                    let _ = map.insert(key, entry, 0);
+    for (tier, records) in [(Tier::Small, 1), (Tier::Medium, 6), (Tier::Large, 16)] {
+        let names: Vec<String> = (0..4)
+            .map(|i| format!("{}{i}.example.com.", tier.name()))
+            .collect();
+        let responses: Vec<Vec<u8>> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| a_records_response(name, records, i as u8))
+            .collect();
+        // Keyed as the daemon keys them: each entry carries its key.
+        let entries: Vec<(CacheKey, CacheEntry)> = responses
+            .iter()
+            .map(|r| {
+                let (q, entry) = entry_from(r, u32::MAX).unwrap();
+                assert_eq!(entry.tier(), Some(tier));
+                let key = x.cache_key(&q);
+                (key, CacheEntry { key, ..entry })
+            })
+            .collect();
+        let keys: Vec<CacheKey> = entries.iter().map(|(key, _)| *key).collect();
+        let values: Vec<u8> = entries
+            .iter()
+            .flat_map(|(_, entry)| sized(tier, entry))
+            .collect();
+        let map = x.cache_fd(tier).unwrap();
+        update_batch(map, &keys, &values).unwrap();
+        let want = answers(&upstream(&responses[0]));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let query = spec.query(&Query::new(&names[0], QTYPE_A));
+        let (mut answered, mut wrong, mut dropped) = (0u64, 0u64, 0u64);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // Every name rewritten in turn, on the other CPU, in one call: each update
+                // frees an element that the next one takes.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = update_batch(map, &keys, &values);
+                }
+            });
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < deadline {
+                let run = x.run(&query).unwrap();
+                match run.action {
+                    Action::Tx => {
+                        answered += 1;
+                        let payload = parse_frame(&run.data).unwrap().payload;
+                        wrong += u64::from(answers(&Message::from_vec(&payload).unwrap()) != want);
+                    }
+                    Action::Drop => dropped += 1,
+                    _ => {}
                 }
             }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        while std::time::Instant::now() < deadline {
-            let run = x.run(&query).unwrap();
-            match run.action {
-                Action::Tx => {
-                    answered += 1;
-                    let m = Message::from_vec(&parse_frame(&run.data).unwrap().payload).unwrap();
-                    let ok = m.answers().len() == 1
-                        && m.answers()[0].name().to_string() == names[0]
-                        && m.answers()[0].data() == &a([198, 51, 100, 0]);
-                    wrong += u64::from(!ok);
-                }
-                Action::Drop => dropped += 1,
-                _ => {}
-            }
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
-    eprintln!("{answered} answered, {dropped} dropped, {wrong} wrong");
-    assert!(answered > 1000, "{answered} answered");
-    assert_eq!(wrong, 0, "answers for another name's records");
+        eprintln!("{tier:?}: {answered} answered, {dropped} dropped, {wrong} wrong");
+        // Tens of thousands here; under emulation (the 6.1 runs), a few hundred large ones.
+        assert!(answered > 100, "{tier:?}: {answered} answered");
+        assert_eq!(wrong, 0, "{tier:?}: answers for another name's records");
+    }
+}
+
+/// The bytes of `entry` as a value of `tier`'s map.
+fn sized(tier: Tier, entry: &CacheEntry) -> Vec<u8> {
+    let bytes = match tier {
+        Tier::Small => bytemuck::bytes_of(&entry.resized::<SMALL_DATA>().unwrap()).to_vec(),
+        Tier::Medium => bytemuck::bytes_of(&entry.resized::<MEDIUM_DATA>().unwrap()).to_vec(),
+        Tier::Large => bytemuck::bytes_of(&entry.resized::<LARGE_DATA>().unwrap()).to_vec(),
+    };
+    assert_eq!(bytes.len(), tier.value_len());
+    bytes
+}
+
+/// A response to `name`/A with `count` A records, in 198.51.`net`.0/24.
+pub(crate) fn a_records_response(name: &str, count: usize, net: u8) -> Vec<u8> {
+    let records = (0..count)
+        .map(|i| record(name, 300, a([198, 51, net, i as u8])).unwrap())
+        .collect();
+    response(name, RecordType::A, records).unwrap()
+}
+
+/// The answer section's owners and data, without TTLs.
+pub(crate) fn answers(m: &Message) -> Vec<(Name, RData)> {
+    m.answers()
+        .iter()
+        .map(|r| (r.name().clone(), r.data().clone()))
+        .collect()
 }
 
 /// A daemon-cache hit puts its answer back into the kernel cache only if no flush came in
@@ -1601,9 +1637,9 @@ fn an_entry_reused_while_it_is_read_never_answers_another_name() {
 /// take after the flush has counted itself.
 #[test]
 fn a_fill_a_flush_came_before_writes_nothing() {
-    let mut x = XdpCache::load().unwrap();
+    let x = XdpCache::load().unwrap();
     let kernel =
-        dnsxdp::kernel::cache::KernelCache::new(x.cache_handle().unwrap(), x.hash_key()).unwrap();
+        dnsxdp::kernel::cache::KernelCache::new(x.cache_maps().unwrap(), x.hash_key()).unwrap();
     let (key, entry) = entry_from(&a_response(NAME, 300, [198, 51, 100, 1]), u32::MAX).unwrap();
     let now = monotonic_ns();
     kernel.insert(key, entry, dnsxdp::kernel::cache::Fill::IfAbsent, || false);
@@ -1621,8 +1657,8 @@ fn a_fill_a_flush_came_before_writes_nothing() {
 fn walks_see_every_entry_of_a_big_cache() {
     use dnsxdp::kernel::cache::{Fill, KernelCache};
     // Room to spare: the LRU map starts evicting before it is quite full.
-    let mut x = XdpCache::load_with(8192).unwrap();
-    let kernel = KernelCache::new(x.cache_handle().unwrap(), x.hash_key()).unwrap();
+    let x = XdpCache::load_with(8192).unwrap();
+    let kernel = KernelCache::new(x.cache_maps().unwrap(), x.hash_key()).unwrap();
     let count = 3000;
     for i in 0..count {
         let name = format!("n{i}.example.com.");
