@@ -112,16 +112,14 @@ pub fn measure_costs(repeat: u32, rounds: usize) -> Result<Vec<Cost>> {
             hit: false,
         },
         Case {
-            name: "pass_unsupported (MX)",
-            frame: v4.query(&q(name, 15)),
+            name: "pass_unsupported (ANY)",
+            frame: v4.query(&q(name, 255)),
             hit: false,
         },
         Case {
-            name: "pass_edns (DO bit)",
-            frame: v4.query(&q(name, 1).edns(Edns {
-                dnssec_ok: true,
-                ..Edns::new(1232)
-            })),
+            name: "pass_edns (client subnet option)",
+            frame: v4
+                .query(&q(name, 1).edns(Edns::new(1232).option(8, &[0, 1, 24, 0, 198, 18, 1]))),
             hit: false,
         },
         Case {

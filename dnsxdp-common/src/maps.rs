@@ -60,7 +60,7 @@ pub const PROG_PASS: &str = "dnsxdp_pass";
 /// hashing of the key is a single round; the entry holds the name, which the XDP program
 /// compares before answering.
 #[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, Pod, Zeroable, PartialEq, Eq, Hash, Debug)]
 pub struct CacheKey {
     /// Low and high half of the hash: as one `u64` it would pad the key to 16 bytes.
     pub hash: [u32; 2],

@@ -1,7 +1,10 @@
 //! The XDP program's cache as the daemon sees it: filling it, and (for operators) reading and
 //! emptying it.
 
-use std::sync::{Mutex, MutexGuard};
+use std::{
+    collections::HashSet,
+    sync::{Mutex, MutexGuard},
+};
 
 use anyhow::Context as _;
 use aya::maps::Map;
@@ -56,9 +59,42 @@ struct Maps {
     added: u64,
     /// Entries the daemon deleted.
     deleted: u64,
+    /// Every key that may be in a tier but the smallest: those written to one, and not since
+    /// to the smallest. The kernel's evictions only take keys away, so a key not here is in
+    /// no other tier, and a write of it to the smallest, most writes, deletes nothing.
+    beyond_small: HashSet<CacheKey>,
+    /// Past this many keys in `beyond_small`, it is read again from the maps.
+    beyond_small_limit: usize,
 }
 
 impl Maps {
+    /// The tiers `key` may be in besides `at`.
+    fn others(&self, at: usize, key: &CacheKey) -> Vec<usize> {
+        let maybe_beyond = self.beyond_small.contains(key);
+        (0..self.tiers.len())
+            .filter(|&i| i != at && (i == SMALL || maybe_beyond))
+            .collect()
+    }
+
+    /// Notes that `key` was written to tier `at` and taken out of the others.
+    fn written(&mut self, at: usize, key: &CacheKey) -> anyhow::Result<()> {
+        if at == SMALL {
+            self.beyond_small.remove(key);
+            return Ok(());
+        }
+        self.beyond_small.insert(*key);
+        if self.beyond_small.len() > self.beyond_small_limit {
+            let mut held = HashSet::new();
+            for tier in &self.tiers[SMALL + 1..] {
+                for item in tier.entries() {
+                    held.insert(item.context("reading the kernel cache")?.0);
+                }
+            }
+            self.beyond_small = held;
+        }
+        Ok(())
+    }
+
     /// Deletes `key` from tier `at`; false if it was not there.
     fn delete(&mut self, at: usize, key: &CacheKey) -> anyhow::Result<bool> {
         let deleted = self.tiers[at]
@@ -101,6 +137,9 @@ impl Maps {
     }
 }
 
+/// The index of the smallest tier, which the XDP program looks in first.
+const SMALL: usize = Tier::Small.index();
+
 /// Whether a write failed because the key was there.
 fn exists(e: &anyhow::Error) -> bool {
     e.downcast_ref().is_some_and(|e| is_errno(e, libc::EEXIST))
@@ -123,9 +162,14 @@ impl KernelCache {
         // they are counted as added like any other.
         let mut tiers = Vec::new();
         let mut readers = Vec::new();
+        let mut beyond_small_limit = 0;
         for (tier, map) in Tier::ALL.into_iter().zip(maps) {
             let map = tier_map::open(tier, map)?;
             readers.push(map.duplicate().context("opening the kernel cache again")?);
+            if tier != Tier::Small {
+                let capacity = map.capacity().context("reading the kernel cache's size")?;
+                beyond_small_limit += 2 * capacity as usize;
+            }
             tiers.push(map);
         }
         Ok(KernelCache {
@@ -133,6 +177,8 @@ impl KernelCache {
                 tiers,
                 added: 0,
                 deleted: 0,
+                beyond_small: HashSet::new(),
+                beyond_small_limit,
             }),
             readers,
             hash_key,
@@ -182,21 +228,27 @@ impl KernelCache {
         entry: &CacheEntry,
         fill: Fill,
     ) -> anyhow::Result<()> {
-        if fill == Fill::IfAbsent && self.held_elsewhere(at, key)? {
+        let others = m.others(at, key);
+        if fill == Fill::IfAbsent && self.held_in(&others, key)? {
             return Ok(());
         }
         if m.write(at, key, entry, fill)? {
-            for other in (0..m.tiers.len()).filter(|&i| i != at) {
+            for &other in &others {
                 m.delete(other, key)?;
             }
+            m.written(at, key)?;
         }
         Ok(())
     }
 
-    /// Whether a tier other than `at` holds `key`.
-    fn held_elsewhere(&self, at: usize, key: &CacheKey) -> anyhow::Result<bool> {
-        for (i, tier) in self.readers.iter().enumerate() {
-            if i != at && tier.get(key).context("reading the kernel cache")?.is_some() {
+    /// Whether one of the tiers `at` holds `key`.
+    fn held_in(&self, at: &[usize], key: &CacheKey) -> anyhow::Result<bool> {
+        for &i in at {
+            if self.readers[i]
+                .get(key)
+                .context("reading the kernel cache")?
+                .is_some()
+            {
                 return Ok(true);
             }
         }

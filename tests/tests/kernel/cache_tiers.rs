@@ -164,3 +164,29 @@ fn an_answer_that_changes_size_is_served_from_its_new_tier_only() {
     assert!(f.x.tiers_holding(&key).unwrap().is_empty());
     assert_eq!(kernel.size(now).unwrap().occupancy, 0);
 }
+
+/// The daemon remembers which keys may be outside the small tier, so that a write to it deletes
+/// from the others only what may be there. When that list outgrows the tiers it is read again
+/// from them: an answer in the medium tier from before still leaves it when it shrinks.
+#[test]
+fn keys_in_the_bigger_tiers_are_remembered_across_a_reread() {
+    let f = Fixture::new();
+    let kernel = KernelCache::new(f.x.cache_maps().unwrap(), f.x.hash_key()).unwrap();
+    let fill = |name: &str, count: usize| -> (QuestionKey, Cached) {
+        let response = a_records_response(name, count, count as u8);
+        let (key, entry) = entry_from(&response, u32::MAX).unwrap();
+        kernel.insert(key, entry, Fill::Replace, || true);
+        (key, Cached { response, entry })
+    };
+    let name = "kept.example.com.";
+    let (key, _) = fill(name, 6);
+    assert_eq!(f.x.tiers_holding(&key).unwrap(), [Tier::Medium]);
+    // Three times what the medium and large tiers hold (128 + 32) through the large one.
+    for i in 0..480 {
+        fill(&format!("l{i}.example.com."), 16);
+    }
+    assert_eq!(f.x.tiers_holding(&key).unwrap(), [Tier::Medium]);
+    let (key, small) = fill(name, 1);
+    assert_eq!(f.x.tiers_holding(&key).unwrap(), [Tier::Small]);
+    answered_with(&f, &f.v4.query(&Query::new(name, QTYPE_A)), &small);
+}

@@ -1565,12 +1565,26 @@ fn an_entry_reused_while_it_is_read_never_answers_another_name() {
             })
             .collect();
         let keys: Vec<CacheKey> = entries.iter().map(|(key, _)| *key).collect();
-        let values: Vec<u8> = entries
-            .iter()
-            .flat_map(|(_, entry)| sized(tier, entry))
-            .collect();
+        // Each round's entries expire a nanosecond apart from the last's, as the daemon's
+        // fills, each made at its own time, do: an element that went to other names and back
+        // within one read is then told apart.
+        let values = |round: u64| -> Vec<u8> {
+            entries
+                .iter()
+                .flat_map(|(_, entry)| {
+                    let expires_ns = entry.expires_ns - round;
+                    sized(
+                        tier,
+                        &CacheEntry {
+                            expires_ns,
+                            ..*entry
+                        },
+                    )
+                })
+                .collect()
+        };
         let map = x.cache_fd(tier).unwrap();
-        update_batch(map, &keys, &values).unwrap();
+        update_batch(map, &keys, &values(0)).unwrap();
         let want = answers(&upstream(&responses[0]));
         let stop = std::sync::atomic::AtomicBool::new(false);
         let query = spec.query(&Query::new(&names[0], QTYPE_A));
@@ -1579,8 +1593,11 @@ fn an_entry_reused_while_it_is_read_never_answers_another_name() {
             scope.spawn(|| {
                 // Every name rewritten in turn, on the other CPU, in one call: each update
                 // frees an element that the next one takes.
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = update_batch(map, &keys, &values);
+                for round in 1.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let _ = update_batch(map, &keys, &values(round));
                 }
             });
             let deadline = std::time::Instant::now() + Duration::from_secs(3);
