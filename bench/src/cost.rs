@@ -324,6 +324,17 @@ pub struct TierMemory {
     pub entries: u32,
 }
 
+impl TierMemory {
+    /// Bytes per entry with its share of the hash buckets.
+    pub fn with_buckets(&self) -> f64 {
+        self.bytes as f64 / f64::from(self.entries)
+    }
+
+    pub fn megabytes(&self) -> f64 {
+        self.bytes as f64 / 1e6
+    }
+}
+
 /// `TierMemory` of each tier, in the kernel cache `measure_fill_costs` fills.
 pub fn measure_memory() -> Result<Vec<TierMemory>> {
     let size = FILLED_CACHE_SIZE;
@@ -360,9 +371,9 @@ pub fn memory_table(tiers: &[TierMemory]) -> String {
             t.data,
             t.value,
             t.per_entry,
-            t.bytes as f64 / f64::from(t.entries),
+            t.with_buckets(),
             t.entries,
-            t.bytes as f64 / 1e6
+            t.megabytes()
         );
     }
     s

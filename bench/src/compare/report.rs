@@ -369,9 +369,9 @@ impl Results {
                     t.data,
                     t.value,
                     t.per_entry,
-                    t.bytes as f64 / f64::from(t.entries),
+                    t.with_buckets(),
                     t.entries,
-                    t.bytes as f64 / 1e6
+                    t.megabytes()
                 )
                 .unwrap();
             }
