@@ -122,8 +122,7 @@ impl Resolver {
         transport: Transport,
     ) -> Option<Vec<u8>> {
         self.counters.query(transport);
-        // Read only for the query log: a clock read is not free.
-        let arrived = self.query_log.as_ref().map(|_| std::time::Instant::now());
+        let arrived = self.arrived();
         let (q, reply, layer, rcode) = match query::parse(packet) {
             Parsed::Query(q) => {
                 // A UDP query the wire path reads gets a fetched answer in its wire form too.
@@ -142,30 +141,49 @@ impl Resolver {
             Parsed::Drop => return None,
         };
         self.counters.answered(rcode);
-        if let Some(log) = &self.query_log {
-            log.log(Line {
-                time: rfc3339(SystemTime::now()),
-                client,
-                name: q
-                    .as_ref()
-                    .map_or(String::new(), |q| q.query.name().to_string()),
-                qtype: q
-                    .as_ref()
-                    .map_or(String::new(), |q| q.query.query_type().to_string()),
-                rcode: rcode_name(rcode),
-                layer,
-                latency_us: arrived.map(|a| a.elapsed().as_micros() as u64),
-            });
-        }
+        self.log(client, arrived, rcode, layer, || match &q {
+            Some(q) => (q.query.name().to_string(), q.query.query_type().to_string()),
+            None => (String::new(), String::new()),
+        });
         Some(reply)
+    }
+
+    /// When a query arrived, for the query log's latency: read only when there is a query
+    /// log, since a clock read is not free.
+    fn arrived(&self) -> Option<std::time::Instant> {
+        self.query_log.as_ref().map(|_| std::time::Instant::now())
+    }
+
+    /// Writes the query log's line for an answer, if there is a query log. `question` gives
+    /// the name as the client wrote it and the type.
+    fn log(
+        &self,
+        client: SocketAddr,
+        arrived: Option<std::time::Instant>,
+        rcode: u16,
+        layer: Layer,
+        question: impl FnOnce() -> (String, String),
+    ) {
+        let Some(log) = &self.query_log else {
+            return;
+        };
+        let (name, qtype) = question();
+        log.log(Line {
+            time: rfc3339(SystemTime::now()),
+            client,
+            name,
+            qtype,
+            rcode: rcode_name(rcode),
+            layer,
+            latency_us: arrived.map(|a| a.elapsed().as_micros() as u64),
+        });
     }
 
     /// The reply to a UDP `packet` from `client` when the daemon's cache has a fresh answer
     /// the wire path gives (`wire_hit`): counted and logged as the full path would, without
     /// parsing or encoding a message. `None` leaves it to the full path.
     pub fn answer_now(self: &Arc<Self>, packet: &[u8], client: SocketAddr) -> Option<Vec<u8>> {
-        // Read only for the query log: a clock read is not free.
-        let arrived = self.query_log.as_ref().map(|_| std::time::Instant::now());
+        let arrived = self.arrived();
         let q = wire_hit::read(packet)?;
         let key = Key::of_wire(&q.question)?;
         let now = clock::now_ns();
@@ -179,19 +197,11 @@ impl Resolver {
         self.after_hit(&answer, now, flushes, || key.kernel_query());
         let rcode = u16::from(answer.rcode);
         self.counters.answered(rcode);
-        if let Some(log) = &self.query_log {
+        self.log(client, arrived, rcode, Layer::Cache, || {
             let name =
                 Name::from_bytes(q.sent_name(packet)).map_or(String::new(), |n| n.to_string());
-            log.log(Line {
-                time: rfc3339(SystemTime::now()),
-                client,
-                name,
-                qtype: key.qtype().to_string(),
-                rcode: rcode_name(rcode),
-                layer: Layer::Cache,
-                latency_us: arrived.map(|a| a.elapsed().as_micros() as u64),
-            });
-        }
+            (name, key.qtype().to_string())
+        });
         Some(reply)
     }
 

@@ -34,8 +34,22 @@ impl Pipeline {
         peer: SocketAddr,
         via: Via,
     ) -> Result<Option<Vec<u8>>, Dropped> {
+        match self.screen(packet, peer, via)? {
+            Some(reply) => Ok(Some(reply)),
+            None => Ok(self.resolver.answer_now(packet, peer)),
+        }
+    }
+
+    /// What the ACL and rate limit say of `packet`: `Ok(None)` to serve it, `Ok(Some(reply))`
+    /// their own answer.
+    fn screen(
+        &self,
+        packet: &[u8],
+        peer: SocketAddr,
+        via: Via,
+    ) -> Result<Option<Vec<u8>>, Dropped> {
         match self.access.screen(packet, peer.ip(), via) {
-            Screened::Serve => Ok(self.resolver.answer_now(packet, peer)),
+            Screened::Serve => Ok(None),
             Screened::Answer(reply) => Ok(Some(reply)),
             Screened::Drop { denied } => Err(Dropped { denied }),
         }
@@ -68,19 +82,15 @@ impl Pipeline {
         via: Via,
         transport: Transport,
     ) -> Result<impl Future<Output = Option<Vec<u8>>> + Send + 'static, Dropped> {
-        let screened = match self.access.screen(&packet, peer.ip(), via) {
-            Screened::Serve => None,
-            Screened::Answer(reply) => Some(reply),
-            Screened::Drop { denied } => return Err(Dropped { denied }),
-        };
-        let later = match screened {
+        let own = self.screen(&packet, peer, via)?;
+        let later = match own {
             Some(_) => None,
             None => Some(self.answer_later(packet, peer, transport).await),
         };
         Ok(async move {
             match later {
                 Some(later) => later.await,
-                None => screened,
+                None => own,
             }
         })
     }
