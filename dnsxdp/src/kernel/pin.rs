@@ -29,6 +29,7 @@ pub fn cache_path(dir: &Path, tier: Tier) -> PathBuf {
 /// hit counts kept and prefetch requests cleared; the pins are removed. With `fresh`, nothing
 /// is read.
 pub fn take(dir: &Path, fresh: bool, now_ns: u64) -> Vec<(QuestionKey, CacheEntry)> {
+    remove_other_layouts(dir);
     let pinned: Vec<(Tier, PathBuf)> = Tier::ALL
         .into_iter()
         .map(|tier| (tier, cache_path(dir, tier)))
@@ -53,6 +54,31 @@ pub fn take(dir: &Path, fresh: bool, now_ns: u64) -> Vec<(QuestionKey, CacheEntr
         }
     }
     entries
+}
+
+/// Removes the caches a daemon of another entry layout pinned: none reads them again, and each
+/// holds its kernel memory until it is removed.
+fn remove_other_layouts(dir: &Path) {
+    let ours = Tier::ALL.map(|tier| cache_path(dir, tier));
+    let Ok(pins) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in pins.flatten().map(|pin| pin.path()) {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if !name.starts_with("cache-v") || ours.contains(&path) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => info!(
+                "removed {}, a kernel cache of another layout",
+                path.display()
+            ),
+            Err(e) => warn!("removing the old pin {}: {e}", path.display()),
+        }
+    }
 }
 
 fn read(tier: Tier, path: &Path, now_ns: u64) -> anyhow::Result<Vec<(QuestionKey, CacheEntry)>> {

@@ -16,6 +16,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use dnsxdp_common::CACHE_LAYOUT;
 use dnsxdp_tests::{
     client::{exchange_udp, query},
     daemon::{Daemon, binary},
@@ -183,6 +184,34 @@ fn sigterm_leaves_xdp_answering_and_dnsxdp_stop_detaches_it() -> Result<()> {
     assert!(!s.xdp_attached()?, "XDP still attached: {}", s.link()?);
     assert!(!pin_dir.exists(), "pins left in {}", pin_dir.display());
     assert!(!s.answered(NAMES[1])?);
+    Ok(())
+}
+
+/// A cache pinned by a daemon of another entry layout is removed by the next daemon, which
+/// cannot read it: it would hold its kernel memory until `dnsxdp stop`.
+#[test]
+fn a_cache_pinned_with_another_layout_is_removed() -> Result<()> {
+    let s = Sandbox::new()?;
+    let daemon = Daemon::start(&s.topo, &[])?;
+    s.warm(&daemon)?;
+    assert!(daemon.stop()?.success(), "exit status after SIGTERM");
+    let pin_dir = s.topo.pin_dir();
+    let ours = pin_dir.join(format!("cache-v{CACHE_LAYOUT}-small"));
+    let older = pin_dir.join(format!("cache-v{}", CACHE_LAYOUT - 1));
+    std::fs::rename(&ours, &older).context("renaming the pinned cache")?;
+    let daemon = Daemon::start(&s.topo, &[])?;
+    assert!(
+        !older.exists(),
+        "{} left: {}",
+        older.display(),
+        daemon.log()
+    );
+    assert!(ours.exists(), "{}", daemon.log());
+    assert!(
+        daemon.log().contains("a kernel cache of another layout"),
+        "{}",
+        daemon.log()
+    );
     Ok(())
 }
 
