@@ -17,6 +17,10 @@ pub const MAX_RECORDS_LEN: usize = 512;
 pub const MAX_TTLS: usize = 16;
 /// UDP payload size advertised in the OPT record of XDP answers (the DNS flag day value).
 pub const EDNS_UDP_SIZE: u16 = 1232;
+/// The EDNS options a cache without cookie support ignores (RFC 7873 §5.2): COOKIE and
+/// PADDING. A query with any other is left to the daemon's full path, by the XDP program and
+/// the daemon's wire path alike.
+pub const IGNORED_EDNS_OPTIONS: [u16; 2] = [10, 12];
 /// UDP payload a client without EDNS can take.
 pub const PLAIN_UDP_SIZE: u16 = 512;
 

@@ -1,8 +1,8 @@
 //! Parsing the frame down to the DNS question, and deciding whether the cache may answer it.
 
 use dnsxdp_common::{
-    Counter, DNS_HLEN, EDNS_UDP_SIZE, MAX_CACHED_NAME, PLAIN_UDP_SIZE, QCLASS_IN, QTYPE_OPT,
-    ServedKey,
+    Counter, DNS_HLEN, EDNS_UDP_SIZE, IGNORED_EDNS_OPTIONS, MAX_CACHED_NAME, PLAIN_UDP_SIZE,
+    QCLASS_IN, QTYPE_OPT, ServedKey,
     checksum::{fold64, sum_le_word},
     hash::{HashKey, word_hash},
     name::{Label, label, lower_word, name_words},
@@ -46,8 +46,6 @@ pub const MAX_IPV4_HLEN: usize = 60;
 pub const OPT_HLEN: usize = 11;
 /// Options looked at in a query's OPT record; more go to the daemon.
 const MAX_OPTIONS: usize = 4;
-const OPT_COOKIE: u16 = 10;
-const OPT_PADDING: u16 = 12;
 const EDNS_DO: u16 = 0x8000;
 /// Largest UDP datagram parsed. Linear XDP frames fit in a page, so real queries are far below
 /// it; the bound is what lets the verifier accept offsets derived from the UDP length.
@@ -484,7 +482,7 @@ fn options(pkt: &Packet, mut off: usize, end: usize) -> Result<(), Counter> {
         if off > end {
             return Err(Counter::PassMalformed);
         }
-        if code != OPT_COOKIE && code != OPT_PADDING {
+        if !IGNORED_EDNS_OPTIONS.contains(&code) {
             return Err(Counter::PassEdns);
         }
     }

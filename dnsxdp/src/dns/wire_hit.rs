@@ -4,16 +4,13 @@
 //! reply is byte for byte what the XDP program would send from the same entry.
 
 use dnsxdp_common::{
-    CacheEntry, DNS_HLEN, EDNS_UDP_SIZE, PLAIN_UDP_SIZE, QCLASS_IN, QTYPE_OPT,
+    CacheEntry, DNS_HLEN, EDNS_UDP_SIZE, IGNORED_EDNS_OPTIONS, PLAIN_UDP_SIZE, QCLASS_IN,
+    QTYPE_OPT,
     checksum::opt_record,
     entry::ttl_left,
     name::{QuestionKey, parse_question},
     qtype::kernel_qtype,
 };
-
-/// The EDNS options a cache without cookie support ignores (RFC 7873 §5.2), as the XDP
-/// program does: COOKIE and PADDING.
-const IGNORED_OPTIONS: [u16; 2] = [10, 12];
 
 /// A query the wire path may answer, read as far as it needs.
 #[derive(Debug)]
@@ -85,7 +82,7 @@ fn opt(packet: &[u8], at: usize) -> Option<(usize, bool)> {
     while !options.is_empty() {
         let code = u16::from_be_bytes([*options.first()?, *options.get(1)?]);
         let len = usize::from(u16::from_be_bytes([*options.get(2)?, *options.get(3)?]));
-        if !IGNORED_OPTIONS.contains(&code) {
+        if !IGNORED_EDNS_OPTIONS.contains(&code) {
             return None;
         }
         options = options.get(4 + len..)?;
