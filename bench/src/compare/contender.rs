@@ -1,5 +1,6 @@
 //! The servers under test, each a caching forwarder to the sandbox's NSD on the same addresses,
-//! with one worker thread, no DNSSEC validation and a cache that holds every name of the bench.
+//! with one worker thread on the server CPU (but for dnsxdp's two-worker run), no DNSSEC
+//! validation and a cache that holds every name of the bench.
 
 use std::{
     env, fs,
@@ -29,15 +30,18 @@ pub const CACHE_ENTRIES: u32 = 131_072;
 pub enum Kind {
     DnsxdpXdp,
     DnsxdpNoXdp,
+    /// The daemon as it runs by default on this machine: a worker per CPU.
+    DnsxdpNoXdpTwoWorkers,
     Unbound,
     Dnsmasq,
     Kresd,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::DnsxdpXdp,
         Kind::DnsxdpNoXdp,
+        Kind::DnsxdpNoXdpTwoWorkers,
         Kind::Unbound,
         Kind::Dnsmasq,
         Kind::Kresd,
@@ -47,6 +51,7 @@ impl Kind {
         match self {
             Kind::DnsxdpXdp => "dnsxdp (XDP)",
             Kind::DnsxdpNoXdp => "dnsxdp --no-xdp",
+            Kind::DnsxdpNoXdpTwoWorkers => "dnsxdp --no-xdp --workers 2",
             Kind::Unbound => "Unbound",
             Kind::Dnsmasq => "dnsmasq",
             Kind::Kresd => "Knot Resolver",
@@ -58,10 +63,14 @@ impl Kind {
         match self {
             Kind::DnsxdpXdp => format!(
                 "XDP (native) on the server veth; --cache-size {CACHE_ENTRIES}, \
-                 TOKIO_WORKER_THREADS=1, --log-level warn"
+                 --workers 1, --log-level warn"
             ),
-            Kind::DnsxdpNoXdp => format!(
-                "--no-xdp --cache-size {CACHE_ENTRIES}, TOKIO_WORKER_THREADS=1, --log-level warn"
+            Kind::DnsxdpNoXdp => {
+                format!("--no-xdp --cache-size {CACHE_ENTRIES}, --workers 1, --log-level warn")
+            }
+            Kind::DnsxdpNoXdpTwoWorkers => format!(
+                "--no-xdp --cache-size {CACHE_ENTRIES}, --workers 2 (two UDP sockets per \
+                 address) on both CPUs, sharing the generator's; --log-level warn"
             ),
             Kind::Unbound => "num-threads 1, module-config iterator (no validator), \
                               forward-zone . to NSD, msg-cache-size 128m, rrset-cache-size 256m, \
@@ -80,7 +89,7 @@ impl Kind {
     /// The executable, or why it is missing.
     pub fn program(self) -> Result<PathBuf> {
         match self {
-            Kind::DnsxdpXdp | Kind::DnsxdpNoXdp => daemon::binary(),
+            Kind::DnsxdpXdp | Kind::DnsxdpNoXdp | Kind::DnsxdpNoXdpTwoWorkers => daemon::binary(),
             Kind::Unbound => find("unbound"),
             Kind::Dnsmasq => find("dnsmasq"),
             Kind::Kresd => find("kresd"),
@@ -141,7 +150,12 @@ impl Server {
             _ => sandbox.topo.server.command(program),
         };
         match kind {
-            Kind::DnsxdpXdp | Kind::DnsxdpNoXdp => {
+            Kind::DnsxdpXdp | Kind::DnsxdpNoXdp | Kind::DnsxdpNoXdpTwoWorkers => {
+                let workers = if kind == Kind::DnsxdpNoXdpTwoWorkers {
+                    "2"
+                } else {
+                    "1"
+                };
                 cmd.args(["run", "--listen", &format!("{SERVER_V4}:53")])
                     .args(["--listen", &format!("[{SERVER_V6}]:53")])
                     .args(["--upstream", &format!("{UPSTREAM_V4}:53")])
@@ -150,8 +164,7 @@ impl Server {
                     .args(["--allow", "198.18.0.0/15", "--allow", "fd00::/8"])
                     .args(["--log-level", "warn", "--control"])
                     .arg(&control)
-                    // The runtime would start a worker per CPU; the others run one thread.
-                    .env("TOKIO_WORKER_THREADS", "1");
+                    .args(["--workers", workers]);
                 if kind == Kind::DnsxdpXdp {
                     cmd.args(["--iface", SERVER_IFACE, "--xdp-mode", "native"])
                         .arg("--pin-dir")
@@ -177,7 +190,9 @@ impl Server {
             }
         }
         cmd.current_dir(dir);
-        pinned(&mut cmd, SERVER_CPU);
+        if kind != Kind::DnsxdpNoXdpTwoWorkers {
+            pinned(&mut cmd, SERVER_CPU);
+        }
         // A program left attached would answer in this server's place.
         if sandbox.xdp_attached()? {
             bail!("an XDP program is still attached to the server's veth");
@@ -238,7 +253,10 @@ impl Server {
 
     /// For dnsxdp: its counters (`dnsxdp stats --json`).
     pub fn stats(&self) -> Result<Option<serde_json::Value>> {
-        if !matches!(self.kind, Kind::DnsxdpXdp | Kind::DnsxdpNoXdp) {
+        if !matches!(
+            self.kind,
+            Kind::DnsxdpXdp | Kind::DnsxdpNoXdp | Kind::DnsxdpNoXdpTwoWorkers
+        ) {
             return Ok(None);
         }
         let mut cmd = Command::new(daemon::binary()?);

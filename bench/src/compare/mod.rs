@@ -429,7 +429,8 @@ fn method(plan: &Plan) -> Vec<String> {
         ),
         format!(
             "Every server listens on {SERVER_V4}:53 and [{SERVER_V6}]:53, forwards to NSD, has \
-             one worker thread and no DNSSEC validation, and caches more than the bench asks \
+             one worker thread (dnsxdp also runs with two, its default here) and no DNSSEC \
+             validation, and caches more than the bench asks \
              ({CACHE_ENTRIES} entries where counted in entries). It starts empty and is warmed \
              with every question of the hit sets, NXDOMAIN and NODATA pools once (dnsperf -n 1 \
              -Q {WARM_RATE}); and, just before the real clients, with every question they \
@@ -461,7 +462,8 @@ fn method(plan: &Plan) -> Vec<String> {
         format!(
             "The server process and the NAPI kthread of its client-facing veth (threaded NAPI, \
              GRO on so that every server gets the same NAPI receive path) run on CPU \
-             {SERVER_CPU}; the generator, the client veth's NAPI thread and NSD on CPU \
+             {SERVER_CPU}, but for dnsxdp's two workers, which may run on either CPU; the \
+             generator, the client veth's NAPI thread and NSD on CPU \
              {GENERATOR_CPU}."
         ),
         "Server CPU per answer = utime + stime of the server process (all threads) and its \

@@ -198,6 +198,30 @@ impl Results {
                  Unbound uses (target: at most 0.7x)"
             ));
         }
+        if let Some(r) = self.ratio("hits-v4", "dnsxdp --no-xdp", "Unbound", cost) {
+            h.push(format!(
+                "Server CPU per daemon hit (--no-xdp, dnsperf, IPv4 A): dnsxdp uses {r:.2}x what \
+                 Unbound uses (target: at most 0.5x)"
+            ));
+        }
+        if let Some(r) = self.ratio("kxdpgun", "Unbound", XDP, cost) {
+            h.push(format!(
+                "Server CPU per answer under kxdpgun: Unbound uses {r:.1}x what dnsxdp with XDP \
+                 uses (target: at least 20x)"
+            ));
+        }
+        for scenario in ["hits-v4", "misses"] {
+            const TWO: &str = "dnsxdp --no-xdp --workers 2";
+            if let (Some(q), Some(c)) = (
+                self.ratio(scenario, TWO, "dnsxdp --no-xdp", qps),
+                self.ratio(scenario, TWO, "dnsxdp --no-xdp", cost),
+            ) {
+                h.push(format!(
+                    "Two workers against one ({scenario}, --no-xdp): {q:.2}x the answered qps at \
+                     {c:.2}x the server CPU per answer"
+                ));
+            }
+        }
         if let Some(r) = self.ratio("real-clients", XDP, "Unbound", cost) {
             let repeats = self
                 .run(XDP, "real-clients")

@@ -158,7 +158,11 @@ pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
                 .init();
-            tokio::runtime::Runtime::new()?.block_on(daemon::run(config, sources))
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.serve.workers)
+                .enable_all()
+                .build()?
+                .block_on(daemon::run(config, sources))
         }
     }
 }

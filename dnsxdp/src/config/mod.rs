@@ -357,6 +357,30 @@ mod tests {
         assert_eq!(c.resolve.serve_stale, Duration::from_secs(86400));
         assert_eq!(c.upstream.tls_ca, None);
         assert_eq!(c.serve.tcp, TcpLimits::default());
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(c.serve.workers, cpus);
+    }
+
+    #[test]
+    fn workers_come_from_the_file_within_bounds() {
+        let resolve = |text: &str| {
+            let mut s = Settings::from_toml(text)?;
+            s.kernel.no_xdp = Some(true);
+            s.upstream.upstream = Some(vec!["198.18.0.2".into()]);
+            Config::resolve(s, &[], no_resolv_conf).map_err(|e| e.to_string())
+        };
+        assert_eq!(resolve("workers = 3").unwrap().serve.workers, 3);
+        let e = resolve("workers = 0").unwrap_err();
+        assert!(e.starts_with("workers: expected an integer from 1"), "{e}");
+        assert_eq!(
+            resolve("workers = 257").unwrap_err(),
+            "workers: at most 256"
+        );
+        let run = Settings::augment_args(clap::Command::new("run"));
+        let e = run
+            .try_get_matches_from(["run", "--workers", "257"])
+            .unwrap_err();
+        assert!(e.to_string().contains("257 is not in 1..=256"), "{e}");
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
         upstream.pool,
         upstream.tls_ca.as_deref(),
     )?);
-    let bound = serve::bind(&config.serve.listen)?;
+    let bound = serve::bind(&config.serve.listen, config.serve.workers)?;
     let control = ControlSocket::bind(&config.ops.control)?;
     let metrics = config
         .ops

@@ -234,7 +234,12 @@ mod tests {
     /// several datagrams queued are read and answered in one call each.
     #[tokio::test]
     async fn a_batch_is_read_and_answered_from_each_query_destination() {
-        let server = UdpSocket::from_std(bind_udp(&"0.0.0.0:0".parse().unwrap()).unwrap()).unwrap();
+        let server = UdpSocket::from_std(
+            bind_udp(&"0.0.0.0:0".parse().unwrap(), 1)
+                .unwrap()
+                .remove(0),
+        )
+        .unwrap();
         let port = server.local_addr().unwrap().port();
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         for (i, to) in ["127.0.0.2", "127.0.0.3", "127.0.0.2"]

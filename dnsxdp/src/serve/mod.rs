@@ -18,16 +18,18 @@ pub use self::{in_flight::InFlight, pipeline::Pipeline, tcp::TcpLimits};
 /// The sockets of one listen address.
 pub struct Bound {
     addr: SocketAddr,
-    udp: std::net::UdpSocket,
+    /// One per worker.
+    udp: Vec<std::net::UdpSocket>,
     tcp: std::net::TcpListener,
 }
 
-/// Binds UDP and TCP on each address, failing with a message that says what to do.
-pub fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<Bound>> {
+/// Binds TCP and `workers` UDP sockets on each address, failing with a message that says what
+/// to do.
+pub fn bind(addrs: &[SocketAddr], workers: usize) -> anyhow::Result<Vec<Bound>> {
     addrs
         .iter()
         .map(|addr| {
-            let udp = socket::bind_udp(addr).map_err(|e| bind_error(addr, "UDP", e))?;
+            let udp = socket::bind_udp(addr, workers).map_err(|e| bind_error(addr, "UDP", e))?;
             let tcp = socket::bind_tcp(addr).map_err(|e| bind_error(addr, "TCP", e))?;
             Ok(Bound {
                 addr: *addr,
@@ -60,17 +62,18 @@ impl Bound {
         self.addr
     }
 
-    /// Serves both sockets through `pipeline` until the task set is dropped, TCP within
-    /// `tcp`.
+    /// Serves the sockets through `pipeline` until the task set is dropped, TCP within `tcp`.
     pub fn serve(
         self,
         pipeline: &Pipeline,
         tcp: TcpLimits,
         tasks: &mut JoinSet<()>,
     ) -> io::Result<()> {
-        let udp = tokio::net::UdpSocket::from_std(self.udp)?;
+        for udp in self.udp {
+            let udp = tokio::net::UdpSocket::from_std(udp)?;
+            tasks.spawn(udp::serve(udp, pipeline.clone()));
+        }
         let listener = tokio::net::TcpListener::from_std(self.tcp)?;
-        tasks.spawn(udp::serve(udp, pipeline.clone()));
         tasks.spawn(tcp::serve(listener, pipeline.clone(), tcp));
         Ok(())
     }

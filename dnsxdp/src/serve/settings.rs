@@ -11,6 +11,9 @@ use crate::values::{duration, file, nonzero, size};
 /// Bytes the queries being answered may take.
 const DEFAULT_IN_FLIGHT_MEMORY: u64 = 64 << 20;
 
+/// More threads than this would only contend for the same sockets and cores.
+const MAX_WORKERS: u32 = 256;
+
 #[derive(Args, Deserialize, Clone, Debug, Default, PartialEq)]
 #[group(skip)]
 #[serde(rename_all = "kebab-case")]
@@ -38,6 +41,11 @@ pub struct Settings {
     #[arg(long, value_name = "SIZE", value_parser = size::parse)]
     #[serde(default, deserialize_with = "file::size")]
     pub in_flight_memory: Option<u64>,
+    /// Threads answering queries, each reading its own UDP socket of every listen address
+    /// (SO_REUSEPORT) [default: one per CPU].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
+    #[serde(default, deserialize_with = "file::positive")]
+    pub workers: Option<u32>,
 }
 
 /// The listeners as they run.
@@ -47,6 +55,8 @@ pub struct Config {
     pub tcp: TcpLimits,
     /// Bytes the queries being answered may take.
     pub in_flight_memory: u64,
+    /// Runtime worker threads, and UDP sockets per listen address.
+    pub workers: usize,
 }
 
 impl Settings {
@@ -74,9 +84,17 @@ impl Settings {
                 default.idle_timeout,
             )?,
         };
+        let workers = match self.workers {
+            Some(n) if n > MAX_WORKERS => {
+                anyhow::bail!("workers: at most {MAX_WORKERS}")
+            }
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         Ok(Config {
             listen,
             tcp,
+            workers,
             in_flight_memory: nonzero(
                 "in-flight-memory",
                 self.in_flight_memory,

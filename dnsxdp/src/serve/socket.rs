@@ -79,8 +79,9 @@ fn set_option(fd: &OwnedFd, level: libc::c_int, name: libc::c_int) -> io::Result
     Ok(())
 }
 
-/// A non-blocking socket of `kind` bound to `addr`, IPv6 ones IPv6-only.
-fn bound(addr: &SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
+/// A non-blocking socket of `kind` bound to `addr`, IPv6 ones IPv6-only; `shared` ones in a
+/// SO_REUSEPORT group.
+fn bound(addr: &SocketAddr, kind: libc::c_int, shared: bool) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -93,6 +94,9 @@ fn bound(addr: &SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     if addr.is_ipv6() {
         set_option(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY)?;
+    }
+    if shared {
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT)?;
     }
     if kind == libc::SOCK_STREAM {
         // Restarts must not wait out TIME_WAIT connections.
@@ -114,12 +118,24 @@ fn bound(addr: &SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-pub fn bind_udp(addr: &SocketAddr) -> io::Result<std::net::UdpSocket> {
-    Ok(bound(addr, libc::SOCK_DGRAM)?.into())
+/// `count` UDP sockets on `addr`, which the kernel shares queries between by their flow.
+pub fn bind_udp(addr: &SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    // Alone first: a SO_REUSEPORT bind succeeds beside another server's SO_REUSEPORT socket
+    // (Unbound's default) and would silently take half its queries.
+    let alone = std::net::UdpSocket::from(bound(addr, libc::SOCK_DGRAM, false)?);
+    if count == 1 {
+        return Ok(vec![alone]);
+    }
+    // The port the kernel chose, if `addr` left it to it.
+    let addr = alone.local_addr()?;
+    drop(alone);
+    (0..count)
+        .map(|_| Ok(bound(&addr, libc::SOCK_DGRAM, true)?.into()))
+        .collect()
 }
 
 pub fn bind_tcp(addr: &SocketAddr) -> io::Result<std::net::TcpListener> {
-    let fd = bound(addr, libc::SOCK_STREAM)?;
+    let fd = bound(addr, libc::SOCK_STREAM, false)?;
     // SAFETY: listen(2) on a bound stream socket.
     check(unsafe { libc::listen(fd.as_raw_fd(), 1024) })?;
     Ok(fd.into())
@@ -139,11 +155,47 @@ mod tests {
 
     #[test]
     fn v4_and_v6_wildcards_bind_the_same_port() {
-        let v4 = bind_udp(&"0.0.0.0:0".parse().unwrap()).unwrap();
-        let port = v4.local_addr().unwrap().port();
-        let v6 = bind_udp(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)).unwrap();
-        assert_eq!(v6.local_addr().unwrap().port(), port);
-        let err = bind_udp(&SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)).unwrap_err();
+        let v4 = bind_udp(&"0.0.0.0:0".parse().unwrap(), 1).unwrap();
+        let port = v4[0].local_addr().unwrap().port();
+        let v6 = bind_udp(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port), 1).unwrap();
+        assert_eq!(v6[0].local_addr().unwrap().port(), port);
+        let err = bind_udp(&SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), 1).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn a_group_shares_one_port_and_keeps_others_out() {
+        let group = bind_udp(&"127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let addr = group[0].local_addr().unwrap();
+        assert!(group.iter().all(|s| s.local_addr().unwrap() == addr));
+        for count in [1, 2] {
+            let err = bind_udp(&addr, count).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{count} sockets");
+        }
+        // Nor may another server's SO_REUSEPORT socket join it.
+        drop(group);
+        let theirs = bound(&addr, libc::SOCK_DGRAM, true).unwrap();
+        let err = bind_udp(&addr, 2).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        drop(theirs);
+    }
+
+    #[test]
+    fn every_socket_of_a_group_gets_queries() {
+        let group = bind_udp(&"127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = group[0].local_addr().unwrap();
+        for s in &group {
+            s.set_nonblocking(true).unwrap();
+        }
+        // The kernel picks a socket by the sender's address and port.
+        for _ in 0..64 {
+            let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            client.send_to(b"q", addr).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut buf = [0; 8];
+        for (i, s) in group.iter().enumerate() {
+            assert!(s.recv_from(&mut buf).is_ok(), "socket {i} got nothing");
+        }
     }
 }

@@ -16,7 +16,7 @@ use dnsxdp_tests::{
     client::{exchange_raw, exchange_tcp, exchange_udp, query, query_edns},
     daemon::Daemon,
     netns::{SERVER_V4, Topology, UPSTREAM_V4, UPSTREAM_V6},
-    upstream::{BIG_COUNT, HUGE_COUNT, Nsd, SHORT_TTL, WIDE_NAME},
+    upstream::{BIG_COUNT, HUGE_COUNT, MANY_ZONE, Nsd, SHORT_TTL, WIDE_NAME},
 };
 use hickory_proto::{
     op::{Message, ResponseCode},
@@ -711,6 +711,34 @@ fn tcp_queries_work_over_v4_and_v6() -> Result<()> {
         let reply = exchange_tcp(&mut tcp, &query("nope.example.test.", RecordType::A), WAIT)?;
         assert_eq!(reply.response_code(), ResponseCode::NXDomain);
     }
+    Ok(())
+}
+
+/// Each worker reads a UDP socket of its own, which the kernel spreads clients over by their
+/// port: queries from many ports are all answered, so every socket is read.
+#[test]
+fn every_worker_reads_its_own_socket() -> Result<()> {
+    let s = Sandbox::with_flags(&["--no-xdp", "--workers", "3"])?;
+    let udp = s.topo.server.command("cat").arg("/proc/net/udp").output()?;
+    // 198.18.1.1:53 as /proc/net/udp writes it.
+    let on_53 = String::from_utf8_lossy(&udp.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("010112C6:0035"))
+        .count();
+    assert_eq!(on_53, 3);
+    let addr = s.daemon.v4;
+    let answered = s.topo.client.enter(move || -> Result<usize> {
+        let mut answered = 0;
+        for i in 0..48 {
+            let sock = UdpSocket::bind("0.0.0.0:0")?;
+            let q = query(&format!("w{i}.{MANY_ZONE}"), RecordType::A);
+            if exchange_udp(&sock, addr, &q, WAIT).is_ok() {
+                answered += 1;
+            }
+        }
+        Ok(answered)
+    })??;
+    assert_eq!(answered, 48);
     Ok(())
 }
 
