@@ -126,13 +126,22 @@ impl WireAnswer {
     /// The reply to `q`, read from `packet`, at `now_ns`; `None` once expired or when it would
     /// not fit the client, for the full path to answer (a truncated reply).
     pub fn reply(&self, packet: &[u8], q: &WireQuery, now_ns: u64) -> Option<Vec<u8>> {
-        let ttl = ttl_left(self.expires_ns, now_ns)?;
+        let mut out = Vec::new();
+        self.reply_into(packet, q, now_ns, &mut out).then_some(out)
+    }
+
+    /// `reply` written over `out`, whose memory it reuses: whether there is one.
+    pub fn reply_into(&self, packet: &[u8], q: &WireQuery, now_ns: u64, out: &mut Vec<u8>) -> bool {
+        let Some(ttl) = ttl_left(self.expires_ns, now_ns) else {
+            return false;
+        };
         let opt = q.edns.map(|_| opt_record(q.question.dnssec_ok));
         let len = q.question_end + self.records.len() + opt.map_or(0, |o| o.len());
         if len > q.edns.unwrap_or(usize::from(PLAIN_UDP_SIZE)) {
-            return None;
+            return false;
         }
-        let mut out = Vec::with_capacity(len);
+        out.clear();
+        out.reserve(len);
         out.extend_from_slice(&packet[..q.question_end]);
         let ad = self.authentic && q.question.dnssec_ok;
         // QR and RD; RA, AD (RFC 6840 §5.8), CD and the RCODE.
@@ -150,7 +159,7 @@ impl WireAnswer {
         if let Some(opt) = opt {
             out.extend_from_slice(&opt);
         }
-        Some(out)
+        true
     }
 }
 

@@ -179,20 +179,33 @@ impl Resolver {
         });
     }
 
-    /// The reply to a UDP `packet` from `client` when the daemon's cache has a fresh answer
-    /// the wire path gives (`wire_hit`): counted and logged as the full path would, without
-    /// parsing or encoding a message. `None` leaves it to the full path.
-    pub fn answer_now(self: &Arc<Self>, packet: &[u8], client: SocketAddr) -> Option<Vec<u8>> {
+    /// The reply to a UDP `packet` from `client`, written over `out`, when the daemon's cache
+    /// has a fresh answer the wire path gives (`wire_hit`): counted and logged as the full path
+    /// would, without parsing or encoding a message, or allocating. `false` leaves it to the
+    /// full path.
+    pub fn answer_now(
+        self: &Arc<Self>,
+        packet: &[u8],
+        client: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let arrived = self.arrived();
-        let q = wire_hit::read(packet)?;
-        let key = Key::of_wire(&q.question)?;
+        let Some(q) = wire_hit::read(packet) else {
+            return false;
+        };
+        let Some(key) = Key::of_wire(&q.question) else {
+            return false;
+        };
         let now = clock::now_ns();
         let (Lookup::Fresh(answer), flushes) = self.look_up(&key, now) else {
-            return None;
+            return false;
         };
-        let reply = answer
-            .wire(|| self.wire_form(&key, &answer, now))?
-            .reply(packet, &q, now)?;
+        let Some(form) = answer.wire(|| self.wire_form(&key, &answer, now)) else {
+            return false;
+        };
+        if !form.reply_into(packet, &q, now, out) {
+            return false;
+        }
         self.counters.query(Transport::Udp);
         self.after_hit(&answer, now, flushes, || key.kernel_query());
         let rcode = u16::from(answer.rcode);
@@ -202,7 +215,7 @@ impl Resolver {
                 Name::from_bytes(q.sent_name(packet)).map_or(String::new(), |n| n.to_string());
             (name, key.qtype().to_string())
         });
-        Some(reply)
+        true
     }
 
     /// What the cache has for `key` at `now`, and the flushes so far as of the lookup.
@@ -577,6 +590,24 @@ mod tests {
             ),
             (1, 1, 1, 1)
         );
+    }
+
+    /// A UDP hit answered into a buffer with room allocates nothing (for names that fit
+    /// hickory's inline 32 bytes, as most do).
+    #[tokio::test]
+    async fn a_wire_hit_allocates_nothing() {
+        let up = upstream(300, Duration::ZERO).await;
+        let r = resolver(&[&up], Duration::ZERO);
+        ask(&r, 1, "www.example.t.").await;
+        let packet = query(2, "WWW.example.t.");
+        let mut out = Vec::with_capacity(512);
+        let (hit, allocations) =
+            crate::allocations::during(|| r.answer_now(&packet, client(), &mut out));
+        assert!(hit);
+        assert_eq!(allocations, 0);
+        let reply = Message::from_vec(&out).unwrap();
+        assert_eq!((reply.id(), reply.answers().len()), (2, 1));
+        assert_eq!(reply.queries()[0].name().to_ascii(), "WWW.example.t.");
     }
 
     #[tokio::test]

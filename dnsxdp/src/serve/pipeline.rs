@@ -25,18 +25,22 @@ pub struct Dropped {
 }
 
 impl Pipeline {
-    /// Screens `packet` from `peer`, which came `via` a listener, and answers it as far as
-    /// that takes no waiting: `Ok(Some(reply))` is the screen's own answer (a REFUSED, say) or
-    /// a cache hit, `Ok(None)` a query for `answer_later`.
+    /// Screens `packet` from `peer`, which came `via` a listener, and answers it over `out` as
+    /// far as that takes no waiting: `Ok(true)` for the screen's own answer (a REFUSED, say) or
+    /// a cache hit, `Ok(false)` for a query for `answer_later`.
     pub fn answer_now(
         &self,
         packet: &[u8],
         peer: SocketAddr,
         via: Via,
-    ) -> Result<Option<Vec<u8>>, Dropped> {
+        out: &mut Vec<u8>,
+    ) -> Result<bool, Dropped> {
         match self.screen(packet, peer, via)? {
-            Some(reply) => Ok(Some(reply)),
-            None => Ok(self.resolver.answer_now(packet, peer)),
+            Some(reply) => {
+                *out = reply;
+                Ok(true)
+            }
+            None => Ok(self.resolver.answer_now(packet, peer, out)),
         }
     }
 

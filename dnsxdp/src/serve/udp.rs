@@ -33,7 +33,7 @@ pub async fn serve(socket: UdpSocket, pipeline: Pipeline) {
     let socket = Arc::new(socket);
     let tasks = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut received = Received::new();
-    let mut replies: Vec<Reply> = Vec::with_capacity(BATCH);
+    let mut outbox = Outbox::default();
     loop {
         // Room for at least one more task before reading.
         let Ok(first) = tasks.clone().acquire_owned().await else {
@@ -71,13 +71,17 @@ pub async fn serve(socket: UdpSocket, pipeline: Pipeline) {
                 },
             };
             let from = local.filter(|_| wildcard);
-            match pipeline.answer_now(packet, peer, via) {
-                Err(_) => continue,
-                Ok(Some(bytes)) => {
-                    replies.push(Reply { bytes, peer, from });
+            let mut bytes = outbox.buffer();
+            match pipeline.answer_now(packet, peer, via, &mut bytes) {
+                Ok(true) => {
+                    outbox.replies.push(Reply { bytes, peer, from });
                     continue;
                 }
-                Ok(None) => {}
+                Err(_) => {
+                    outbox.spare.push(bytes);
+                    continue;
+                }
+                Ok(false) => outbox.spare.push(bytes),
             }
             let permit = match permit.take() {
                 Some(p) => p,
@@ -85,7 +89,7 @@ pub async fn serve(socket: UdpSocket, pipeline: Pipeline) {
                     Ok(p) => p,
                     // The replies ready go before waiting for room.
                     Err(_) => {
-                        send_all(&socket, &mut replies).await;
+                        outbox.send(&socket).await;
                         let Ok(p) = tasks.clone().acquire_owned().await else {
                             return;
                         };
@@ -99,29 +103,52 @@ pub async fn serve(socket: UdpSocket, pipeline: Pipeline) {
             let socket = socket.clone();
             tokio::spawn(async move {
                 if let Some(bytes) = answer.await {
-                    let mut reply = vec![Reply { bytes, peer, from }];
-                    send_all(&socket, &mut reply).await;
+                    let mut outbox = Outbox::default();
+                    outbox.replies.push(Reply { bytes, peer, from });
+                    outbox.send(&socket).await;
                 }
                 drop(permit);
             });
         }
-        send_all(&socket, &mut replies).await;
+        outbox.send(&socket).await;
     }
 }
 
-/// Sends `replies` and empties it; one that cannot be sent is dropped, as a lost datagram.
-async fn send_all(socket: &UdpSocket, replies: &mut Vec<Reply>) {
-    let fd = socket.as_raw_fd();
-    while !replies.is_empty() {
-        match socket
-            .async_io(Interest::WRITABLE, || datagrams::send(fd, replies))
-            .await
-        {
-            Ok(sent) => drop(replies.drain(..sent)),
-            Err(e) => {
-                let failed = replies.remove(0);
-                debug!(peer = %failed.peer, "UDP reply failed: {e}");
+/// Replies waiting to be sent, and the buffers of those sent, for the next ones: a hit
+/// answered in the batch allocates nothing.
+#[derive(Default)]
+struct Outbox {
+    replies: Vec<Reply>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Outbox {
+    /// A buffer for a reply, empty.
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Sends the replies and keeps their buffers; one that cannot be sent is dropped, as a
+    /// lost datagram.
+    async fn send(&mut self, socket: &UdpSocket) {
+        let fd = socket.as_raw_fd();
+        while !self.replies.is_empty() {
+            match socket
+                .async_io(Interest::WRITABLE, || datagrams::send(fd, &self.replies))
+                .await
+            {
+                Ok(sent) => {
+                    let buffers = self.replies.drain(..sent).map(|r| r.bytes);
+                    self.spare.extend(buffers);
+                }
+                Err(e) => {
+                    let failed = self.replies.remove(0);
+                    debug!(peer = %failed.peer, "UDP reply failed: {e}");
+                    self.spare.push(failed.bytes);
+                }
             }
         }
+        // As many as a batch of hits takes, and no more.
+        self.spare.truncate(BATCH);
     }
 }
