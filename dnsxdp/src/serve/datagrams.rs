@@ -33,6 +33,14 @@ pub struct Local {
     pub ifindex: u32,
 }
 
+impl Local {
+    /// Sent to a broadcast or multicast address: the kernel gives a copy to every socket of a
+    /// SO_REUSEPORT group, where a unicast datagram goes to one.
+    pub fn to_every_socket(&self) -> bool {
+        self.ip != self.dest || self.dest.is_multicast()
+    }
+}
+
 /// The buffers one recvmmsg(2) fills.
 pub struct Received {
     data: Box<[u8]>,

@@ -69,9 +69,9 @@ impl Bound {
         tcp: TcpLimits,
         tasks: &mut JoinSet<()>,
     ) -> io::Result<()> {
-        for udp in self.udp {
+        for (i, udp) in self.udp.into_iter().enumerate() {
             let udp = tokio::net::UdpSocket::from_std(udp)?;
-            tasks.spawn(udp::serve(udp, pipeline.clone()));
+            tasks.spawn(udp::serve(udp, pipeline.clone(), i == 0));
         }
         let listener = tokio::net::TcpListener::from_std(self.tcp)?;
         tasks.spawn(tcp::serve(listener, pipeline.clone(), tcp));

@@ -19,7 +19,9 @@ use crate::{access::Via, dns::reply::Transport};
 /// Queries of one socket being answered on tasks at once; beyond that, reading waits.
 const MAX_IN_FLIGHT: usize = 4096;
 
-pub async fn serve(socket: UdpSocket, pipeline: Pipeline) {
+/// Answers the queries on `socket`; those every socket of its group gets (broadcasts) only if
+/// it `answers_broadcasts`, as one socket of a group does.
+pub async fn serve(socket: UdpSocket, pipeline: Pipeline, answers_broadcasts: bool) {
     let bound = match socket.local_addr() {
         Ok(addr) => addr,
         Err(e) => {
@@ -55,6 +57,9 @@ pub async fn serve(socket: UdpSocket, pipeline: Pipeline) {
             let Some((packet, peer, local)) = received.get(i) else {
                 continue;
             };
+            if !answers_broadcasts && local.is_some_and(|l| l.to_every_socket()) {
+                continue;
+            }
             // Before the ACL, whose REFUSED would be an answer too.
             if pipeline.access.from_reflective_port(peer) {
                 continue;

@@ -1588,6 +1588,7 @@ fn an_entry_reused_while_it_is_read_never_answers_another_name() {
         let want = answers(&upstream(&responses[0]));
         let stop = std::sync::atomic::AtomicBool::new(false);
         let query = spec.query(&Query::new(&names[0], QTYPE_A));
+        const ENOUGH: u64 = 100;
         let (mut answered, mut wrong, mut dropped) = (0u64, 0u64, 0u64);
         std::thread::scope(|scope| {
             scope.spawn(|| {
@@ -1600,8 +1601,12 @@ fn an_entry_reused_while_it_is_read_never_answers_another_name() {
                     let _ = update_batch(map, &keys, &values(round));
                 }
             });
-            let deadline = std::time::Instant::now() + Duration::from_secs(3);
-            while std::time::Instant::now() < deadline {
+            // Three seconds, or on a slow emulated kernel as long as it takes to answer
+            // `ENOUGH`, up to a minute.
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_secs(3)
+                || (answered < ENOUGH && start.elapsed() < Duration::from_secs(60))
+            {
                 let run = x.run(&query).unwrap();
                 match run.action {
                     Action::Tx => {
@@ -1616,8 +1621,8 @@ fn an_entry_reused_while_it_is_read_never_answers_another_name() {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         eprintln!("{tier:?}: {answered} answered, {dropped} dropped, {wrong} wrong");
-        // Tens of thousands here; under emulation (the 6.1 runs), a few hundred large ones.
-        assert!(answered > 100, "{tier:?}: {answered} answered");
+        // Tens of thousands here; under emulation (the 6.1 runs), a few hundred.
+        assert!(answered >= ENOUGH, "{tier:?}: {answered} answered");
         assert_eq!(wrong, 0, "{tier:?}: answers for another name's records");
     }
 }
