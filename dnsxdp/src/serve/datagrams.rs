@@ -36,7 +36,7 @@ pub struct Local {
 impl Local {
     /// Sent to a broadcast or multicast address: the kernel gives a copy to every socket of a
     /// SO_REUSEPORT group, where a unicast datagram goes to one.
-    pub fn to_every_socket(&self) -> bool {
+    pub fn reaches_every_socket(&self) -> bool {
         self.ip != self.dest || self.dest.is_multicast()
     }
 }

@@ -57,7 +57,7 @@ pub async fn serve(socket: UdpSocket, pipeline: Pipeline, answers_broadcasts: bo
             let Some((packet, peer, local)) = received.get(i) else {
                 continue;
             };
-            if !answers_broadcasts && local.is_some_and(|l| l.to_every_socket()) {
+            if !answers_broadcasts && local.is_some_and(|l| l.reaches_every_socket()) {
                 continue;
             }
             // Before the ACL, whose REFUSED would be an answer too.
