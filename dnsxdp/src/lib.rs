@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod filter;
 pub mod kernel;
 pub mod ops;
 pub mod resolve;

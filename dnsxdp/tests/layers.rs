@@ -10,6 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["ops", "serve"],
     &["resolve"],
+    &["filter"],
     &["access"],
     &["upstream", "kernel"],
     &["dns"],

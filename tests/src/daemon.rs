@@ -185,6 +185,26 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).context("parsing dnsxdp stats --json")
     }
 
+    /// `dnsxdp lists --json` against this daemon; with `refresh`, after fetching them again.
+    pub fn lists(&self, refresh: bool) -> Result<serde_json::Value> {
+        let mut cmd = Command::new(binary()?);
+        cmd.arg("lists");
+        if refresh {
+            cmd.arg("refresh");
+        }
+        let out = cmd
+            .args(["--json", "--control"])
+            .arg(&self.control)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "dnsxdp lists failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("parsing dnsxdp lists --json")
+    }
+
     /// One XDP counter (`hits`, `misses`, `pass_edns`, ...).
     pub fn xdp(&self, counter: &str) -> Result<u64> {
         let stats = self.stats()?;

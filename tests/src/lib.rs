@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod http;
 pub mod netns;
 pub mod raw;
 pub mod testrun;

@@ -5,17 +5,20 @@ use std::{
     io::{BufRead, BufReader, Write},
     os::unix::net::UnixStream,
     path::Path,
+    time::Duration,
 };
 
 use anyhow::{Context as _, anyhow, bail};
 
 use crate::{
     access::LimitedClient,
+    filter::ListReport,
     ops::{
         cache_ops::{self, Flushed, Listing, Selection},
         control::{ErrorReply, Reloaded, Request, Stopping},
         stats::Report,
     },
+    values::duration,
 };
 
 /// Sends `request` to the daemon at `path` and returns its reply line.
@@ -102,6 +105,58 @@ pub fn reload(path: &Path) -> anyhow::Result<()> {
         serde_json::from_str(&reply).context("the daemon's reload reply is not valid")?;
     println!("reloaded: {reloaded}");
     Ok(())
+}
+
+/// `dnsxdp lists [refresh]`: the lists in force, after fetching them again if `refresh`.
+pub fn print_lists(path: &Path, refresh: bool, json: bool) -> anyhow::Result<()> {
+    let request = match refresh {
+        true => Request::ListsRefresh,
+        false => Request::Lists,
+    };
+    let reply = ask(path, &request)?;
+    let lists: Vec<ListReport> =
+        serde_json::from_str(&reply).context("the daemon's lists reply is not valid")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&lists)?);
+        return Ok(());
+    }
+    let mut rows = vec![
+        [
+            "list", "kind", "rules", "bad", "skipped", "age", "blocked", "error",
+        ]
+        .map(String::from),
+    ];
+    for l in &lists {
+        rows.push([
+            l.source.clone(),
+            (if l.allow { "allow" } else { "block" }).into(),
+            l.rules.to_string(),
+            l.bad.to_string(),
+            l.skipped.to_string(),
+            l.age_secs
+                .map_or("-".into(), |s| duration::display(Duration::from_secs(s))),
+            l.blocked.to_string(),
+            l.error.clone().unwrap_or_default(),
+        ]);
+    }
+    print!("{}", columns(&rows));
+    Ok(())
+}
+
+/// `rows` in columns as wide as their widest cell, two spaces apart.
+fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = (r.iter().zip(&widths))
+            .map(|(cell, &w)| format!("{cell:<w$}"))
+            .collect();
+        out += cells.join("  ").trim_end();
+        out.push('\n');
+    }
+    out
 }
 
 /// `dnsxdp cache list` and `get`: the answers `selection` picks, at most `limit` of them (the

@@ -36,6 +36,8 @@ pub enum Command {
     Reload(ReloadArgs),
     /// List, show or flush the answers a running daemon has cached (kernel and daemon).
     Cache(CacheArgs),
+    /// Show a running daemon's block and allow lists: size, age, errors, queries blocked.
+    Lists(ListsArgs),
     /// Stop for good: the daemon exits, XDP is detached and the pinned cache removed, even if
     /// no daemon runs any more (SIGTERM leaves XDP answering for the next run instead).
     Stop(StopArgs),
@@ -81,6 +83,19 @@ pub struct StatsArgs {
 
 #[derive(Args, Debug)]
 pub struct ReloadArgs {
+    /// Control socket of the daemon.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+    pub control: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ListsArgs {
+    /// `refresh`: fetch every list again now, then show them.
+    #[arg(value_parser = ["refresh"])]
+    pub action: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
     /// Control socket of the daemon.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL)]
     pub control: PathBuf,
@@ -140,6 +155,9 @@ pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
         },
         Command::Reload(args) => client::reload(&args.control),
         Command::Cache(args) => cache(args),
+        Command::Lists(args) => {
+            client::print_lists(&args.control, args.action.is_some(), args.json)
+        }
         Command::Stop(args) => stop(args),
         Command::Run(args) => {
             let sources = Sources {

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::{
     access::{self, AccessPolicy},
+    filter,
     kernel::{self, local_addrs::is_this_host},
     ops, resolve, serve, upstream,
     values::file,
@@ -50,6 +51,9 @@ pub struct Settings {
     pub access: access::settings::Settings,
     #[command(flatten)]
     #[serde(flatten)]
+    pub filter: filter::settings::Settings,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub ops: ops::settings::Settings,
 }
 
@@ -62,6 +66,7 @@ pub struct Config {
     pub resolve: resolve::settings::Config,
     /// ACL and rate limit: what a reload changes.
     pub access: AccessPolicy,
+    pub filter: filter::settings::Config,
     pub ops: ops::settings::Config,
 }
 
@@ -175,6 +180,7 @@ impl Config {
             upstream,
             resolve: s.resolve.config(cache_size)?,
             access,
+            filter: s.filter.config()?,
             ops: s.ops.config()?,
         })
     }

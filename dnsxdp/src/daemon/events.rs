@@ -98,6 +98,7 @@ fn hit_line(ev: &Event, name: &[u8]) -> Line {
         qtype: RecordType::from(ev.qtype).to_string(),
         rcode: rcode_name(ev.rcode.into()),
         layer: Layer::Xdp,
+        rule: None,
         latency_us: None,
     }
 }

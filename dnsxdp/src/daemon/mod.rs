@@ -12,6 +12,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     task::JoinSet,
 };
+use tokio_rustls::TlsConnector;
 use tracing::{info, warn};
 
 use dnsxdp_common::XdpSettings;
@@ -20,6 +21,7 @@ use self::reload::Reloader;
 use crate::{
     access::{Access, Tables, XdpPaths, kernel::KernelTables, memory::MemoryTables, security},
     config::{Config, Sources},
+    filter::{Filter, source::Source},
     kernel::{
         ethtool,
         load::{self, Attached, LoadOptions},
@@ -30,9 +32,9 @@ use crate::{
         control::{ControlSocket, State},
         metrics,
     },
-    resolve::{Resolver, query_log::QueryLog},
+    resolve::{Resolver, lists::Keeper, query_log::QueryLog},
     serve::{self, InFlight, Pipeline},
-    upstream::pool::Pool,
+    upstream::{pool::Pool, tls::Connectors},
     values::duration,
 };
 
@@ -89,6 +91,22 @@ fn attach(config: &Config, ifindexes: &[u32]) -> anyhow::Result<(Option<Attached
     Ok((Some(loaded.attach(&config.kernel.ifaces, mode)?), access))
 }
 
+/// TLS for lists downloaded over https, trusting what upstreams trust; without it (no
+/// certificate store), only those lists fail to download.
+fn list_tls(config: &Config) -> Option<TlsConnector> {
+    let f = &config.filter;
+    if !(f.block.iter().chain(&f.allow)).any(|s| matches!(s, Source::Url(_))) {
+        return None;
+    }
+    match Connectors::new(config.upstream.tls_ca.as_deref()) {
+        Ok(c) => Some(c.dot),
+        Err(e) => {
+            warn!("lists over https cannot be downloaded: {e:#}");
+            None
+        }
+    }
+}
+
 /// Runs the daemon as `config` says; `sources` are kept for reloads.
 pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
     // Installed first so a signal during the seconds the verifier may take still shuts down
@@ -125,13 +143,25 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
     let access = Arc::new(access);
     info!("access: {}", config.access.summary());
     let kernel = attached.as_ref().map(|a| a.maps.clone());
+    let lists = &config.filter;
+    let filter = (!lists.block.is_empty()).then(|| Arc::new(Filter::new(lists.clone())));
     let resolver = Arc::new(Resolver::new(
         pool.clone(),
         &config.resolve,
         query_log.clone(),
         kernel.clone(),
+        filter.clone(),
     ));
     let mut tasks = JoinSet::new();
+    let keeper = match filter {
+        Some(filter) => {
+            let tls = list_tls(&config);
+            let (keeper, refresh) = Keeper::start(filter, resolver.clone(), tls).await;
+            tasks.spawn(refresh);
+            Some(keeper)
+        }
+        None => None,
+    };
     if let Some(ring) = attached.as_mut().and_then(|a| a.events.take()) {
         let sinks = events::Sinks {
             resolver: resolver.clone(),
@@ -172,6 +202,7 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
     let reloader = Arc::new(Reloader::new(sources, config.clone(), access.clone()));
     let on_sighup = reloader.clone();
     let reopened = query_log.clone();
+    let relisted = keeper.clone();
     tasks.spawn(async move {
         while sighup.recv().await.is_some() {
             match on_sighup.reload() {
@@ -180,6 +211,10 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
             }
             if let Some(log) = &reopened {
                 log.reopen();
+            }
+            // Lists edited on disk are read again; downloads are fetched anew.
+            if let Some(keeper) = &relisted {
+                drop(keeper.refresh());
             }
         }
     });
@@ -191,6 +226,7 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
         access,
         reload: Box::new(move || reloader.reload()),
         resolver,
+        lists: keeper,
         stop: stop.clone(),
     });
     if let Some(metrics) = metrics {

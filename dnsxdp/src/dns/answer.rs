@@ -34,6 +34,8 @@ pub struct Answer {
     ttl: Option<u32>,
     /// Daemon cache hits, and whether a prefetch was started: what decides a prefetch.
     pub usage: Use,
+    /// For a blocked name: the blocklist's place among the config's, and the rule.
+    pub blocked_by: Option<(usize, Box<str>)>,
     /// Bytes it takes in memory, near enough: the structs and the records' wire size, which
     /// is what their names and data take on the heap, twice, for the wire form too.
     memory: usize,
@@ -138,8 +140,17 @@ impl Answer {
             fetched_ns: now_ns,
             ttl: ttl.filter(|&t| t > 0),
             usage: Use::default(),
+            blocked_by: None,
             memory,
             wire: OnceLock::new(),
+        }
+    }
+
+    /// The same, as the answer blocklist `list` gives with `rule`.
+    pub fn blocked(self, list: usize, rule: &str) -> Answer {
+        Answer {
+            blocked_by: Some((list, rule.into())),
+            ..self
         }
     }
 
@@ -165,6 +176,7 @@ impl Answer {
             fetched_ns: 0,
             ttl: None,
             usage: Use::default(),
+            blocked_by: None,
             memory: size_of::<Answer>(),
             wire: OnceLock::new(),
         }
@@ -212,6 +224,7 @@ impl Answer {
             fetched_ns: now_ns,
             ttl: None,
             usage: Use::default(),
+            blocked_by: self.blocked_by.clone(),
             wire: OnceLock::new(),
             ..*self
         }

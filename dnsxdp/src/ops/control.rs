@@ -17,14 +17,18 @@ use tracing::{debug, info, warn};
 use crate::{
     access::Access,
     dns::clock,
+    filter::ListReport,
     kernel::cache::KernelCache,
     kernel::maps::XdpMaps,
     ops::cache_ops::{self, Selection},
     ops::stats::{CacheReport, DaemonCounters, Lookups, Report, with_allowed},
     resolve::Resolver,
+    resolve::lists::Keeper,
     resolve::query_log::QueryLog,
     upstream::pool::Pool,
 };
+
+const NO_LISTS: &str = "no block lists: the daemon runs without --block-list";
 
 /// A request; `cmd` names it. New commands are new variants.
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
@@ -47,6 +51,10 @@ pub enum Request {
     CacheFlush {
         selection: Selection,
     },
+    /// The block and allow lists in force: `dnsxdp lists`.
+    Lists,
+    /// Fetch every list again, then answer as `Lists`: `dnsxdp lists refresh`.
+    ListsRefresh,
     /// Detach XDP, remove the pins and exit: `dnsxdp stop`.
     Stop,
 }
@@ -79,6 +87,8 @@ pub struct State {
     pub reload: Box<dyn Fn() -> anyhow::Result<String> + Send + Sync>,
     /// Holds the daemon cache.
     pub resolver: Arc<Resolver>,
+    /// Keeps the block and allow lists, when there are any.
+    pub lists: Option<Arc<Keeper>>,
     /// Told when `dnsxdp stop` asks the daemon to stop.
     pub stop: Arc<tokio::sync::Notify>,
 }
@@ -112,6 +122,11 @@ impl State {
         })
     }
 
+    fn lists(&self) -> anyhow::Result<Vec<ListReport>> {
+        let keeper = self.lists.as_ref().context(NO_LISTS)?;
+        Ok(keeper.filter.report())
+    }
+
     fn kernel(&self) -> Option<&KernelCache> {
         self.xdp.as_deref().map(|x| &x.cache)
     }
@@ -138,6 +153,16 @@ impl State {
                     let flushed = cache_ops::flush(&self.resolver, self.kernel(), &selection)?;
                     info!("flushed {selection}: {}", flushed.describe());
                     Ok(serde_json::to_value(flushed)?)
+                }
+                Request::Lists => Ok(serde_json::to_value(self.lists()?)?),
+                Request::ListsRefresh => {
+                    let keeper = self.lists.as_ref().context(NO_LISTS)?;
+                    // This runs on a blocking thread: waiting here holds no query up.
+                    keeper
+                        .refresh()
+                        .blocking_recv()
+                        .context("the lists' keeper stopped")?;
+                    Ok(serde_json::to_value(self.lists()?)?)
                 }
                 Request::Stop => {
                     self.stop.notify_one();
@@ -258,7 +283,7 @@ mod tests {
             serve_stale: Some(std::time::Duration::ZERO),
             ..Default::default()
         };
-        let resolver = Resolver::new(pool.clone(), &resolve.config(8).unwrap(), None, None);
+        let resolver = Resolver::new(pool.clone(), &resolve.config(8).unwrap(), None, None, None);
         let reloaded = access.clone();
         State {
             query_log: None,
@@ -270,6 +295,7 @@ mod tests {
                 Ok(policy.summary())
             }),
             resolver: Arc::new(resolver),
+            lists: None,
             stop: Default::default(),
         }
     }

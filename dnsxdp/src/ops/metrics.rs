@@ -228,6 +228,12 @@ fn encode_daemon(d: &DaemonCounters, e: &mut DescriptorEncoder) -> fmt::Result {
     )?;
     counter(
         e,
+        "blocked",
+        "Answers the daemon sent for names a blocklist blocks (its cache's hits included).",
+        d.resolve.blocked,
+    )?;
+    counter(
+        e,
         "failures",
         "SERVFAILs sent because no upstream answered and no stale answer was left.",
         d.resolve.failures,

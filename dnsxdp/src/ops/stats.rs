@@ -143,6 +143,7 @@ impl Report {
             ("coalesced", d.resolve.coalesced),
             ("stale_answers", d.resolve.stale_answers),
             ("failures", d.resolve.failures),
+            ("blocked", d.resolve.blocked),
             ("allowed", d.access.allowed),
             ("denied_dropped", d.access.denied_dropped),
             ("denied_refused", d.access.denied_refused),
@@ -421,6 +422,7 @@ mod tests {
             keys,
             [
                 "allowed",
+                "blocked",
                 "cache_hits",
                 "coalesced",
                 "denied_dropped",
@@ -492,7 +494,7 @@ mod tests {
             .filter(|l| l.starts_with("  "))
             .map(str::len)
             .collect();
-        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 16);
+        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 17);
         assert!(widths.iter().all(|&w| w == widths[0]));
         let lines: Vec<&str> = upstreams.lines().collect();
         assert_eq!(lines.len(), 3);

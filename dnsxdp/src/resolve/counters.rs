@@ -23,6 +23,7 @@ pub struct Counters {
     stale_answers: AtomicU64,
     failures: AtomicU64,
     prefetches: AtomicU64,
+    blocked: AtomicU64,
     /// Answers sent by the daemon, by `RCODES` index.
     rcodes: [AtomicU64; RCODES.len()],
 }
@@ -40,6 +41,8 @@ pub struct Counts {
     pub failures: u64,
     /// Popular answers refreshed before they expired, from XDP hits and daemon hits.
     pub prefetches: u64,
+    /// Answers for names a blocklist blocks, sent by the daemon (its cache's hits included).
+    pub blocked: u64,
     /// Answers the daemon sent, by response code (`RCODES`).
     pub rcodes: BTreeMap<String, u64>,
 }
@@ -84,6 +87,11 @@ impl Counters {
         self.prefetches.fetch_add(1, Relaxed);
     }
 
+    /// An answer for a name a blocklist blocks.
+    pub fn blocked(&self) {
+        self.blocked.fetch_add(1, Relaxed);
+    }
+
     /// An answer the daemon sent, by its response code (extended ones included).
     pub fn answered(&self, rcode: u16) {
         let index = match rcode {
@@ -111,6 +119,7 @@ impl Counters {
             stale_answers: self.stale_answers.load(Relaxed),
             failures: self.failures.load(Relaxed),
             prefetches: self.prefetches.load(Relaxed),
+            blocked: self.blocked.load(Relaxed),
             rcodes: RCODES
                 .iter()
                 .zip(&self.rcodes)

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod counters;
 pub mod flight;
+pub mod lists;
 pub mod query_log;
 mod resolver;
 pub mod settings;

@@ -61,6 +61,8 @@ pub enum Layer {
     Stale,
     /// The daemon itself without a lookup: an error such as FORMERR, REFUSED, SERVFAIL.
     Local,
+    /// A blocklist.
+    Blocked,
 }
 
 /// One line of the log.
@@ -75,6 +77,9 @@ pub struct Line {
     pub qtype: String,
     pub rcode: String,
     pub layer: Layer,
+    /// The list rule that blocked the name, for a blocked answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Box<str>>,
     /// From the query's arrival to the answer; null for XDP hits, which take under a
     /// microsecond of the kernel's time and are never seen by the daemon.
     pub latency_us: Option<u64>,
@@ -250,6 +255,7 @@ mod tests {
             qtype: "A".into(),
             rcode: "NOERROR".into(),
             layer: Layer::Xdp,
+            rule: None,
             latency_us: None,
         };
         log.log(line("before."));
@@ -288,6 +294,7 @@ mod tests {
             qtype: "A".into(),
             rcode: "NOERROR".into(),
             layer: Layer::Cache,
+            rule: None,
             latency_us: Some(42),
         });
         let dropped = log.dropped();

@@ -32,6 +32,7 @@ use crate::{
     dns::reply::{self, Transport},
     dns::ttl::TtlPolicy,
     dns::wire_hit::{self, WireAnswer, WireQuery},
+    filter::Filter,
     kernel::cache::Fill,
     kernel::maps::XdpMaps,
     resolve::cache::{Cache, Key, Lookup},
@@ -64,6 +65,8 @@ pub struct Resolver {
     /// Hits an answer needs to be refreshed in the last tenth of its TTL; `None`: never.
     prefetch_min_hits: Option<u32>,
     query_log: Option<Arc<QueryLog>>,
+    /// The block and allow lists, when there are any.
+    filter: Option<Arc<Filter>>,
     /// Flushes so far, counted under the cache lock: an answer looked up or fetched before a
     /// flush is not put back into either cache after it.
     flushes: AtomicU64,
@@ -75,13 +78,14 @@ impl Resolver {
         self.counters.counts()
     }
 
-    /// A resolver as `config` says, asking `pool`, logging to `query_log` and filling
-    /// `kernel`'s cache, where there are those.
+    /// A resolver as `config` says, asking `pool`, logging to `query_log`, filling `kernel`'s
+    /// cache and blocking what `filter`'s lists block, where there are those.
     pub fn new(
         pool: Arc<Pool>,
         config: &Config,
         query_log: Option<Arc<QueryLog>>,
         kernel: Option<Arc<XdpMaps>>,
+        filter: Option<Arc<Filter>>,
     ) -> Resolver {
         // The settings hold the size to at least 1.
         let cache_size = NonZeroUsize::new(config.cache_size as usize).unwrap_or(NonZeroUsize::MIN);
@@ -96,6 +100,7 @@ impl Resolver {
             kernel,
             prefetch_min_hits: config.prefetch_min_hits,
             query_log,
+            filter,
             flushes: AtomicU64::new(0),
         }
     }
@@ -123,25 +128,25 @@ impl Resolver {
     ) -> Option<Vec<u8>> {
         self.counters.query(transport);
         let arrived = self.arrived();
-        let (q, reply, layer, rcode) = match query::parse(packet) {
+        let (q, reply, layer, rcode, rule) = match query::parse(packet) {
             Parsed::Query(q) => {
                 // A UDP query the wire path reads gets a fetched answer in its wire form too.
                 let read = (transport == Transport::Udp)
                     .then(|| wire_hit::read(packet))
                     .flatten();
                 let wire = read.as_ref().map(|w| (packet, w));
-                let (reply, layer, rcode) = self.answer(&q, transport, wire).await;
-                (Some(q), reply, layer, u16::from(rcode))
+                let (reply, layer, rcode, rule) = self.answer(&q, transport, wire).await;
+                (Some(q), reply, layer, u16::from(rcode), rule)
             }
             // A bare header: the RCODE is all in it.
             Parsed::Reply(reply) => {
                 let rcode = reply.get(3).map_or(0, |b| b & 0x0f);
-                (None, reply, Layer::Local, u16::from(rcode))
+                (None, reply, Layer::Local, u16::from(rcode), None)
             }
             Parsed::Drop => return None,
         };
         self.counters.answered(rcode);
-        self.log(client, arrived, rcode, layer, || match &q {
+        self.log(client, arrived, rcode, layer, rule, || match &q {
             Some(q) => (q.query.name().to_string(), q.query.query_type().to_string()),
             None => (String::new(), String::new()),
         });
@@ -155,13 +160,14 @@ impl Resolver {
     }
 
     /// Writes the query log's line for an answer, if there is a query log. `question` gives
-    /// the name as the client wrote it and the type.
+    /// the name as the client wrote it and the type; `rule` is the list rule that blocked it.
     fn log(
         &self,
         client: SocketAddr,
         arrived: Option<std::time::Instant>,
         rcode: u16,
         layer: Layer,
+        rule: Option<Box<str>>,
         question: impl FnOnce() -> (String, String),
     ) {
         let Some(log) = &self.query_log else {
@@ -175,6 +181,7 @@ impl Resolver {
             qtype,
             rcode: rcode_name(rcode),
             layer,
+            rule,
             latency_us: arrived.map(|a| a.elapsed().as_micros() as u64),
         });
     }
@@ -210,7 +217,8 @@ impl Resolver {
         self.after_hit(&answer, now, flushes, || key.kernel_query());
         let rcode = u16::from(answer.rcode);
         self.counters.answered(rcode);
-        self.log(client, arrived, rcode, Layer::Cache, || {
+        let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
+        self.log(client, arrived, rcode, Layer::Cache, rule, || {
             let name =
                 Name::from_bytes(q.sent_name(packet)).map_or(String::new(), |n| n.to_string());
             (name, key.qtype().to_string())
@@ -253,6 +261,10 @@ impl Resolver {
         query: impl Fn() -> ClientQuery,
     ) {
         self.counters.cache_hit();
+        if answer.blocked_by.is_some() {
+            self.counters.blocked();
+            self.count_block(answer);
+        }
         let hits = answer.usage.hit();
         if self
             .prefetch_min_hits
@@ -276,11 +288,19 @@ impl Resolver {
         q: &ClientQuery,
         transport: Transport,
         wire: Option<(&[u8], &WireQuery)>,
-    ) -> (Vec<u8>, Layer, ResponseCode) {
+    ) -> (Vec<u8>, Layer, ResponseCode, Option<Box<str>>) {
         let now = clock::now_ns();
         let error = |rcode| {
             let reply = reply::render(q, &Answer::error(rcode), now, transport);
-            (reply, Layer::Local, rcode)
+            (reply, Layer::Local, rcode, None)
+        };
+        // The reply from a fetched or blocked answer, in its wire form where it has one.
+        let fresh = |answer: &Arc<Answer>, now| {
+            let from_wire = wire.and_then(|(packet, w)| {
+                let form = answer.wire(|| self.wire_form(&Key::of(q), answer, now))?;
+                form.reply(packet, w, now)
+            });
+            from_wire.unwrap_or_else(|| reply::render(q, answer, now, transport))
         };
         if q.edns.is_some_and(|e| e.version > 0) {
             return error(ResponseCode::BADVERS);
@@ -296,11 +316,17 @@ impl Resolver {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "daemon cache hit");
                 self.after_hit(&answer, now, flushes, || q.clone());
                 let reply = reply::render(q, &answer, now, transport);
-                return (reply, Layer::Cache, answer.rcode);
+                let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
+                return (reply, Layer::Cache, answer.rcode, rule);
             }
             Lookup::Stale(answer) => Some(answer),
             Lookup::Miss => None,
         };
+        if let Some(answer) = self.block(q, flushes) {
+            let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
+            let now = clock::now_ns();
+            return (fresh(&answer, now), Layer::Blocked, answer.rcode, rule);
+        }
         let deadline = Instant::now() + self.query_timeout;
         let flight_key = FlightKey {
             key: key.clone(),
@@ -327,19 +353,12 @@ impl Resolver {
         };
         let now = clock::now_ns();
         match (fetched, stale) {
-            (Some(answer), _) => {
-                let from_wire = wire.and_then(|(packet, w)| {
-                    let form = answer.wire(|| self.wire_form(&key, &answer, now))?;
-                    form.reply(packet, w, now)
-                });
-                let reply = from_wire.unwrap_or_else(|| reply::render(q, &answer, now, transport));
-                (reply, Layer::Upstream, answer.rcode)
-            }
+            (Some(answer), _) => (fresh(&answer, now), Layer::Upstream, answer.rcode, None),
             (None, Some(stale)) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "stale answer");
                 self.counters.stale_answer();
                 let reply = reply::render(q, &stale.as_stale(now), now, transport);
-                (reply, Layer::Stale, stale.rcode)
+                (reply, Layer::Stale, stale.rcode, None)
             }
             (None, None) => {
                 self.counters.failure();
@@ -388,6 +407,10 @@ impl Resolver {
             checking_disabled: q.checking_disabled,
         };
         let flushes = self.flushes();
+        // A refresh of a blocked answer the kernel serves stays blocked.
+        if let Some(answer) = self.block(&q, flushes) {
+            return Some(answer);
+        }
         let msg = self.pool.resolve(&question, deadline).await?;
         let now = clock::now_ns();
         let answer = Arc::new(Answer::from_upstream(
@@ -396,16 +419,63 @@ impl Resolver {
             &self.ttl,
         ));
         trace!(name = %q.query.name(), qtype = %q.query.query_type(), rcode = %answer.rcode, "from upstream");
-        // With CD set the upstream did not validate: the answer goes only to those who asked.
-        if !q.checking_disabled {
-            let mut cache = self.lock_cache();
-            if self.flushes() == flushes {
-                cache.insert(Key::of(&q), answer.clone());
-                drop(cache);
-                self.fill_kernel(&q, &answer, now, Fill::Replace, flushes);
-            }
-        }
+        self.keep(&q, &answer, now, flushes);
         Some(answer)
+    }
+
+    /// Puts `answer` to `q`, made at `now`, into both caches, unless a flush came after
+    /// `flushes`, or CD is set: then the upstream did not validate it, and it goes only to
+    /// those who asked.
+    fn keep(&self, q: &ClientQuery, answer: &Arc<Answer>, now: u64, flushes: u64) {
+        if q.checking_disabled {
+            return;
+        }
+        let mut cache = self.lock_cache();
+        if self.flushes() == flushes {
+            cache.insert(Key::of(q), answer.clone());
+            drop(cache);
+            self.fill_kernel(q, answer, now, Fill::Replace, flushes);
+        }
+    }
+
+    /// The answer to `q` if a list blocks its name, counted, and kept like a fetched one: the
+    /// kernel then serves the repeats. `flushes` as for `keep`.
+    fn block(&self, q: &ClientQuery, flushes: u64) -> Option<Arc<Answer>> {
+        let (msg, blocked) = self.filter.as_ref()?.check(&q.query)?;
+        let now = clock::now_ns();
+        // The block TTL as set, held to --max-ttl as every answer is.
+        let policy = TtlPolicy {
+            min: 0,
+            max: self.ttl.max,
+            max_negative: self.ttl.max,
+            factor: 1.0,
+        };
+        let answer = Answer::from_upstream(msg, now, &policy).blocked(blocked.list, &blocked.rule);
+        let answer = Arc::new(answer);
+        self.counters.blocked();
+        self.count_block(&answer);
+        self.keep(q, &answer, now, flushes);
+        Some(answer)
+    }
+
+    /// Counts a blocked answer against its list.
+    fn count_block(&self, answer: &Answer) {
+        if let (Some(filter), Some((list, _))) = (&self.filter, &answer.blocked_by) {
+            filter.count(*list);
+        }
+    }
+
+    /// Removes the answers for the names `select` picks from both caches; returns how many
+    /// from the daemon's and how many from the kernel's.
+    pub fn forget_names(&self, select: impl Fn(&Name) -> bool) -> anyhow::Result<(u64, u64)> {
+        let daemon = self.flush_cache(|key| select(key.name()));
+        let kernel = match &self.kernel {
+            Some(k) => k.cache.remove_where(|q| {
+                Name::from_bytes(q.wire_name()).is_ok_and(|name| select(&name))
+            })?,
+            None => 0,
+        };
+        Ok((daemon, kernel))
     }
 
     /// The daemon's cache, locked.
@@ -525,7 +595,7 @@ mod tests {
             query_log: None,
             query_log_sample: 1,
         };
-        Arc::new(Resolver::new(pool, &config, None, None))
+        Arc::new(Resolver::new(pool, &config, None, None, None))
     }
 
     fn client() -> SocketAddr {

@@ -13,7 +13,7 @@ pub mod strategy;
 mod stream;
 #[cfg(test)]
 mod tests;
-mod tls;
+pub mod tls;
 mod udp;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};

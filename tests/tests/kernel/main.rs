@@ -17,6 +17,7 @@ mod e2e;
 mod forged_replies;
 mod kernel_log;
 mod lifecycle;
+mod lists;
 mod metrics;
 mod next_hop;
 mod service;

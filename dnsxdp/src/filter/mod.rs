@@ -1,0 +1,294 @@
+//! What names resolve to, decided before any upstream is asked: block and allow lists, and
+//! the answer a blocked name gets.
+
+pub mod answer;
+pub mod list;
+pub mod settings;
+pub mod source;
+
+use std::{
+    hash::{DefaultHasher, Hash as _, Hasher as _},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::SystemTime,
+};
+
+use hickory_proto::{
+    op::{Message, Query},
+    rr::Name,
+};
+use serde::{Deserialize, Serialize};
+use tokio_rustls::TlsConnector;
+use tracing::warn;
+
+use self::{
+    list::{List, Parsed},
+    settings::Config,
+    source::Source,
+};
+
+/// A list in force.
+pub struct Loaded {
+    pub source: Source,
+    pub allow: bool,
+    pub list: Arc<List>,
+    pub parsed: Parsed,
+    /// Of the text the list was parsed from: an unchanged download is not parsed again.
+    digest: u64,
+    /// When the copy in force was fetched (a kept download: when it was downloaded); `None`
+    /// when there has been none.
+    pub fetched: Option<SystemTime>,
+    /// Why the last refresh kept this copy, if it failed.
+    pub error: Option<String>,
+}
+
+/// The lists in force: the config's allowlists, then its blocklists, in its order.
+#[derive(Default)]
+pub struct Lists {
+    pub loaded: Vec<Loaded>,
+}
+
+impl Lists {
+    /// The blocklist and rule that block `name` (lower-case, no final dot), unless an allowing
+    /// rule of any list matches it.
+    pub fn decide(&self, name: &str) -> Option<Blocked> {
+        let mut blocked = None;
+        let mut block_index = 0;
+        for l in &self.loaded {
+            match l.list.find(name) {
+                Some(found) if found.allow => return None,
+                Some(found) if blocked.is_none() && !l.allow => {
+                    blocked = Some(Blocked {
+                        list: block_index,
+                        rule: found.rule,
+                    });
+                }
+                _ => {}
+            }
+            block_index += usize::from(!l.allow);
+        }
+        blocked
+    }
+}
+
+/// What blocked a name: the blocklist's place among the config's blocklists, and its rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocked {
+    pub list: usize,
+    pub rule: String,
+}
+
+/// One list as `dnsxdp lists` shows it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListReport {
+    pub source: String,
+    pub allow: bool,
+    pub rules: usize,
+    pub bad: usize,
+    pub skipped: usize,
+    /// Seconds since the copy in force was fetched; `None` if there is none.
+    pub age_secs: Option<u64>,
+    pub error: Option<String>,
+    /// Queries it blocked (blocklists only).
+    pub blocked: u64,
+}
+
+pub struct Filter {
+    config: Config,
+    lists: RwLock<Arc<Lists>>,
+    /// Queries blocked by each blocklist, in the config's order.
+    blocked: Vec<AtomicU64>,
+}
+
+impl Filter {
+    pub fn new(config: Config) -> Filter {
+        Filter {
+            blocked: config.block.iter().map(|_| AtomicU64::new(0)).collect(),
+            config,
+            lists: RwLock::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The lists in force.
+    pub fn current(&self) -> Arc<Lists> {
+        self.lists.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `new` in force at once; returns the lists it replaced.
+    pub fn swap(&self, new: Lists) -> Arc<Lists> {
+        let mut lists = self.lists.write().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *lists, Arc::new(new))
+    }
+
+    /// Every list fetched again: from the network when `network`, else from the copies on
+    /// disk. One that cannot be fetched, or whose new copy has no rules where the old had
+    /// some, keeps the copy in `old`, with the error.
+    pub async fn fetch(&self, old: &Lists, network: bool, tls: Option<&TlsConnector>) -> Lists {
+        let sources = (self.config.allow.iter().map(|s| (s, true)))
+            .chain(self.config.block.iter().map(|s| (s, false)));
+        let mut loaded = Vec::new();
+        for (i, (source, allow)) in sources.enumerate() {
+            let dir = &self.config.cache_dir;
+            let fetched = match network {
+                true => (source.fetch(dir, tls).await).map(|text| (text, SystemTime::now())),
+                false => source.last_good(dir),
+            };
+            let before = old.loaded.get(i).filter(|l| &l.source == source);
+            let list = match fetched {
+                Ok((text, when)) => match parse(source, allow, text, when, before).await {
+                    Ok((list, text)) => {
+                        if network {
+                            source.keep(dir, &text);
+                        }
+                        list
+                    }
+                    Err(e) => kept(source, allow, before, e),
+                },
+                Err(e) => kept(source, allow, before, format!("{e:#}")),
+            };
+            if let Some(e) = &list.error {
+                warn!("list {source}: {e}; keeping the copy in force");
+            }
+            loaded.push(list);
+        }
+        Lists { loaded }
+    }
+
+    /// The answer for `q` if a list blocks its name, and what blocked it.
+    pub fn check(&self, q: &Query) -> Option<(Message, Blocked)> {
+        if self.config.block.is_empty() {
+            return None;
+        }
+        let blocked = self.current().decide(&plain(q.name()))?;
+        Some((
+            answer::message(q, &self.config.answer, self.config.ttl),
+            blocked,
+        ))
+    }
+
+    /// Counts a query answered as blocked by blocklist `list`.
+    pub fn count(&self, list: usize) {
+        if let Some(c) = self.blocked.get(list) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Queries blocked so far, over every list.
+    pub fn blocked_total(&self) -> u64 {
+        self.blocked.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// Every list in force, for `dnsxdp lists`.
+    pub fn report(&self) -> Vec<ListReport> {
+        let now = SystemTime::now();
+        let lists = self.current();
+        let mut block_index = 0;
+        lists
+            .loaded
+            .iter()
+            .map(|l| {
+                let blocked = match l.allow {
+                    true => 0,
+                    false => {
+                        block_index += 1;
+                        self.blocked
+                            .get(block_index - 1)
+                            .map_or(0, |c| c.load(Relaxed))
+                    }
+                };
+                ListReport {
+                    source: l.source.to_string(),
+                    allow: l.allow,
+                    rules: l.parsed.rules,
+                    bad: l.parsed.bad,
+                    skipped: l.parsed.skipped,
+                    age_secs: l
+                        .fetched
+                        .and_then(|t| now.duration_since(t).ok())
+                        .map(|d| d.as_secs()),
+                    error: l.error.clone(),
+                    blocked,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The list of `text`, fetched `when`; the one `before` if the text is the same. Its error if
+/// it has no rules where `before` had some. The text comes back for keeping.
+async fn parse(
+    source: &Source,
+    allow: bool,
+    text: String,
+    when: SystemTime,
+    before: Option<&Loaded>,
+) -> Result<(Loaded, String), String> {
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    let digest = h.finish();
+    let (list, parsed, text) = match before.filter(|b| b.digest == digest) {
+        Some(b) => (b.list.clone(), b.parsed, text),
+        // Off the runtime's threads: a large list takes a second or more.
+        None => tokio::task::spawn_blocking(move || {
+            let (list, parsed) = List::parse(&text, allow);
+            (Arc::new(list), parsed, text)
+        })
+        .await
+        .map_err(|e| e.to_string())?,
+    };
+    if parsed.rules == 0 && before.is_some_and(|b| b.parsed.rules > 0) {
+        return Err(format!(
+            "the new copy has no rules ({} bad lines)",
+            parsed.bad
+        ));
+    }
+    let loaded = Loaded {
+        source: source.clone(),
+        allow,
+        list,
+        parsed,
+        digest,
+        fetched: Some(when),
+        error: None,
+    };
+    Ok((loaded, text))
+}
+
+/// The list `before`, kept with `error`; an empty one if there was none.
+fn kept(source: &Source, allow: bool, before: Option<&Loaded>, error: String) -> Loaded {
+    match before {
+        Some(b) => Loaded {
+            source: source.clone(),
+            allow,
+            list: b.list.clone(),
+            parsed: b.parsed,
+            digest: b.digest,
+            fetched: b.fetched,
+            error: Some(error),
+        },
+        None => Loaded {
+            source: source.clone(),
+            allow,
+            list: Arc::new(List::parse("", allow).0),
+            parsed: Parsed::default(),
+            digest: 0,
+            fetched: None,
+            error: Some(error),
+        },
+    }
+}
+
+/// `name` as lists write names: lower-case, without the final dot.
+pub fn plain(name: &Name) -> String {
+    let mut s = name.to_lowercase().to_ascii();
+    if s.len() > 1 && s.ends_with('.') {
+        s.pop();
+    }
+    s
+}

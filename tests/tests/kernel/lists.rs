@@ -1,0 +1,277 @@
+//! Block and allow lists end to end: downloaded from a real HTTP server, blocked names
+//! answered by XDP with the daemon frozen, a failed refresh keeping the last good list, a
+//! restart without the network, and a list change forgetting what it no longer justifies.
+//! Run as root (`cargo xtask test`).
+
+use std::{
+    net::UdpSocket,
+    path::{Path, PathBuf},
+    thread::sleep,
+    time::Duration,
+};
+
+use anyhow::{Result, bail};
+use dnsxdp_tests::{
+    client::{exchange_udp, query},
+    daemon::Daemon,
+    http::HttpServer,
+    netns::{Topology, UPSTREAM_V4, UPSTREAM_V6},
+    upstream::Nsd,
+};
+use hickory_proto::{
+    op::{Message, ResponseCode},
+    rr::{RData, RecordType},
+};
+
+const WAIT: Duration = Duration::from_secs(2);
+
+const BLOCKLIST: &str = "\
+# hosts, adblock and wildcard rules, and a line no tool reads
+0.0.0.0 www.example.test
+||mail.example.test^
+*.many.example.test
+this is not a rule
+";
+
+/// A directory removed when dropped.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Sandbox {
+    daemon: Daemon,
+    sock: UdpSocket,
+    http: HttpServer,
+    cache_dir: Dir,
+    nsd: Nsd,
+    topo: Topology,
+}
+
+impl Sandbox {
+    /// dnsxdp with the blocklist served over HTTP, `extra` flags, and the list in force.
+    fn new(extra: &[&str]) -> Result<Self> {
+        let topo = Topology::new()?;
+        let nsd = Nsd::start(&topo.upstream, &[UPSTREAM_V4, UPSTREAM_V6])?;
+        let http = HttpServer::start(&topo.upstream)?;
+        http.put("block.txt", BLOCKLIST)?;
+        let cache_dir = std::env::temp_dir().join(format!("dnsxdp-lists-{}", topo.server.name));
+        let _ = std::fs::remove_dir_all(&cache_dir);
+        let daemon = start(&topo, &http, &cache_dir, extra)?;
+        let sock = topo.client.enter(|| UdpSocket::bind("0.0.0.0:0"))??;
+        let s = Sandbox {
+            daemon,
+            sock,
+            http,
+            cache_dir: Dir(cache_dir),
+            nsd,
+            topo,
+        };
+        s.wait_for_rules(3)?;
+        Ok(s)
+    }
+
+    fn ask(&self, name: &str, rtype: RecordType) -> Result<Message> {
+        exchange_udp(&self.sock, self.daemon.v4, &query(name, rtype), WAIT)
+    }
+
+    /// Waits until the blocklist holds `rules` rules.
+    fn wait_for_rules(&self, rules: u64) -> Result<serde_json::Value> {
+        for _ in 0..100 {
+            let lists = self.daemon.lists(false)?;
+            if blocklist(&lists)["rules"].as_u64() == Some(rules) {
+                return Ok(lists);
+            }
+            sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "the blocklist never held {rules} rules: {}",
+            self.daemon.lists(false)?
+        )
+    }
+}
+
+fn start(topo: &Topology, http: &HttpServer, cache_dir: &Path, extra: &[&str]) -> Result<Daemon> {
+    let dir = cache_dir.to_string_lossy().into_owned();
+    let url = http.url("block.txt");
+    let flags = [&["--block-list", &url, "--list-cache-dir", &dir][..], extra].concat();
+    Daemon::start(topo, &flags)
+}
+
+/// The blocklist's row of `dnsxdp lists --json` (allowlists come first).
+fn blocklist(lists: &serde_json::Value) -> &serde_json::Value {
+    let rows = lists.as_array().map(Vec::as_slice).unwrap_or_default();
+    rows.iter()
+        .find(|l| l["allow"] == false)
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+fn address(m: &Message) -> Option<RData> {
+    m.answers().first().map(|r| r.data().clone())
+}
+
+const NULL_V4: RData = RData::A(hickory_proto::rr::rdata::A::new(0, 0, 0, 0));
+
+#[test]
+fn blocked_names_are_answered_by_xdp_with_the_daemon_frozen() -> Result<()> {
+    let s = Sandbox::new(&[])?;
+    let lists = s.daemon.lists(false)?;
+    assert_eq!(
+        (
+            blocklist(&lists)["bad"].as_u64(),
+            blocklist(&lists)["error"].as_str()
+        ),
+        (Some(1), None)
+    );
+    // The domain, its subdomains, and a wildcard's subdomains but not the wildcard's domain.
+    for name in [
+        "www.example.test.",
+        "a.b.www.example.test.",
+        "mail.example.test.",
+        "x.many.example.test.",
+    ] {
+        assert_eq!(
+            address(&s.ask(name, RecordType::A)?),
+            Some(NULL_V4),
+            "{name}"
+        );
+    }
+    let aaaa = s.ask("www.example.test.", RecordType::AAAA)?;
+    assert_eq!(
+        address(&aaaa),
+        Some(RData::AAAA(std::net::Ipv6Addr::UNSPECIFIED.into()))
+    );
+    let mx = s.ask("mail.example.test.", RecordType::MX)?;
+    assert_eq!(
+        (mx.response_code(), mx.answers().len()),
+        (ResponseCode::NoError, 0)
+    );
+    assert_eq!(mx.name_servers()[0].record_type(), RecordType::SOA);
+    // NSD's NODATA, with the zone's SOA, not a block answer's.
+    let apex = s.ask("many.example.test.", RecordType::A)?;
+    assert!(
+        apex.answers().is_empty(),
+        "a wildcard does not cover its own domain"
+    );
+    assert_eq!(apex.name_servers()[0].name().to_ascii(), "example.test.");
+    let other = s.ask("alias.example.test.", RecordType::A)?;
+    assert!(!other.answers().is_empty() && address(&other) != Some(NULL_V4));
+
+    let hits = s.daemon.xdp("hits")?;
+    s.daemon.signal(libc::SIGSTOP)?;
+    let frozen = s.ask("www.example.test.", RecordType::A);
+    let frozen_mx = s.ask("mail.example.test.", RecordType::MX);
+    s.daemon.signal(libc::SIGCONT)?;
+    assert_eq!(address(&frozen?), Some(NULL_V4));
+    assert_eq!(frozen_mx?.name_servers()[0].record_type(), RecordType::SOA);
+    assert_eq!(s.daemon.xdp("hits")? - hits, 2);
+    assert!(s.daemon.counter("blocked")? >= 6);
+    assert!(blocklist(&s.daemon.lists(false)?)["blocked"].as_u64() >= Some(6));
+    Ok(())
+}
+
+#[test]
+fn other_block_answers_and_an_allowlist() -> Result<()> {
+    let topo_dir = std::env::temp_dir().join(format!("dnsxdp-allow-{}", std::process::id()));
+    std::fs::create_dir_all(&topo_dir)?;
+    let allow = topo_dir.join("allow.txt");
+    std::fs::write(&allow, "@@||www.example.test^\n")?;
+    let allow_arg = allow.to_string_lossy().into_owned();
+    let s = Sandbox::new(&[
+        "--block-answer",
+        "nxdomain",
+        "--block-ttl",
+        "30",
+        "--allow-list",
+        &allow_arg,
+    ])?;
+    let nx = s.ask("mail.example.test.", RecordType::A)?;
+    assert_eq!(nx.response_code(), ResponseCode::NXDomain);
+    // Counting down from --block-ttl, which a second may have passed.
+    let ttl = nx.name_servers()[0].ttl();
+    assert!((29..=30).contains(&ttl), "{ttl}");
+    let allowed = s.ask("www.example.test.", RecordType::A)?;
+    assert_eq!(allowed.response_code(), ResponseCode::NoError);
+    assert_ne!(address(&allowed), Some(NULL_V4));
+    std::fs::remove_dir_all(&topo_dir)?;
+    Ok(())
+}
+
+#[test]
+fn a_failed_refresh_keeps_the_list_and_a_restart_needs_no_network() -> Result<()> {
+    let s = Sandbox::new(&[])?;
+    // The server answers 404 now: the list in force stays, with the error.
+    std::fs::remove_file(s.http.path("block.txt"))?;
+    let lists = s.daemon.lists(true)?;
+    assert_eq!(blocklist(&lists)["rules"].as_u64(), Some(3));
+    let error = blocklist(&lists)["error"].as_str().unwrap_or_default();
+    assert!(error.contains("404"), "{lists}");
+    assert_eq!(
+        address(&s.ask("www.example.test.", RecordType::A)?),
+        Some(NULL_V4)
+    );
+    // A page that is no list keeps it too.
+    s.http.put("block.txt", "<html>gone</html>\n")?;
+    let lists = s.daemon.lists(true)?;
+    assert_eq!(blocklist(&lists)["rules"].as_u64(), Some(3), "{lists}");
+
+    // A restart with the server gone starts from the copy kept on disk.
+    let Sandbox {
+        daemon,
+        topo,
+        http,
+        cache_dir,
+        sock,
+        nsd,
+    } = s;
+    daemon.stop()?;
+    let url = http.url("block.txt");
+    drop(http);
+    let dir = cache_dir.0.to_string_lossy().into_owned();
+    let daemon = Daemon::start(&topo, &["--block-list", &url, "--list-cache-dir", &dir])?;
+    let reply = exchange_udp(
+        &sock,
+        daemon.v4,
+        &query("www.example.test.", RecordType::A),
+        WAIT,
+    )?;
+    assert_eq!(address(&reply), Some(NULL_V4));
+    drop((daemon, nsd));
+    Ok(())
+}
+
+#[test]
+fn a_list_change_forgets_the_answers_it_no_longer_justifies() -> Result<()> {
+    let s = Sandbox::new(&[])?;
+    // In both caches: a blocked name, and one the new list blocks.
+    for _ in 0..2 {
+        assert_eq!(
+            address(&s.ask("www.example.test.", RecordType::A)?),
+            Some(NULL_V4)
+        );
+        assert_ne!(
+            address(&s.ask("alias.example.test.", RecordType::A)?),
+            Some(NULL_V4)
+        );
+    }
+    s.http.put("block.txt", "alias.example.test\n")?;
+    s.daemon.lists(true)?;
+    s.wait_for_rules(1)?;
+    let hits = s.daemon.xdp("hits")?;
+    let freed = s.ask("www.example.test.", RecordType::A)?;
+    assert!(
+        !freed.answers().is_empty() && address(&freed) != Some(NULL_V4),
+        "{freed:?}"
+    );
+    let now_blocked = s.ask("alias.example.test.", RecordType::A)?;
+    assert_eq!(address(&now_blocked), Some(NULL_V4));
+    assert_eq!(
+        s.daemon.xdp("hits")?,
+        hits,
+        "neither came from an old kernel entry"
+    );
+    Ok(())
+}
