@@ -37,8 +37,8 @@ pub fn too_long_for_the_kernel() -> String {
 }
 
 /// The zone: A and AAAA names, a CNAME chain, records of other types (MX, TXT, HTTPS, SRV,
-/// PTR, CAA and an unknown one), a few DNSSEC records, a short TTL, answers of every size
-/// class, and a wildcard.
+/// PTR, CAA and an unknown one), a name with a private address beside a public one, a few
+/// DNSSEC records, a short TTL, answers of every size class, and a wildcard.
 pub fn zone_text() -> String {
     let mut z = String::from(
         "$ORIGIN example.test.\n$TTL 300\n\
@@ -56,7 +56,9 @@ pub fn zone_text() -> String {
          _sip._udp IN SRV 10 5 5060 www\n\
          ptr IN PTR www\n\
          @ IN CAA 0 issue \"ca.example.test\"\n\
-         opaque IN TYPE65000 \\# 3 c0ff00\n",
+         opaque IN TYPE65000 \\# 3 c0ff00\n\
+         lan IN A 192.168.1.10\n\
+         lan IN A 198.18.10.8\n",
     );
     // Signatures (never checked: the daemon forwards, it does not validate) and a denial of
     // existence, which NSD sends to queries with DO.

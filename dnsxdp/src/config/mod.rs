@@ -169,8 +169,9 @@ impl Config {
             }
             Ok(found)
         })?;
-        if let Some(up) =
-            (upstream.upstreams.iter()).find(|up| serves(&serve.listen, local, up.addr))
+        let zone_upstreams = upstream.zones.iter().flat_map(|(_, ups)| ups);
+        if let Some(up) = (upstream.upstreams.iter().chain(zone_upstreams))
+            .find(|up| serves(&serve.listen, local, up.addr))
         {
             bail!("upstream {up} is this server's own listen address: pass a different --upstream");
         }

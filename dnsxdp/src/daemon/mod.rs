@@ -34,7 +34,7 @@ use crate::{
     },
     resolve::{Resolver, lists::Keeper, query_log::QueryLog},
     serve::{self, InFlight, Pipeline},
-    upstream::{pool::Pool, tls::Connectors},
+    upstream::{pool::Pool, rebind::Rebind, routes::Routes, spec::UpstreamSpec, tls::Connectors},
     values::duration,
 };
 
@@ -122,11 +122,14 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
         warn!("--no-xdp given: not attaching to {}", ifaces.join(", "));
     }
     let upstream = &config.upstream;
-    let pool = Arc::new(Pool::new(
-        upstream.upstreams.clone(),
-        upstream.pool,
-        upstream.tls_ca.as_deref(),
-    )?);
+    let pool = |specs: &[UpstreamSpec]| {
+        Pool::new(specs.to_vec(), upstream.pool, upstream.tls_ca.as_deref()).map(Arc::new)
+    };
+    let zones = (upstream.zones.iter())
+        .map(|(zone, specs)| Ok((zone.clone(), pool(specs)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let rebind = upstream.rebind.clone().map(Rebind::new);
+    let routes = Arc::new(Routes::new(pool(&upstream.upstreams)?, zones, rebind));
     let bound = serve::bind(&config.serve.listen, config.serve.workers)?;
     let control = ControlSocket::bind(&config.ops.control)?;
     let metrics = config
@@ -146,7 +149,7 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
     let lists = &config.filter;
     let filter = (!lists.block.is_empty()).then(|| Arc::new(Filter::new(lists.clone())));
     let resolver = Arc::new(Resolver::new(
-        pool.clone(),
+        routes.clone(),
         &config.resolve,
         query_log.clone(),
         kernel.clone(),
@@ -170,7 +173,9 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
         };
         tasks.spawn(events::read(ring, sinks));
     }
-    tasks.spawn(pool.clone().probe_down());
+    for pool in routes.pools() {
+        tasks.spawn(pool.clone().probe_down());
+    }
     let pipeline = Pipeline {
         resolver: resolver.clone(),
         access: access.clone(),
@@ -182,7 +187,16 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
             .with_context(|| format!("serving {addr}"))?;
         info!("listening on {addr} (UDP and TCP)");
     }
-    let upstreams: Vec<&str> = pool.names().collect();
+    let upstreams: Vec<&str> = routes
+        .pools()
+        .next()
+        .into_iter()
+        .flat_map(|p| p.names())
+        .collect();
+    for (zone, specs) in &upstream.zones {
+        let to: Vec<String> = specs.iter().map(ToString::to_string).collect();
+        info!("forwarding {zone} to {}", to.join(", "));
+    }
     info!(
         "forwarding to {} ({}; {} per upstream, {} per query; serving stale for {})",
         upstreams.join(", "),
@@ -222,7 +236,7 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
     let state = Arc::new(State {
         query_log,
         xdp: kernel,
-        upstreams: pool,
+        upstreams: routes,
         access,
         reload: Box::new(move || reloader.reload()),
         resolver,

@@ -25,7 +25,7 @@ use crate::{
     resolve::Resolver,
     resolve::lists::Keeper,
     resolve::query_log::QueryLog,
-    upstream::pool::Pool,
+    upstream::routes::Routes,
 };
 
 const NO_LISTS: &str = "no block lists: the daemon runs without --block-list";
@@ -81,7 +81,7 @@ pub struct ErrorReply {
 pub struct State {
     pub query_log: Option<Arc<QueryLog>>,
     pub xdp: Option<Arc<XdpMaps>>,
-    pub upstreams: Arc<Pool>,
+    pub upstreams: Arc<Routes>,
     pub access: Arc<Access>,
     /// Puts the config file's access settings in force and describes them.
     pub reload: Box<dyn Fn() -> anyhow::Result<String> + Send + Sync>,
@@ -118,7 +118,7 @@ impl State {
             xdp,
             daemon,
             cache,
-            upstreams: self.upstreams.counters(),
+            upstreams: self.upstreams.pools().flat_map(|p| p.counters()).collect(),
         })
     }
 
@@ -278,17 +278,26 @@ mod tests {
         let tables = Box::new(crate::access::memory::MemoryTables::default());
         let access =
             Arc::new(Access::new(tables, &policy, crate::access::XdpPaths::default()).unwrap());
-        let pool = Arc::new(Pool::new(vec![upstream], pool_settings, None).unwrap());
+        let pool = Arc::new(
+            crate::upstream::pool::Pool::new(vec![upstream], pool_settings, None).unwrap(),
+        );
         let resolve = crate::resolve::settings::Settings {
             serve_stale: Some(std::time::Duration::ZERO),
             ..Default::default()
         };
-        let resolver = Resolver::new(pool.clone(), &resolve.config(8).unwrap(), None, None, None);
+        let routes = Arc::new(Routes::single(pool));
+        let resolver = Resolver::new(
+            routes.clone(),
+            &resolve.config(8).unwrap(),
+            None,
+            None,
+            None,
+        );
         let reloaded = access.clone();
         State {
             query_log: None,
             xdp: None,
-            upstreams: pool,
+            upstreams: routes,
             access,
             reload: Box::new(move || {
                 reloaded.apply(&policy)?;

@@ -178,7 +178,8 @@ impl Collector for StateCollector {
             fmt::Error
         })?;
         encode_report(&report, &mut encoder)?;
-        encode_latencies(self.0.upstreams.latencies(), &mut encoder)
+        let latencies = self.0.upstreams.pools().flat_map(|p| p.latencies());
+        encode_latencies(latencies, &mut encoder)
     }
 }
 
@@ -231,6 +232,12 @@ fn encode_daemon(d: &DaemonCounters, e: &mut DescriptorEncoder) -> fmt::Result {
         "blocked",
         "Answers the daemon sent for names a blocklist blocks (its cache's hits included).",
         d.resolve.blocked,
+    )?;
+    counter(
+        e,
+        "rebind_removed",
+        "Private addresses removed from public upstreams' answers (--rebind-protection).",
+        d.resolve.rebind_removed,
     )?;
     counter(
         e,

@@ -144,6 +144,7 @@ impl Report {
             ("stale_answers", d.resolve.stale_answers),
             ("failures", d.resolve.failures),
             ("blocked", d.resolve.blocked),
+            ("rebind_removed", d.resolve.rebind_removed),
             ("allowed", d.access.allowed),
             ("denied_dropped", d.access.denied_dropped),
             ("denied_refused", d.access.denied_refused),
@@ -437,6 +438,7 @@ mod tests {
                 "queries_udp",
                 "query_log_dropped",
                 "rcodes",
+                "rebind_removed",
                 "stale_answers",
                 "upstream_queries"
             ]
@@ -494,7 +496,7 @@ mod tests {
             .filter(|l| l.starts_with("  "))
             .map(str::len)
             .collect();
-        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 17);
+        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 18);
         assert!(widths.iter().all(|&w| w == widths[0]));
         let lines: Vec<&str> = upstreams.lines().collect();
         assert_eq!(lines.len(), 3);

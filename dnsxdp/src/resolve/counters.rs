@@ -24,6 +24,7 @@ pub struct Counters {
     failures: AtomicU64,
     prefetches: AtomicU64,
     blocked: AtomicU64,
+    rebind_removed: AtomicU64,
     /// Answers sent by the daemon, by `RCODES` index.
     rcodes: [AtomicU64; RCODES.len()],
 }
@@ -43,6 +44,8 @@ pub struct Counts {
     pub prefetches: u64,
     /// Answers for names a blocklist blocks, sent by the daemon (its cache's hits included).
     pub blocked: u64,
+    /// Private addresses removed from public upstreams' answers (--rebind-protection).
+    pub rebind_removed: u64,
     /// Answers the daemon sent, by response code (`RCODES`).
     pub rcodes: BTreeMap<String, u64>,
 }
@@ -92,6 +95,11 @@ impl Counters {
         self.blocked.fetch_add(1, Relaxed);
     }
 
+    /// `n` private addresses removed from an upstream's answer.
+    pub fn rebind_removed(&self, n: usize) {
+        self.rebind_removed.fetch_add(n as u64, Relaxed);
+    }
+
     /// An answer the daemon sent, by its response code (extended ones included).
     pub fn answered(&self, rcode: u16) {
         let index = match rcode {
@@ -120,6 +128,7 @@ impl Counters {
             failures: self.failures.load(Relaxed),
             prefetches: self.prefetches.load(Relaxed),
             blocked: self.blocked.load(Relaxed),
+            rebind_removed: self.rebind_removed.load(Relaxed),
             rcodes: RCODES
                 .iter()
                 .zip(&self.rcodes)

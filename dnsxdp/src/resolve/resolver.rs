@@ -38,7 +38,7 @@ use crate::{
     resolve::cache::{Cache, Key, Lookup},
     resolve::flight::Flights,
     resolve::query_log::{Layer, Line, QueryLog, rcode_name, rfc3339},
-    upstream::{check, pool::Pool, question::Question},
+    upstream::{check, question::Question, routes::Routes},
 };
 
 /// What identical in-flight misses share: the cache key, and CD, since a query with CD set is
@@ -55,7 +55,7 @@ type Fetched = Option<Arc<Answer>>;
 pub struct Resolver {
     cache: Mutex<Cache>,
     flights: Flights<FlightKey, Fetched>,
-    pool: Arc<Pool>,
+    routes: Arc<Routes>,
     ttl: TtlPolicy,
     /// How long a client waits for an answer (or a stale one, or SERVFAIL).
     query_timeout: Duration,
@@ -78,10 +78,10 @@ impl Resolver {
         self.counters.counts()
     }
 
-    /// A resolver as `config` says, asking `pool`, logging to `query_log`, filling `kernel`'s
-    /// cache and blocking what `filter`'s lists block, where there are those.
+    /// A resolver as `config` says, asking the pools of `routes`, logging to `query_log`,
+    /// filling `kernel`'s cache and blocking what `filter`'s lists block, where there are those.
     pub fn new(
-        pool: Arc<Pool>,
+        routes: Arc<Routes>,
         config: &Config,
         query_log: Option<Arc<QueryLog>>,
         kernel: Option<Arc<XdpMaps>>,
@@ -93,7 +93,7 @@ impl Resolver {
         Resolver {
             cache: Mutex::new(Cache::new(cache_size, cache_memory, config.serve_stale)),
             flights: Flights::default(),
-            pool,
+            routes,
             ttl: config.ttl,
             query_timeout: config.query_timeout,
             counters: Counters::default(),
@@ -342,7 +342,8 @@ impl Resolver {
         }
         // With every upstream down, a stale answer goes out at once; the fetch goes on as the
         // refresh.
-        let fetched = if stale.is_some() && self.pool.all_down() {
+        let pool = self.routes.for_name(q.query.name());
+        let fetched = if stale.is_some() && pool.all_down() {
             None
         } else {
             timeout_at(deadline, flight.wait())
@@ -411,13 +412,18 @@ impl Resolver {
         if let Some(answer) = self.block(&q, flushes) {
             return Some(answer);
         }
-        let msg = self.pool.resolve(&question, deadline).await?;
+        let pool = self.routes.for_name(q.query.name());
+        let msg = pool.resolve(&question, deadline).await?;
+        let mut msg = check::scrub(msg, &q.query);
+        if let Some(rebind) = self.routes.rebind(q.query.name()) {
+            let removed = rebind.strip(q.query.name(), &mut msg);
+            if removed > 0 {
+                debug!(name = %q.query.name(), removed, "private addresses removed from a public upstream's answer");
+                self.counters.rebind_removed(removed);
+            }
+        }
         let now = clock::now_ns();
-        let answer = Arc::new(Answer::from_upstream(
-            check::scrub(msg, &q.query),
-            now,
-            &self.ttl,
-        ));
+        let answer = Arc::new(Answer::from_upstream(msg, now, &self.ttl));
         trace!(name = %q.query.name(), qtype = %q.query.query_type(), rcode = %answer.rcode, "from upstream");
         self.keep(&q, &answer, now, flushes);
         Some(answer)
@@ -524,7 +530,11 @@ mod tests {
     use tokio::net::UdpSocket;
 
     use super::*;
-    use crate::upstream::{pool::PoolSettings, spec::UpstreamSpec, strategy::Strategy};
+    use crate::upstream::{
+        pool::{Pool, PoolSettings},
+        spec::UpstreamSpec,
+        strategy::Strategy,
+    };
 
     /// An upstream on loopback answering every A query with one record after `delay`, while
     /// `answering`.
@@ -595,7 +605,13 @@ mod tests {
             query_log: None,
             query_log_sample: 1,
         };
-        Arc::new(Resolver::new(pool, &config, None, None, None))
+        Arc::new(Resolver::new(
+            Arc::new(Routes::single(pool)),
+            &config,
+            None,
+            None,
+            None,
+        ))
     }
 
     fn client() -> SocketAddr {

@@ -7,6 +7,8 @@ mod https;
 mod idle;
 pub mod pool;
 pub mod question;
+pub mod rebind;
+pub mod routes;
 pub mod settings;
 pub mod spec;
 pub mod strategy;

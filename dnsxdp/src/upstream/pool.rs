@@ -64,6 +64,11 @@ impl Pool {
         })
     }
 
+    /// Whether every upstream is on a private address: the network's own servers.
+    pub fn all_private(&self) -> bool {
+        (self.upstreams.iter()).all(|u| super::rebind::private(u.spec.addr.ip()))
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.upstreams.iter().map(Upstream::name)
     }

@@ -2,7 +2,9 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use anyhow::anyhow;
 use clap::Args;
+use hickory_proto::rr::Name;
 use serde::Deserialize;
 
 use super::{pool::PoolSettings, spec::UpstreamSpec, strategy::Strategy};
@@ -45,6 +47,22 @@ pub struct Settings {
     #[arg(long, value_name = "FILE")]
     #[serde(default, deserialize_with = "file::path")]
     pub tls_ca: Option<PathBuf>,
+    /// A zone forwarded to its own upstreams, `ZONE=URL[,URL...]`: `corp.example=10.0.0.53`,
+    /// or a LAN's reverse zone to its DHCP server; the longest zone that holds a name wins
+    /// (repeatable).
+    #[arg(long, value_name = "ZONE=URL")]
+    #[serde(default, deserialize_with = "file::strings")]
+    pub forward_zone: Option<Vec<String>>,
+    /// Remove private, loopback and link-local addresses from the answers of public upstreams
+    /// (DNS-rebinding protection); upstreams on private addresses are trusted.
+    #[arg(long, num_args = 0, default_missing_value = "true")]
+    #[serde(default, deserialize_with = "file::flag")]
+    pub rebind_protection: Option<bool>,
+    /// A domain whose answers may hold private addresses despite --rebind-protection; its
+    /// subdomains too (repeatable).
+    #[arg(long, value_name = "DOMAIN")]
+    #[serde(default, deserialize_with = "file::strings")]
+    pub rebind_allow: Option<Vec<String>>,
 }
 
 /// The upstreams as they run.
@@ -54,6 +72,10 @@ pub struct Config {
     pub pool: PoolSettings,
     /// Certificate authorities for TLS upstreams instead of the system's.
     pub tls_ca: Option<PathBuf>,
+    /// Zones forwarded to upstreams of their own.
+    pub zones: Vec<(Name, Vec<UpstreamSpec>)>,
+    /// With rebinding protection, the domains allowed private addresses.
+    pub rebind: Option<Vec<Name>>,
 }
 
 impl Settings {
@@ -84,6 +106,58 @@ impl Settings {
                 retries: self.upstream_retries.unwrap_or(DEFAULT_RETRIES),
             },
             tls_ca: self.tls_ca.clone(),
+            zones: (self.forward_zone.iter().flatten())
+                .map(|z| forward_zone(z).map_err(|e| anyhow!("forward-zone: {e}")))
+                .collect::<anyhow::Result<_>>()?,
+            rebind: match self.rebind_protection {
+                Some(true) => Some(
+                    (self.rebind_allow.iter().flatten())
+                        .map(|d| domain(d).map_err(|e| anyhow!("rebind-allow: {e}")))
+                        .collect::<anyhow::Result<_>>()?,
+                ),
+                _ => None,
+            },
         })
+    }
+}
+
+/// A domain name as written in the settings, lower-cased and fully qualified.
+fn domain(s: &str) -> Result<Name, String> {
+    let mut name = Name::from_ascii(s.trim())
+        .map_err(|_| format!("'{s}' is not a domain name"))?
+        .to_lowercase();
+    name.set_fqdn(true);
+    Ok(name)
+}
+
+/// `ZONE=URL[,URL...]`.
+fn forward_zone(s: &str) -> Result<(Name, Vec<UpstreamSpec>), String> {
+    let (zone, upstreams) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not ZONE=URL[,URL...]"))?;
+    let zone = domain(zone)?;
+    let upstreams = upstreams
+        .split(',')
+        .map(|u| UpstreamSpec::parse(u.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((zone, upstreams))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forward_zone_is_a_zone_and_its_upstreams() {
+        let (zone, ups) = forward_zone("Corp.Example=10.0.0.53, tls://10.0.0.54#dns.corp").unwrap();
+        assert_eq!(zone.to_ascii(), "corp.example.");
+        let ups: Vec<String> = ups.iter().map(ToString::to_string).collect();
+        assert_eq!(ups, ["udp://10.0.0.53:53", "tls://10.0.0.54:853#dns.corp"]);
+        assert!(
+            forward_zone("corp.example")
+                .unwrap_err()
+                .contains("ZONE=URL")
+        );
+        assert!(forward_zone("corp.example=nowhere").is_err());
     }
 }

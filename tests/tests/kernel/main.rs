@@ -18,6 +18,7 @@ mod forged_replies;
 mod kernel_log;
 mod lifecycle;
 mod lists;
+mod local_network;
 mod metrics;
 mod next_hop;
 mod service;

@@ -261,7 +261,7 @@ fn u64_at(stats: &Value, pointer: &str) -> Result<u64> {
 type SampleKey = (&'static str, &'static [(&'static str, &'static str)]);
 
 /// Daemon counters of `dnsxdp stats --json` and the samples that carry them.
-const DAEMON: [(&str, SampleKey); 16] = [
+const DAEMON: [(&str, SampleKey); 17] = [
     (
         "queries_udp",
         ("dnsxdp_queries_total", &[("transport", "udp")]),
@@ -281,6 +281,7 @@ const DAEMON: [(&str, SampleKey); 16] = [
     ("coalesced", ("dnsxdp_coalesced_total", &[])),
     ("stale_answers", ("dnsxdp_stale_answers_total", &[])),
     ("blocked", ("dnsxdp_blocked_total", &[])),
+    ("rebind_removed", ("dnsxdp_rebind_removed_total", &[])),
     ("failures", ("dnsxdp_failures_total", &[])),
     ("prefetches", ("dnsxdp_prefetches_total", &[])),
     ("query_log_dropped", ("dnsxdp_query_log_dropped_total", &[])),
