@@ -7,6 +7,7 @@ pub mod compare;
 pub mod cost;
 pub mod demo;
 pub mod flood;
+pub mod lists;
 pub mod proc;
 pub mod sandbox;
 pub mod soak;

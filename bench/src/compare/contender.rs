@@ -141,6 +141,11 @@ impl Server {
     /// Writes the server's configuration to `dir`, starts it and waits until it answers over
     /// IPv4 and IPv6.
     pub fn start(kind: Kind, sandbox: &Sandbox, dir: &Path) -> Result<Self> {
+        Self::start_with(kind, sandbox, dir, &[])
+    }
+
+    /// The same, with `extra` flags for dnsxdp.
+    pub fn start_with(kind: Kind, sandbox: &Sandbox, dir: &Path, extra: &[&str]) -> Result<Self> {
         fs::create_dir_all(dir)?;
         let program = kind.program()?;
         let control = dir.join("control.sock");
@@ -164,7 +169,8 @@ impl Server {
                     .args(["--allow", "198.18.0.0/15", "--allow", "fd00::/8"])
                     .args(["--log-level", "warn", "--control"])
                     .arg(&control)
-                    .args(["--workers", workers]);
+                    .args(["--workers", workers])
+                    .args(extra);
                 if kind == Kind::DnsxdpXdp {
                     cmd.args(["--iface", SERVER_IFACE, "--xdp-mode", "native"])
                         .arg("--pin-dir")
@@ -263,6 +269,14 @@ impl Server {
         cmd.args(["stats", "--json", "--control"])
             .arg(&self.control);
         Ok(Some(serde_json::from_str(&proc::output(cmd)?)?))
+    }
+
+    /// For dnsxdp: `dnsxdp lists refresh`, which returns once the lists fetched are in force.
+    pub fn refresh_lists(&self) -> Result<()> {
+        let mut cmd = Command::new(daemon::binary()?);
+        cmd.args(["lists", "refresh", "--json", "--control"])
+            .arg(&self.control);
+        proc::output(cmd).map(drop)
     }
 
     /// The last lines the server logged.

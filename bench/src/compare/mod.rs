@@ -25,7 +25,7 @@ use self::{
     report::{Contender, Cpu, Machine, Micro, Results, Run, SCENARIOS},
 };
 use crate::{
-    clients, cost, proc,
+    clients, cost, lists, proc,
     sandbox::{GENERATOR_CPU, SERVER_CPU, Sandbox},
     zone,
 };
@@ -184,6 +184,7 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
     } else {
         opts.servers.clone()
     };
+    let with_lists = kinds.contains(&Kind::DnsxdpXdp);
     let mut contenders = Vec::new();
     for kind in kinds {
         let mut c = Contender {
@@ -213,6 +214,21 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
         }
         contenders.push(c);
     }
+    let lists = match with_lists {
+        true => {
+            eprintln!("bench: a blocklist of {} domains in dnsxdp", lists::DOMAINS);
+            let dir = files.dir.join("lists");
+            match lists::measure(&sandbox, &dir, &files.hits_a, plan.seconds) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    proc::check()?;
+                    eprintln!("bench: the blocklist run failed: {e:#}");
+                    None
+                }
+            }
+        }
+        false => None,
+    };
     drop(sandbox);
 
     let results = Results {
@@ -224,6 +240,7 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
         micro,
         kernel_memory,
         contenders,
+        lists,
     };
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     fs::write(
@@ -481,6 +498,15 @@ fn method(plan: &Plan) -> Vec<String> {
              names cached: one-record A answers for that many names, each round asking for \
              names at random among them.",
             plan.micro_rounds, plan.micro_repeat
+        ),
+        format!(
+            "Blocklist: dnsxdp with XDP starts with a one-rule list served over HTTP (python3 \
+             -m http.server); a hosts list of {} domains replaces it (`dnsxdp lists \
+             refresh`, timed until the list is in force), then another of that size replaces \
+             that while dnsperf asks the IPv4 hit set at 10000 qps for {} s. Memory is the \
+             daemon's VmRSS before any list and with the first, and its VmHWM at the end.",
+            lists::DOMAINS,
+            plan.seconds
         ),
         "Kernel cache memory: `memlock` of each tier's map in a cache of 2^20 (the kernel's \
          count of its memory); per entry, the difference from a cache of 3/4 as many, which \
