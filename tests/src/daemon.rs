@@ -172,37 +172,32 @@ impl Daemon {
 
     /// `dnsxdp stats --json` against this daemon.
     pub fn stats(&self) -> Result<serde_json::Value> {
-        let out = Command::new(binary()?)
-            .args(["stats", "--json", "--control"])
-            .arg(&self.control)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "dnsxdp stats failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        serde_json::from_slice(&out.stdout).context("parsing dnsxdp stats --json")
+        self.ask(&["stats"])
     }
 
     /// `dnsxdp lists --json` against this daemon; with `refresh`, after fetching them again.
     pub fn lists(&self, refresh: bool) -> Result<serde_json::Value> {
-        let mut cmd = Command::new(binary()?);
-        cmd.arg("lists");
-        if refresh {
-            cmd.arg("refresh");
+        match refresh {
+            true => self.ask(&["lists", "refresh"]),
+            false => self.ask(&["lists"]),
         }
-        let out = cmd
+    }
+
+    /// The JSON `dnsxdp <command> --json` prints for this daemon.
+    fn ask(&self, command: &[&str]) -> Result<serde_json::Value> {
+        let out = Command::new(binary()?)
+            .args(command)
             .args(["--json", "--control"])
             .arg(&self.control)
             .output()?;
+        let what = command.join(" ");
         if !out.status.success() {
             bail!(
-                "dnsxdp lists failed: {}",
+                "dnsxdp {what} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        serde_json::from_slice(&out.stdout).context("parsing dnsxdp lists --json")
+        serde_json::from_slice(&out.stdout).with_context(|| format!("parsing dnsxdp {what} --json"))
     }
 
     /// One XDP counter (`hits`, `misses`, `pass_edns`, ...).

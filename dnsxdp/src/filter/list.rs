@@ -98,6 +98,7 @@ impl List {
 
     /// The rule matching `name` (ASCII lower-case, no trailing dot, e.g. "ads.example.com"): an
     /// allowing rule if one matches, else a blocking one, else None.
+    #[cfg(test)]
     pub fn find(&self, name: &str) -> Option<Found> {
         self.matching(name).map(Hit::found)
     }
@@ -147,18 +148,19 @@ impl List {
     }
 }
 
-/// What `lists` together say of `name`: an allowing rule of any list beats every blocking rule
-/// (an allowlist beats a blocklist); otherwise the first blocking match in list order.
-pub fn decide<'a>(lists: impl IntoIterator<Item = &'a List>, name: &str) -> Option<Found> {
+/// What `lists` together say of `name`, and the place of the list that says it: an allowing
+/// rule of any list beats every blocking rule (an allowlist beats a blocklist); otherwise the
+/// first blocking match in list order.
+pub fn decide<'a>(lists: impl IntoIterator<Item = &'a List>, name: &str) -> Option<(usize, Found)> {
     let mut block = None;
-    for list in lists {
+    for (i, list) in lists.into_iter().enumerate() {
         match list.matching(name) {
-            Some(hit) if hit.allow => return Some(hit.found()),
-            Some(hit) if block.is_none() => block = Some(hit),
+            Some(hit) if hit.allow => return Some((i, hit.found())),
+            Some(hit) if block.is_none() => block = Some((i, hit)),
             _ => {}
         }
     }
-    block.map(Hit::found)
+    block.map(|(i, hit)| (i, hit.found()))
 }
 
 /// How a rule naming a domain is written back.
@@ -520,6 +522,11 @@ mod tests {
 
     use super::*;
 
+    /// What `decide` found, without the list's place.
+    fn decided<'a>(lists: impl IntoIterator<Item = &'a List>, name: &str) -> Option<Found> {
+        decide(lists, name).map(|(_, found)| found)
+    }
+
     fn blocklist(text: &str) -> List {
         List::parse(text, false).0
     }
@@ -678,9 +685,12 @@ mod tests {
         let second = blocklist("/example/\n");
         let allow = allowlist("www.example.com\n");
         let lists = [&first, &second, &allow];
-        assert_eq!(decide(lists, "www.example.com"), allowed("www.example.com"));
-        assert_eq!(decide(lists, "ads.example.com"), blocked("||example.com^"));
-        assert_eq!(decide(lists, "other.org"), None);
+        assert_eq!(
+            decided(lists, "www.example.com"),
+            allowed("www.example.com")
+        );
+        assert_eq!(decided(lists, "ads.example.com"), blocked("||example.com^"));
+        assert_eq!(decided(lists, "other.org"), None);
     }
 
     #[test]
@@ -688,15 +698,15 @@ mod tests {
         let first = blocklist("0.0.0.0 ads.example.com\n");
         let second = blocklist("||example.com^\n");
         assert_eq!(
-            decide([&first, &second], "ads.example.com"),
+            decided([&first, &second], "ads.example.com"),
             blocked("ads.example.com")
         );
         assert_eq!(
-            decide([&second, &first], "ads.example.com"),
+            decided([&second, &first], "ads.example.com"),
             blocked("||example.com^")
         );
         assert_eq!(
-            decide([&first, &second], "www.example.com"),
+            decided([&first, &second], "www.example.com"),
             blocked("||example.com^")
         );
     }
@@ -706,7 +716,7 @@ mod tests {
         let first = blocklist("||example.com^\n");
         let second = blocklist("@@||cdn.example.com^\n");
         assert_eq!(
-            decide([&first, &second], "cdn.example.com"),
+            decided([&first, &second], "cdn.example.com"),
             allowed("@@||cdn.example.com^")
         );
     }
@@ -794,7 +804,7 @@ mod tests {
         assert_eq!(during(|| list.find("other.test")), (None, 0));
         let lists = [&list, &list];
         assert_eq!(
-            during(|| decide(lists, "a.example.com")),
+            during(|| decided(lists, "a.example.com")),
             (blocked("||example.com^"), 1)
         );
     }

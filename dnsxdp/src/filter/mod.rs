@@ -54,22 +54,14 @@ impl Lists {
     /// The blocklist and rule that block `name` (lower-case, no final dot), unless an allowing
     /// rule of any list matches it.
     pub fn decide(&self, name: &str) -> Option<Blocked> {
-        let mut blocked = None;
-        let mut block_index = 0;
-        for l in &self.loaded {
-            match l.list.find(name) {
-                Some(found) if found.allow => return None,
-                Some(found) if blocked.is_none() && !l.allow => {
-                    blocked = Some(Blocked {
-                        list: block_index,
-                        rule: found.rule,
-                    });
-                }
-                _ => {}
-            }
-            block_index += usize::from(!l.allow);
+        let (at, found) = list::decide(self.loaded.iter().map(|l| &*l.list), name)?;
+        if found.allow {
+            return None;
         }
-        blocked
+        Some(Blocked {
+            list: self.loaded[..at].iter().filter(|l| !l.allow).count(),
+            rule: found.rule,
+        })
     }
 }
 
@@ -205,7 +197,7 @@ impl Filter {
                 ListReport {
                     source: l.source.to_string(),
                     allow: l.allow,
-                    rules: l.parsed.rules,
+                    rules: l.list.len(),
                     bad: l.parsed.bad,
                     skipped: l.parsed.skipped,
                     age_secs: l
