@@ -14,7 +14,8 @@ use anyhow::{Context as _, Result, bail};
 
 /// Debian packages the tests use: namespaces and veth (iproute2), offload settings (ethtool),
 /// the authoritative upstream (nsd), clients and load generators (dig, dnsperf, kxdpgun), map
-/// inspection (bpftool), the servers the bench compares with (unbound, dnsmasq,
+/// inspection (bpftool), an HTTP client for the metrics (curl), the servers the bench
+/// compares with (unbound, dnsmasq,
 /// knot-resolver), the venv of the Kubernetes manifest validator and the tests' HTTP server for
 /// block lists (python3-venv, with python3), and what
 /// boots other kernels for the kernel matrix (qemu, and a static busybox for its initramfs).
@@ -26,6 +27,7 @@ const PACKAGES: &[&str] = &[
     "dnsperf",
     "knot-dnsutils",
     "bpftool",
+    "curl",
     "unbound",
     "dnsmasq",
     "knot-resolver",

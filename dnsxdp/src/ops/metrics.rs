@@ -178,6 +178,17 @@ impl Collector for StateCollector {
             fmt::Error
         })?;
         encode_report(&report, &mut encoder)?;
+        if let Some(keeper) = &self.0.lists {
+            let lists = keeper.filter.report();
+            let blocking = lists.iter().filter(|l| !l.allow);
+            counters(
+                &mut encoder,
+                "list_blocked",
+                "Answers the daemon sent for names each blocklist blocks (its cache's hits \
+                 included).",
+                blocking.map(|l| ([("list", l.source.as_str())], l.blocked)),
+            )?;
+        }
         let latencies = self.0.upstreams.pools().flat_map(|p| p.latencies());
         encode_latencies(latencies, &mut encoder)
     }

@@ -117,7 +117,7 @@ const NULL_V4: RData = RData::A(hickory_proto::rr::rdata::A::new(0, 0, 0, 0));
 
 #[test]
 fn blocked_names_are_answered_by_xdp_with_the_daemon_frozen() -> Result<()> {
-    let s = Sandbox::new(&[])?;
+    let s = Sandbox::new(&["--metrics", "198.18.1.1:9153"])?;
     let lists = s.daemon.lists(false)?;
     assert_eq!(
         (
@@ -168,8 +168,28 @@ fn blocked_names_are_answered_by_xdp_with_the_daemon_frozen() -> Result<()> {
     assert_eq!(address(&frozen?), Some(NULL_V4));
     assert_eq!(frozen_mx?.name_servers()[0].record_type(), RecordType::SOA);
     assert_eq!(s.daemon.xdp("hits")? - hits, 2);
-    assert!(s.daemon.counter("blocked")? >= 6);
-    assert!(blocklist(&s.daemon.lists(false)?)["blocked"].as_u64() >= Some(6));
+    let blocked = s.daemon.counter("blocked")?;
+    assert!(blocked >= 6);
+    assert_eq!(
+        blocklist(&s.daemon.lists(false)?)["blocked"].as_u64(),
+        Some(blocked)
+    );
+    // curl, from the client's side, sees the same count for the list.
+    let out = s
+        .topo
+        .client
+        .command("curl")
+        .args(["-sf", "http://198.18.1.1:9153/metrics"])
+        .output()?;
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    let line = format!(
+        "dnsxdp_list_blocked_total{{list=\"{}\"}} {blocked}",
+        s.http.url("block.txt")
+    );
+    assert!(
+        metrics.lines().any(|l| l == line),
+        "no `{line}` in:\n{metrics}"
+    );
     Ok(())
 }
 
