@@ -112,10 +112,9 @@ impl Filter {
         self.lists.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Puts `new` in force at once; returns the lists it replaced.
-    pub fn swap(&self, new: Lists) -> Arc<Lists> {
-        let mut lists = self.lists.write().unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *lists, Arc::new(new))
+    /// Puts `new` in force at once.
+    pub fn swap(&self, new: Lists) {
+        *self.lists.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
     }
 
     /// Every list fetched again: from the network when `network`, else from the copies on
@@ -169,11 +168,6 @@ impl Filter {
         if let Some(c) = self.blocked.get(list) {
             c.fetch_add(1, Relaxed);
         }
-    }
-
-    /// Queries blocked so far, over every list.
-    pub fn blocked_total(&self) -> u64 {
-        self.blocked.iter().map(|c| c.load(Relaxed)).sum()
     }
 
     /// Every list in force, for `dnsxdp lists`.

@@ -31,6 +31,7 @@ impl Routes {
     }
 
     /// Every query to `default`.
+    #[cfg(test)]
     pub fn single(default: Arc<Pool>) -> Routes {
         Routes::new(default, Vec::new(), None)
     }
