@@ -261,10 +261,7 @@ impl Resolver {
         query: impl Fn() -> ClientQuery,
     ) {
         self.counters.cache_hit();
-        if answer.blocked_by.is_some() {
-            self.counters.blocked();
-            self.count_block(answer);
-        }
+        self.count_block(answer);
         let hits = answer.usage.hit();
         if self
             .prefetch_min_hits
@@ -323,6 +320,7 @@ impl Resolver {
             Lookup::Miss => None,
         };
         if let Some(answer) = self.block(q, flushes) {
+            self.count_block(&answer);
             let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
             let now = clock::now_ns();
             return (fresh(&answer, now), Layer::Blocked, answer.rcode, rule);
@@ -444,8 +442,8 @@ impl Resolver {
         }
     }
 
-    /// The answer to `q` if a list blocks its name, counted, and kept like a fetched one: the
-    /// kernel then serves the repeats. `flushes` as for `keep`.
+    /// The answer to `q` if a list blocks its name, kept like a fetched one: the kernel then
+    /// serves the repeats. `flushes` as for `keep`.
     fn block(&self, q: &ClientQuery, flushes: u64) -> Option<Arc<Answer>> {
         let (msg, blocked) = self.filter.as_ref()?.check(&q.query)?;
         let now = clock::now_ns();
@@ -458,15 +456,17 @@ impl Resolver {
         };
         let answer = Answer::from_upstream(msg, now, &policy).blocked(blocked.list, &blocked.rule);
         let answer = Arc::new(answer);
-        self.counters.blocked();
-        self.count_block(&answer);
         self.keep(q, &answer, now, flushes);
         Some(answer)
     }
 
-    /// Counts a blocked answer against its list.
+    /// Counts an answer sent for a blocked name, in all and against its list.
     fn count_block(&self, answer: &Answer) {
-        if let (Some(filter), Some((list, _))) = (&self.filter, &answer.blocked_by) {
+        let Some((list, _)) = &answer.blocked_by else {
+            return;
+        };
+        self.counters.blocked();
+        if let Some(filter) = &self.filter {
             filter.count(*list);
         }
     }
