@@ -44,7 +44,7 @@ pub struct Options {
 const WARM_RATE: u32 = 20_000;
 
 /// Durations and rates: seconds per scenario in a smoke run, ten in a full one (which takes
-/// about six minutes with five servers).
+/// about ten minutes with six servers and the blocklist).
 struct Plan {
     seconds: u32,
     mix_len: usize,
