@@ -291,10 +291,11 @@ impl Resolver {
             let reply = reply::render(q, &Answer::error(rcode), now, transport);
             (reply, Layer::Local, rcode, None)
         };
-        // The reply from a fetched or blocked answer, in its wire form where it has one.
-        let fresh = |answer: &Arc<Answer>, now| {
+        // The reply from a fetched or blocked answer under `key`, in its wire form where it has
+        // one.
+        let fresh = |key: &Key, answer: &Arc<Answer>, now| {
             let from_wire = wire.and_then(|(packet, w)| {
-                let form = answer.wire(|| self.wire_form(&Key::of(q), answer, now))?;
+                let form = answer.wire(|| self.wire_form(key, answer, now))?;
                 form.reply(packet, w, now)
             });
             from_wire.unwrap_or_else(|| reply::render(q, answer, now, transport))
@@ -323,7 +324,12 @@ impl Resolver {
             self.count_block(&answer);
             let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
             let now = clock::now_ns();
-            return (fresh(&answer, now), Layer::Blocked, answer.rcode, rule);
+            return (
+                fresh(&key, &answer, now),
+                Layer::Blocked,
+                answer.rcode,
+                rule,
+            );
         }
         let deadline = Instant::now() + self.query_timeout;
         let flight_key = FlightKey {
@@ -352,7 +358,12 @@ impl Resolver {
         };
         let now = clock::now_ns();
         match (fetched, stale) {
-            (Some(answer), _) => (fresh(&answer, now), Layer::Upstream, answer.rcode, None),
+            (Some(answer), _) => (
+                fresh(&key, &answer, now),
+                Layer::Upstream,
+                answer.rcode,
+                None,
+            ),
             (None, Some(stale)) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "stale answer");
                 self.counters.stale_answer();

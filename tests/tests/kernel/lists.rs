@@ -195,9 +195,9 @@ fn blocked_names_are_answered_by_xdp_with_the_daemon_frozen() -> Result<()> {
 
 #[test]
 fn other_block_answers_and_an_allowlist() -> Result<()> {
-    let topo_dir = std::env::temp_dir().join(format!("dnsxdp-allow-{}", std::process::id()));
-    std::fs::create_dir_all(&topo_dir)?;
-    let allow = topo_dir.join("allow.txt");
+    let dir = Dir(std::env::temp_dir().join(format!("dnsxdp-allow-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let allow = dir.0.join("allow.txt");
     std::fs::write(&allow, "@@||www.example.test^\n")?;
     let allow_arg = allow.to_string_lossy().into_owned();
     let s = Sandbox::new(&[
@@ -216,7 +216,6 @@ fn other_block_answers_and_an_allowlist() -> Result<()> {
     let allowed = s.ask("www.example.test.", RecordType::A)?;
     assert_eq!(allowed.response_code(), ResponseCode::NoError);
     assert_ne!(address(&allowed), Some(NULL_V4));
-    std::fs::remove_dir_all(&topo_dir)?;
     Ok(())
 }
 
