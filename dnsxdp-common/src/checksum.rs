@@ -65,18 +65,28 @@ pub const fn finish_udp(sum: u32) -> u16 {
     if c == 0 { 0xffff } else { c }
 }
 
+/// The EDNS option of an answer for a blocked name: Extended DNS Error 15, Blocked (RFC 8914),
+/// without text.
+pub const EDE_BLOCKED: [u8; 6] = [0, 15, 0, 2, 0, 15];
+pub const EDE_BLOCKED_SUM: u32 = sum_bytes(0, &EDE_BLOCKED);
+
 /// The OPT record of XDP answers to EDNS queries: root owner, TYPE 41, class = UDP size 1232,
-/// extended RCODE 0, version 0, the query's DO bit, no options.
-pub const fn opt_record(dnssec_ok: bool) -> [u8; 11] {
+/// extended RCODE 0, version 0, the query's DO bit, then `EDE_BLOCKED` if `blocked`.
+pub const fn opt_record(dnssec_ok: bool, blocked: bool) -> [u8; 11] {
     let size = crate::EDNS_UDP_SIZE.to_be_bytes();
     let flags = if dnssec_ok { 0x80 } else { 0 };
-    [0, 0, 41, size[0], size[1], 0, 0, flags, 0, 0, 0]
+    let rdlen = if blocked { EDE_BLOCKED.len() as u8 } else { 0 };
+    [0, 0, 41, size[0], size[1], 0, 0, flags, 0, 0, rdlen]
 }
-pub const OPT_RECORD: [u8; 11] = opt_record(false);
-pub const OPT_RECORD_DO: [u8; 11] = opt_record(true);
+pub const OPT_RECORD: [u8; 11] = opt_record(false, false);
+pub const OPT_RECORD_DO: [u8; 11] = opt_record(true, false);
+pub const OPT_RECORD_BLOCKED: [u8; 11] = opt_record(false, true);
+pub const OPT_RECORD_DO_BLOCKED: [u8; 11] = opt_record(true, true);
 /// `sum_bytes(0, ..)` of each.
 pub const OPT_RECORD_SUM: u32 = sum_bytes(0, &OPT_RECORD);
 pub const OPT_RECORD_DO_SUM: u32 = sum_bytes(0, &OPT_RECORD_DO);
+pub const OPT_RECORD_BLOCKED_SUM: u32 = sum_bytes(0, &OPT_RECORD_BLOCKED);
+pub const OPT_RECORD_DO_BLOCKED_SUM: u32 = sum_bytes(0, &OPT_RECORD_DO_BLOCKED);
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@ use crate::{
     CacheEntry, CacheKey, EXPIRY_MARGIN_NS, MAX_RECORDS_LEN, MAX_TTLS, QCLASS_IN, QTYPE_A,
     QTYPE_AAAA, QTYPE_CNAME, QTYPE_DNAME, QTYPE_MX, QTYPE_NS, QTYPE_NSEC, QTYPE_NSEC3, QTYPE_OPT,
     QTYPE_PTR, QTYPE_RRSIG, QTYPE_SOA, QTYPE_SRV, RCODE_NOERROR, RCODE_NXDOMAIN,
-    checksum::sum_bytes,
+    checksum::{EDE_BLOCKED, sum_bytes},
     name::{QuestionKey, name_words, parse_question},
     qtype::kernel_qtype,
 };
@@ -45,7 +45,8 @@ const MAX_POINTER_HOPS: usize = 32;
 /// section may then also hold the NSEC, NSEC3 and RRSIG records that prove a denial or a
 /// wildcard, and the entry keeps the AD bit. Without it the authority section holds the SOA of
 /// a negative answer and nothing else. The OPT record itself is not kept: the XDP program
-/// writes its own.
+/// writes its own, with the Extended DNS Error "Blocked" if this one has exactly that option.
+/// The AA bit is kept too.
 ///
 /// Names in the records may only point backwards into the question or earlier records, so the
 /// records stay valid after any query with the same name (in any case) as their question.
@@ -114,7 +115,10 @@ pub fn build_entry(
         pos = rdata + rdlen;
     }
     let len = pos - start;
-    let dnssec_ok = arcount == 1 && dnssec_ok(response, pos)?;
+    let (dnssec_ok, blocked) = match arcount {
+        1 => opt(response, pos)?,
+        _ => (false, false),
+    };
     // NOERROR without a record of the type is NODATA, at the end of the chain if any.
     let negative = rcode == RCODE_NXDOMAIN || !has_target_type;
     if soas != negative as u32
@@ -150,11 +154,14 @@ pub fn build_entry(
     key.dnssec_ok = dnssec_ok;
     entry.key.dnssec_ok = dnssec_ok as u8;
     entry.authentic = (dnssec_ok && response[3] & 0x20 != 0) as u8;
+    entry.authoritative = (flags & 0x04 != 0) as u8;
+    entry.blocked = blocked as u8;
     Ok((key, entry))
 }
 
-/// Whether the OPT record at `pos`, which must end the message, has the DO bit.
-fn dnssec_ok(msg: &[u8], pos: usize) -> Result<bool, NotCacheable> {
+/// Whether the OPT record at `pos`, which must end the message, has the DO bit, and whether its
+/// only option is `EDE_BLOCKED`.
+fn opt(msg: &[u8], pos: usize) -> Result<(bool, bool), NotCacheable> {
     // Root owner, TYPE, CLASS (the UDP size), extended RCODE, version, flags, RDLENGTH.
     let opt = msg.get(pos..pos + 11).ok_or(NotCacheable::Malformed)?;
     let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
@@ -164,7 +171,7 @@ fn dnssec_ok(msg: &[u8], pos: usize) -> Result<bool, NotCacheable> {
     if pos + 11 + rdlen != msg.len() {
         return Err(NotCacheable::Malformed);
     }
-    Ok(opt[7] & 0x80 != 0)
+    Ok((opt[7] & 0x80 != 0, msg[pos + 11..] == EDE_BLOCKED))
 }
 
 impl CacheEntry {
@@ -659,6 +666,28 @@ mod tests {
         m[9] = 3;
         let why = build_entry(&m[..end - soa_len], 0, 86400).unwrap_err();
         assert_eq!(why, NotCacheable::Unsupported);
+    }
+
+    #[test]
+    fn the_aa_bit_and_a_blocked_answers_extended_error_are_kept() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 1, &mut m);
+        m[2] |= 0x04; // AA
+        let p = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 60, &[0, 0, 0, 0]);
+        let end = opt(&mut m, p, false);
+        m[end - 1] = 6; // RDLENGTH
+        m[end..end + 6].copy_from_slice(&EDE_BLOCKED);
+        let (key, e) = build_entry(&m[..end + 6], 0, 86400).unwrap();
+        assert_eq!((key.dnssec_ok, e.authoritative, e.blocked), (false, 1, 1));
+        // Another Extended DNS Error is not "Blocked".
+        m[end + 5] = 16;
+        let (_, e) = build_entry(&m[..end + 6], 0, 86400).unwrap();
+        assert_eq!(e.blocked, 0);
+        // Without AA or an OPT record.
+        m[2] &= !0x04;
+        m[11] = 0;
+        let (_, e) = build_entry(&m[..p], 0, 86400).unwrap();
+        assert_eq!((e.authoritative, e.blocked), (0, 0));
     }
 
     #[test]

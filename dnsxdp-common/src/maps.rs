@@ -53,7 +53,7 @@ pub const GLOBAL_HASH_KEY: &str = "HASH_KEY";
 pub const GLOBAL_SETTINGS: &str = "SETTINGS";
 /// Changes whenever `CacheKey`, `CacheEntry` or the tiers change meaning, so that a cache
 /// pinned by an older daemon is not read as this one's.
-pub const CACHE_LAYOUT: u32 = 5;
+pub const CACHE_LAYOUT: u32 = 6;
 pub const PROG_CACHE: &str = "dnsxdp";
 /// An XDP_PASS program for the far end of a veth pair: without one, XDP_TX frames never leave
 /// the peer's queue.
@@ -115,7 +115,12 @@ pub struct CacheEntry<const N: usize = LARGE_DATA> {
     pub key: CacheKey,
     /// The AD bit of an answer for DO queries (RFC 6840 §5.8): the upstream validated it.
     pub authentic: u8,
-    pub _pad: [u8; 3],
+    /// The AA bit: a local record, which this server answers for.
+    pub authoritative: u8,
+    /// 1 for a blocklist's answer: to EDNS queries it carries Extended DNS Error 15, Blocked
+    /// (RFC 8914), and its hits are counted apart.
+    pub blocked: u8,
+    pub _pad: u8,
     /// When the XDP program stops serving the entry, in CLOCK_MONOTONIC ns. It reads a coarse
     /// clock that lags, so entries expire `EXPIRY_MARGIN_NS` before their records' TTL runs out
     /// (`entry::build_entry`).
@@ -292,6 +297,8 @@ counters! {
     /// Passed: the route to the client does not lead back to the frame's Ethernet source
     /// (another host's address, or a neighbour not yet resolved); the stack answers.
     PassNextHop => "pass_next_hop",
+    /// Of `hits`, those for a name a blocklist blocks.
+    HitsBlocked => "hits_blocked",
 }
 
 /// Settings the daemon gives the XDP program when it loads it (`GLOBAL_SETTINGS`).

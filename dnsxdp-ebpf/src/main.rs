@@ -193,6 +193,9 @@ fn answer<const N: usize>(
                 return not_answered(ctx, Counter::DroppedEntryChanged, xdp_action::XDP_DROP);
             }
             count(Counter::Hits);
+            if e.blocked != 0 {
+                count(Counter::HitsBlocked);
+            }
             let settings = events::settings();
             // Once per entry, give or take a race between CPUs: the daemon refreshes a name
             // once however often it is asked.

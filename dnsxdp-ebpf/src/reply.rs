@@ -11,8 +11,9 @@ use aya_ebpf::{
 use dnsxdp_common::{
     CacheEntry, DNS_HLEN, MAX_CACHED_NAME, MAX_RECORDS_LEN, MAX_TTLS,
     checksum::{
-        OPT_RECORD, OPT_RECORD_DO, OPT_RECORD_DO_SUM, OPT_RECORD_SUM, at_offset, finish_udp, fold,
-        fold64, sum_u32,
+        EDE_BLOCKED, EDE_BLOCKED_SUM, OPT_RECORD, OPT_RECORD_BLOCKED, OPT_RECORD_BLOCKED_SUM,
+        OPT_RECORD_DO, OPT_RECORD_DO_BLOCKED, OPT_RECORD_DO_BLOCKED_SUM, OPT_RECORD_DO_SUM,
+        OPT_RECORD_SUM, at_offset, finish_udp, fold, fold64, sum_u32,
     },
 };
 use network_types::{
@@ -49,6 +50,19 @@ const fn opt_words(b: [u8; 11]) -> (u64, u16, u8) {
 }
 const OPT_WORDS: (u64, u16, u8) = opt_words(OPT_RECORD);
 const OPT_DO_WORDS: (u64, u16, u8) = opt_words(OPT_RECORD_DO);
+const OPT_BLOCKED_WORDS: (u64, u16, u8) = opt_words(OPT_RECORD_BLOCKED);
+const OPT_DO_BLOCKED_WORDS: (u64, u16, u8) = opt_words(OPT_RECORD_DO_BLOCKED);
+/// `EDE_BLOCKED` as the words it is stored in.
+const EDE_WORDS: (u32, u16) = (
+    u32::from_ne_bytes([
+        EDE_BLOCKED[0],
+        EDE_BLOCKED[1],
+        EDE_BLOCKED[2],
+        EDE_BLOCKED[3],
+    ]),
+    u16::from_ne_bytes([EDE_BLOCKED[4], EDE_BLOCKED[5]]),
+);
+const EDE_LEN: usize = EDE_BLOCKED.len();
 
 /// Why no answer was sent.
 pub enum Fail {
@@ -82,7 +96,12 @@ pub fn build<const N: usize>(
         return Err(Fail::Pass(Counter::Misses));
     }
     let rec = q.dns + DNS_HLEN + q.name_len + 4;
-    let opt_len = if q.edns { OPT_HLEN } else { 0 };
+    let blocked = e.blocked != 0;
+    let opt_len = match (q.edns, blocked) {
+        (false, _) => 0,
+        (true, false) => OPT_HLEN,
+        (true, true) => OPT_HLEN + EDE_LEN,
+    };
     let dns_len = rec - q.dns + rec_len + opt_len;
     if dns_len > q.max_len {
         return Err(Fail::Pass(Counter::PassTooBig));
@@ -117,10 +136,10 @@ pub fn build<const N: usize>(
         (*h).set_len(udp_len as u16);
         (*h).set_checksum(0);
         let dns = u.add(UdpHdr::LEN);
-        // QR and RD; RA, CD, the RCODE, and AD if the upstream validated the answer of a
-        // DO-keyed entry.
+        // QR, AA for local records, and RD; RA, CD, the RCODE, and AD if the upstream
+        // validated the answer of a DO-keyed entry.
         let flags = [
-            0x80 | (*dns.add(2) & 0x01),
+            0x80 | ((e.authoritative & 1) << 2) | (*dns.add(2) & 0x01),
             0x80 | (*dns.add(3) & 0x10)
                 | ((e.authentic & q.dnssec_ok as u8) << 5)
                 | (e.rcode & 0x0f),
@@ -170,9 +189,11 @@ pub fn build<const N: usize>(
     }
     if q.edns {
         let o = pkt.bytes::<OPT_HLEN>(rec + rec_len).ok_or(Fail::Drop)?;
-        let (words, opt_sum) = match q.dnssec_ok {
-            true => (OPT_DO_WORDS, OPT_RECORD_DO_SUM),
-            false => (OPT_WORDS, OPT_RECORD_SUM),
+        let (words, opt_sum) = match (q.dnssec_ok, blocked) {
+            (false, false) => (OPT_WORDS, OPT_RECORD_SUM),
+            (true, false) => (OPT_DO_WORDS, OPT_RECORD_DO_SUM),
+            (false, true) => (OPT_BLOCKED_WORDS, OPT_RECORD_BLOCKED_SUM),
+            (true, true) => (OPT_DO_BLOCKED_WORDS, OPT_RECORD_DO_BLOCKED_SUM),
         };
         unsafe {
             store(o, 0, words.0);
@@ -180,6 +201,15 @@ pub fn build<const N: usize>(
             store(o, 10, words.2);
         }
         sum += at_offset(opt_sum, rec_udp + rec_len);
+        if blocked {
+            let at = rec + rec_len + OPT_HLEN;
+            let x = pkt.bytes::<EDE_LEN>(at).ok_or(Fail::Drop)?;
+            unsafe {
+                store(x, 0, EDE_WORDS.0);
+                store(x, 4, EDE_WORDS.1);
+            }
+            sum += at_offset(EDE_BLOCKED_SUM, at - udp);
+        }
     }
 
     let u = pkt.header::<UdpHdr>(udp).ok_or(Fail::Drop)?;

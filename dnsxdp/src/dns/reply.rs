@@ -14,10 +14,21 @@ use crate::dns::{
 /// UDP payload advertised to clients and upstreams (the DNS flag day value).
 pub const EDNS_UDP_SIZE: u16 = dnsxdp_common::EDNS_UDP_SIZE;
 const PLAIN_UDP_SIZE: u16 = dnsxdp_common::PLAIN_UDP_SIZE;
-/// The EDNS option code of an Extended DNS Error, and its info code for a stale answer
-/// (RFC 8914).
+/// The EDNS option code of an Extended DNS Error, and its info codes for a stale answer and a
+/// blocked name (RFC 8914).
 const EDE: u16 = 15;
 const EDE_STALE_ANSWER: u16 = 3;
+const EDE_BLOCKED: u16 = 15;
+
+/// The Extended DNS Error an answer carries, if any.
+fn extended_error(answer: &Answer) -> Option<EdnsOption> {
+    let info = match () {
+        _ if answer.stale => EDE_STALE_ANSWER,
+        _ if answer.blocked_by.is_some() => EDE_BLOCKED,
+        _ => return None,
+    };
+    Some(EdnsOption::Unknown(EDE, info.to_be_bytes().to_vec()))
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -35,7 +46,8 @@ fn size_limit(q: &ClientQuery, transport: Transport) -> usize {
 }
 
 /// The reply to `q` carrying `answer` at `now_ns`: the client's ID, question (as sent), RD and
-/// CD; RA set; an OPT record only if the client sent one, saying so if the answer is stale.
+/// CD; RA set; AA for local records; an OPT record only if the client sent one, saying so if
+/// the answer is stale or blocked.
 /// Without DO, the records are the `minimal` ones; with it, all the upstream sent that passed
 /// its checks, since proofs of a wildcard or of denial are in the other sections.
 /// Too large for the client, it is sent truncated, without records, so the client retries over
@@ -57,9 +69,8 @@ pub fn render(q: &ClientQuery, answer: &Answer, now_ns: u64, transport: Transpor
         let mut edns = Edns::new();
         edns.set_max_payload(EDNS_UDP_SIZE)
             .set_dnssec_ok(client.dnssec_ok);
-        if answer.stale {
-            let info = EDE_STALE_ANSWER.to_be_bytes().to_vec();
-            edns.options_mut().insert(EdnsOption::Unknown(EDE, info));
+        if let Some(ede) = extended_error(answer) {
+            edns.options_mut().insert(ede);
         }
         msg.set_edns(edns);
     }
@@ -89,8 +100,9 @@ fn encode(msg: &Message) -> Vec<u8> {
 
 /// The reply to `q` as every client with its DO bit and no EDNS options would get it, for
 /// the kernel cache: ID 0, RD set, CD clear, the question lower-cased, the records `render`
-/// sends, and with DO an OPT record that says so and the AD bit. `None` when there are
-/// additional records, which kernel entries do not hold.
+/// sends, and with DO an OPT record that says so and the AD bit. A blocked answer's OPT record
+/// carries its Extended DNS Error, with or without DO. `None` when there are additional
+/// records, which kernel entries do not hold.
 pub fn normalized(q: &ClientQuery, answer: &Answer, now_ns: u64) -> Option<Vec<u8>> {
     let mut sections = answer.sections_at(now_ns);
     if !q.dnssec_ok() {
@@ -110,9 +122,14 @@ pub fn normalized(q: &ClientQuery, answer: &Answer, now_ns: u64) -> Option<Vec<u
         .set_authentic_data(answer.authentic_data && q.dnssec_ok())
         .set_response_code(answer.rcode)
         .add_query(query);
-    if q.dnssec_ok() {
+    let ede = extended_error(answer);
+    if q.dnssec_ok() || ede.is_some() {
         let mut edns = Edns::new();
-        edns.set_max_payload(EDNS_UDP_SIZE).set_dnssec_ok(true);
+        edns.set_max_payload(EDNS_UDP_SIZE)
+            .set_dnssec_ok(q.dnssec_ok());
+        if let Some(ede) = ede {
+            edns.options_mut().insert(ede);
+        }
         msg.set_edns(edns);
     }
     msg.insert_answers(owned_as(sections.answers, &q.lower_name()));
@@ -162,6 +179,18 @@ mod tests {
     };
 
     fn client(edns: Option<u16>, dnssec_ok: bool) -> ClientQuery {
+        client_of(&packet(edns, dnssec_ok))
+    }
+
+    fn client_of(packet: &[u8]) -> ClientQuery {
+        let Parsed::Query(q) = parse(packet) else {
+            panic!()
+        };
+        q
+    }
+
+    /// A query for `WwW.t.` A with CD.
+    fn packet(edns: Option<u16>, dnssec_ok: bool) -> Vec<u8> {
         let mut m = Message::new();
         m.set_id(0x4242)
             .set_recursion_desired(true)
@@ -175,10 +204,7 @@ mod tests {
             e.set_max_payload(size).set_dnssec_ok(dnssec_ok);
             m.set_edns(e);
         }
-        let Parsed::Query(q) = parse(&m.to_vec().unwrap()) else {
-            panic!()
-        };
-        q
+        m.to_vec().unwrap()
     }
 
     fn many_a(n: u8) -> Answer {
@@ -321,6 +347,48 @@ mod tests {
         assert!(
             fresh
                 .extensions()
+                .as_ref()
+                .unwrap()
+                .option(EDE.into())
+                .is_none()
+        );
+    }
+
+    /// A blocked answer says so with EDE 15 to EDNS clients, in the rendered reply and in the
+    /// kernel-entry form alike, byte for byte.
+    #[test]
+    fn blocked_answers_carry_extended_error_15_in_both_forms() {
+        let blocked = many_a(1).blocked(0, "t");
+        for (edns, dnssec_ok) in [(Some(1232), false), (Some(1232), true), (None, false)] {
+            let packet = packet(edns, dnssec_ok);
+            let q = client_of(&packet);
+            let rendered = render(&q, &blocked, 0, Transport::Udp);
+            let m = Message::from_vec(&rendered).unwrap();
+            let ede = m.extensions().as_ref().map(|e| e.option(EDE.into()));
+            let expected = Some(EdnsOption::Unknown(EDE, vec![0, 15]));
+            assert_eq!(ede.flatten(), expected.as_ref().filter(|_| edns.is_some()));
+            let (_, entry) = dnsxdp_common::entry::build_entry(
+                &normalized(&q, &blocked, 0).unwrap(),
+                blocked.aged_at(0),
+                86400,
+            )
+            .unwrap();
+            assert_eq!(entry.blocked, 1);
+            let wire = crate::dns::wire_hit::read(&packet).unwrap();
+            let from_wire = crate::dns::wire_hit::WireAnswer::of(&entry)
+                .reply(&packet, &wire, 0)
+                .unwrap();
+            assert_eq!(from_wire, rendered, "{edns:?} DO {dnssec_ok}");
+        }
+        let m = Message::from_vec(&render(
+            &client(Some(1232), false),
+            &many_a(1),
+            0,
+            Transport::Udp,
+        ))
+        .unwrap();
+        assert!(
+            m.extensions()
                 .as_ref()
                 .unwrap()
                 .option(EDE.into())

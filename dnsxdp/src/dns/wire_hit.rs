@@ -6,7 +6,7 @@
 use dnsxdp_common::{
     CacheEntry, DNS_HLEN, EDNS_UDP_SIZE, IGNORED_EDNS_OPTIONS, PLAIN_UDP_SIZE, QCLASS_IN,
     QTYPE_OPT,
-    checksum::opt_record,
+    checksum::{EDE_BLOCKED, opt_record},
     entry::ttl_left,
     name::{QuestionKey, parse_question},
     qtype::kernel_qtype,
@@ -102,6 +102,8 @@ pub struct WireAnswer {
     nscount: u16,
     rcode: u8,
     authentic: bool,
+    authoritative: bool,
+    blocked: bool,
     expires_ns: u64,
 }
 
@@ -114,6 +116,8 @@ impl WireAnswer {
             nscount: e.nscount,
             rcode: e.rcode,
             authentic: e.authentic != 0,
+            authoritative: e.authoritative != 0,
+            blocked: e.blocked != 0,
             expires_ns: e.expires_ns,
         }
     }
@@ -135,8 +139,14 @@ impl WireAnswer {
         let Some(ttl) = ttl_left(self.expires_ns, now_ns) else {
             return false;
         };
-        let opt = q.edns.map(|_| opt_record(q.question.dnssec_ok));
-        let len = q.question_end + self.records.len() + opt.map_or(0, |o| o.len());
+        let opt = q
+            .edns
+            .map(|_| opt_record(q.question.dnssec_ok, self.blocked));
+        let ede: &[u8] = match opt.is_some() && self.blocked {
+            true => &EDE_BLOCKED,
+            false => &[],
+        };
+        let len = q.question_end + self.records.len() + opt.map_or(0, |o| o.len()) + ede.len();
         if len > q.edns.unwrap_or(usize::from(PLAIN_UDP_SIZE)) {
             return false;
         }
@@ -144,8 +154,8 @@ impl WireAnswer {
         out.reserve(len);
         out.extend_from_slice(&packet[..q.question_end]);
         let ad = self.authentic && q.question.dnssec_ok;
-        // QR and RD; RA, AD (RFC 6840 §5.8), CD and the RCODE.
-        out[2] = 0x80 | (packet[2] & 0x01);
+        // QR, AA and RD; RA, AD (RFC 6840 §5.8), CD and the RCODE.
+        out[2] = 0x80 | (u8::from(self.authoritative) << 2) | (packet[2] & 0x01);
         out[3] = 0x80 | (u8::from(ad) << 5) | (packet[3] & 0x10) | (self.rcode & 0x0f);
         out[6..8].copy_from_slice(&self.ancount.to_be_bytes());
         out[8..10].copy_from_slice(&self.nscount.to_be_bytes());
@@ -158,6 +168,7 @@ impl WireAnswer {
         }
         if let Some(opt) = opt {
             out.extend_from_slice(&opt);
+            out.extend_from_slice(ede);
         }
         true
     }

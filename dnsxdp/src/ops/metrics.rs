@@ -240,12 +240,6 @@ fn encode_daemon(d: &DaemonCounters, e: &mut DescriptorEncoder) -> fmt::Result {
     )?;
     counter(
         e,
-        "blocked",
-        "Answers the daemon sent for names a blocklist blocks (its cache's hits included).",
-        d.resolve.blocked,
-    )?;
-    counter(
-        e,
         "rebind_removed",
         "Private addresses removed from public upstreams' answers (--rebind-protection).",
         d.resolve.rebind_removed,
@@ -296,6 +290,13 @@ fn encode_lookups(report: &Report, e: &mut DescriptorEncoder) -> fmt::Result {
         "Cacheable queries the XDP program found no entry for, and queries the daemon \
          forwarded upstream, by layer.",
         by_layer(Counter::Misses, report.daemon.resolve.upstream_queries),
+    )?;
+    counters(
+        e,
+        "blocked",
+        "Answers sent for names a blocklist blocks, by layer: the XDP program's hits, and the \
+         daemon's answers (its cache's hits included).",
+        by_layer(Counter::HitsBlocked, report.daemon.resolve.blocked),
     )?;
     let Some(xdp) = &report.xdp else {
         return Ok(());
@@ -656,6 +657,9 @@ mod tests {
             r#"dnsxdp_cache_misses_total{layer="xdp"} 30"#,
             r#"dnsxdp_cache_misses_total{layer="daemon"} 2"#,
             r#"dnsxdp_cache_expired_total{layer="xdp"} 40"#,
+            // The last counter.
+            r#"dnsxdp_blocked_total{layer="xdp"} 240"#,
+            r#"dnsxdp_blocked_total{layer="daemon"} 0"#,
             "dnsxdp_xdp_packets_total 10",
             r#"dnsxdp_xdp_passed_total{reason="not_query"} 50"#,
             r#"dnsxdp_xdp_passed_total{reason="malformed"} 90"#,

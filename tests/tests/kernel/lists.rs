@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Result, bail};
 use dnsxdp_tests::{
-    client::{exchange_udp, query},
+    client::{exchange_udp, query, query_edns},
     daemon::Daemon,
     http::HttpServer,
     netns::{Topology, UPSTREAM_V4, UPSTREAM_V6},
@@ -20,7 +20,10 @@ use dnsxdp_tests::{
 };
 use hickory_proto::{
     op::{Message, ResponseCode},
-    rr::{RData, RecordType},
+    rr::{
+        RData, RecordType,
+        rdata::opt::{EdnsCode, EdnsOption},
+    },
 };
 
 const WAIT: Duration = Duration::from_secs(2);
@@ -160,14 +163,33 @@ fn blocked_names_are_answered_by_xdp_with_the_daemon_frozen() -> Result<()> {
     let other = s.ask("alias.example.test.", RecordType::A)?;
     assert!(!other.answers().is_empty() && address(&other) != Some(NULL_V4));
 
-    let hits = s.daemon.xdp("hits")?;
+    // The daemon's answer to an EDNS client says why: Extended DNS Error 15, Blocked.
+    let edns = |m: Message| {
+        let ede = m
+            .extensions()
+            .as_ref()?
+            .option(EdnsCode::Unknown(15))?
+            .clone();
+        Some((address(&m), ede))
+    };
+    let said = Some((Some(NULL_V4), EdnsOption::Unknown(15, vec![0, 15])));
+    let ask_edns = || {
+        let q = query_edns("www.example.test.", RecordType::A, 1232, false);
+        exchange_udp(&s.sock, s.daemon.v4, &q, WAIT)
+    };
+    assert_eq!(edns(ask_edns()?), said);
+
+    let (hits, blocked_hits) = (s.daemon.xdp("hits")?, s.daemon.xdp("hits_blocked")?);
     s.daemon.signal(libc::SIGSTOP)?;
     let frozen = s.ask("www.example.test.", RecordType::A);
     let frozen_mx = s.ask("mail.example.test.", RecordType::MX);
+    let frozen_edns = ask_edns();
     s.daemon.signal(libc::SIGCONT)?;
     assert_eq!(address(&frozen?), Some(NULL_V4));
     assert_eq!(frozen_mx?.name_servers()[0].record_type(), RecordType::SOA);
-    assert_eq!(s.daemon.xdp("hits")? - hits, 2);
+    assert_eq!(edns(frozen_edns?), said, "XDP's answer says so too");
+    assert_eq!(s.daemon.xdp("hits")? - hits, 3);
+    assert_eq!(s.daemon.xdp("hits_blocked")? - blocked_hits, 3);
     let blocked = s.daemon.counter("blocked")?;
     assert!(blocked >= 6);
     assert_eq!(
@@ -182,14 +204,23 @@ fn blocked_names_are_answered_by_xdp_with_the_daemon_frozen() -> Result<()> {
         .args(["-sf", "http://198.18.1.1:9153/metrics"])
         .output()?;
     let metrics = String::from_utf8_lossy(&out.stdout);
-    let line = format!(
-        "dnsxdp_list_blocked_total{{list=\"{}\"}} {blocked}",
-        s.http.url("block.txt")
-    );
-    assert!(
-        metrics.lines().any(|l| l == line),
-        "no `{line}` in:\n{metrics}"
-    );
+    let lines = [
+        format!(
+            "dnsxdp_list_blocked_total{{list=\"{}\"}} {blocked}",
+            s.http.url("block.txt")
+        ),
+        format!("dnsxdp_blocked_total{{layer=\"daemon\"}} {blocked}"),
+        format!(
+            "dnsxdp_blocked_total{{layer=\"xdp\"}} {}",
+            s.daemon.xdp("hits_blocked")?
+        ),
+    ];
+    for line in lines {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
     Ok(())
 }
 

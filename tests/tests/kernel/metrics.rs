@@ -280,7 +280,7 @@ const DAEMON: [(&str, SampleKey); 17] = [
     ),
     ("coalesced", ("dnsxdp_coalesced_total", &[])),
     ("stale_answers", ("dnsxdp_stale_answers_total", &[])),
-    ("blocked", ("dnsxdp_blocked_total", &[])),
+    ("blocked", ("dnsxdp_blocked_total", &[("layer", "daemon")])),
     ("rebind_removed", ("dnsxdp_rebind_removed_total", &[])),
     ("failures", ("dnsxdp_failures_total", &[])),
     ("prefetches", ("dnsxdp_prefetches_total", &[])),
@@ -341,6 +341,7 @@ fn xdp_sample(name: &str) -> (String, Vec<(&'static str, &str)>) {
         "hits" | "misses" | "expired" => {
             (format!("dnsxdp_cache_{name}_total"), vec![("layer", "xdp")])
         }
+        "hits_blocked" => ("dnsxdp_blocked_total".into(), vec![("layer", "xdp")]),
         _ => match name.strip_prefix("pass_") {
             Some(reason) => ("dnsxdp_xdp_passed_total".into(), vec![("reason", reason)]),
             None => (

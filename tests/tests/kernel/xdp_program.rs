@@ -36,6 +36,7 @@ use hickory_proto::{
         DNSClass, Name, RData, Record, RecordType,
         rdata::{
             HTTPS, MX, NULL, SOA, SVCB,
+            opt::{EdnsCode, EdnsOption},
             svcb::{Alpn, SvcParamKey, SvcParamValue},
         },
     },
@@ -240,7 +241,7 @@ fn check_reply(query: &[u8], out: &[u8]) -> Message {
     assert_eq!(m.message_type(), MessageType::Response);
     assert_eq!(m.op_code(), OpCode::Query);
     assert!(m.recursion_available());
-    assert!(!m.authoritative() && !m.truncated());
+    assert!(!m.truncated());
     // The DO bit of the query, which parses: the program answers well-formed queries only.
     let query_do = Message::from_vec(qm)
         .ok()
@@ -262,8 +263,10 @@ fn check_reply(query: &[u8], out: &[u8]) -> Message {
             assert_eq!(e.max_payload(), 1232);
             assert_eq!(e.version(), 0);
             assert_eq!(e.flags().dnssec_ok, query_do, "DO as the query's");
+            // At most a blocked name's Extended DNS Error.
+            let blocked = EdnsOption::Unknown(15, vec![0, 15]);
             assert!(
-                e.options().as_ref().is_empty(),
+                e.options().as_ref().iter().all(|(_, o)| *o == blocked),
                 "options in the answer's OPT"
             );
             assert_eq!(m.additional_count(), 1);
@@ -1296,6 +1299,36 @@ fn negative_and_static_entries() {
     f.x.insert(&q.key, &entry).unwrap();
     let (_, reply) = f.answer(&f.v4.query(&Query::new(name, QTYPE_A)));
     assert_records(reply.answers(), upstream(&resp).answers(), &(3600..=3600));
+    assert!(!reply.authoritative());
+
+    // A local record is sent with AA; a blocked name's answer to an EDNS query with Extended
+    // DNS Error 15, Blocked, its hit counted apart. Both checksummed like any answer.
+    entry.authoritative = 1;
+    entry.blocked = 1;
+    f.x.insert(&q.key, &entry).unwrap();
+    for edns in [None, Some(Edns::new(1232))] {
+        let mut query = Query::new(name, QTYPE_A);
+        query.edns = edns.clone();
+        let o = f.run(&f.v4.query(&query));
+        assert_eq!(o.run.action, Action::Tx);
+        assert_eq!(
+            o.counters.nonzero(),
+            vec![
+                (Counter::Packets, 1),
+                (Counter::Hits, 1),
+                (Counter::HitsBlocked, 1)
+            ]
+        );
+        let reply = check_reply(&f.v4.query(&query), &o.run.data);
+        assert!(reply.authoritative());
+        assert_records(reply.answers(), upstream(&resp).answers(), &(3600..=3600));
+        let ede = reply
+            .extensions()
+            .as_ref()
+            .and_then(|e| e.option(EdnsCode::Unknown(15)));
+        let expected = EdnsOption::Unknown(15, vec![0, 15]);
+        assert_eq!(ede, edns.map(|_| &expected));
+    }
 }
 
 #[test]
