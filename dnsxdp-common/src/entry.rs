@@ -179,6 +179,7 @@ impl CacheEntry {
     pub fn new(key: &QuestionKey) -> Self {
         let mut entry: Self = bytemuck::Zeroable::zeroed();
         entry.key = CacheKey::new(0, key.qtype, key.name_len, key.dnssec_ok);
+        entry.group = key.group;
         let name = key.wire_name();
         entry.data[..name.len()].copy_from_slice(name);
         entry

@@ -47,6 +47,12 @@ pub const RCODE_REFUSED: u8 = 5;
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_SERVED: &str = "SERVED";
 pub const MAP_EVENTS: &str = "EVENTS";
+pub const MAP_GROUPS: &str = "GROUPS";
+pub const MAP_GROUP_BLOCKED: &str = "GROUP_BLOCKED";
+/// Client groups, the one of clients in none (0) included.
+pub const MAX_GROUPS: u32 = 64;
+/// Client prefixes `GROUPS` holds.
+pub const MAX_GROUP_PREFIXES: u32 = 4096;
 /// The program's global holding the `hash::HashKey` of names, set when the object is loaded.
 pub const GLOBAL_HASH_KEY: &str = "HASH_KEY";
 /// The program's global holding its `XdpSettings`, set when the object is loaded.
@@ -120,7 +126,9 @@ pub struct CacheEntry<const N: usize = LARGE_DATA> {
     /// 1 for a blocklist's answer: to EDNS queries it carries Extended DNS Error 15, Blocked
     /// (RFC 8914), and its hits are counted apart.
     pub blocked: u8,
-    pub _pad: u8,
+    /// The client group it answers (`GROUPS`), which its key's hash is mixed with
+    /// (`hash::group_hash`); 0: clients in no group.
+    pub group: u8,
     /// When the XDP program stops serving the entry, in CLOCK_MONOTONIC ns. It reads a coarse
     /// clock that lags, so entries expire `EXPIRY_MARGIN_NS` before their records' TTL runs out
     /// (`entry::build_entry`).
@@ -322,7 +330,8 @@ pub struct XdpSettings {
     pub check_next_hop: u32,
     /// Non-zero: log, at debug level through aya-log, why a query to us was passed or dropped.
     pub debug_log: u32,
-    pub _pad: u32,
+    /// Non-zero: client groups are set (`GROUPS`), so each query looks its client's up.
+    pub groups: u32,
 }
 
 impl XdpSettings {
@@ -334,7 +343,7 @@ impl XdpSettings {
         local_senders: 0,
         check_next_hop: 0,
         debug_log: 0,
-        _pad: 0,
+        groups: 0,
     };
 }
 
@@ -371,7 +380,9 @@ pub struct Event {
     pub action: u32,
     /// 1 if the entry answers queries with the DO bit.
     pub dnssec_ok: u8,
-    pub _pad: [u8; 3],
+    /// The client group of the entry, for `EVENT_PREFETCH`.
+    pub group: u8,
+    pub _pad: [u8; 2],
 }
 
 #[cfg(feature = "user")]

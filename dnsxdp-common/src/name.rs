@@ -2,7 +2,7 @@
 
 use crate::{
     CacheEntry, CacheKey, MAX_CACHED_NAME,
-    hash::{HashKey, name_hash},
+    hash::{HashKey, group_hash, name_hash},
 };
 
 /// ASCII lower-casing of one wire byte. Label length bytes are at most 63, below b'A', so the
@@ -80,6 +80,8 @@ pub struct QuestionKey {
     pub name_len: u16,
     pub name: [u8; MAX_CACHED_NAME],
     pub dnssec_ok: bool,
+    /// The client group whose answer it is (`CacheEntry::group`).
+    pub group: u8,
 }
 
 impl QuestionKey {
@@ -94,6 +96,7 @@ impl QuestionKey {
             name_len: key.name_len.into(),
             name,
             dnssec_ok: key.dnssec_ok != 0,
+            group: entry.group,
         }
     }
 
@@ -112,6 +115,7 @@ impl QuestionKey {
             key,
             words.map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])),
         );
+        let hash = group_hash(hash, self.group);
         CacheKey::new(hash, self.qtype, self.name_len, self.dnssec_ok)
     }
 }
@@ -163,6 +167,8 @@ pub fn parse_question(msg: &[u8]) -> Result<Question, QuestionError> {
         name: [0; MAX_CACHED_NAME],
         // The question does not say: `entry::build_entry` reads the OPT record.
         dnssec_ok: false,
+        // Nor whose it is.
+        group: 0,
     };
     for (to, &b) in key.name.iter_mut().zip(&msg[12..12 + name_len]) {
         *to = lower(b);

@@ -12,7 +12,8 @@ use dnsxdp_common::{
 use crate::{
     bare_reply,
     counters::count,
-    maps::{ACCESS, ACL},
+    events,
+    maps::{ACCESS, ACL, GROUPS},
     packet::Packet,
     parse::Frame,
     ratelimit::{self, Limit},
@@ -26,13 +27,20 @@ struct AclKey([u32; 5]);
 pub const SERVE: u32 = u32::MAX;
 
 /// What `check` decided, packed in one register: the XDP action (or `SERVE`) in the low half,
-/// and in the high half the `Counter` of what was done to a stopped query (0 if it was not).
+/// and in the high half the `Counter` of what was done to a stopped query, or the client's
+/// group for one to serve.
 pub struct Verdict(pub u64);
 
 impl Verdict {
     #[inline(always)]
     pub fn action(&self) -> u32 {
         self.0 as u32
+    }
+
+    /// The client's group, for a query to serve.
+    #[inline(always)]
+    pub fn group(&self) -> u8 {
+        (self.0 >> 32) as u8
     }
 
     /// The counter of a query the ACL or the rate limit stopped.
@@ -62,16 +70,18 @@ impl Verdict {
 /// its own together are at the verifier's limit.
 #[inline(never)]
 pub fn check(ctx: &XdpContext, f: &Frame) -> u64 {
-    verdict(ctx, f).map_or(SERVE as u64, |(action, counter)| {
-        ((counter as u64) << 32) | action as u64
-    })
+    match verdict(ctx, f) {
+        Ok(group) => ((group as u64) << 32) | SERVE as u64,
+        Err((action, counter)) => ((counter as u64) << 32) | action as u64,
+    }
 }
 
-/// The action and counter for a query that is not to be served.
+/// The client's group for a query to serve, or the action and counter for one that is not.
 #[inline(always)]
-fn verdict(ctx: &XdpContext, f: &Frame) -> Option<(u32, Counter)> {
-    let addr = f.address(&Packet::new(ctx), false)?;
-    let cfg = ACCESS.get(0)?;
+fn verdict(ctx: &XdpContext, f: &Frame) -> Result<u8, (u32, Counter)> {
+    let (Some(addr), Some(cfg)) = (f.address(&Packet::new(ctx), false), ACCESS.get(0)) else {
+        return Ok(0);
+    };
     let mut key = AclKey([0; 5]);
     let words = key.0.as_mut_ptr();
     // Volatile word stores: LLVM would merge them into 8-byte stores at offset 4, and the
@@ -86,7 +96,7 @@ fn verdict(ctx: &XdpContext, f: &Frame) -> Option<(u32, Counter)> {
     let rule = ACL.get(key).copied().unwrap_or(ACL_ALLOW);
     let denied = rule & ACL_ALLOW == 0;
     if denied && cfg.deny != DENY_REFUSE {
-        return Some(discard(Counter::DeniedDropped));
+        return Err(discard(Counter::DeniedDropped));
     }
     // REFUSED is an answer too, so it is held to the rate limit like any other: a flood with
     // spoofed sources is not reflected one for one.
@@ -102,9 +112,13 @@ fn verdict(ctx: &XdpContext, f: &Frame) -> Option<(u32, Counter)> {
             Counter::DeniedRefused,
             Counter::DeniedDropped,
         ),
-        (true, Limit::Over { .. }) => return Some(discard(Counter::DeniedDropped)),
-        (false, Limit::Within) => return None,
-        (false, Limit::Over { slip: false }) => return Some(discard(Counter::LimitedDropped)),
+        (true, Limit::Over { .. }) => return Err(discard(Counter::DeniedDropped)),
+        // The same key finds the client's group.
+        (false, Limit::Within) if events::settings().groups != 0 => {
+            return Ok(GROUPS.get(key).copied().unwrap_or(0));
+        }
+        (false, Limit::Within) => return Ok(0),
+        (false, Limit::Over { slip: false }) => return Err(discard(Counter::LimitedDropped)),
         (false, Limit::Over { slip: true }) => (
             Kind::Truncated,
             Counter::LimitedSlipped,
@@ -115,16 +129,16 @@ fn verdict(ctx: &XdpContext, f: &Frame) -> Option<(u32, Counter)> {
     // denies, uncharged again, and a limited one is dropped rather than slipped.
     if f.charge_only.is_some() {
         return match kind {
-            Kind::Refused => None,
-            Kind::Truncated => Some(discard(dropped)),
+            Kind::Refused => Ok(0),
+            Kind::Truncated => Err(discard(dropped)),
         };
     }
     // The one place the answer is made, so the verifier walks its loops once.
     if bare_reply::send(ctx, f, kind) {
         count(answered);
-        return Some((xdp_action::XDP_TX, answered));
+        return Err((xdp_action::XDP_TX, answered));
     }
-    Some(discard(dropped))
+    Err(discard(dropped))
 }
 
 #[inline(always)]

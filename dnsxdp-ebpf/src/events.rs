@@ -49,6 +49,7 @@ pub struct HitFacts {
     /// The answer's.
     pub rcode: u8,
     pub dnssec_ok: bool,
+    pub group: u8,
     pub prefetch: bool,
     pub log: bool,
 }
@@ -87,7 +88,8 @@ fn report(words: &NameWords, facts: &HitFacts, kind: u8, client: Option<([u32; 4
         (*ev).rcode = facts.rcode;
         (*ev).action = 0;
         (*ev).dnssec_ok = facts.dnssec_ok as u8;
-        (*ev)._pad = [0; 3];
+        (*ev).group = facts.group;
+        (*ev)._pad = [0; 2];
         let (addr, port) = client.unwrap_or(([0; 4], 0));
         write_words(addr_of_mut!((*ev).client) as *mut u32, &addr);
         (*ev).client_port = port;

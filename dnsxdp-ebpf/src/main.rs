@@ -32,7 +32,8 @@ use core::{
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use dnsxdp_common::{
-    CacheEntry, CacheKey, Counter, SERVED_ANSWER, SERVED_BEHIND_VLAN, hash::HashKey,
+    CacheEntry, CacheKey, Counter, SERVED_ANSWER, SERVED_BEHIND_VLAN,
+    hash::{HashKey, group_hash},
     ports::reflective_port,
 };
 
@@ -117,8 +118,9 @@ pub fn dnsxdp(ctx: XdpContext) -> u32 {
         Ok(q) => q,
         Err(reason) => return not_answered(&ctx, reason, xdp_action::XDP_PASS),
     };
+    let group = verdict.group();
     let key = Aligned(CacheKey::new(
-        query.hash,
+        group_hash(query.hash, group),
         query.qtype,
         query.name_len as u16,
         query.dnssec_ok,
@@ -195,6 +197,7 @@ fn answer<const N: usize>(
             count(Counter::Hits);
             if e.blocked != 0 {
                 count(Counter::HitsBlocked);
+                counters::count_group_blocked(e.group);
             }
             let settings = events::settings();
             // Once per entry, give or take a race between CPUs: the daemon refreshes a name
@@ -214,6 +217,7 @@ fn answer<const N: usize>(
                     name_len: query.name_len as u16,
                     rcode: e.rcode,
                     dnssec_ok: query.dnssec_ok,
+                    group: e.group,
                     prefetch,
                     log,
                 };

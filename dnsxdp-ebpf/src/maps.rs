@@ -7,7 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use dnsxdp_common::{
-    COUNTER_COUNT, CacheEntry, CacheKey, MAX_CACHED_NAME, ServedKey, XdpSettings,
+    COUNTER_COUNT, CacheEntry, CacheKey, MAX_CACHED_NAME, MAX_GROUP_PREFIXES, MAX_GROUPS,
+    ServedKey, XdpSettings,
     acl::{AccessConfig, Bucket, MAX_ACL_RULES, RATE_ENTRIES, RateKey},
     hash::HashKey,
     tier::{LARGE_DATA, MEDIUM_DATA, SMALL_DATA},
@@ -50,6 +51,16 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 /// rules for `0.0.0.0/0` and `::/0`.
 #[map]
 pub static ACL: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(MAX_ACL_RULES, 0);
+
+/// Client groups by client prefix: each group's answers are cached under keys of its own. Looked
+/// up only when `XdpSettings::groups` says there are groups; an address no prefix covers is in
+/// group 0.
+#[map]
+pub static GROUPS: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(MAX_GROUP_PREFIXES, 0);
+
+/// Hits for blocked names, per CPU, by client group.
+#[map]
+pub static GROUP_BLOCKED: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_GROUPS, 0);
 
 /// The daemon's settings: rate limit and what denied queries get.
 #[map]

@@ -73,11 +73,16 @@ impl Cidr {
         other_len >= len && masked(b, len) == a
     }
 
+    /// The prefix of the one address `ip`.
+    pub fn host(ip: IpAddr) -> Cidr {
+        let len = if ip.is_ipv4() { 32 } else { 128 };
+        Cidr { addr: ip, len }
+    }
+
     /// Whether the address lies within this prefix.
     #[cfg(test)]
     pub fn covers(&self, ip: IpAddr) -> bool {
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        self.contains(&Cidr { addr: ip, len: max })
+        self.contains(&Cidr::host(ip))
     }
 }
 

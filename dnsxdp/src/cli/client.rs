@@ -122,7 +122,7 @@ pub fn print_lists(path: &Path, refresh: bool, json: bool) -> anyhow::Result<()>
     }
     let mut rows = vec![
         [
-            "list", "kind", "rules", "bad", "skipped", "age", "blocked", "error",
+            "list", "kind", "group", "rules", "bad", "skipped", "age", "blocked", "error",
         ]
         .map(String::from),
     ];
@@ -130,6 +130,7 @@ pub fn print_lists(path: &Path, refresh: bool, json: bool) -> anyhow::Result<()>
         rows.push([
             l.source.clone(),
             (if l.allow { "allow" } else { "block" }).into(),
+            l.group.clone().unwrap_or_else(|| "all".into()),
             l.rules.to_string(),
             l.bad.to_string(),
             l.skipped.to_string(),

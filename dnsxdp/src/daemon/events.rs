@@ -70,7 +70,7 @@ impl Sinks {
             EVENT_PREFETCH => {
                 let dnssec_ok = ev.dnssec_ok != 0;
                 self.resolver
-                    .prefetch_kernel_entry(name, ev.qtype, dnssec_ok)
+                    .prefetch_kernel_entry(name, ev.qtype, dnssec_ok, ev.group)
             }
             EVENT_HIT => {
                 if let Some(log) = &self.query_log {

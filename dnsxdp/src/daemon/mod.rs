@@ -60,7 +60,7 @@ fn xdp_settings(config: &Config) -> XdpSettings {
         // More than the log writes, so that its summary line shows when a flood was cut short.
         security_per_sec: 2 * security::LINES_PER_SEC,
         debug_log: u32::from(config.ops.log_level.shows_debug()),
-        ..XdpSettings::OFF
+        groups: u32::from(!config.filter.groups.is_empty()),
     }
 }
 
@@ -82,6 +82,12 @@ fn attach(config: &Config, ifindexes: &[u32]) -> anyhow::Result<(Option<Attached
         pin_dir: &config.kernel.pin_dir,
         fresh_cache: config.kernel.fresh_cache,
         ttl: config.resolve.ttl,
+        groups: (config.filter.groups.prefixes().iter())
+            .map(|(cidr, group)| {
+                let (addr, len) = cidr.key();
+                (addr, len, *group)
+            })
+            .collect(),
     };
     let mut loaded = load::load(&opts, &config.serve.listen)?;
     let tables: Box<dyn Tables> = Box::new(KernelTables::take(loaded.ebpf_mut())?);
@@ -95,7 +101,7 @@ fn attach(config: &Config, ifindexes: &[u32]) -> anyhow::Result<(Option<Attached
 /// certificate store), only those lists fail to download.
 fn list_tls(config: &Config) -> Option<TlsConnector> {
     let f = &config.filter;
-    if !(f.block.iter().chain(&f.allow)).any(|s| matches!(s, Source::Url(_))) {
+    if !(f.block.iter().chain(&f.allow)).any(|s| matches!(s.source, Source::Url(_))) {
         return None;
     }
     match Connectors::new(config.upstream.tls_ca.as_deref()) {
@@ -147,7 +153,8 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
     info!("access: {}", config.access.summary());
     let kernel = attached.as_ref().map(|a| a.maps.clone());
     let lists = &config.filter;
-    let filter = (!lists.block.is_empty()).then(|| Arc::new(Filter::new(lists.clone())));
+    let filter = (!lists.block.is_empty() || !lists.groups.is_empty())
+        .then(|| Arc::new(Filter::new(lists.clone())));
     let resolver = Arc::new(Resolver::new(
         routes.clone(),
         &config.resolve,

@@ -16,6 +16,8 @@ pub struct ClientQuery {
     pub recursion_desired: bool,
     pub checking_disabled: bool,
     pub edns: Option<ClientEdns>,
+    /// The client group it is asked for (`filter::groups`), which has a cache of its own.
+    pub group: u8,
 }
 
 /// What the client's OPT record asked for.
@@ -65,6 +67,8 @@ pub fn parse(packet: &[u8]) -> Parsed {
             dnssec_ok: e.flags().dnssec_ok,
             version: e.version(),
         }),
+        // The resolver sets it: the message does not say.
+        group: 0,
     })
 }
 
@@ -87,12 +91,13 @@ impl ClientQuery {
             recursion_desired: true,
             checking_disabled: false,
             edns: None,
+            group: 0,
         }
     }
 
-    /// `plain`, with an OPT record that sets DO if `dnssec_ok`: the query a kernel cache
-    /// entry answers.
-    pub fn kernel(query: Query, dnssec_ok: bool) -> ClientQuery {
+    /// `plain`, with an OPT record that sets DO if `dnssec_ok`, for clients of `group`: the
+    /// query a kernel cache entry answers.
+    pub fn kernel(query: Query, dnssec_ok: bool, group: u8) -> ClientQuery {
         let edns = dnssec_ok.then_some(ClientEdns {
             max_payload: dnsxdp_common::EDNS_UDP_SIZE,
             dnssec_ok,
@@ -100,6 +105,7 @@ impl ClientQuery {
         });
         ClientQuery {
             edns,
+            group,
             ..ClientQuery::plain(query)
         }
     }

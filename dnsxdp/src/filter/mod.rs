@@ -2,12 +2,14 @@
 //! the answer a blocked name gets.
 
 pub mod answer;
+pub mod groups;
 pub mod list;
 pub mod settings;
 pub mod source;
 
 use std::{
     hash::{DefaultHasher, Hash as _, Hasher as _},
+    net::IpAddr,
     sync::{
         Arc, RwLock,
         atomic::{AtomicU64, Ordering::Relaxed},
@@ -24,8 +26,9 @@ use tokio_rustls::TlsConnector;
 use tracing::warn;
 
 use self::{
+    groups::Groups,
     list::{List, Parsed},
-    settings::Config,
+    settings::{Config, ListSource},
     source::Source,
 };
 
@@ -33,6 +36,8 @@ use self::{
 pub struct Loaded {
     pub source: Source,
     pub allow: bool,
+    /// The client group it is for; `None`: every client.
+    pub group: Option<u8>,
     pub list: Arc<List>,
     pub parsed: Parsed,
     /// Of the text the list was parsed from: an unchanged download is not parsed again.
@@ -51,13 +56,16 @@ pub struct Lists {
 }
 
 impl Lists {
-    /// The blocklist and rule that block `name` (lower-case, no final dot), unless an allowing
-    /// rule of any list matches it.
-    pub fn decide(&self, name: &str) -> Option<Blocked> {
-        let (at, found) = list::decide(self.loaded.iter().map(|l| &*l.list), name)?;
+    /// The blocklist and rule that block `name` (lower-case, no final dot) for clients of
+    /// `group`, unless an allowing rule of a list of theirs matches it.
+    pub fn decide(&self, group: u8, name: &str) -> Option<Blocked> {
+        let theirs =
+            || (self.loaded.iter().enumerate()).filter(|(_, l)| l.group.is_none_or(|g| g == group));
+        let (at, found) = list::decide(theirs().map(|(_, l)| &*l.list), name)?;
         if found.allow {
             return None;
         }
+        let (at, _) = theirs().nth(at)?;
         Some(Blocked {
             list: self.loaded[..at].iter().filter(|l| !l.allow).count(),
             rule: found.rule,
@@ -77,6 +85,8 @@ pub struct Blocked {
 pub struct ListReport {
     pub source: String,
     pub allow: bool,
+    /// The client group it is for; `None`: every client.
+    pub group: Option<String>,
     pub rules: usize,
     pub bad: usize,
     pub skipped: usize,
@@ -92,12 +102,15 @@ pub struct Filter {
     lists: RwLock<Arc<Lists>>,
     /// Queries blocked by each blocklist, in the config's order.
     blocked: Vec<AtomicU64>,
+    /// Queries blocked for each client group's clients, by group.
+    group_blocked: Vec<AtomicU64>,
 }
 
 impl Filter {
     pub fn new(config: Config) -> Filter {
         Filter {
             blocked: config.block.iter().map(|_| AtomicU64::new(0)).collect(),
+            group_blocked: config.groups.ids().map(|_| AtomicU64::new(0)).collect(),
             config,
             lists: RwLock::default(),
         }
@@ -124,14 +137,14 @@ impl Filter {
         let sources = (self.config.allow.iter().map(|s| (s, true)))
             .chain(self.config.block.iter().map(|s| (s, false)));
         let mut loaded = Vec::new();
-        for (i, (source, allow)) in sources.enumerate() {
+        for (i, (ListSource { source, group }, allow)) in sources.enumerate() {
             let dir = &self.config.cache_dir;
             let fetched = match network {
                 true => (source.fetch(dir, tls).await).map(|text| (text, SystemTime::now())),
                 false => source.last_good(dir),
             };
             let before = old.loaded.get(i).filter(|l| &l.source == source);
-            let list = match fetched {
+            let mut list = match fetched {
                 Ok((text, when)) => match parse(source, allow, text, when, before).await {
                     Ok((list, text)) => {
                         if network {
@@ -143,6 +156,7 @@ impl Filter {
                 },
                 Err(e) => kept(source, allow, before, format!("{e:#}")),
             };
+            list.group = *group;
             if let Some(e) = &list.error {
                 warn!("list {source}: {e}; keeping the copy in force");
             }
@@ -151,23 +165,43 @@ impl Filter {
         Lists { loaded }
     }
 
-    /// The answer for `q` if a list blocks its name, and what blocked it.
-    pub fn check(&self, q: &Query) -> Option<(Message, Blocked)> {
+    /// The answer for `q` from a client of `group` if a list blocks its name, and what
+    /// blocked it.
+    pub fn check(&self, group: u8, q: &Query) -> Option<(Message, Blocked)> {
         if self.config.block.is_empty() {
             return None;
         }
-        let blocked = self.current().decide(&plain(q.name()))?;
+        let blocked = self.current().decide(group, &plain(q.name()))?;
         Some((
             answer::message(q, &self.config.answer, self.config.ttl),
             blocked,
         ))
     }
 
-    /// Counts a query answered as blocked by blocklist `list`.
-    pub fn count(&self, list: usize) {
-        if let Some(c) = self.blocked.get(list) {
+    /// Counts a query from a client of `group` answered as blocked by blocklist `list`.
+    pub fn count(&self, list: usize, group: u8) {
+        let counts = [
+            self.blocked.get(list),
+            self.group_blocked.get(usize::from(group)),
+        ];
+        for c in counts.into_iter().flatten() {
             c.fetch_add(1, Relaxed);
         }
+    }
+
+    /// The client groups.
+    pub fn groups(&self) -> &Groups {
+        &self.config.groups
+    }
+
+    /// The clients' group at `ip`.
+    pub fn group_of(&self, ip: IpAddr) -> u8 {
+        self.config.groups.of(ip)
+    }
+
+    /// Queries the daemon answered as blocked, by client group.
+    pub fn blocked_by_group(&self) -> Vec<u64> {
+        self.group_blocked.iter().map(|c| c.load(Relaxed)).collect()
     }
 
     /// Every list in force, for `dnsxdp lists`.
@@ -191,6 +225,7 @@ impl Filter {
                 ListReport {
                     source: l.source.to_string(),
                     allow: l.allow,
+                    group: l.group.map(|g| self.config.groups.name(g).to_string()),
                     rules: l.list.len(),
                     bad: l.parsed.bad,
                     skipped: l.parsed.skipped,
@@ -237,6 +272,7 @@ async fn parse(
     let loaded = Loaded {
         source: source.clone(),
         allow,
+        group: None,
         list,
         parsed,
         digest,
@@ -252,6 +288,7 @@ fn kept(source: &Source, allow: bool, before: Option<&Loaded>, error: String) ->
         Some(b) => Loaded {
             source: source.clone(),
             allow,
+            group: None,
             list: b.list.clone(),
             parsed: b.parsed,
             digest: b.digest,
@@ -261,6 +298,7 @@ fn kept(source: &Source, allow: bool, before: Option<&Loaded>, error: String) ->
         None => Loaded {
             source: source.clone(),
             allow,
+            group: None,
             list: Arc::new(List::parse("", allow).0),
             parsed: Parsed::default(),
             digest: 0,
@@ -277,4 +315,46 @@ pub fn plain(name: &Name) -> String {
         s.pop();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(text: &str, allow: bool, group: Option<u8>) -> Loaded {
+        let (list, parsed) = List::parse(text, allow);
+        Loaded {
+            source: Source::File(format!("{text}.txt").into()),
+            allow,
+            group,
+            list: Arc::new(list),
+            parsed,
+            digest: 0,
+            fetched: None,
+            error: None,
+        }
+    }
+
+    /// Each group gets the lists for every client and its own, and no other group's.
+    #[test]
+    fn a_group_gets_the_common_lists_and_its_own() {
+        let lists = Lists {
+            loaded: vec![
+                loaded("cdn.example", true, Some(2)),
+                loaded("ads.example", false, None),
+                loaded("games.example", false, Some(1)),
+                loaded("cdn.example", false, Some(1)),
+            ],
+        };
+        let blocked_by = |group, name| lists.decide(group, name).map(|b| b.list);
+        assert_eq!(blocked_by(0, "ads.example"), Some(0));
+        assert_eq!(blocked_by(1, "x.ads.example"), Some(0));
+        assert_eq!(blocked_by(0, "games.example"), None);
+        assert_eq!(blocked_by(1, "games.example"), Some(1));
+        assert_eq!(blocked_by(2, "games.example"), None);
+        assert_eq!(blocked_by(1, "cdn.example"), Some(2));
+        // Group 2's allowlist is its own.
+        assert_eq!(blocked_by(2, "cdn.example"), None);
+        assert_eq!(blocked_by(0, "cdn.example"), None);
+    }
 }

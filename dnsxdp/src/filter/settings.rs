@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail};
 use clap::Args;
 use serde::Deserialize;
 
-use super::source::Source;
+use super::{groups::Groups, source::Source};
 use crate::values::{duration, file, nonzero};
 
 const DEFAULT_BLOCK_TTL: u32 = 60;
@@ -39,6 +39,20 @@ pub struct Settings {
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
     #[serde(default, deserialize_with = "file::positive")]
     pub block_ttl: Option<u32>,
+    /// A client group: clients in these prefixes get the lists every client gets and the
+    /// group's own (--group-block-list, --group-allow-list), and a cache of their own, in
+    /// both layers; the longest prefix wins (repeatable).
+    #[arg(long, value_name = "NAME=CIDR[,CIDR...]")]
+    #[serde(default, deserialize_with = "file::strings")]
+    pub client_group: Option<Vec<String>>,
+    /// A blocklist for one client group only, as --block-list (repeatable).
+    #[arg(long, value_name = "NAME=FILE|URL")]
+    #[serde(default, deserialize_with = "file::strings")]
+    pub group_block_list: Option<Vec<String>>,
+    /// An allowlist for one client group only, as --allow-list (repeatable).
+    #[arg(long, value_name = "NAME=FILE|URL")]
+    #[serde(default, deserialize_with = "file::strings")]
+    pub group_allow_list: Option<Vec<String>>,
     /// How often lists from URLs are downloaded again [default: 24h].
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     #[serde(default, deserialize_with = "file::duration")]
@@ -62,11 +76,19 @@ pub enum BlockAnswer {
     Addresses(Vec<Ipv4Addr>, Vec<Ipv6Addr>),
 }
 
+/// A list, and the client group it is for (`None`: every client).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListSource {
+    pub source: Source,
+    pub group: Option<u8>,
+}
+
 /// The lists as they run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub block: Vec<Source>,
-    pub allow: Vec<Source>,
+    pub block: Vec<ListSource>,
+    pub allow: Vec<ListSource>,
+    pub groups: Groups,
     pub answer: BlockAnswer,
     pub ttl: u32,
     pub refresh: Duration,
@@ -76,15 +98,34 @@ pub struct Config {
 impl Settings {
     /// Validated, with defaults where not set.
     pub fn config(&self) -> anyhow::Result<Config> {
-        let sources = |key: &str, given: &Option<Vec<String>>| -> anyhow::Result<Vec<Source>> {
-            let given = given.iter().flatten();
-            given
-                .map(|s| Source::parse(s).map_err(|e| anyhow!("{key}: {e}")))
-                .collect()
+        let groups = Groups::parse(self.client_group.as_deref().unwrap_or_default())
+            .map_err(|e| anyhow!("client-group: {e}"))?;
+        let source = |key: &str, s: &str| Source::parse(s).map_err(|e| anyhow!("{key}: {e}"));
+        let sources = |key: &str, all: &Option<Vec<String>>, of_group: &Option<Vec<String>>| {
+            let everyone = all.iter().flatten().map(|s| {
+                Ok(ListSource {
+                    source: source(key, s)?,
+                    group: None,
+                })
+            });
+            let key = format!("group-{key}");
+            let grouped = of_group.iter().flatten().map(|s| {
+                let (name, list) = s
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("{key}: '{s}' is not NAME=FILE|URL"))?;
+                let group = groups
+                    .id(name)
+                    .ok_or_else(|| anyhow!("{key}: '{s}': no --client-group {name}"))?;
+                Ok(ListSource {
+                    source: source(&key, list)?,
+                    group: Some(group),
+                })
+            });
+            everyone.chain(grouped).collect::<anyhow::Result<Vec<_>>>()
         };
         Ok(Config {
-            block: sources("block-list", &self.block_list)?,
-            allow: sources("allow-list", &self.allow_list)?,
+            block: sources("block-list", &self.block_list, &self.group_block_list)?,
+            allow: sources("allow-list", &self.allow_list, &self.group_allow_list)?,
             answer: match &self.block_answer {
                 None => BlockAnswer::Null,
                 Some(s) => parse_answer(s).map_err(|e| anyhow!("block-answer: {e}"))?,
@@ -95,6 +136,7 @@ impl Settings {
                 .list_cache_dir
                 .clone()
                 .unwrap_or_else(|| DEFAULT_CACHE_DIR.into()),
+            groups,
         })
     }
 }
@@ -137,5 +179,25 @@ mod tests {
         );
         let e = parse_answer("blackhole").unwrap_err().to_string();
         assert!(e.contains("'blackhole' is not null"), "{e}");
+    }
+
+    #[test]
+    fn group_lists_name_a_declared_group() {
+        let settings = |lists: &[&str]| Settings {
+            block_list: Some(vec!["ads.txt".into()]),
+            client_group: Some(vec!["kids=198.18.3.0/24".into()]),
+            group_block_list: Some(lists.iter().map(|s| s.to_string()).collect()),
+            ..Settings::default()
+        };
+        let config = settings(&["kids=adult.txt"]).config().unwrap();
+        let groups: Vec<_> = config.block.iter().map(|l| l.group).collect();
+        assert_eq!(groups, [None, Some(1)]);
+        let e = settings(&["teens=x.txt"]).config().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "group-block-list: 'teens=x.txt': no --client-group teens"
+        );
+        let e = settings(&["adult.txt"]).config().unwrap_err().to_string();
+        assert_eq!(e, "group-block-list: 'adult.txt' is not NAME=FILE|URL");
     }
 }

@@ -10,12 +10,12 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::{ProgramError, Xdp as XdpProgram, links::FdLink},
 };
 use dnsxdp_common::{
-    GLOBAL_HASH_KEY, GLOBAL_SETTINGS, MAP_COUNTERS, MAP_EVENTS, MAP_SERVED, PROG_CACHE,
-    XdpSettings, hash::HashKey, tier::Tier,
+    GLOBAL_HASH_KEY, GLOBAL_SETTINGS, MAP_COUNTERS, MAP_EVENTS, MAP_GROUP_BLOCKED, MAP_GROUPS,
+    MAP_SERVED, PROG_CACHE, XdpSettings, hash::HashKey, tier::Tier,
 };
 use tracing::{debug, info, warn};
 
@@ -72,6 +72,9 @@ pub struct LoadOptions<'a> {
     pub fresh_cache: bool,
     /// The caps entries kept from the last run are held to, as new ones are.
     pub ttl: TtlPolicy,
+    /// The client groups' prefixes, in the `GROUPS` trie's form (address, prefix length over
+    /// 128 bits, group).
+    pub groups: Vec<([u8; 16], u32, u8)>,
 }
 
 /// Fails, naming it, if an interface does not exist: before anything is loaded.
@@ -158,6 +161,13 @@ pub fn load(opts: &LoadOptions, listen: &[SocketAddr]) -> anyhow::Result<Loaded>
     let events = RingBuf::try_from(take(MAP_EVENTS)?).context(MAP_EVENTS)?;
     let counters = PerCpuArray::try_from(take(MAP_COUNTERS)?).context(MAP_COUNTERS)?;
     let served = Mutex::new(HashMap::try_from(take(MAP_SERVED)?).context(MAP_SERVED)?);
+    let group_blocked =
+        PerCpuArray::try_from(take(MAP_GROUP_BLOCKED)?).context(MAP_GROUP_BLOCKED)?;
+    let mut groups: LpmTrie<_, [u8; 16], u8> =
+        LpmTrie::try_from(take(MAP_GROUPS)?).context(MAP_GROUPS)?;
+    for &(addr, len, group) in &opts.groups {
+        (groups.insert(&Key::new(len, addr), group, 0)).context("filling GROUPS")?;
+    }
     if opts.settings.debug_log != 0 {
         log::forward(&mut ebpf);
     }
@@ -185,8 +195,11 @@ pub fn load(opts: &LoadOptions, listen: &[SocketAddr]) -> anyhow::Result<Loaded>
     let maps = XdpMaps {
         cache: KernelCache::new(caches, hash_key)?,
         counters,
+        group_blocked,
         served,
     };
+    // A client group's entries are not kept: the groups may be others in this run.
+    let kept: Vec<_> = kept.into_iter().filter(|(_, e)| e.group == 0).collect();
     if !kept.is_empty() {
         let (count, now) = (kept.len(), clock::now_ns());
         for (key, mut entry) in kept {

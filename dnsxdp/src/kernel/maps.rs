@@ -18,6 +18,8 @@ use super::{cache::KernelCache, local_addrs::local_addrs_by_iface, stacked};
 pub struct XdpMaps {
     pub cache: KernelCache,
     pub(super) counters: PerCpuArray<MapData, u64>,
+    /// Hits for blocked names by client group.
+    pub(super) group_blocked: PerCpuArray<MapData, u64>,
     pub(super) served: Mutex<HashMap<MapData, ServedKey, u8>>,
 }
 
@@ -36,8 +38,16 @@ impl XdpMaps {
             .collect()
     }
 
-    /// Where the program charges queries now, for the daemon to charge the rest: its
-    /// interfaces `attached`, what is stacked on them, and SERVED.
+    /// Hits for blocked names of each of the first `groups` client groups, summed over CPUs.
+    pub fn group_blocked(&self, groups: u8) -> anyhow::Result<Vec<u64>> {
+        (0..u32::from(groups))
+            .map(|g| {
+                let per_cpu = (self.group_blocked.get(&g, 0)).context("reading GROUP_BLOCKED")?;
+                Ok(per_cpu.iter().sum())
+            })
+            .collect()
+    }
+
     /// What SERVED holds, IPv4 addresses unmapped.
     pub fn served(&self) -> anyhow::Result<Vec<SocketAddr>> {
         let served = self.served.lock().unwrap_or_else(|p| p.into_inner());

@@ -6,7 +6,7 @@ use std::{
 };
 
 use anyhow::{anyhow, bail};
-use dnsxdp_common::{MAX_CACHED_NAME, name::QuestionKey};
+use dnsxdp_common::{MAX_CACHED_NAME, MAX_GROUPS, name::QuestionKey};
 use hickory_proto::{
     op::ResponseCode,
     rr::{Name, RecordType},
@@ -186,8 +186,8 @@ fn rcode_name(rcode: ResponseCode) -> String {
     }
 }
 
-/// The kernel cache's questions for `name` and `qtype`, without and with DO; none if the name
-/// is too long for it.
+/// The kernel cache's questions for `name` and `qtype`, without and with DO, in every client
+/// group; none if the name is too long for it.
 fn question_keys(name: &Name, qtype: RecordType) -> Vec<QuestionKey> {
     let Ok(wire) = name.to_lowercase().to_bytes() else {
         return Vec::new();
@@ -197,16 +197,21 @@ fn question_keys(name: &Name, qtype: RecordType) -> Vec<QuestionKey> {
         name_len: wire.len() as u16,
         name: [0; MAX_CACHED_NAME],
         dnssec_ok: false,
+        group: 0,
     };
     let Some(to) = key.name.get_mut(..wire.len()) else {
         return Vec::new();
     };
     to.copy_from_slice(&wire);
-    let signed = QuestionKey {
-        dnssec_ok: true,
-        ..key
-    };
-    vec![key, signed]
+    let mut keys = Vec::new();
+    for group in 0..MAX_GROUPS as u8 {
+        for dnssec_ok in [false, true] {
+            key.group = group;
+            key.dnssec_ok = dnssec_ok;
+            keys.push(key);
+        }
+    }
+    keys
 }
 
 /// A cached answer as either layer has it, before it is sorted and rendered.
@@ -418,10 +423,13 @@ mod tests {
     #[test]
     fn kernel_questions_are_lower_cased_wire_names() {
         let qs = question_keys(&parse_name("WWW.Example.test").unwrap(), RecordType::A);
-        let [q, signed] = qs.as_slice() else {
-            panic!("{qs:?}")
+        // Without and with DO, in every client group.
+        assert_eq!(qs.len(), 2 * MAX_GROUPS as usize);
+        let [q, signed, ..] = qs.as_slice() else {
+            panic!("{} keys", qs.len())
         };
         assert_eq!((q.dnssec_ok, signed.dnssec_ok), (false, true));
+        assert_eq!((q.group, qs[qs.len() - 1].group), (0, MAX_GROUPS as u8 - 1));
         assert_eq!(q.wire_name(), signed.wire_name());
         assert_eq!(q.wire_name(), b"\x03www\x07example\x04test\x00");
         assert_eq!(

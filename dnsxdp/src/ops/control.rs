@@ -21,7 +21,7 @@ use crate::{
     kernel::cache::KernelCache,
     kernel::maps::XdpMaps,
     ops::cache_ops::{self, Selection},
-    ops::stats::{CacheReport, DaemonCounters, Lookups, Report, with_allowed},
+    ops::stats::{CacheReport, DaemonCounters, GroupBlocked, Lookups, Report, with_allowed},
     resolve::Resolver,
     resolve::lists::Keeper,
     resolve::query_log::QueryLog,
@@ -119,7 +119,33 @@ impl State {
             daemon,
             cache,
             upstreams: self.upstreams.pools().flat_map(|p| p.counters()).collect(),
+            groups: self.groups()?,
         })
+    }
+
+    /// The blocked answers of each client group, in both layers; none without groups.
+    fn groups(&self) -> anyhow::Result<Vec<GroupBlocked>> {
+        let Some(filter) = self.lists.as_ref().map(|k| &k.filter) else {
+            return Ok(Vec::new());
+        };
+        let groups = filter.groups();
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let daemon = filter.blocked_by_group();
+        let count = daemon.len() as u8;
+        let xdp = self
+            .xdp
+            .as_ref()
+            .map(|x| x.group_blocked(count))
+            .transpose()?;
+        Ok((groups.ids().zip(daemon))
+            .map(|(g, daemon)| GroupBlocked {
+                group: groups.name(g).to_string(),
+                xdp: xdp.as_ref().and_then(|x| x.get(usize::from(g)).copied()),
+                daemon,
+            })
+            .collect())
     }
 
     fn lists(&self) -> anyhow::Result<Vec<ListReport>> {

@@ -298,6 +298,21 @@ fn encode_lookups(report: &Report, e: &mut DescriptorEncoder) -> fmt::Result {
          daemon's answers (its cache's hits included).",
         by_layer(Counter::HitsBlocked, report.daemon.resolve.blocked),
     )?;
+    if !report.groups.is_empty() {
+        let layers = report.groups.iter().flat_map(|g| {
+            let xdp = g
+                .xdp
+                .map(|n| ([("group", g.group.as_str()), ("layer", "xdp")], n));
+            xdp.into_iter()
+                .chain([([("group", g.group.as_str()), ("layer", "daemon")], g.daemon)])
+        });
+        counters(
+            e,
+            "group_blocked",
+            "Answers sent for names a blocklist blocks, by client group and layer.",
+            layers,
+        )?;
+    }
     let Some(xdp) = &report.xdp else {
         return Ok(());
     };
@@ -542,7 +557,7 @@ fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::stats::{Lookups, with_allowed};
+    use crate::ops::stats::{GroupBlocked, Lookups, with_allowed};
 
     /// Renders a fixed report the way `StateCollector` renders the daemon's.
     #[derive(Debug)]
@@ -587,6 +602,7 @@ mod tests {
         resolve.prefetch();
         let access = crate::access::counters::Counters::default();
         access.denied(true);
+        let with_xdp = xdp;
         let xdp = xdp.then(|| {
             with_allowed(
                 Counter::ALL
@@ -622,6 +638,11 @@ mod tests {
                 failures: 3,
                 timeouts: 1,
                 latency_ms: Some(2.5),
+            }],
+            groups: vec![GroupBlocked {
+                group: "kids".into(),
+                xdp: with_xdp.then_some(9),
+                daemon: 4,
             }],
         }
     }
@@ -660,6 +681,8 @@ mod tests {
             // The last counter.
             r#"dnsxdp_blocked_total{layer="xdp"} 240"#,
             r#"dnsxdp_blocked_total{layer="daemon"} 0"#,
+            r#"dnsxdp_group_blocked_total{group="kids",layer="xdp"} 9"#,
+            r#"dnsxdp_group_blocked_total{group="kids",layer="daemon"} 4"#,
             "dnsxdp_xdp_packets_total 10",
             r#"dnsxdp_xdp_passed_total{reason="not_query"} 50"#,
             r#"dnsxdp_xdp_passed_total{reason="malformed"} 90"#,

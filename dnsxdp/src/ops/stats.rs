@@ -128,6 +128,17 @@ pub struct Report {
     pub daemon: DaemonCounters,
     pub cache: CacheReport,
     pub upstreams: Vec<UpstreamCounters>,
+    /// Blocked answers by client group; empty without groups.
+    pub groups: Vec<GroupBlocked>,
+}
+
+/// The answers for names a blocklist blocks sent to one client group's clients, by layer.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct GroupBlocked {
+    pub group: String,
+    /// The XDP program's hits; null with --no-xdp.
+    pub xdp: Option<u64>,
+    pub daemon: u64,
 }
 
 impl Report {
@@ -179,7 +190,21 @@ impl Report {
         section("daemon", &daemon);
         out.push_str(&self.cache_table());
         out.push_str(&self.upstream_table());
+        if !self.groups.is_empty() {
+            out.push_str(&self.group_table());
+        }
         out
+    }
+
+    /// One line per client group, columns aligned.
+    fn group_table(&self) -> String {
+        let header = ["group", "blocked_xdp", "blocked_daemon"];
+        let mut rows = vec![header.map(String::from)];
+        for g in &self.groups {
+            let xdp = g.xdp.map_or("-".into(), |n| n.to_string());
+            rows.push([g.group.clone(), xdp, g.daemon.to_string()]);
+        }
+        aligned("groups", &rows)
     }
 
     /// One line per cache layer and one for both, columns aligned.
@@ -401,6 +426,7 @@ mod tests {
                 },
             ),
             upstreams: vec![upstream(Some(1.25))],
+            groups: Vec::new(),
         };
         let v: serde_json::Value = serde_json::to_value(&report).unwrap();
         assert!(v["xdp"].is_null());
@@ -475,8 +501,28 @@ mod tests {
             daemon: DaemonCounters::default(),
             cache,
             upstreams: vec![upstream(Some(1.5)), upstream(None)],
+            groups: vec![
+                GroupBlocked {
+                    group: "default".into(),
+                    xdp: Some(12),
+                    daemon: 3,
+                },
+                GroupBlocked {
+                    group: "kids".into(),
+                    xdp: Some(4000),
+                    daemon: 5,
+                },
+            ],
         };
         let table = report.table();
+        let (table, groups) = table.split_once("groups\n").unwrap();
+        let lines: Vec<&str> = groups.lines().collect();
+        assert_eq!(lines.len(), 3, "{groups}");
+        assert!(lines.iter().all(|l| l.len() == lines[0].len()), "{groups}");
+        assert!(
+            lines[2].starts_with("  kids") && lines[2].ends_with("  5"),
+            "{groups}"
+        );
         assert!(table.starts_with("xdp\n  packets "));
         let (counters, rest) = table.split_once("cache\n").unwrap();
         let (cache, upstreams) = rest.split_once("upstreams\n").unwrap();

@@ -12,14 +12,15 @@ use lru::LruCache;
 
 use crate::{dns::answer::Answer, dns::query::ClientQuery, kernel::cache::CacheSize};
 
-/// What an answer depends on: the name (lower-cased), type, class and whether DNSSEC records
-/// were asked for.
+/// What an answer depends on: the name (lower-cased), type, class, whether DNSSEC records
+/// were asked for, and the client group it was asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
     name: Name,
     qtype: RecordType,
     qclass: DNSClass,
     dnssec_ok: bool,
+    group: u8,
 }
 
 impl Key {
@@ -29,16 +30,19 @@ impl Key {
             qtype: q.query.query_type(),
             qclass: q.query.query_class(),
             dnssec_ok: q.dnssec_ok(),
+            group: q.group,
         }
     }
 
-    /// The key of a class IN question read off the wire (`wire_hit`), its name lower-cased.
-    pub fn of_wire(q: &QuestionKey) -> Option<Key> {
+    /// The key of a class IN question read off the wire (`wire_hit`), its name lower-cased,
+    /// from a client of `group`.
+    pub fn of_wire(q: &QuestionKey, group: u8) -> Option<Key> {
         Some(Key {
             name: Name::from_bytes(q.wire_name()).ok()?,
             qtype: RecordType::from(q.qtype),
             qclass: DNSClass::IN,
             dnssec_ok: q.dnssec_ok,
+            group,
         })
     }
 
@@ -46,7 +50,7 @@ impl Key {
     pub fn kernel_query(&self) -> ClientQuery {
         let mut query = Query::query(self.name.clone(), self.qtype);
         query.set_query_class(self.qclass);
-        ClientQuery::kernel(query, self.dnssec_ok)
+        ClientQuery::kernel(query, self.dnssec_ok, self.group)
     }
 
     /// The name, lower-cased.
@@ -60,6 +64,10 @@ impl Key {
 
     pub fn dnssec_ok(&self) -> bool {
         self.dnssec_ok
+    }
+
+    pub fn group(&self) -> u8 {
+        self.group
     }
 }
 

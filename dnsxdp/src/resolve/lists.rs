@@ -93,7 +93,7 @@ impl Keeper {
         let new = self.filter.current();
         let resolver = self.resolver.clone();
         let forgot = tokio::task::spawn_blocking(move || {
-            resolver.forget_names(|name| changed(&old, &new, &plain(name)))
+            resolver.forget_names(|name, group| changed(&old, &new, group, &plain(name)))
         })
         .await;
         match forgot {
@@ -108,7 +108,7 @@ impl Keeper {
     }
 }
 
-/// Whether `name` is blocked under one set of lists and not the other.
-fn changed(old: &Lists, new: &Lists, name: &str) -> bool {
-    old.decide(name).is_some() != new.decide(name).is_some()
+/// Whether `name` is blocked for clients of `group` under one set of lists and not the other.
+fn changed(old: &Lists, new: &Lists, group: u8, name: &str) -> bool {
+    old.decide(group, name).is_some() != new.decide(group, name).is_some()
 }

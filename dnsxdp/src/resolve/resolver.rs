@@ -129,7 +129,8 @@ impl Resolver {
         self.counters.query(transport);
         let arrived = self.arrived();
         let (q, reply, layer, rcode, rule) = match query::parse(packet) {
-            Parsed::Query(q) => {
+            Parsed::Query(mut q) => {
+                q.group = self.group_of(client);
                 // A UDP query the wire path reads gets a fetched answer in its wire form too.
                 let read = (transport == Transport::Udp)
                     .then(|| wire_hit::read(packet))
@@ -200,7 +201,7 @@ impl Resolver {
         let Some(q) = wire_hit::read(packet) else {
             return false;
         };
-        let Some(key) = Key::of_wire(&q.question) else {
+        let Some(key) = Key::of_wire(&q.question, self.group_of(client)) else {
             return false;
         };
         let now = clock::now_ns();
@@ -214,7 +215,7 @@ impl Resolver {
             return false;
         }
         self.counters.query(Transport::Udp);
-        self.after_hit(&answer, now, flushes, || key.kernel_query());
+        self.after_hit(&answer, key.group(), now, flushes, || key.kernel_query());
         let rcode = u16::from(answer.rcode);
         self.counters.answered(rcode);
         let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
@@ -224,6 +225,11 @@ impl Resolver {
             (name, key.qtype().to_string())
         });
         true
+    }
+
+    /// The client group of `client`: 0 without groups.
+    fn group_of(&self, client: SocketAddr) -> u8 {
+        self.filter.as_ref().map_or(0, |f| f.group_of(client.ip()))
     }
 
     /// What the cache has for `key` at `now`, and the flushes so far as of the lookup.
@@ -247,21 +253,24 @@ impl Resolver {
         now: u64,
     ) -> Result<(QuestionKey, CacheEntry), NotCacheable> {
         let wire = reply::normalized(q, answer, now).ok_or(NotCacheable::Unsupported)?;
-        build_entry(&wire, answer.aged_at(now), self.ttl.max)
+        let (mut key, mut entry) = build_entry(&wire, answer.aged_at(now), self.ttl.max)?;
+        (key.group, entry.group) = (q.group, q.group);
+        Ok((key, entry))
     }
 
-    /// What a fresh daemon cache hit does besides the reply: it is counted, a popular answer
-    /// in the last tenth of its life is refreshed, and a kernel entry the map evicted before
-    /// ours is put back. `query` is the question to refresh and fill.
+    /// What a fresh daemon cache hit for a client of `group` does besides the reply: it is
+    /// counted, a popular answer in the last tenth of its life is refreshed, and a kernel entry
+    /// the map evicted before ours is put back. `query` is the question to refresh and fill.
     fn after_hit(
         self: &Arc<Self>,
         answer: &Answer,
+        group: u8,
         now: u64,
         flushes: u64,
         query: impl Fn() -> ClientQuery,
     ) {
         self.counters.cache_hit();
-        self.count_block(answer);
+        self.count_block(answer, group);
         let hits = answer.usage.hit();
         if self
             .prefetch_min_hits
@@ -312,7 +321,7 @@ impl Resolver {
         let stale = match lookup {
             Lookup::Fresh(answer) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "daemon cache hit");
-                self.after_hit(&answer, now, flushes, || q.clone());
+                self.after_hit(&answer, q.group, now, flushes, || q.clone());
                 let reply = reply::render(q, &answer, now, transport);
                 let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
                 return (reply, Layer::Cache, answer.rcode, rule);
@@ -321,7 +330,7 @@ impl Resolver {
             Lookup::Miss => None,
         };
         if let Some(answer) = self.block(q, flushes) {
-            self.count_block(&answer);
+            self.count_block(&answer, q.group);
             let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
             let now = clock::now_ns();
             return (
@@ -377,13 +386,20 @@ impl Resolver {
         }
     }
 
-    /// Refreshes a popular answer the XDP program served in the last tenth of its
-    /// TTL: `name` is its wire name, lower-cased.
-    pub fn prefetch_kernel_entry(self: &Arc<Self>, name: &[u8], qtype: u16, dnssec_ok: bool) {
+    /// Refreshes a popular answer the XDP program served to clients of `group` in the last
+    /// tenth of its TTL: `name` is its wire name, lower-cased.
+    pub fn prefetch_kernel_entry(
+        self: &Arc<Self>,
+        name: &[u8],
+        qtype: u16,
+        dnssec_ok: bool,
+        group: u8,
+    ) {
         let Ok(name) = Name::from_bytes(name) else {
             return;
         };
-        let q = ClientQuery::kernel(Query::query(name, RecordType::from(qtype)), dnssec_ok);
+        let query = Query::query(name, RecordType::from(qtype));
+        let q = ClientQuery::kernel(query, dnssec_ok, group);
         // The daemon's copy, when it has one, says whether a refresh already runs: two CPUs
         // may report the same entry. A refresh replaces the copy, so the next window asks anew.
         // The kernel entry's window is its own (one put back from the copy starts later).
@@ -456,7 +472,7 @@ impl Resolver {
     /// The answer to `q` if a list blocks its name, kept like a fetched one: the kernel then
     /// serves the repeats. `flushes` as for `keep`.
     fn block(&self, q: &ClientQuery, flushes: u64) -> Option<Arc<Answer>> {
-        let (msg, blocked) = self.filter.as_ref()?.check(&q.query)?;
+        let (msg, blocked) = self.filter.as_ref()?.check(q.group, &q.query)?;
         let now = clock::now_ns();
         // The block TTL as set, held to --max-ttl as every answer is.
         let policy = TtlPolicy {
@@ -471,24 +487,25 @@ impl Resolver {
         Some(answer)
     }
 
-    /// Counts an answer sent for a blocked name, in all and against its list.
-    fn count_block(&self, answer: &Answer) {
+    /// Counts an answer sent to a client of `group` for a blocked name, in all, against its
+    /// list and against the group.
+    fn count_block(&self, answer: &Answer, group: u8) {
         let Some((list, _)) = &answer.blocked_by else {
             return;
         };
         self.counters.blocked();
         if let Some(filter) = &self.filter {
-            filter.count(*list);
+            filter.count(*list, group);
         }
     }
 
-    /// Removes the answers for the names `select` picks from both caches; returns how many
-    /// from the daemon's and how many from the kernel's.
-    pub fn forget_names(&self, select: impl Fn(&Name) -> bool) -> anyhow::Result<(u64, u64)> {
-        let daemon = self.flush_cache(|key| select(key.name()));
+    /// Removes the answers `select` picks by name and client group from both caches; returns
+    /// how many from the daemon's and how many from the kernel's.
+    pub fn forget_names(&self, select: impl Fn(&Name, u8) -> bool) -> anyhow::Result<(u64, u64)> {
+        let daemon = self.flush_cache(|key| select(key.name(), key.group()));
         let kernel = match &self.kernel {
             Some(k) => k.cache.remove_where(|q| {
-                Name::from_bytes(q.wire_name()).is_ok_and(|name| select(&name))
+                Name::from_bytes(q.wire_name()).is_ok_and(|name| select(&name, q.group))
             })?,
             None => 0,
         };

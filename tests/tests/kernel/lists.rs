@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use dnsxdp_tests::{
     client::{exchange_udp, query, query_edns},
     daemon::Daemon,
@@ -247,6 +247,66 @@ fn other_block_answers_and_an_allowlist() -> Result<()> {
     let allowed = s.ask("www.example.test.", RecordType::A)?;
     assert_eq!(allowed.response_code(), ResponseCode::NoError);
     assert_ne!(address(&allowed), Some(NULL_V4));
+    Ok(())
+}
+
+/// A client group's own list blocks a name for its clients only, in both layers, and the two
+/// answers never cross: each comes from the XDP program with the daemon frozen.
+#[test]
+fn groups_get_their_own_answers_and_they_never_cross() -> Result<()> {
+    const KID: &str = "198.18.1.50";
+    let kids_list = format!("kids=http://{UPSTREAM_V4}:8080/kids.txt");
+    let s = Sandbox::new(&[
+        "--client-group",
+        &format!("kids={KID}/32"),
+        "--group-block-list",
+        &kids_list,
+    ])?;
+    s.http.put("kids.txt", "ns.example.test\n")?;
+    let lists = s.daemon.lists(true)?;
+    let kids = lists.as_array().and_then(|rows| {
+        rows.iter()
+            .find(|l| l["group"] == "kids" && l["rules"] == 1)
+    });
+    assert!(kids.is_some(), "{lists}");
+    s.topo
+        .client
+        .ip(&["addr", "add", &format!("{KID}/24"), "dev", "veth0"])?;
+    let kid = s
+        .topo
+        .client
+        .enter(|| UdpSocket::bind(format!("{KID}:0")))??;
+    let ask_kid = |name: &str| exchange_udp(&kid, s.daemon.v4, &query(name, RecordType::A), WAIT);
+    let ns = Some(RData::A(hickory_proto::rr::rdata::A::new(198, 18, 2, 2)));
+
+    // Each asks twice: the daemon answers, then the XDP program.
+    for _ in 0..2 {
+        assert_eq!(address(&s.ask("ns.example.test.", RecordType::A)?), ns);
+        assert_eq!(address(&ask_kid("ns.example.test.")?), Some(NULL_V4));
+        assert_eq!(address(&ask_kid("www.example.test.")?), Some(NULL_V4));
+    }
+    let hits = s.daemon.xdp("hits")?;
+    s.daemon.signal(libc::SIGSTOP)?;
+    let frozen = (0..3)
+        .map(|_| {
+            let other = s.ask("ns.example.test.", RecordType::A);
+            Ok((address(&other?), address(&ask_kid("ns.example.test.")?)))
+        })
+        .collect::<Result<Vec<_>>>();
+    s.daemon.signal(libc::SIGCONT)?;
+    assert_eq!(frozen?, vec![(ns.clone(), Some(NULL_V4)); 3]);
+    assert_eq!(s.daemon.xdp("hits")? - hits, 6);
+
+    let groups = s.daemon.stats()?["groups"].clone();
+    let kids = groups
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["group"] == "kids"))
+        .with_context(|| format!("no kids in {groups}"))?;
+    // ns and www blocked by the daemon once each, then five times by XDP.
+    assert_eq!(
+        (kids["daemon"].as_u64(), kids["xdp"].as_u64()),
+        (Some(2), Some(5))
+    );
     Ok(())
 }
 
