@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod dns;
 pub mod filter;
 pub mod kernel;
+pub mod local;
 pub mod ops;
 pub mod resolve;
 pub mod serve;
