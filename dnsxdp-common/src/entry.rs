@@ -159,6 +159,25 @@ pub fn build_entry(
     Ok((key, entry))
 }
 
+/// Builds the entry of a static answer (a local record): as `build_entry`, but it never expires
+/// or asks for a prefetch, and its records keep the TTLs `response` gives them, which the XDP
+/// program sends as they are.
+pub fn build_static_entry(response: &[u8]) -> Result<(QuestionKey, CacheEntry), NotCacheable> {
+    let (key, mut entry) = build_entry(response, 0, u32::MAX)?;
+    // The records follow the question, which `build_entry` read.
+    let start = parse_question(response).map_or(0, |q| q.end);
+    let offsets = entry.ttl_offsets;
+    for &off in &offsets[..entry.ttl_count as usize] {
+        let off = off as usize;
+        entry.records_mut()[off..off + 4].copy_from_slice(&response[start + off..start + off + 4]);
+    }
+    entry.ttl_count = 0;
+    entry.expires_ns = u64::MAX;
+    entry.prefetch_ns = u64::MAX;
+    entry.csum = sum_bytes(0, entry.records());
+    Ok((key, entry))
+}
+
 /// Whether the OPT record at `pos`, which must end the message, has the DO bit, and whether its
 /// only option is `EDE_BLOCKED`.
 fn opt(msg: &[u8], pos: usize) -> Result<(bool, bool), NotCacheable> {
@@ -689,6 +708,22 @@ mod tests {
         m[11] = 0;
         let (_, e) = build_entry(&m[..p], 0, 86400).unwrap();
         assert_eq!((e.authoritative, e.blocked), (0, 0));
+    }
+
+    #[test]
+    fn static_entries_keep_their_ttls_and_never_expire() {
+        let mut m = [0u8; 600];
+        let q_end = header(QTYPE_A, 2, &mut m);
+        let p = record(&mut m, q_end, &[0xc0, 12], QTYPE_A, 3600, &[10, 0, 0, 1]);
+        let end = record(&mut m, p, &[0xc0, 12], QTYPE_A, 600, &[10, 0, 0, 2]);
+        let (_, e) = build_static_entry(&m[..end]).unwrap();
+        assert_eq!(e.records(), &m[q_end..end]);
+        assert_eq!(e.csum, sum_bytes(0, &m[q_end..end]));
+        assert_eq!(
+            (e.ttl_count, e.expires_ns, e.prefetch_ns),
+            (0, u64::MAX, u64::MAX)
+        );
+        assert!(e.ttl_at(u64::MAX - 1).is_some());
     }
 
     #[test]

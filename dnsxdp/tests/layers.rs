@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["ops", "serve"],
     &["resolve"],
-    &["filter"],
+    &["filter", "local"],
     &["access"],
     &["upstream", "kernel"],
     &["dns"],

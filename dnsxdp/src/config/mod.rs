@@ -18,7 +18,7 @@ use crate::{
     access::{self, AccessPolicy},
     filter,
     kernel::{self, local_addrs::is_this_host},
-    ops, resolve, serve, upstream,
+    local, ops, resolve, serve, upstream,
     values::file,
 };
 
@@ -54,6 +54,9 @@ pub struct Settings {
     pub filter: filter::settings::Settings,
     #[command(flatten)]
     #[serde(flatten)]
+    pub local: local::settings::Settings,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub ops: ops::settings::Settings,
 }
 
@@ -67,6 +70,8 @@ pub struct Config {
     /// ACL and rate limit: what a reload changes.
     pub access: AccessPolicy,
     pub filter: filter::settings::Config,
+    /// Local records: a reload reads them again.
+    pub local: local::settings::Config,
     pub ops: ops::settings::Config,
 }
 
@@ -182,6 +187,7 @@ impl Config {
             resolve: s.resolve.config(cache_size)?,
             access,
             filter: s.filter.config()?,
+            local: s.local.config()?,
             ops: s.ops.config()?,
         })
     }

@@ -28,6 +28,7 @@ use crate::{
         local_addrs::if_index,
         stacked,
     },
+    local,
     ops::{
         control::{ControlSocket, State},
         metrics,
@@ -162,6 +163,12 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
         kernel.clone(),
         filter.clone(),
     ));
+    // Before the first query; answers the last run's kernel cache kept for these names go.
+    let records = local::load(&config.local)?;
+    if !records.is_empty() {
+        info!("{}", reload::describe(&records));
+    }
+    resolver.set_local(records)?;
     let mut tasks = JoinSet::new();
     let keeper = match filter {
         Some(filter) => {
@@ -220,7 +227,12 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
             access.clone(),
         ));
     }
-    let reloader = Arc::new(Reloader::new(sources, config.clone(), access.clone()));
+    let reloader = Arc::new(Reloader::new(
+        sources,
+        config.clone(),
+        access.clone(),
+        resolver.clone(),
+    ));
     let on_sighup = reloader.clone();
     let reopened = query_log.clone();
     let relisted = keeper.clone();

@@ -36,6 +36,9 @@ pub struct Answer {
     pub usage: Use,
     /// For a blocked name: the blocklist's place among the config's, and the rule.
     pub blocked_by: Option<(usize, Box<str>)>,
+    /// From local records: sent with AA, its TTLs as configured, and its kernel entry lives
+    /// until the records change.
+    pub local: bool,
     /// Bytes it takes in memory, near enough: the structs and the records' wire size, which
     /// is what their names and data take on the heap, twice, for the wire form too.
     memory: usize,
@@ -141,6 +144,7 @@ impl Answer {
             ttl: ttl.filter(|&t| t > 0),
             usage: Use::default(),
             blocked_by: None,
+            local: false,
             memory,
             wire: OnceLock::new(),
         }
@@ -151,6 +155,20 @@ impl Answer {
         Answer {
             blocked_by: Some((list, rule.into())),
             ..self
+        }
+    }
+
+    /// The answer local records give in `msg`, made at `now_ns`, with their TTLs as they are.
+    pub fn local(msg: Message, now_ns: u64) -> Answer {
+        let policy = TtlPolicy {
+            min: 0,
+            max: u32::MAX,
+            max_negative: u32::MAX,
+            factor: 1.0,
+        };
+        Answer {
+            local: true,
+            ..Answer::from_upstream(msg, now_ns, &policy)
         }
     }
 
@@ -177,6 +195,7 @@ impl Answer {
             ttl: None,
             usage: Use::default(),
             blocked_by: None,
+            local: false,
             memory: size_of::<Answer>(),
             wire: OnceLock::new(),
         }
@@ -252,8 +271,9 @@ impl Answer {
 
     /// Whole seconds the TTLs of `sections_at(now_ns)` are reduced by (`aged_secs`).
     fn aged(&self, now_ns: u64) -> u32 {
-        // A stale copy is made for each answer, with exactly `STALE_TTL`.
-        if self.stale {
+        // A stale copy is made for each answer, with exactly `STALE_TTL`; local records
+        // keep theirs, as their kernel entries send them.
+        if self.stale || self.local {
             return 0;
         }
         u32::try_from(aged_secs(now_ns.saturating_sub(self.fetched_ns))).unwrap_or(u32::MAX)

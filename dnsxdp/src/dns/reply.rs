@@ -60,6 +60,7 @@ pub fn render(q: &ClientQuery, answer: &Answer, now_ns: u64, transport: Transpor
         .set_recursion_desired(q.recursion_desired)
         .set_checking_disabled(q.checking_disabled)
         .set_recursion_available(true)
+        .set_authoritative(answer.local)
         // RFC 6840 §5.8: only for a client that asked for DNSSEC, as the XDP program does
         // from the entry `normalized` gives it.
         .set_authentic_data(answer.authentic_data && q.edns.is_some_and(|e| e.dnssec_ok))
@@ -119,6 +120,7 @@ pub fn normalized(q: &ClientQuery, answer: &Answer, now_ns: u64) -> Option<Vec<u
         .set_op_code(OpCode::Query)
         .set_recursion_desired(true)
         .set_recursion_available(true)
+        .set_authoritative(answer.local)
         .set_authentic_data(answer.authentic_data && q.dnssec_ok())
         .set_response_code(answer.rcode)
         .add_query(query);

@@ -63,6 +63,8 @@ pub enum Layer {
     Local,
     /// A blocklist.
     Blocked,
+    /// Local records (--local-record, --hosts-file).
+    Records,
 }
 
 /// One line of the log.

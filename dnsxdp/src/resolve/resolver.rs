@@ -2,10 +2,11 @@
 //! caches, and render the reply.
 
 use std::{
+    collections::HashSet,
     net::SocketAddr,
     num::NonZeroUsize,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering::SeqCst},
     },
     time::{Duration, SystemTime},
@@ -13,7 +14,7 @@ use std::{
 
 use dnsxdp_common::{
     CacheEntry,
-    entry::{NotCacheable, build_entry},
+    entry::{NotCacheable, build_entry, build_static_entry},
     name::QuestionKey,
 };
 use hickory_proto::{
@@ -35,6 +36,7 @@ use crate::{
     filter::Filter,
     kernel::cache::Fill,
     kernel::maps::XdpMaps,
+    local::{self, LocalData},
     resolve::cache::{Cache, Key, Lookup},
     resolve::flight::Flights,
     resolve::query_log::{Layer, Line, QueryLog, rcode_name, rfc3339},
@@ -67,6 +69,8 @@ pub struct Resolver {
     query_log: Option<Arc<QueryLog>>,
     /// The block and allow lists, when there are any.
     filter: Option<Arc<Filter>>,
+    /// The local records, when there are any; replaced whole on a reload.
+    local: RwLock<Option<Arc<LocalData>>>,
     /// Flushes so far, counted under the cache lock: an answer looked up or fetched before a
     /// flush is not put back into either cache after it.
     flushes: AtomicU64,
@@ -101,8 +105,35 @@ impl Resolver {
             prefetch_min_hits: config.prefetch_min_hits,
             query_log,
             filter,
+            local: RwLock::default(),
             flushes: AtomicU64::new(0),
         }
+    }
+
+    /// Puts `new` local records in force, then forgets the answers of every name whose
+    /// records changed from both caches; returns how many from each.
+    pub fn set_local(&self, new: LocalData) -> anyhow::Result<(u64, u64)> {
+        let new = Arc::new(new);
+        let old = self
+            .local
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(new.clone());
+        let changed: HashSet<Name> = match old {
+            Some(old) => local::changed_names(&old, &new),
+            None => new.names().cloned().collect(),
+        };
+        self.forget_names(|name, _| changed.contains(name))
+    }
+
+    /// The answer local records give `q`, if its name has any.
+    fn local_answer(&self, q: &ClientQuery, now: u64) -> Option<Answer> {
+        let local = self
+            .local
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        Some(Answer::local(local.answer(&q.query)?, now))
     }
 
     /// Removes what `select` picks from the daemon's cache; returns how many it removed. Call
@@ -253,7 +284,10 @@ impl Resolver {
         now: u64,
     ) -> Result<(QuestionKey, CacheEntry), NotCacheable> {
         let wire = reply::normalized(q, answer, now).ok_or(NotCacheable::Unsupported)?;
-        let (mut key, mut entry) = build_entry(&wire, answer.aged_at(now), self.ttl.max)?;
+        let (mut key, mut entry) = match answer.local {
+            true => build_static_entry(&wire)?,
+            false => build_entry(&wire, answer.aged_at(now), self.ttl.max)?,
+        };
         (key.group, entry.group) = (q.group, q.group);
         Ok((key, entry))
     }
@@ -315,6 +349,13 @@ impl Resolver {
         // Zone transfers span several messages; a forwarder does not relay them.
         if matches!(q.query.query_type(), RecordType::AXFR | RecordType::IXFR) {
             return error(ResponseCode::Refused);
+        }
+        // Local records are never in the daemon cache: their kernel entries last until they
+        // change, and a reload forgets what they replace.
+        if let Some(answer) = self.local_answer(q, now) {
+            self.fill_kernel(q, &answer, now, Fill::Replace, self.flushes());
+            let reply = reply::render(q, &answer, now, transport);
+            return (reply, Layer::Records, answer.rcode, None);
         }
         let key = Key::of(q);
         let (lookup, flushes) = self.look_up(&key, now);
@@ -535,8 +576,10 @@ impl Resolver {
             Ok((key, mut entry)) => {
                 // The window of the answer's whole life, as the daemon's copy has it, rather
                 // than of what is left of it: an entry filled late in its life still asks in
-                // time.
-                entry.prefetch_ns = answer.prefetch_ns();
+                // time. A local record's never comes.
+                if !answer.local {
+                    entry.prefetch_ns = answer.prefetch_ns();
+                }
                 // Checked as it is written: a flush removes from the kernel cache only after
                 // counting itself, so a write it does not see here it removes.
                 let current = || self.flushes() == flushes;

@@ -106,3 +106,151 @@ fn rebinding_protection_removes_private_addresses_but_for_allowed_domains() -> R
     assert_eq!(addresses(&lan), ["192.168.1.10", "198.18.10.8"]);
     Ok(())
 }
+
+/// Local records from the config and a hosts file: answered with authority and their own TTL,
+/// A and AAAA from XDP with the daemon frozen, PTRs made for the addresses, and a change
+/// picked up by `dnsxdp reload` and by SIGHUP in both layers.
+#[test]
+fn local_records_are_answered_with_authority_and_reloaded() -> Result<()> {
+    let topo = Topology::new()?;
+    let _nsd = Nsd::start(&topo.upstream, &[UPSTREAM_V4, UPSTREAM_V6])?;
+    let dir = std::env::temp_dir().join(format!("dnsxdp-hosts-{}", topo.server.name));
+    std::fs::create_dir_all(&dir)?;
+    let _cleanup = RemoveDir(dir.clone());
+    let hosts = dir.join("hosts");
+    let write_hosts = |nas: &str| {
+        let text = format!(
+            "# the LAN\n{nas} nas.lan nas-alias.lan\nfd00:10::50 nas.lan\n198.18.10.51 printer.lan\nnot-an-address x.lan\n"
+        );
+        std::fs::write(&hosts, text)
+    };
+    write_hosts("198.18.10.50")?;
+    let daemon = Daemon::start(
+        &topo,
+        &[
+            "--hosts-file",
+            &hosts.to_string_lossy(),
+            "--local-record",
+            "www.lan CNAME nas.lan",
+            "--local-record",
+            "lan 300 MX 10 nas.lan",
+            "--local-record",
+            "_ipp._tcp.lan SRV 0 0 631 printer.lan",
+            "--local-record",
+            "lan TXT \"v=local\"",
+            "--local-ttl",
+            "120",
+        ],
+    )?;
+    let sock = topo.client.enter(|| UdpSocket::bind("0.0.0.0:0"))??;
+    let ask = |name: &str, rtype| exchange_udp(&sock, daemon.v4, &query(name, rtype), WAIT);
+    let authoritative = |m: &Message| {
+        assert!(m.authoritative(), "no AA: {m}");
+        assert_eq!(m.response_code(), ResponseCode::NoError, "{m}");
+    };
+
+    // Asked twice: the second A and AAAA come from XDP, with the same TTL, not counted down.
+    for _ in 0..2 {
+        let a = ask("NAS.lan.", RecordType::A)?;
+        authoritative(&a);
+        assert_eq!(addresses(&a), ["198.18.10.50"]);
+        assert_eq!(a.answers()[0].ttl(), 120);
+        assert_eq!(
+            addresses(&ask("nas.lan.", RecordType::AAAA)?),
+            ["fd00:10::50"]
+        );
+    }
+    let hits = daemon.xdp("hits")?;
+    daemon.signal(libc::SIGSTOP)?;
+    let frozen = ask("nas.lan.", RecordType::A);
+    daemon.signal(libc::SIGCONT)?;
+    let frozen = frozen?;
+    authoritative(&frozen);
+    assert_eq!(
+        (addresses(&frozen), frozen.answers()[0].ttl()),
+        (vec!["198.18.10.50".to_string()], 120)
+    );
+    assert_eq!(daemon.xdp("hits")? - hits, 1);
+
+    let www = ask("www.lan.", RecordType::A)?;
+    authoritative(&www);
+    assert_eq!(www.answers()[0].record_type(), RecordType::CNAME);
+    assert_eq!(addresses(&www), ["198.18.10.50"]);
+    let data = |m: Message| -> Vec<String> {
+        authoritative(&m);
+        m.answers().iter().map(|r| r.data().to_string()).collect()
+    };
+    assert_eq!(
+        data(ask("50.10.18.198.in-addr.arpa.", RecordType::PTR)?),
+        ["nas.lan."]
+    );
+    let v6_ptr = "0.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.d.f.ip6.arpa.";
+    assert_eq!(data(ask(v6_ptr, RecordType::PTR)?), ["nas.lan."]);
+    assert_eq!(data(ask("lan.", RecordType::MX)?), ["10 nas.lan."]);
+    assert_eq!(data(ask("lan.", RecordType::TXT)?), ["v=local"]);
+    assert_eq!(
+        data(ask("_ipp._tcp.lan.", RecordType::SRV)?),
+        ["0 0 631 printer.lan."]
+    );
+    assert_eq!(
+        addresses(&ask("nas-alias.lan.", RecordType::A)?),
+        ["198.18.10.50"]
+    );
+    // A local name without the type asked: NODATA with authority, and a SOA for its TTL.
+    let nodata = ask("printer.lan.", RecordType::TXT)?;
+    authoritative(&nodata);
+    assert!(nodata.answers().is_empty());
+    assert_eq!(nodata.name_servers()[0].record_type(), RecordType::SOA);
+    // Names that are not local still go upstream, without AA.
+    let upstream = ask("www.example.test.", RecordType::A)?;
+    assert!(!upstream.authoritative() && !upstream.answers().is_empty());
+
+    // `dnsxdp reload` reads the hosts file again; the kernel's old entry is gone at once.
+    write_hosts("198.18.10.60")?;
+    let out = std::process::Command::new(dnsxdp_tests::daemon::binary()?)
+        .args(["reload", "--control"])
+        .arg(&daemon.control)
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("local records (1 bad lines in hosts files)"),
+        "{said}"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            addresses(&ask("nas.lan.", RecordType::A)?),
+            ["198.18.10.60"]
+        );
+    }
+    assert_eq!(
+        data(ask("60.10.18.198.in-addr.arpa.", RecordType::PTR)?),
+        ["nas.lan."]
+    );
+    // SIGHUP does the same.
+    write_hosts("198.18.10.70")?;
+    daemon.signal(libc::SIGHUP)?;
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen = addresses(&ask("nas.lan.", RecordType::A)?);
+        if seen == ["198.18.10.70"] {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen, ["198.18.10.70"]);
+    Ok(())
+}
+
+/// A directory removed when dropped.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
