@@ -198,8 +198,11 @@ pub fn load(opts: &LoadOptions, listen: &[SocketAddr]) -> anyhow::Result<Loaded>
         group_blocked,
         served,
     };
-    // A client group's entries are not kept: the groups may be others in this run.
-    let kept: Vec<_> = kept.into_iter().filter(|(_, e)| e.group == 0).collect();
+    // Not kept: a client group's entries, as the groups may differ in this run, and static
+    // ones, as the local records may.
+    let kept: Vec<_> = (kept.into_iter())
+        .filter(|(_, e)| e.group == 0 && e.expires_ns != u64::MAX)
+        .collect();
     if !kept.is_empty() {
         let (count, now) = (kept.len(), clock::now_ns());
         for (key, mut entry) in kept {

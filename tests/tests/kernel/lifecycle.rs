@@ -245,6 +245,33 @@ fn a_restart_keeps_the_kernel_cache_unless_told_otherwise() -> Result<()> {
     Ok(())
 }
 
+/// A local record's entry never expires: it does not outlive the run, or a record taken out
+/// of the config would be served for ever.
+#[test]
+fn local_records_are_not_kept_across_a_restart() -> Result<()> {
+    let local = "nas.example.test.";
+    let s = Sandbox::new(&["--local-record", "nas.example.test A 198.18.10.99"])?;
+    let www = "www.example.test.";
+    s.ask(local, RecordType::A)?;
+    s.ask(www, RecordType::A)?;
+    let (_, hits, _) = s.ask_counting(local, RecordType::A)?;
+    assert_eq!(hits, 1, "the local record is an XDP hit");
+    let Sandbox {
+        daemon, sock, topo, ..
+    } = s;
+    assert!(daemon.stop()?.success());
+
+    let daemon = Daemon::start(&topo, &[])?;
+    let (hits, upstream) = (daemon.xdp("hits")?, daemon.counter("upstream_queries")?);
+    let reply = exchange_udp(&sock, daemon.v4, &query(local, RecordType::A), WAIT)?;
+    assert_eq!(reply.response_code(), ResponseCode::NXDomain, "{reply}");
+    assert_eq!(daemon.counter("upstream_queries")? - upstream, 1);
+    // An upstream's answer is kept as ever.
+    exchange_udp(&sock, daemon.v4, &query(www, RecordType::A), WAIT)?;
+    assert_eq!(daemon.xdp("hits")? - hits, 1);
+    Ok(())
+}
+
 #[test]
 fn entries_kept_from_the_last_run_are_held_to_lowered_ttl_caps() -> Result<()> {
     let s = Sandbox::new(&[])?;
