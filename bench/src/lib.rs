@@ -6,6 +6,7 @@ pub mod clients;
 pub mod compare;
 pub mod cost;
 pub mod demo;
+pub mod encrypted;
 pub mod flood;
 pub mod lists;
 pub mod proc;

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::{
     compare::{
         contender::{Kind, Server},
-        load::{Dnsperf, Outcome},
+        load::{Dnsperf, Mode, Outcome},
     },
     proc,
     sandbox::Sandbox,
@@ -144,6 +144,7 @@ pub fn measure(sandbox: &Sandbox, dir: &Path, hits: &Path, seconds: u32) -> Resu
                 once: false,
                 per_query: false,
                 binary: false,
+                mode: Mode::Udp,
             }
             .run(sandbox)
         });

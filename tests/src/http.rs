@@ -1,5 +1,5 @@
-//! A real HTTP server for lists: `python3 -m http.server` serving a directory from the
-//! upstream namespace.
+//! A real HTTP server: `python3 -m http.server` serving a directory, for lists from the
+//! upstream namespace and pages a client's name leads to.
 
 use std::{
     fs,
@@ -23,20 +23,18 @@ impl HttpServer {
     /// Serves a new, empty directory on `UPSTREAM_V4`:8080 in `ns`, once it accepts
     /// connections.
     pub fn start(ns: &Netns) -> Result<Self> {
+        Self::start_on(ns, UPSTREAM_V4)
+    }
+
+    /// The same on `ip`:8080.
+    pub fn start_on(ns: &Netns, ip: &str) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("dnsxdp-http-{}", ns.name));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
-        let addr: SocketAddr = format!("{UPSTREAM_V4}:8080").parse()?;
+        let addr: SocketAddr = format!("{ip}:8080").parse()?;
         let child = ns
             .command("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                UPSTREAM_V4,
-                "8080",
-                "--directory",
-            ])
+            .args(["-m", "http.server", "--bind", ip, "8080", "--directory"])
             .arg(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -7,6 +7,7 @@ pub mod http;
 pub mod netns;
 pub mod raw;
 pub mod testrun;
+pub mod tls;
 pub mod unbound;
 pub mod upstream;
 pub mod upstreams;

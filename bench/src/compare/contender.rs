@@ -14,6 +14,7 @@ use anyhow::{Context as _, Result, bail};
 use dnsxdp_tests::{
     client, daemon,
     netns::{SERVER_IFACE, SERVER_V4, SERVER_V6, UPSTREAM_V4},
+    unbound::TestCa,
     upstream::ZONE,
 };
 use hickory_proto::{op::ResponseCode, rr::RecordType};
@@ -146,6 +147,36 @@ impl Server {
 
     /// The same, with `extra` flags for dnsxdp.
     pub fn start_with(kind: Kind, sandbox: &Sandbox, dir: &Path, extra: &[&str]) -> Result<Self> {
+        Self::spawn(kind, sandbox, dir, extra, None)
+    }
+
+    /// The same, serving DNS over TLS on port 853 and DNS over HTTPS on 443 of `SERVER_V4`
+    /// too, with the certificate `ca` signed (dnsxdp and Unbound only).
+    pub fn start_encrypted(kind: Kind, sandbox: &Sandbox, dir: &Path, ca: &TestCa) -> Result<Self> {
+        let (cert, key) = (
+            ca.cert_file.to_string_lossy(),
+            ca.key_file.to_string_lossy(),
+        );
+        let extra = [
+            "--listen-tls",
+            SERVER_V4,
+            "--listen-https",
+            SERVER_V4,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ];
+        Self::spawn(kind, sandbox, dir, &extra, Some(ca))
+    }
+
+    fn spawn(
+        kind: Kind,
+        sandbox: &Sandbox,
+        dir: &Path,
+        extra: &[&str],
+        tls: Option<&TestCa>,
+    ) -> Result<Self> {
         fs::create_dir_all(dir)?;
         let program = kind.program()?;
         let control = dir.join("control.sock");
@@ -181,7 +212,7 @@ impl Server {
             }
             Kind::Unbound => {
                 let conf = dir.join("unbound.conf");
-                fs::write(&conf, unbound_conf(dir))?;
+                fs::write(&conf, unbound_conf(dir, tls))?;
                 cmd.args(["-d", "-c"]).arg(conf);
             }
             Kind::Dnsmasq => {
@@ -287,13 +318,29 @@ impl Server {
     }
 }
 
-fn unbound_conf(dir: &Path) -> String {
+/// Unbound's settings; with `tls`, DNS over TLS on 853 and over HTTPS on 443 too, as dnsxdp
+/// serves them.
+fn unbound_conf(dir: &Path, tls: Option<&TestCa>) -> String {
     let d = dir.display();
+    let encrypted = tls.map_or(String::new(), |ca| {
+        format!(
+            "  interface: {SERVER_V4}@853
+  interface: {SERVER_V4}@443
+  tls-port: 853
+  https-port: 443
+  http-endpoint: \"/dns-query\"
+  tls-service-key: \"{}\"
+  tls-service-pem: \"{}\"
+",
+            ca.key_file.display(),
+            ca.cert_file.display()
+        )
+    });
     format!(
         "server:
   interface: {SERVER_V4}
   interface: {SERVER_V6}
-  port: 53
+{encrypted}  port: 53
   do-daemonize: no
   use-syslog: no
   logfile: \"\"

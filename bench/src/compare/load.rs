@@ -18,6 +18,34 @@ pub const DNSPERF_OUTSTANDING: u32 = 200;
 /// Seconds before dnsperf counts a query as lost.
 pub const DNSPERF_TIMEOUT: u32 = 2;
 
+/// What dnsperf speaks (`-m`), and the server port that goes with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Udp,
+    /// DNS over TLS, port 853.
+    Dot,
+    /// DNS over HTTPS (POST to /dns-query), port 443.
+    Doh,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Udp => "udp",
+            Mode::Dot => "dot",
+            Mode::Doh => "doh",
+        }
+    }
+
+    fn port(self) -> u16 {
+        match self {
+            Mode::Udp => 53,
+            Mode::Dot => 853,
+            Mode::Doh => 443,
+        }
+    }
+}
+
 /// One dnsperf run.
 pub struct Dnsperf<'a> {
     pub server: IpAddr,
@@ -31,6 +59,7 @@ pub struct Dnsperf<'a> {
     pub per_query: bool,
     /// `-B`: the file holds whole queries (`clients::wire_file`), not lines of text.
     pub binary: bool,
+    pub mode: Mode,
 }
 
 impl Dnsperf<'_> {
@@ -63,6 +92,10 @@ impl Dnsperf<'_> {
         }
         if self.binary {
             a.push("-B".into());
+        }
+        if self.mode != Mode::Udp {
+            let (mode, port) = (self.mode.name(), self.mode.port());
+            a.extend(["-m".into(), mode.into(), "-p".into(), port.to_string()]);
         }
         a
     }
@@ -330,6 +363,7 @@ duration: 2 s
             once: true,
             per_query: true,
             binary: false,
+            mode: Mode::Udp,
         };
         let a = d.args().join(" ");
         assert_eq!(
@@ -338,5 +372,10 @@ duration: 2 s
         );
         let b = Dnsperf { binary: true, ..d };
         assert!(b.args().join(" ").ends_with("-n 1 -v -B"));
+        let tls = Dnsperf {
+            mode: Mode::Dot,
+            ..b
+        };
+        assert!(tls.args().join(" ").ends_with("-B -m dot -p 853"));
     }
 }

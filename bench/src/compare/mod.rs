@@ -21,11 +21,13 @@ use dnsxdp_tests::netns::{SERVER_V4, SERVER_V6};
 use self::{
     contender::{CACHE_ENTRIES, Kind, Server},
     cpu::Tasks,
-    load::{DNSPERF_CLIENTS, DNSPERF_OUTSTANDING, DNSPERF_TIMEOUT, Dnsperf, Kxdpgun, Outcome},
+    load::{
+        DNSPERF_CLIENTS, DNSPERF_OUTSTANDING, DNSPERF_TIMEOUT, Dnsperf, Kxdpgun, Mode, Outcome,
+    },
     report::{Contender, Cpu, Machine, Micro, Results, Run, SCENARIOS},
 };
 use crate::{
-    clients, cost, lists, proc,
+    clients, cost, encrypted, lists, proc,
     sandbox::{GENERATOR_CPU, SERVER_CPU, Sandbox},
     zone,
 };
@@ -41,7 +43,7 @@ pub struct Options {
 }
 
 /// Queries per second while filling a cache.
-const WARM_RATE: u32 = 20_000;
+pub const WARM_RATE: u32 = 20_000;
 
 /// Durations and rates: seconds per scenario in a smoke run, ten in a full one (which takes
 /// about ten minutes with six servers and the blocklist).
@@ -185,6 +187,7 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
         opts.servers.clone()
     };
     let with_lists = kinds.contains(&Kind::DnsxdpXdp);
+    let with_encrypted = encrypted::SERVERS.iter().all(|k| kinds.contains(k));
     let mut contenders = Vec::new();
     for kind in kinds {
         let mut c = Contender {
@@ -229,6 +232,23 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
         }
         false => None,
     };
+    let encrypted = match with_encrypted {
+        true => {
+            eprintln!("bench: DNS over TLS and HTTPS");
+            let dir = files.dir.join("encrypted");
+            let measured =
+                encrypted::measure(&sandbox, &dir, &files.hits_a, plan.seconds, client_napi);
+            match measured {
+                Ok(runs) => runs,
+                Err(e) => {
+                    proc::check()?;
+                    eprintln!("bench: the encrypted runs failed: {e:#}");
+                    Vec::new()
+                }
+            }
+        }
+        false => Vec::new(),
+    };
     drop(sandbox);
 
     let results = Results {
@@ -241,6 +261,7 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
         kernel_memory,
         contenders,
         lists,
+        encrypted,
     };
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     fs::write(
@@ -307,6 +328,7 @@ impl ServerBench<'_> {
                 once: true,
                 per_query: false,
                 binary,
+                mode: Mode::Udp,
             }
             .run(self.sandbox)?;
             if o.lost == 0 {
@@ -328,6 +350,7 @@ impl ServerBench<'_> {
             once,
             per_query,
             binary: false,
+            mode: Mode::Udp,
         };
         server.alive()?;
         let hits = |s: &Server| -> Result<Option<u64>> {

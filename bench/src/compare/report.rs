@@ -5,7 +5,11 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::load::Outcome;
-use crate::{cost::TierMemory, lists::ListSwap};
+use crate::{
+    cost::TierMemory,
+    encrypted::{self, EncryptedRun},
+    lists::ListSwap,
+};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Results {
@@ -21,6 +25,8 @@ pub struct Results {
     pub contenders: Vec<Contender>,
     /// A million-domain blocklist loaded and swapped in dnsxdp, if measured.
     pub lists: Option<ListSwap>,
+    /// DNS over TLS and HTTPS, dnsxdp and Unbound; empty when not run.
+    pub encrypted: Vec<EncryptedRun>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -236,6 +242,22 @@ impl Results {
                  names): dnsxdp with XDP uses {r:.2}x what Unbound uses{repeats}"
             ));
         }
+        for transport in ["dot", "doh"] {
+            let run = |server: &str| {
+                (self.encrypted.iter()).find(|r| r.server == server && r.transport == transport)
+            };
+            if let (Some(x), Some(u)) = (run(XDP), run("Unbound"))
+                && let (Some(xc), Some(uc)) = (x.ns_per_answer, u.ns_per_answer)
+            {
+                h.push(format!(
+                    "DNS over {}, cache hits: dnsxdp answers {:.2}x Unbound's qps at {:.2}x its \
+                     server CPU per answer (goal: at least 1x at no more than 1x)",
+                    if transport == "dot" { "TLS" } else { "HTTPS" },
+                    x.outcome.qps / u.outcome.qps,
+                    xc / uc
+                ));
+            }
+        }
         if let Some(l) = &self.lists {
             h.push(format!(
                 "A blocklist of {} domains: in force {:.1} s after `dnsxdp lists refresh`, \
@@ -421,6 +443,11 @@ impl Results {
             s += &l.markdown();
             s += "\n";
         }
+        if !self.encrypted.is_empty() {
+            s += "## DNS over TLS and HTTPS, cache hits\n\n";
+            s += &encrypted::markdown(&self.encrypted);
+            s += "\n";
+        }
         s += "## Servers\n\n| server | version | settings |\n|---|---|---|\n";
         for c in &self.contenders {
             let settings = match &c.skipped {
@@ -566,6 +593,7 @@ pub(super) mod tests {
                 },
             ],
             lists: None,
+            encrypted: Vec::new(),
         }
     }
 

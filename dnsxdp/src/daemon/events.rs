@@ -22,7 +22,7 @@ use tracing::warn;
 use crate::{
     access::Access,
     access::security::{self, Action},
-    dns::clock,
+    dns::{clock, reply::Transport},
     resolve::Resolver,
     resolve::query_log::{Layer, Line, QueryLog, rcode_name, rfc3339},
 };
@@ -94,6 +94,7 @@ fn hit_line(ev: &Event, name: &[u8]) -> Line {
     Line {
         time: rfc3339(SystemTime::now() - ago),
         client: SocketAddr::new(client_ip(ev), ev.client_port),
+        transport: Transport::Udp,
         name: Name::from_bytes(name).map_or_else(|_| "?".into(), |n| n.to_string()),
         qtype: RecordType::from(ev.qtype).to_string(),
         rcode: rcode_name(ev.rcode.into()),

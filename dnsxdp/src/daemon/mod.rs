@@ -138,6 +138,9 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
     let rebind = upstream.rebind.clone().map(Rebind::new);
     let routes = Arc::new(Routes::new(pool(&upstream.upstreams)?, zones, rebind));
     let bound = serve::bind(&config.serve.listen, config.serve.workers)?;
+    let encrypted = (config.serve.encrypted.as_ref())
+        .map(serve::bind_encrypted)
+        .transpose()?;
     let control = ControlSocket::bind(&config.ops.control)?;
     let metrics = config
         .ops
@@ -201,6 +204,19 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
             .with_context(|| format!("serving {addr}"))?;
         info!("listening on {addr} (UDP and TCP)");
     }
+    let certs = match encrypted {
+        Some((certs, listeners)) => {
+            for l in listeners {
+                let what = l.describe();
+                (l.serve(&pipeline, config.serve.tcp, &mut tasks))
+                    .with_context(|| format!("serving {what}"))?;
+                info!("listening on {what}");
+            }
+            tasks.spawn(certs.clone().watch());
+            Some(certs)
+        }
+        None => None,
+    };
     let upstreams: Vec<&str> = routes
         .pools()
         .next()
@@ -248,6 +264,9 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
             // Lists edited on disk are read again; downloads are fetched anew.
             if let Some(keeper) = &relisted {
                 drop(keeper.refresh());
+            }
+            if let Some(certs) = &certs {
+                certs.reload_and_log("SIGHUP");
             }
         }
     });

@@ -30,16 +30,21 @@ fn extended_error(answer: &Answer) -> Option<EdnsOption> {
     Some(EdnsOption::Unknown(EDE, info.to_be_bytes().to_vec()))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,
     Tcp,
+    /// DNS over TLS (RFC 7858).
+    Tls,
+    /// DNS over HTTPS (RFC 8484).
+    Https,
 }
 
 /// The largest reply `q` can take over `transport`.
 fn size_limit(q: &ClientQuery, transport: Transport) -> usize {
     match (transport, q.edns) {
-        (Transport::Tcp, _) => u16::MAX as usize,
+        (Transport::Tcp | Transport::Tls | Transport::Https, _) => u16::MAX as usize,
         (Transport::Udp, None) => PLAIN_UDP_SIZE as usize,
         (Transport::Udp, Some(e)) => e.max_payload.clamp(PLAIN_UDP_SIZE, EDNS_UDP_SIZE) as usize,
     }

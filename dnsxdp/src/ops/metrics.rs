@@ -220,6 +220,8 @@ fn encode_daemon(d: &DaemonCounters, e: &mut DescriptorEncoder) -> fmt::Result {
         [
             ("udp", d.resolve.queries_udp),
             ("tcp", d.resolve.queries_tcp),
+            ("tls", d.resolve.queries_tls),
+            ("https", d.resolve.queries_https),
         ]
         .map(|(t, n)| ([("transport", t)], n)),
     )?;

@@ -149,6 +149,8 @@ impl Report {
             ("queries", d.resolve.queries),
             ("queries_udp", d.resolve.queries_udp),
             ("queries_tcp", d.resolve.queries_tcp),
+            ("queries_tls", d.resolve.queries_tls),
+            ("queries_https", d.resolve.queries_https),
             ("cache_hits", d.resolve.cache_hits),
             ("upstream_queries", d.resolve.upstream_queries),
             ("coalesced", d.resolve.coalesced),
@@ -460,7 +462,9 @@ mod tests {
                 "limited_slipped",
                 "prefetches",
                 "queries",
+                "queries_https",
                 "queries_tcp",
+                "queries_tls",
                 "queries_udp",
                 "query_log_dropped",
                 "rcodes",
@@ -542,7 +546,7 @@ mod tests {
             .filter(|l| l.starts_with("  "))
             .map(str::len)
             .collect();
-        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 18);
+        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 20);
         assert!(widths.iter().all(|&w| w == widths[0]));
         let lines: Vec<&str> = upstreams.lines().collect();
         assert_eq!(lines.len(), 3);

@@ -17,6 +17,8 @@ pub const RCODES: [&str; 5] = ["noerror", "nxdomain", "servfail", "refused", "ot
 pub struct Counters {
     queries_udp: AtomicU64,
     queries_tcp: AtomicU64,
+    queries_tls: AtomicU64,
+    queries_https: AtomicU64,
     cache_hits: AtomicU64,
     upstream_queries: AtomicU64,
     coalesced: AtomicU64,
@@ -35,6 +37,10 @@ pub struct Counts {
     pub queries: u64,
     pub queries_udp: u64,
     pub queries_tcp: u64,
+    /// Over DNS over TLS (`--listen-tls`).
+    pub queries_tls: u64,
+    /// Over DNS over HTTPS (`--listen-https`).
+    pub queries_https: u64,
     pub cache_hits: u64,
     pub upstream_queries: u64,
     pub coalesced: u64,
@@ -56,6 +62,8 @@ impl Counters {
         match transport {
             Transport::Udp => &self.queries_udp,
             Transport::Tcp => &self.queries_tcp,
+            Transport::Tls => &self.queries_tls,
+            Transport::Https => &self.queries_https,
         }
         .fetch_add(1, Relaxed);
     }
@@ -113,14 +121,19 @@ impl Counters {
     }
 
     pub fn counts(&self) -> Counts {
-        let (udp, tcp) = (
-            self.queries_udp.load(Relaxed),
-            self.queries_tcp.load(Relaxed),
-        );
+        let [udp, tcp, tls, https] = [
+            &self.queries_udp,
+            &self.queries_tcp,
+            &self.queries_tls,
+            &self.queries_https,
+        ]
+        .map(|c| c.load(Relaxed));
         Counts {
-            queries: udp + tcp,
+            queries: udp + tcp + tls + https,
             queries_udp: udp,
             queries_tcp: tcp,
+            queries_tls: tls,
+            queries_https: https,
             cache_hits: self.cache_hits.load(Relaxed),
             upstream_queries: self.upstream_queries.load(Relaxed),
             coalesced: self.coalesced.load(Relaxed),

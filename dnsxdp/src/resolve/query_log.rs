@@ -17,6 +17,8 @@ use std::{
 use anyhow::Context as _;
 use serde::Serialize;
 
+use crate::dns::reply::Transport;
+
 /// Lines waiting for the writer at most.
 const QUEUE: usize = 65_536;
 /// The longest a written line waits in the writer's buffer.
@@ -73,6 +75,8 @@ pub struct Line {
     /// RFC 3339, UTC, in milliseconds.
     pub time: String,
     pub client: SocketAddr,
+    /// How the query came: `udp` (XDP hits too), `tcp`, `tls` or `https`.
+    pub transport: Transport,
     /// Presentation format, as asked (XDP hits: lower-cased).
     pub name: String,
     #[serde(rename = "type")]
@@ -253,6 +257,7 @@ mod tests {
         let line = |name: &str| Line {
             time: rfc3339(UNIX_EPOCH),
             client: "198.18.1.2:5353".parse().unwrap(),
+            transport: Transport::Udp,
             name: name.into(),
             qtype: "A".into(),
             rcode: "NOERROR".into(),
@@ -292,6 +297,7 @@ mod tests {
         log.log(Line {
             time: rfc3339(UNIX_EPOCH),
             client: "198.18.1.2:5353".parse().unwrap(),
+            transport: Transport::Udp,
             name: "www.example.test.".into(),
             qtype: "A".into(),
             rcode: "NOERROR".into(),
@@ -317,6 +323,7 @@ mod tests {
             serde_json::json!({
                 "time": "1970-01-01T00:00:00.000Z",
                 "client": "198.18.1.2:5353",
+                "transport": "udp",
                 "name": "www.example.test.",
                 "type": "A",
                 "rcode": "NOERROR",

@@ -178,10 +178,17 @@ impl Resolver {
             Parsed::Drop => return None,
         };
         self.counters.answered(rcode);
-        self.log(client, arrived, rcode, layer, rule, || match &q {
-            Some(q) => (q.query.name().to_string(), q.query.query_type().to_string()),
-            None => (String::new(), String::new()),
-        });
+        self.log(
+            (client, transport),
+            arrived,
+            rcode,
+            layer,
+            rule,
+            || match &q {
+                Some(q) => (q.query.name().to_string(), q.query.query_type().to_string()),
+                None => (String::new(), String::new()),
+            },
+        );
         Some(reply)
     }
 
@@ -191,11 +198,12 @@ impl Resolver {
         self.query_log.as_ref().map(|_| std::time::Instant::now())
     }
 
-    /// Writes the query log's line for an answer, if there is a query log. `question` gives
-    /// the name as the client wrote it and the type; `rule` is the list rule that blocked it.
+    /// Writes the query log's line for an answer to `client` over `transport`, if there is a
+    /// query log. `question` gives the name as the client wrote it and the type; `rule` is the
+    /// list rule that blocked it.
     fn log(
         &self,
-        client: SocketAddr,
+        (client, transport): (SocketAddr, Transport),
         arrived: Option<std::time::Instant>,
         rcode: u16,
         layer: Layer,
@@ -209,6 +217,7 @@ impl Resolver {
         log.log(Line {
             time: rfc3339(SystemTime::now()),
             client,
+            transport,
             name,
             qtype,
             rcode: rcode_name(rcode),
@@ -250,11 +259,18 @@ impl Resolver {
         let rcode = u16::from(answer.rcode);
         self.counters.answered(rcode);
         let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
-        self.log(client, arrived, rcode, Layer::Cache, rule, || {
-            let name =
-                Name::from_bytes(q.sent_name(packet)).map_or(String::new(), |n| n.to_string());
-            (name, key.qtype().to_string())
-        });
+        self.log(
+            (client, Transport::Udp),
+            arrived,
+            rcode,
+            Layer::Cache,
+            rule,
+            || {
+                let name =
+                    Name::from_bytes(q.sent_name(packet)).map_or(String::new(), |n| n.to_string());
+                (name, key.qtype().to_string())
+            },
+        );
         true
     }
 

@@ -1,18 +1,28 @@
-//! The DNS listeners: UDP and TCP on every listen address.
+//! The DNS listeners: UDP and TCP on every listen address, and DNS over TLS and over HTTPS on
+//! theirs.
 
+pub mod certs;
 mod datagrams;
+pub mod https;
 mod in_flight;
 mod pipeline;
 pub mod settings;
 mod socket;
+mod stream_options;
 mod tcp;
 mod udp;
 
-use std::{io, net::SocketAddr};
+use std::{io, net::SocketAddr, sync::Arc};
 
 use anyhow::anyhow;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
+use self::{
+    certs::Certificates,
+    settings::Encrypted,
+    tcp::{Protocol, Tls},
+};
 pub use self::{in_flight::InFlight, pipeline::Pipeline, tcp::TcpLimits};
 
 /// The sockets of one listen address.
@@ -57,6 +67,71 @@ fn bind_error(addr: &SocketAddr, proto: &str, e: io::Error) -> anyhow::Error {
     }
 }
 
+/// An encrypted listener's socket.
+pub struct BoundEncrypted {
+    addr: SocketAddr,
+    tcp: std::net::TcpListener,
+    protocol: Protocol,
+}
+
+/// Loads the certificate and binds the TLS and HTTPS listeners of `config`.
+pub fn bind_encrypted(
+    config: &Encrypted,
+) -> anyhow::Result<(Arc<Certificates>, Vec<BoundEncrypted>)> {
+    let certs = Certificates::load(&config.cert, &config.key)?;
+    let tls = |alpn: &[&[u8]]| -> anyhow::Result<Tls> {
+        Ok(Tls {
+            acceptor: TlsAcceptor::from(certs.server_config(alpn)?),
+            handshake_timeout: config.handshake_timeout,
+        })
+    };
+    // RFC 7858 §3.2 names `dot`; DoH offers HTTP/2 first.
+    let dot = Protocol::Tls(tls(&[b"dot"])?);
+    let doh = Protocol::Https(
+        tls(&[b"h2", b"http/1.1"])?,
+        Arc::new(config.https_settings.clone()),
+    );
+    let listeners = (config.tls.iter().map(|a| (a, &dot, "DNS over TLS")))
+        .chain(config.https.iter().map(|a| (a, &doh, "DNS over HTTPS")))
+        .map(|(addr, protocol, name)| {
+            let tcp = socket::bind_tcp(addr).map_err(|e| bind_error(addr, name, e))?;
+            Ok(BoundEncrypted {
+                addr: *addr,
+                tcp,
+                protocol: protocol.clone(),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((certs, listeners))
+}
+
+impl BoundEncrypted {
+    /// What it is, for the log.
+    pub fn describe(&self) -> String {
+        match self.protocol {
+            Protocol::Https(..) => format!("{} (DNS over HTTPS)", self.addr),
+            _ => format!("{} (DNS over TLS)", self.addr),
+        }
+    }
+
+    /// Serves it through `pipeline` within `limits` until the task set is dropped.
+    pub fn serve(
+        self,
+        pipeline: &Pipeline,
+        limits: TcpLimits,
+        tasks: &mut JoinSet<()>,
+    ) -> io::Result<()> {
+        let listener = tokio::net::TcpListener::from_std(self.tcp)?;
+        tasks.spawn(tcp::serve(
+            listener,
+            pipeline.clone(),
+            limits,
+            self.protocol,
+        ));
+        Ok(())
+    }
+}
+
 impl Bound {
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -74,7 +149,7 @@ impl Bound {
             tasks.spawn(udp::serve(udp, pipeline.clone(), i == 0));
         }
         let listener = tokio::net::TcpListener::from_std(self.tcp)?;
-        tasks.spawn(tcp::serve(listener, pipeline.clone(), tcp));
+        tasks.spawn(tcp::serve(listener, pipeline.clone(), tcp, Protocol::Tcp));
         Ok(())
     }
 }

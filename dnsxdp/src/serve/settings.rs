@@ -1,12 +1,19 @@
 //! The listeners' settings: flags of `dnsxdp run` and keys of its config file alike.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use anyhow::bail;
 use clap::Args;
 use serde::Deserialize;
 
-use super::TcpLimits;
+use super::{TcpLimits, https::HttpsSettings};
 use crate::values::{duration, file, nonzero, size};
+
+const DEFAULT_TLS_PORT: u16 = 853;
+const DEFAULT_HTTPS_PORT: u16 = 443;
+const DEFAULT_HTTPS_PATH: &str = "/dns-query";
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_HTTPS_STREAMS: u32 = 100;
 
 /// Bytes the queries being answered may take.
 const DEFAULT_IN_FLIGHT_MEMORY: u64 = 64 << 20;
@@ -46,6 +53,47 @@ pub struct Settings {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_WORKERS as i64))]
     #[serde(default, deserialize_with = "file::positive")]
     pub workers: Option<u32>,
+    /// Address to serve DNS over TLS on (RFC 7858), port 853 unless given (repeatable).
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    #[serde(default, deserialize_with = "file::strings")]
+    pub listen_tls: Option<Vec<String>>,
+    /// Address to serve DNS over HTTPS on (RFC 8484, HTTP/2 and HTTP/1.1), port 443 unless
+    /// given (repeatable).
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    #[serde(default, deserialize_with = "file::strings")]
+    pub listen_https: Option<Vec<String>>,
+    /// PEM file of the certificate chain the TLS and HTTPS listeners present, read again when
+    /// it changes and on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default, deserialize_with = "file::path")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the certificate's private key.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default, deserialize_with = "file::path")]
+    pub tls_key: Option<PathBuf>,
+    /// The path DNS over HTTPS answers on [default: /dns-query].
+    #[arg(long, value_name = "PATH")]
+    #[serde(default)]
+    pub https_path: Option<String>,
+    /// HTTP/2 streams one DNS over HTTPS connection may have open at once [default: 100].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[serde(default, deserialize_with = "file::positive")]
+    pub https_max_streams: Option<u32>,
+    /// The longest a TLS handshake may take [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[serde(default, deserialize_with = "file::duration")]
+    pub tls_handshake_timeout: Option<Duration>,
+}
+
+/// The encrypted listeners as they run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encrypted {
+    pub tls: Vec<SocketAddr>,
+    pub https: Vec<SocketAddr>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub https_settings: HttpsSettings,
+    pub handshake_timeout: Duration,
 }
 
 /// The listeners as they run.
@@ -57,6 +105,8 @@ pub struct Config {
     pub in_flight_memory: u64,
     /// Runtime worker threads, and UDP sockets per listen address.
     pub workers: usize,
+    /// DNS over TLS and HTTPS, when either listens.
+    pub encrypted: Option<Encrypted>,
 }
 
 impl Settings {
@@ -92,6 +142,7 @@ impl Settings {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         Ok(Config {
+            encrypted: self.encrypted()?,
             listen,
             tcp,
             workers,
@@ -104,9 +155,87 @@ impl Settings {
     }
 }
 
+impl Settings {
+    fn encrypted(&self) -> anyhow::Result<Option<Encrypted>> {
+        let addrs = |key: &str, given: &Option<Vec<String>>, port| {
+            (given.iter().flatten())
+                .map(|a| parse_with_port(a, port).map_err(|e| anyhow::anyhow!("{key}: {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        let tls = addrs("listen-tls", &self.listen_tls, DEFAULT_TLS_PORT)?;
+        let https = addrs("listen-https", &self.listen_https, DEFAULT_HTTPS_PORT)?;
+        let path = self.https_path.as_deref().unwrap_or(DEFAULT_HTTPS_PATH);
+        if !path.starts_with('/') {
+            bail!("https-path: '{path}' does not start with /");
+        }
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            _ if tls.is_empty() && https.is_empty() => return Ok(None),
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            (None, _) => bail!("tls-cert: needed by listen-tls and listen-https"),
+            (_, None) => bail!("tls-key: needed by listen-tls and listen-https"),
+        };
+        Ok(Some(Encrypted {
+            tls,
+            https,
+            cert,
+            key,
+            https_settings: HttpsSettings {
+                path: path.to_string(),
+                max_streams: self.https_max_streams.unwrap_or(DEFAULT_HTTPS_STREAMS),
+            },
+            handshake_timeout: nonzero(
+                "tls-handshake-timeout",
+                self.tls_handshake_timeout,
+                DEFAULT_HANDSHAKE_TIMEOUT,
+            )?,
+        }))
+    }
+}
+
+/// `ADDR:PORT`, or `ADDR` (an IPv6 one in brackets or bare) for `port`.
+fn parse_with_port(s: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let ip = s.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, port))
+        .map_err(|_| format!("invalid address '{s}': expected ADDR or ADDR:PORT"))
+}
+
 /// `ADDR:PORT` to serve on.
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>().map_err(|_| {
         format!("invalid listen address '{s}': expected ADDR:PORT, e.g. 0.0.0.0:53 or [::]:53")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encrypted_listeners_need_a_certificate_and_take_default_ports() {
+        let mut s = Settings {
+            listen_tls: Some(vec!["198.18.1.1".into(), "[fd00:1::1]:8853".into()]),
+            listen_https: Some(vec!["fd00:1::1".into()]),
+            ..Settings::default()
+        };
+        let e = s.config().unwrap_err().to_string();
+        assert_eq!(e, "tls-cert: needed by listen-tls and listen-https");
+        s.tls_cert = Some("cert.pem".into());
+        s.tls_key = Some("key.pem".into());
+        let e = s.config().unwrap().encrypted.unwrap();
+        let addrs = |v: &[SocketAddr]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(addrs(&e.tls), ["198.18.1.1:853", "[fd00:1::1]:8853"]);
+        assert_eq!(addrs(&e.https), ["[fd00:1::1]:443"]);
+        assert_eq!(e.https_settings.path, "/dns-query");
+        s.listen_tls = Some(vec!["dns.example".into()]);
+        let e = s.config().unwrap_err().to_string();
+        assert!(
+            e.starts_with("listen-tls: invalid address 'dns.example'"),
+            "{e}"
+        );
+        assert!(Settings::default().config().unwrap().encrypted.is_none());
+    }
 }

@@ -14,6 +14,7 @@ mod cache_tiers;
 mod charged_once;
 mod differential;
 mod e2e;
+mod encrypted;
 mod forged_replies;
 mod kernel_log;
 mod lifecycle;

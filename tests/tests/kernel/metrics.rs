@@ -261,7 +261,7 @@ fn u64_at(stats: &Value, pointer: &str) -> Result<u64> {
 type SampleKey = (&'static str, &'static [(&'static str, &'static str)]);
 
 /// Daemon counters of `dnsxdp stats --json` and the samples that carry them.
-const DAEMON: [(&str, SampleKey); 17] = [
+const DAEMON: [(&str, SampleKey); 19] = [
     (
         "queries_udp",
         ("dnsxdp_queries_total", &[("transport", "udp")]),
@@ -269,6 +269,14 @@ const DAEMON: [(&str, SampleKey); 17] = [
     (
         "queries_tcp",
         ("dnsxdp_queries_total", &[("transport", "tcp")]),
+    ),
+    (
+        "queries_tls",
+        ("dnsxdp_queries_total", &[("transport", "tls")]),
+    ),
+    (
+        "queries_https",
+        ("dnsxdp_queries_total", &[("transport", "https")]),
     ),
     (
         "cache_hits",
@@ -377,7 +385,7 @@ fn agrees(scrape: &Scrape, stats: &Value) -> Result<()> {
             "daemon {name}"
         );
     }
-    let transports: u64 = ["udp", "tcp"]
+    let transports: u64 = ["udp", "tcp", "tls", "https"]
         .iter()
         .map(|t| scrape.count("dnsxdp_queries_total", &[("transport", t)]))
         .sum::<Result<_>>()?;

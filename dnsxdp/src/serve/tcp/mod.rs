@@ -1,33 +1,63 @@
-//! DNS over TCP: length-prefixed messages, several per connection, answered as they complete
-//! (RFC 7766 allows out-of-order replies).
+//! DNS over TCP, and over TLS (RFC 7858): length-prefixed messages, several per connection,
+//! answered as they complete (RFC 7766 allows out-of-order replies).
 //!
-//! A connection is checked against the ACL when it is accepted, counted against the limits
-//! (`slots`), and closed when it has been quiet for the idle timeout: no complete query
-//! arriving, or a reply that cannot be written because the client does not read.
+//! A connection is checked against the ACL when it is accepted, before any TLS handshake,
+//! counted against the limits (`slots`), and closed when it has been quiet for the idle
+//! timeout: no complete query arriving, or a reply that cannot be written because the client
+//! does not read. A TLS handshake has a timeout of its own.
 
 mod slots;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, tcp::OwnedWriteHalf},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpListener,
     task::JoinSet,
     time::{Instant, sleep_until, timeout},
 };
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-pub use self::slots::TcpLimits;
-use self::slots::{Activity, Slots};
-use super::pipeline::{Dropped, Pipeline};
+use self::slots::Slots;
+pub use self::slots::{Activity, TcpLimits};
+use super::{
+    https::{self, HttpsSettings},
+    pipeline::{Dropped, Pipeline},
+    stream_options::{self, Asked},
+};
 use crate::{access::Via, dns::reply::Transport};
+
+/// What a TLS listener adds to TCP.
+#[derive(Clone)]
+pub struct Tls {
+    pub acceptor: TlsAcceptor,
+    /// The longest a handshake may take.
+    pub handshake_timeout: std::time::Duration,
+}
+
+/// What a stream listener speaks.
+#[derive(Clone)]
+pub enum Protocol {
+    Tcp,
+    /// DNS over TLS.
+    Tls(Tls),
+    /// DNS over HTTPS.
+    Https(Tls, Arc<HttpsSettings>),
+}
 
 /// Queries of one connection being answered at once; beyond that, reading waits.
 const MAX_PIPELINED: usize = 64;
 /// A length prefix and the largest message it can announce.
 const MAX_FRAME: usize = 2 + u16::MAX as usize;
 
-pub async fn serve(listener: TcpListener, pipeline: Pipeline, limits: TcpLimits) {
+/// Serves `listener` in `protocol`.
+pub async fn serve(
+    listener: TcpListener,
+    pipeline: Pipeline,
+    limits: TcpLimits,
+    protocol: Protocol,
+) {
     let slots = Arc::new(Slots::new(limits));
     for id in 0u64.. {
         let (stream, peer) = match listener.accept().await {
@@ -44,11 +74,37 @@ pub async fn serve(listener: TcpListener, pipeline: Pipeline, limits: TcpLimits)
         let activity = slots.activity();
         let task = tokio::spawn({
             let (pipeline, slots, activity) = (pipeline.clone(), slots.clone(), activity.clone());
+            let protocol = protocol.clone();
             async move {
                 let _slot = Release(slots.clone(), id);
                 let limits = slots.limits();
-                connection(stream, peer, &pipeline, &activity, limits).await;
-                debug!(%peer, "TCP connection closed");
+                let (tls, https) = match protocol {
+                    Protocol::Tcp => {
+                        connection(stream, peer, &pipeline, &activity, limits, Transport::Tcp)
+                            .await;
+                        debug!(%peer, "TCP connection closed");
+                        return;
+                    }
+                    Protocol::Tls(tls) => (tls, None),
+                    Protocol::Https(tls, settings) => (tls, Some(settings)),
+                };
+                let stream = match timeout(tls.handshake_timeout, tls.acceptor.accept(stream)).await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => return debug!(%peer, "TLS handshake failed: {e}"),
+                    Err(_) => return debug!(%peer, "TLS handshake timed out"),
+                };
+                activity.touch();
+                let idle = limits.idle_timeout;
+                match https {
+                    Some(settings) => {
+                        https::connection(stream, peer, &pipeline, &activity, idle, &settings).await
+                    }
+                    None => {
+                        connection(stream, peer, &pipeline, &activity, limits, Transport::Tls).await
+                    }
+                }
+                debug!(%peer, "TLS connection closed");
             }
         });
         let closed = slots.admit(id, peer.ip(), activity, task.abort_handle());
@@ -67,14 +123,19 @@ impl Drop for Release {
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+/// Answers the queries of one connection over `transport`: TCP, or TLS once the handshake is
+/// done.
+async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin>(
+    stream: S,
     peer: SocketAddr,
     pipeline: &Pipeline,
     activity: &Activity,
     limits: TcpLimits,
+    transport: Transport,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    // Keepalive is said over both; padding is for encrypted replies.
+    let pads = transport == Transport::Tls;
     let mut received = Vec::with_capacity(512);
     let mut answering = JoinSet::new();
     let mut quiet_since = Instant::now();
@@ -83,9 +144,14 @@ async fn connection(
         while let Some(packet) = take_message(&mut received) {
             quiet_since = Instant::now();
             activity.touch();
-            match pipeline.admit(packet, peer, Via::Tcp, Transport::Tcp).await {
+            let asked = Asked::of(&packet);
+            match pipeline.admit(packet, peer, Via::Tcp, transport).await {
                 Ok(answer) => {
-                    answering.spawn(answer);
+                    let timeout = Some(limits.idle_timeout);
+                    answering.spawn(async move {
+                        let reply = answer.await?;
+                        Some(stream_options::apply(reply, asked, timeout, pads))
+                    });
                 }
                 // Denied since the connection was accepted: a reload.
                 Err(Dropped { denied: true }) => return,
@@ -111,11 +177,11 @@ async fn connection(
                 match timeout(limits.idle_timeout, write_message(&mut writer, &reply)).await {
                     Ok(Ok(())) => activity.touch(),
                     Ok(Err(e)) => {
-                        debug!(%peer, "TCP reply failed: {e}");
+                        debug!(%peer, ?transport, "reply failed: {e}");
                         return;
                     }
                     Err(_) => {
-                        debug!(%peer, "TCP client not reading: closed");
+                        debug!(%peer, ?transport, "client not reading: closed");
                         return;
                     }
                 }
@@ -133,11 +199,16 @@ fn take_message(received: &mut Vec<u8>) -> Option<Vec<u8>> {
     Some(message)
 }
 
-async fn write_message(writer: &mut OwnedWriteHalf, reply: &[u8]) -> std::io::Result<()> {
+async fn write_message(
+    writer: &mut (impl AsyncWrite + Unpin),
+    reply: &[u8],
+) -> std::io::Result<()> {
     let mut frame = Vec::with_capacity(2 + reply.len());
     frame.extend_from_slice(&(reply.len() as u16).to_be_bytes());
     frame.extend_from_slice(reply);
-    writer.write_all(&frame).await
+    writer.write_all(&frame).await?;
+    // TLS holds written bytes until flushed.
+    writer.flush().await
 }
 
 #[cfg(test)]

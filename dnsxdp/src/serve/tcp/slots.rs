@@ -47,6 +47,12 @@ impl Activity {
         self.at_ms
             .store(self.epoch.elapsed().as_millis() as u64, Relaxed);
     }
+
+    /// How long since the last `touch`.
+    pub fn quiet(&self) -> Duration {
+        let at = Duration::from_millis(self.at_ms.load(Relaxed));
+        self.epoch.elapsed().saturating_sub(at)
+    }
 }
 
 struct Slot {

@@ -1,0 +1,172 @@
+//! DNS over HTTPS (RFC 8484): HTTP/2 and HTTP/1.1 on a TLS connection the stream listener
+//! accepted, a query per request as `GET ?dns=` (base64url) or `POST` of
+//! `application/dns-message`, on one path.
+//!
+//! Replies say how long they may be cached (`Cache-Control: max-age`, the smallest TTL in
+//! them) and are padded when the query was. A connection with no request for the idle timeout
+//! is closed.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use data_encoding::BASE64URL_NOPAD;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::debug;
+
+use super::{
+    pipeline::{Dropped, Pipeline},
+    stream_options::{self, Asked},
+    tcp::Activity,
+};
+use crate::{access::Via, dns::reply::Transport};
+
+const DNS_MESSAGE: &str = "application/dns-message";
+/// The largest DNS message.
+const MAX_MESSAGE: usize = u16::MAX as usize;
+
+/// The DoH listener's own settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpsSettings {
+    /// The path queries are asked on.
+    pub path: String,
+    /// HTTP/2 streams a connection may have open at once.
+    pub max_streams: u32,
+}
+
+/// Serves one connection, whose TLS handshake is done, until it closes or has been idle for
+/// `idle`.
+pub async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
+    stream: S,
+    peer: SocketAddr,
+    pipeline: &Pipeline,
+    activity: &Arc<Activity>,
+    idle: Duration,
+    settings: &Arc<HttpsSettings>,
+) {
+    let service = hyper::service::service_fn({
+        let (pipeline, activity, settings) = (pipeline.clone(), activity.clone(), settings.clone());
+        move |req| {
+            let (pipeline, activity, settings) =
+                (pipeline.clone(), activity.clone(), settings.clone());
+            async move {
+                activity.touch();
+                let response = answer(req, peer, &pipeline, &settings).await;
+                activity.touch();
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(settings.max_streams);
+    let served = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(served);
+    loop {
+        let quiet = activity.quiet();
+        if quiet >= idle {
+            debug!(%peer, "HTTPS connection idle: closed");
+            return;
+        }
+        tokio::select! {
+            done = &mut served => {
+                if let Err(e) = done {
+                    debug!(%peer, "HTTPS connection: {e}");
+                }
+                return;
+            }
+            () = tokio::time::sleep(idle - quiet) => {}
+        }
+    }
+}
+
+/// The response to one request.
+async fn answer(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    pipeline: &Pipeline,
+    settings: &HttpsSettings,
+) -> Response<Full<Bytes>> {
+    if req.uri().path() != settings.path {
+        return status(StatusCode::NOT_FOUND);
+    }
+    let packet = match query(req).await {
+        Ok(packet) => packet,
+        Err(code) => return status(code),
+    };
+    let asked = Asked::of(&packet);
+    let reply = match pipeline
+        .admit(packet, peer, Via::Tcp, Transport::Https)
+        .await
+    {
+        Ok(answer) => answer.await,
+        Err(Dropped { denied: true }) => return status(StatusCode::FORBIDDEN),
+        Err(Dropped { denied: false }) => return status(StatusCode::TOO_MANY_REQUESTS),
+    };
+    // A message the resolver does not answer, such as a response.
+    let Some(reply) = reply else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    let reply = stream_options::apply(reply, asked, None, true);
+    let max_age = smallest_ttl(&reply);
+    let mut response = Response::new(Full::new(Bytes::from(reply)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(DNS_MESSAGE));
+    if let Ok(value) = HeaderValue::from_str(&format!("max-age={max_age}")) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    response
+}
+
+/// The DNS message a request carries, or the status that says why there is none.
+async fn query(req: Request<Incoming>) -> Result<Vec<u8>, StatusCode> {
+    match *req.method() {
+        Method::GET => {
+            let query = req.uri().query().unwrap_or_default();
+            let dns = (query.split('&'))
+                .find_map(|pair| pair.strip_prefix("dns="))
+                .ok_or(StatusCode::BAD_REQUEST)?;
+            // Some clients pad base64url, which RFC 8484 leaves out.
+            let dns = dns.trim_end_matches('=');
+            BASE64URL_NOPAD
+                .decode(dns.as_bytes())
+                .map_err(|_| StatusCode::BAD_REQUEST)
+        }
+        Method::POST => {
+            let content_type = req.headers().get(header::CONTENT_TYPE);
+            if content_type.and_then(|v| v.to_str().ok()) != Some(DNS_MESSAGE) {
+                return Err(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            }
+            let body = Limited::new(req.into_body(), MAX_MESSAGE);
+            let body = body
+                .collect()
+                .await
+                .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE)?;
+            Ok(body.to_bytes().to_vec())
+        }
+        _ => Err(StatusCode::METHOD_NOT_ALLOWED),
+    }
+}
+
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = code;
+    response
+}
+
+/// The smallest TTL of the records in `reply` (RFC 8484 §5.1), 0 if it has none.
+fn smallest_ttl(reply: &[u8]) -> u32 {
+    let Ok(m) = hickory_proto::op::Message::from_vec(reply) else {
+        return 0;
+    };
+    (m.answers().iter())
+        .chain(m.name_servers())
+        .map(|r| r.ttl())
+        .min()
+        .unwrap_or(0)
+}

@@ -1,0 +1,350 @@
+//! DNS over TLS and over HTTPS to the daemon, with real clients: kdig and curl get what UDP
+//! gets; the certificate is swapped under open connections; a denied client gets no
+//! handshake; a thousand idle connections lock nobody out. Run as root (`cargo xtask test`).
+
+use std::{
+    io::Read as _,
+    net::{IpAddr, SocketAddr, UdpSocket},
+    process::Output,
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use dnsxdp_tests::{
+    client::{exchange_udp, query, tcp_from},
+    daemon::Daemon,
+    http::HttpServer,
+    netns::{CLIENT_V4, SERVER_V4, Topology, UPSTREAM_V4, UPSTREAM_V6},
+    tls::TlsClient,
+    unbound::TestCa,
+    upstream::Nsd,
+};
+use hickory_proto::rr::{RData, RecordType};
+
+const WAIT: Duration = Duration::from_secs(2);
+const NAME: &str = "dns.test";
+
+struct Sandbox {
+    daemon: Daemon,
+    ca: TestCa,
+    topo: Topology,
+    _nsd: Nsd,
+}
+
+impl Sandbox {
+    /// dnsxdp with DoT on 853 and DoH on 443 of `SERVER_V4`, and `extra` flags.
+    fn new(tag: &str, extra: &[&str]) -> Result<Self> {
+        let topo = Topology::new()?;
+        let nsd = Nsd::start(&topo.upstream, &[UPSTREAM_V4, UPSTREAM_V6])?;
+        let ca = TestCa::new(
+            &format!("{tag}-{}", topo.server.name),
+            &[NAME],
+            &[SERVER_V4],
+        )?;
+        let (cert, key) = (path(&ca.cert_file), path(&ca.key_file));
+        let flags = [
+            &[
+                "--listen-tls",
+                SERVER_V4,
+                "--listen-https",
+                SERVER_V4,
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+            ][..],
+            extra,
+        ]
+        .concat();
+        let daemon = Daemon::start(&topo, &flags)?;
+        Ok(Self {
+            daemon,
+            ca,
+            topo,
+            _nsd: nsd,
+        })
+    }
+
+    /// kdig in the client's namespace, trusting the test CA.
+    fn kdig(&self, args: &[&str]) -> Result<Output> {
+        let ca = format!("+tls-ca={}", path(&self.ca.ca_file));
+        let host = format!("+tls-hostname={NAME}");
+        let out = (self.topo.client.command("kdig"))
+            .args([&format!("@{SERVER_V4}"), &ca, &host, "+time=2", "+retry=0"])
+            .args(args)
+            .output()
+            .context("kdig (cargo xtask setup installs knot-dnsutils)")?;
+        Ok(out)
+    }
+
+    /// The addresses `kdig +short` prints, sorted.
+    fn kdig_short(&self, args: &[&str]) -> Result<Vec<String>> {
+        let out = self.kdig(&[args, &["+short"]].concat())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && !text.trim().is_empty(),
+            "kdig {args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        Ok(lines)
+    }
+
+    fn udp_addresses(&self, name: &str) -> Result<Vec<String>> {
+        let sock = self.topo.client.enter(|| UdpSocket::bind("0.0.0.0:0"))??;
+        let reply = exchange_udp(&sock, self.daemon.v4, &query(name, RecordType::A), WAIT)?;
+        let mut a: Vec<String> = (reply.answers().iter())
+            .filter_map(|r| match r.data() {
+                RData::A(a) => Some(a.to_string()),
+                _ => None,
+            })
+            .collect();
+        a.sort();
+        Ok(a)
+    }
+
+    fn tls_client(&self, from: &str) -> Result<TlsClient> {
+        let (from, ca) = (from.parse::<IpAddr>()?, self.ca.ca_file.clone());
+        let to: SocketAddr = format!("{SERVER_V4}:853").parse()?;
+        self.topo
+            .client
+            .enter(move || TlsClient::connect(from, to, &ca, NAME))?
+    }
+}
+
+fn path(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn kdig_and_curl_get_over_tls_and_https_what_udp_gets() -> Result<()> {
+    // A name for a page the client itself serves, for curl to fetch once DoH has resolved it.
+    let s = Sandbox::new("clients", &["--local-record", "web.lan A 198.18.1.2"])?;
+    let udp = s.udp_addresses("www.example.test.")?;
+    assert_eq!(udp.len(), 2);
+    let name = ["www.example.test", "A"];
+    assert_eq!(s.kdig_short(&[&["+tls"][..], &name].concat())?, udp);
+    assert_eq!(s.kdig_short(&[&["+https"][..], &name].concat())?, udp);
+    assert_eq!(s.kdig_short(&[&["+https-get"][..], &name].concat())?, udp);
+
+    // Padded to a multiple of 468 bytes when the query is padded (RFC 8467).
+    let out = s.kdig(&["+tls", "+padding", "www.example.test", "A"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let received = (text.lines())
+        .find_map(|l| l.strip_prefix(";; Received "))
+        .and_then(|l| l.split(' ').next()?.parse::<usize>().ok())
+        .with_context(|| format!("no size in {text}"))?;
+    assert_eq!(received % 468, 0, "{text}");
+
+    let page = HttpServer::start_on(&s.topo.client, CLIENT_V4)?;
+    page.put("hello.txt", "hello over DoH")?;
+    let ca = path(&s.ca.ca_file);
+    let curl = |extra: &[&str]| -> Result<Output> {
+        let doh = format!("https://{SERVER_V4}/dns-query");
+        Ok(s.topo
+            .client
+            .command("curl")
+            .args(["-sS", "--max-time", "5", "--cacert", &ca, "--doh-url", &doh])
+            .args(extra)
+            .output()?)
+    };
+    let out = curl(&["http://web.lan:8080/hello.txt"])?;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello over DoH",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // HTTP/1.1, a POST by hand: the headers say what it is and how long it keeps.
+    let body = query("www.example.test.", RecordType::A).to_vec()?;
+    let file = page.path("query.bin");
+    std::fs::write(&file, &body)?;
+    let out = s
+        .topo
+        .client
+        .command("curl")
+        .args([
+            "-sS",
+            "--http1.1",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--cacert",
+            &ca,
+        ])
+        .args([
+            "-H",
+            "content-type: application/dns-message",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", file.display()))
+        .arg(format!("https://{NAME}/dns-query"))
+        .args(["--resolve", &format!("{NAME}:443:{SERVER_V4}")])
+        .output()?;
+    let headers = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(headers.starts_with("http/1.1 200"), "{headers}");
+    assert!(
+        headers.contains("content-type: application/dns-message"),
+        "{headers}"
+    );
+    let max_age = (headers.lines())
+        .find_map(|l| l.strip_prefix("cache-control: max-age="))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .with_context(|| format!("no max-age in {headers}"))?;
+    assert!((1..=300).contains(&max_age), "{headers}");
+    // Not base64url: the listener's own answer.
+    let bad = s
+        .topo
+        .client
+        .command("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            &ca,
+        ])
+        .arg(format!("https://{SERVER_V4}/dns-query?dns=!!"))
+        .output()?;
+    assert_eq!(String::from_utf8_lossy(&bad.stdout), "400");
+
+    let stats = s.daemon.stats()?;
+    let counted = |key: &str| stats["daemon"][key].as_u64().unwrap_or(0);
+    assert!(counted("queries_tls") >= 2, "{stats}");
+    assert!(counted("queries_https") >= 4, "{stats}");
+    Ok(())
+}
+
+/// A new certificate is presented from the first handshake after the files change, and a
+/// connection made before goes on with the old one.
+#[test]
+fn a_certificate_swap_is_picked_up_without_dropping_connections() -> Result<()> {
+    let s = Sandbox::new("swap", &[])?;
+    let mut before = s.tls_client(CLIENT_V4)?;
+    let first = before.server_certificate();
+    let question = query("www.example.test.", RecordType::A);
+    assert_eq!(before.exchange(&question)?.answers().len(), 2);
+
+    // The same names from another CA: the old CA no longer vouches for what is presented.
+    let next = TestCa::new(
+        &format!("next-{}", s.topo.server.name),
+        &[NAME],
+        &[SERVER_V4],
+    )?;
+    std::fs::copy(&next.key_file, &s.ca.key_file)?;
+    std::fs::copy(&next.cert_file, &s.ca.cert_file)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (from, to, ca) = (
+            CLIENT_V4.parse::<IpAddr>()?,
+            format!("{SERVER_V4}:853").parse::<SocketAddr>()?,
+            next.ca_file.clone(),
+        );
+        let with_next = s
+            .topo
+            .client
+            .enter(move || TlsClient::connect(from, to, &ca, NAME))?;
+        if let Ok(mut c) = with_next {
+            assert_ne!(c.server_certificate(), first);
+            assert_eq!(c.exchange(&question)?.answers().len(), 2);
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the new certificate was never presented"
+        );
+        sleep(Duration::from_millis(200));
+    }
+    assert!(s.daemon.log().contains("the certificate files changed"));
+    assert_eq!(
+        before.exchange(&question)?.answers().len(),
+        2,
+        "the old connection"
+    );
+    Ok(())
+}
+
+/// The ACL closes a denied client's connection before a byte of TLS is sent.
+#[test]
+fn a_denied_client_gets_no_handshake() -> Result<()> {
+    let s = Sandbox::new("denied", &["--allow", "198.18.1.0/25"])?;
+    const DENIED: &str = "198.18.1.200";
+    s.topo
+        .client
+        .ip(&["addr", "add", &format!("{DENIED}/24"), "dev", "veth0"])?;
+    let to: SocketAddr = format!("{SERVER_V4}:853").parse()?;
+    let from: IpAddr = DENIED.parse()?;
+    let got = s.topo.client.enter(move || -> Result<Vec<u8>> {
+        let mut tcp = tcp_from(from, to, None)?;
+        tcp.set_read_timeout(Some(Duration::from_secs(3)))?;
+        // A ClientHello would follow; the server has closed before it reads one.
+        let mut got = Vec::new();
+        match tcp.read_to_end(&mut got) {
+            Ok(_) => Ok(got),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(got),
+            Err(e) => bail!("the connection stayed open: {e}"),
+        }
+    })??;
+    assert!(got.is_empty());
+    let failed = s.tls_client(DENIED);
+    assert!(failed.is_err());
+    assert_eq!(s.kdig_short(&["+tls", "www.example.test"])?.len(), 2);
+    Ok(())
+}
+
+/// A thousand connections that shook hands and went quiet are held to the limits, and a new
+/// client is answered at once.
+#[test]
+fn a_thousand_idle_tls_connections_lock_nobody_out() -> Result<()> {
+    raise_open_files(4096)?;
+    let s = Sandbox::new(
+        "idle",
+        &[
+            "--tcp-connections",
+            "200",
+            "--tcp-connections-per-client",
+            "1000",
+        ],
+    )?;
+    const HOARDER: &str = "198.18.1.60";
+    s.topo
+        .client
+        .ip(&["addr", "add", &format!("{HOARDER}/24"), "dev", "veth0"])?;
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        // The oldest are closed to make room: connecting still works.
+        idle.push(s.tls_client(HOARDER)?);
+    }
+    let established = (s.topo.server.command("ss"))
+        .args(["-Htn", "state", "established", "sport", "=", ":853"])
+        .output()?;
+    let open = String::from_utf8_lossy(&established.stdout).lines().count();
+    assert!(open <= 200, "{open} connections open");
+    let start = Instant::now();
+    let mut fresh = s.tls_client(CLIENT_V4)?;
+    let reply = fresh.exchange(&query("www.example.test.", RecordType::A))?;
+    assert_eq!(reply.answers().len(), 2);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    Ok(())
+}
+
+fn raise_open_files(n: u64) -> Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        bail!("setrlimit: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
