@@ -13,8 +13,9 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 /// Debian packages the tests use: namespaces and veth (iproute2), offload settings (ethtool),
-/// the authoritative upstream (nsd), clients and load generators (dig, dnsperf, kxdpgun), map
-/// inspection (bpftool), an HTTP client for the metrics (curl), the servers the bench
+/// the authoritative upstream (nsd), clients and load generators (dig, dnsperf, kxdpgun, and
+/// h2load for DNS over HTTPS), map inspection (bpftool), an HTTP client for the metrics and
+/// DNS over HTTPS (curl), the servers the bench
 /// compares with (unbound, dnsmasq,
 /// knot-resolver), the venv of the Kubernetes manifest validator and the tests' HTTP server for
 /// block lists (python3-venv, with python3), and what
@@ -26,6 +27,7 @@ const PACKAGES: &[&str] = &[
     "dnsutils",
     "dnsperf",
     "knot-dnsutils",
+    "nghttp2-client",
     "bpftool",
     "curl",
     "unbound",

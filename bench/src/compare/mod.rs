@@ -141,7 +141,7 @@ pub fn run(opts: &Options) -> Result<PathBuf> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the bench creates network namespaces and loads XDP programs: run as root");
     }
-    for tool in ["dnsperf", "kxdpgun", "nsd"] {
+    for tool in ["dnsperf", "kxdpgun", "nsd", "h2load"] {
         contender::find(tool)?;
     }
     let plan = Plan::new(opts.quick);

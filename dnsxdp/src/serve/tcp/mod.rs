@@ -71,6 +71,11 @@ pub async fn serve(
         if !pipeline.access.admit_connection(peer.ip()) {
             continue;
         }
+        // Replies are written whole: waiting for the client's ACK of the last one (Nagle)
+        // would stall the next, HTTP/2's frames above all.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(%peer, "TCP_NODELAY: {e}");
+        }
         let activity = slots.activity();
         let task = tokio::spawn({
             let (pipeline, slots, activity) = (pipeline.clone(), slots.clone(), activity.clone());
