@@ -227,14 +227,15 @@ impl Resolver {
         });
     }
 
-    /// The reply to a UDP `packet` from `client`, written over `out`, when the daemon's cache
-    /// has a fresh answer the wire path gives (`wire_hit`): counted and logged as the full path
-    /// would, without parsing or encoding a message, or allocating. `false` leaves it to the
-    /// full path.
+    /// The reply to `packet` from `client` over `transport`, written over `out`, when the
+    /// daemon's cache has a fresh answer the wire path gives (`wire_hit`) within the size a UDP
+    /// client takes: counted and logged as the full path would, without parsing or encoding a
+    /// message, or allocating. `false` leaves it to the full path.
     pub fn answer_now(
         self: &Arc<Self>,
         packet: &[u8],
         client: SocketAddr,
+        transport: Transport,
         out: &mut Vec<u8>,
     ) -> bool {
         let arrived = self.arrived();
@@ -254,13 +255,13 @@ impl Resolver {
         if !form.reply_into(packet, &q, now, out) {
             return false;
         }
-        self.counters.query(Transport::Udp);
+        self.counters.query(transport);
         self.after_hit(&answer, key.group(), now, flushes, || key.kernel_query());
         let rcode = u16::from(answer.rcode);
         self.counters.answered(rcode);
         let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
         self.log(
-            (client, Transport::Udp),
+            (client, transport),
             arrived,
             rcode,
             Layer::Cache,
@@ -774,8 +775,9 @@ mod tests {
         ask(&r, 1, "www.example.t.").await;
         let packet = query(2, "WWW.example.t.");
         let mut out = Vec::with_capacity(512);
-        let (hit, allocations) =
-            crate::allocations::during(|| r.answer_now(&packet, client(), &mut out));
+        let (hit, allocations) = crate::allocations::during(|| {
+            r.answer_now(&packet, client(), Transport::Udp, &mut out)
+        });
         assert!(hit);
         assert_eq!(allocations, 0);
         let reply = Message::from_vec(&out).unwrap();

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
 use super::{
-    pipeline::{Dropped, Pipeline},
+    pipeline::{Admitted, Dropped, Pipeline},
     stream_options::{self, Asked},
     tcp::Activity,
 };
@@ -104,7 +104,8 @@ async fn answer(
         .admit(packet, peer, Via::Tcp, Transport::Https)
         .await
     {
-        Ok(answer) => answer.await,
+        Ok(Admitted::Now(reply)) => Some(reply),
+        Ok(Admitted::Later(answer)) => answer.await,
         Err(Dropped { denied: true }) => return status(StatusCode::FORBIDDEN),
         Err(Dropped { denied: false }) => return status(StatusCode::TOO_MANY_REQUESTS),
     };
@@ -159,14 +160,74 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
     response
 }
 
-/// The smallest TTL of the records in `reply` (RFC 8484 §5.1), 0 if it has none.
+/// The smallest TTL of the answer and authority records in `reply` (RFC 8484 §5.1), 0 if it
+/// has none or cannot be read. Read off the wire: a hit's reply is never parsed whole.
 fn smallest_ttl(reply: &[u8]) -> u32 {
-    let Ok(m) = hickory_proto::op::Message::from_vec(reply) else {
+    let count = |at: usize| {
+        reply
+            .get(at..at + 2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+    };
+    let (Some(qd), Some(an), Some(ns)) = (count(4), count(6), count(8)) else {
         return 0;
     };
-    (m.answers().iter())
-        .chain(m.name_servers())
-        .map(|r| r.ttl())
-        .min()
-        .unwrap_or(0)
+    let mut pos = 12;
+    for _ in 0..qd {
+        let Some(end) = skip_name(reply, pos) else {
+            return 0;
+        };
+        pos = end + 4;
+    }
+    let mut smallest = None;
+    for _ in 0..u32::from(an) + u32::from(ns) {
+        let Some(fixed) = skip_name(reply, pos).and_then(|p| reply.get(p..p + 10).map(|f| (p, f)))
+        else {
+            return 0;
+        };
+        let (at, f) = fixed;
+        let ttl = u32::from_be_bytes([f[4], f[5], f[6], f[7]]);
+        smallest = Some(smallest.unwrap_or(u32::MAX).min(ttl));
+        pos = at + 10 + usize::from(u16::from_be_bytes([f[8], f[9]]));
+    }
+    smallest.unwrap_or(0)
+}
+
+/// Where the name at `pos` ends: after its root label or its compression pointer.
+fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(pos)?;
+        match len {
+            0 => return Some(pos + 1),
+            l if l & 0xc0 == 0xc0 => return Some(pos + 2),
+            l => pos += 1 + usize::from(l),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::{
+        op::{Message, Query},
+        rr::{Name, RData, Record, RecordType, rdata::A},
+    };
+
+    use super::*;
+
+    #[test]
+    fn the_smallest_ttl_is_read_off_the_wire() {
+        let name = Name::from_ascii("www.example.").unwrap();
+        let mut m = Message::new();
+        m.add_query(Query::query(name.clone(), RecordType::A));
+        assert_eq!(smallest_ttl(&m.to_vec().unwrap()), 0);
+        for ttl in [300, 60, 120] {
+            m.add_answer(Record::from_rdata(
+                name.clone(),
+                ttl,
+                RData::A(A::new(1, 2, 3, 4)),
+            ));
+        }
+        let wire = m.to_vec().unwrap();
+        assert_eq!(smallest_ttl(&wire), 60);
+        assert_eq!(smallest_ttl(&wire[..wire.len() - 20]), 0, "cut short");
+    }
 }

@@ -19,20 +19,27 @@ pub struct Pipeline {
     pub in_flight: InFlight,
 }
 
+/// A stream listener's message let through: its reply, or the future that makes it.
+pub enum Admitted<F> {
+    Now(Vec<u8>),
+    Later(F),
+}
+
 /// A message the screen stopped; `denied` if by the ACL.
 pub struct Dropped {
     pub denied: bool,
 }
 
 impl Pipeline {
-    /// Screens `packet` from `peer`, which came `via` a listener, and answers it over `out` as
-    /// far as that takes no waiting: `Ok(true)` for the screen's own answer (a REFUSED, say) or
-    /// a cache hit, `Ok(false)` for a query for `answer_later`.
+    /// Screens `packet` from `peer`, which came `via` a listener over `transport`, and answers
+    /// it over `out` as far as that takes no waiting: `Ok(true)` for the screen's own answer (a
+    /// REFUSED, say) or a cache hit, `Ok(false)` for a query for `answer_later`.
     pub fn answer_now(
         &self,
         packet: &[u8],
         peer: SocketAddr,
         via: Via,
+        transport: Transport,
         out: &mut Vec<u8>,
     ) -> Result<bool, Dropped> {
         match self.screen(packet, peer, via)? {
@@ -40,7 +47,7 @@ impl Pipeline {
                 *out = reply;
                 Ok(true)
             }
-            None => Ok(self.resolver.answer_now(packet, peer, out)),
+            None => Ok(self.resolver.answer_now(packet, peer, transport, out)),
         }
     }
 
@@ -77,25 +84,22 @@ impl Pipeline {
         }
     }
 
-    /// Screens `packet` from `peer`, which came `via` a listener. One let through is answered
-    /// by the returned future, held in the budget like `answer_later`'s.
+    /// Screens `packet` from `peer`, which came `via` a stream listener over `transport`,
+    /// and answers it at once if `answer_now` can; else the returned future does, held in the
+    /// budget like `answer_later`'s.
     pub async fn admit(
         &self,
         packet: Vec<u8>,
         peer: SocketAddr,
         via: Via,
         transport: Transport,
-    ) -> Result<impl Future<Output = Option<Vec<u8>>> + Send + 'static, Dropped> {
-        let own = self.screen(&packet, peer, via)?;
-        let later = match own {
-            Some(_) => None,
-            None => Some(self.answer_later(packet, peer, transport).await),
-        };
-        Ok(async move {
-            match later {
-                Some(later) => later.await,
-                None => own,
-            }
-        })
+    ) -> Result<Admitted<impl Future<Output = Option<Vec<u8>>> + Send + 'static>, Dropped> {
+        let mut out = Vec::new();
+        if self.answer_now(&packet, peer, via, transport, &mut out)? {
+            return Ok(Admitted::Now(out));
+        }
+        Ok(Admitted::Later(
+            self.answer_later(packet, peer, transport).await,
+        ))
     }
 }

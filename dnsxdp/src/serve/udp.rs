@@ -77,7 +77,7 @@ pub async fn serve(socket: UdpSocket, pipeline: Pipeline, answers_broadcasts: bo
             };
             let from = local.filter(|_| wildcard);
             let mut bytes = outbox.buffer();
-            match pipeline.answer_now(packet, peer, via, &mut bytes) {
+            match pipeline.answer_now(packet, peer, via, Transport::Udp, &mut bytes) {
                 Ok(true) => {
                     outbox.replies.push(Reply { bytes, peer, from });
                     continue;

@@ -23,7 +23,7 @@ use self::slots::Slots;
 pub use self::slots::{Activity, TcpLimits};
 use super::{
     https::{self, HttpsSettings},
-    pipeline::{Dropped, Pipeline},
+    pipeline::{Admitted, Dropped, Pipeline},
     stream_options::{self, Asked},
 };
 use crate::{access::Via, dns::reply::Transport};
@@ -143,6 +143,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin>(
     let pads = transport == Transport::Tls;
     let mut received = Vec::with_capacity(512);
     let mut answering = JoinSet::new();
+    // Replies made at once (cache hits), to write before waiting again.
+    let mut ready = Vec::new();
     let mut quiet_since = Instant::now();
     let mut closed = false;
     loop {
@@ -150,17 +152,25 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin>(
             quiet_since = Instant::now();
             activity.touch();
             let asked = Asked::of(&packet);
+            let keepalive = Some(limits.idle_timeout);
             match pipeline.admit(packet, peer, Via::Tcp, transport).await {
-                Ok(answer) => {
-                    let timeout = Some(limits.idle_timeout);
+                Ok(Admitted::Now(reply)) => {
+                    ready.push(stream_options::apply(reply, asked, keepalive, pads));
+                }
+                Ok(Admitted::Later(answer)) => {
                     answering.spawn(async move {
                         let reply = answer.await?;
-                        Some(stream_options::apply(reply, asked, timeout, pads))
+                        Some(stream_options::apply(reply, asked, keepalive, pads))
                     });
                 }
                 // Denied since the connection was accepted: a reload.
                 Err(Dropped { denied: true }) => return,
                 Err(Dropped { denied: false }) => {}
+            }
+        }
+        for reply in ready.drain(..) {
+            if !write_reply(&mut writer, &reply, peer, activity, limits, transport).await {
+                return;
             }
         }
         if closed && answering.is_empty() {
@@ -178,20 +188,37 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin>(
             }
             Some(done) = answering.join_next() => {
                 let Ok(Some(reply)) = done else { continue };
-                // A client that does not read is not waited for longer than an idle one.
-                match timeout(limits.idle_timeout, write_message(&mut writer, &reply)).await {
-                    Ok(Ok(())) => activity.touch(),
-                    Ok(Err(e)) => {
-                        debug!(%peer, ?transport, "reply failed: {e}");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(%peer, ?transport, "client not reading: closed");
-                        return;
-                    }
+                if !write_reply(&mut writer, &reply, peer, activity, limits, transport).await {
+                    return;
                 }
             }
             _ = sleep_until(quiet_since + limits.idle_timeout), if answering.is_empty() => return,
+        }
+    }
+}
+
+/// Writes `reply`; false if the connection is to close. A client that does not read is not
+/// waited for longer than an idle one.
+async fn write_reply(
+    writer: &mut (impl AsyncWrite + Unpin),
+    reply: &[u8],
+    peer: SocketAddr,
+    activity: &Activity,
+    limits: TcpLimits,
+    transport: Transport,
+) -> bool {
+    match timeout(limits.idle_timeout, write_message(writer, reply)).await {
+        Ok(Ok(())) => {
+            activity.touch();
+            true
+        }
+        Ok(Err(e)) => {
+            debug!(%peer, ?transport, "reply failed: {e}");
+            false
+        }
+        Err(_) => {
+            debug!(%peer, ?transport, "client not reading: closed");
+            false
         }
     }
 }
