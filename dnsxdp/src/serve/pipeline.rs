@@ -2,7 +2,7 @@
 //! and rate limit, then answer it within the budget of queries in flight. UDP answers a cache
 //! hit at once, without a task.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 
 use super::in_flight::InFlight;
 use crate::{
@@ -20,9 +20,9 @@ pub struct Pipeline {
 }
 
 /// A stream listener's message let through: its reply, or the future that makes it.
-pub enum Admitted<F> {
+pub enum Admitted {
     Now(Vec<u8>),
-    Later(F),
+    Later(Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>),
 }
 
 /// A message the screen stopped; `denied` if by the ACL.
@@ -93,13 +93,14 @@ impl Pipeline {
         peer: SocketAddr,
         via: Via,
         transport: Transport,
-    ) -> Result<Admitted<impl Future<Output = Option<Vec<u8>>> + Send + 'static>, Dropped> {
+    ) -> Result<Admitted, Dropped> {
         let mut out = Vec::new();
         if self.answer_now(&packet, peer, via, transport, &mut out)? {
             return Ok(Admitted::Now(out));
         }
-        Ok(Admitted::Later(
-            self.answer_later(packet, peer, transport).await,
-        ))
+        // Boxed: the resolver's future is large, and the futures of listeners that hold it
+        // would be as large for every query, hits included, and copied whole at each spawn.
+        let later = self.answer_later(packet, peer, transport).await;
+        Ok(Admitted::Later(Box::pin(later)))
     }
 }
