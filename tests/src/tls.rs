@@ -25,6 +25,17 @@ impl TlsClient {
     /// A connection from `from` to `to` whose certificate, for `name`, the CA in `ca` signed;
     /// the handshake is done when it returns.
     pub fn connect(from: IpAddr, to: SocketAddr, ca: &Path, name: &str) -> Result<Self> {
+        Self::connect_after(from, to, ca, name, &[])
+    }
+
+    /// The same, sending `preamble` (a PROXY protocol header, say) before the handshake.
+    pub fn connect_after(
+        from: IpAddr,
+        to: SocketAddr,
+        ca: &Path,
+        name: &str,
+        preamble: &[u8],
+    ) -> Result<Self> {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(ca)? {
             roots.add(cert?)?;
@@ -37,8 +48,9 @@ impl TlsClient {
         config.alpn_protocols = vec![b"dot".to_vec()];
         let name = ServerName::try_from(name.to_string())?;
         let conn = ClientConnection::new(Arc::new(config), name)?;
-        let tcp = tcp_from(from, to, None)?;
+        let mut tcp = tcp_from(from, to, None)?;
         tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+        tcp.write_all(preamble)?;
         let mut stream = StreamOwned::new(conn, tcp);
         while stream.conn.is_handshaking() {
             stream

@@ -15,11 +15,11 @@ use anyhow::{Context as _, Result, bail};
 /// Debian packages the tests use: namespaces and veth (iproute2), offload settings (ethtool),
 /// the authoritative upstream (nsd), clients and load generators (dig, dnsperf, kxdpgun, and
 /// h2load for DNS over HTTPS), map inspection (bpftool), an HTTP client for the metrics and
-/// DNS over HTTPS (curl), the servers the bench
-/// compares with (unbound, dnsmasq,
-/// knot-resolver), the venv of the Kubernetes manifest validator and the tests' HTTP server for
-/// block lists (python3-venv, with python3), and what
-/// boots other kernels for the kernel matrix (qemu, and a static busybox for its initramfs).
+/// DNS over HTTPS (curl), the servers the bench compares with (unbound, dnsmasq,
+/// knot-resolver), a reverse proxy in front of DNS over HTTPS (nginx), the venv of the
+/// Kubernetes manifest validator and the tests' HTTP server for block lists (python3-venv,
+/// with python3), and what boots other kernels for the kernel matrix (qemu, and a static
+/// busybox for its initramfs).
 const PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
@@ -33,6 +33,7 @@ const PACKAGES: &[&str] = &[
     "unbound",
     "dnsmasq",
     "knot-resolver",
+    "nginx",
     "python3-venv",
     "qemu-system-x86",
     "busybox-static",
@@ -44,6 +45,7 @@ const SERVICES: &[(&str, &[&str])] = &[
     ("nsd", &["nsd"]),
     ("unbound", &["unbound", "unbound-resolvconf"]),
     ("dnsmasq", &["dnsmasq"]),
+    ("nginx", &["nginx"]),
     (
         "knot-resolver",
         &["kresd.target", "kresd@1", "kres-cache-gc"],

@@ -197,6 +197,7 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
         resolver: resolver.clone(),
         access: access.clone(),
         in_flight: InFlight::new(config.serve.in_flight_memory),
+        proxies: Arc::new(config.serve.trusted_proxies.clone()),
     };
     for b in bound {
         let addr = b.addr();

@@ -95,13 +95,14 @@ async fn answer(
     if req.uri().path() != settings.path {
         return status(StatusCode::NOT_FOUND);
     }
+    let client = pipeline.proxies.client_of(peer, req.headers());
     let packet = match query(req).await {
         Ok(packet) => packet,
         Err(code) => return status(code),
     };
     let asked = Asked::of(&packet);
     let reply = match pipeline
-        .admit(packet, peer, Via::Tcp, Transport::Https)
+        .admit(packet, client, Via::Tcp, Transport::Https)
         .await
     {
         Ok(Admitted::Now(reply)) => Some(reply),

@@ -6,6 +6,7 @@ mod datagrams;
 pub mod https;
 mod in_flight;
 mod pipeline;
+pub mod proxied;
 pub mod settings;
 mod socket;
 mod stream_options;

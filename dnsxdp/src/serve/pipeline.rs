@@ -4,7 +4,7 @@
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 
-use super::in_flight::InFlight;
+use super::{in_flight::InFlight, proxied::TrustedProxies};
 use crate::{
     access::{Access, Screened, Via},
     dns::reply::Transport,
@@ -17,6 +17,8 @@ pub struct Pipeline {
     pub resolver: Arc<Resolver>,
     pub access: Arc<Access>,
     pub in_flight: InFlight,
+    /// Whose word on the client behind them is taken.
+    pub proxies: Arc<TrustedProxies>,
 }
 
 /// A stream listener's message let through: its reply, or the future that makes it.

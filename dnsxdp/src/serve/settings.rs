@@ -6,8 +6,11 @@ use anyhow::bail;
 use clap::Args;
 use serde::Deserialize;
 
-use super::{TcpLimits, https::HttpsSettings};
-use crate::values::{duration, file, nonzero, size};
+use super::{TcpLimits, https::HttpsSettings, proxied::TrustedProxies};
+use crate::{
+    access::acl,
+    values::{duration, file, nonzero, size},
+};
 
 const DEFAULT_TLS_PORT: u16 = 853;
 const DEFAULT_HTTPS_PORT: u16 = 443;
@@ -79,6 +82,12 @@ pub struct Settings {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     #[serde(default, deserialize_with = "file::positive")]
     pub https_max_streams: Option<u32>,
+    /// A reverse proxy whose word on the client is taken (repeatable): its TCP and TLS
+    /// connections start with a PROXY protocol header (v2 or v1), and its DNS over HTTPS
+    /// requests name the client in Forwarded or X-Forwarded-For.
+    #[arg(long, value_name = "CIDR")]
+    #[serde(default, deserialize_with = "file::strings")]
+    pub trusted_proxy: Option<Vec<String>>,
     /// The longest a TLS handshake may take [default: 5s].
     #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
     #[serde(default, deserialize_with = "file::duration")]
@@ -107,6 +116,7 @@ pub struct Config {
     pub workers: usize,
     /// DNS over TLS and HTTPS, when either listens.
     pub encrypted: Option<Encrypted>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Settings {
@@ -141,7 +151,11 @@ impl Settings {
             Some(n) => n as usize,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let proxies = self.trusted_proxy.as_deref().unwrap_or_default();
         Ok(Config {
+            trusted_proxies: TrustedProxies(
+                acl::parse_list("trusted-proxy", proxies).map_err(anyhow::Error::msg)?,
+            ),
             encrypted: self.encrypted()?,
             listen,
             tcp,

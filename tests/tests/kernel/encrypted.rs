@@ -348,3 +348,189 @@ fn raise_open_files(n: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// A PROXY protocol v2 header for a TCP connection from `client` over IPv4.
+fn proxy_v2(client: &str, port: u16) -> Result<Vec<u8>> {
+    let ip: std::net::Ipv4Addr = client.parse()?;
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend([0x21, 0x11, 0, 12]);
+    h.extend(ip.octets());
+    h.extend([198, 18, 1, 1]);
+    h.extend(port.to_be_bytes());
+    h.extend(853u16.to_be_bytes());
+    Ok(h)
+}
+
+/// Behind a trusted proxy the ACL and the query log see the client the proxy names: in a
+/// PROXY header over TCP and TLS, and in X-Forwarded-For from nginx in front of DNS over
+/// HTTPS. An untrusted peer's PROXY header is not believed.
+#[test]
+fn clients_behind_a_trusted_proxy_are_seen_as_themselves() -> Result<()> {
+    const DENIED: &str = "198.18.1.66";
+    let log = std::env::temp_dir().join(format!("dnsxdp-proxy-log-{}", std::process::id()));
+    let log_arg = path(&log);
+    let s = Sandbox::new(
+        "proxy",
+        &[
+            "--allow",
+            "198.18.0.0/15",
+            "--deny",
+            DENIED,
+            "--trusted-proxy",
+            "198.18.1.1",
+            "--trusted-proxy",
+            CLIENT_V4,
+            "--query-log",
+            &log_arg,
+        ],
+    )?;
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let question = query("www.example.test.", RecordType::A);
+
+    // TCP: the named client is screened, and logged.
+    let tcp = |header: Vec<u8>| -> Result<Option<usize>> {
+        let (from, to) = (
+            CLIENT_V4.parse::<IpAddr>()?,
+            format!("{SERVER_V4}:53").parse()?,
+        );
+        let q = question.clone();
+        s.topo.client.enter(move || -> Result<Option<usize>> {
+            let mut stream = tcp_from(from, to, None)?;
+            std::io::Write::write_all(&mut stream, &header)?;
+            Ok(dnsxdp_tests::client::exchange_tcp(&mut stream, &q, WAIT)
+                .ok()
+                .map(|m| m.answers().len()))
+        })?
+    };
+    assert_eq!(tcp(proxy_v2("198.18.1.77", 40001)?)?, Some(2));
+    assert_eq!(
+        tcp(proxy_v2(DENIED, 40002)?)?,
+        None,
+        "a denied client behind the proxy"
+    );
+    // TLS, with a v1 header.
+    let (from, to, ca) = (
+        CLIENT_V4.parse::<IpAddr>()?,
+        format!("{SERVER_V4}:853").parse::<SocketAddr>()?,
+        s.ca.ca_file.clone(),
+    );
+    let header = b"PROXY TCP4 198.18.1.78 198.18.1.1 40003 853\r\n".to_vec();
+    let mut tls =
+        (s.topo.client).enter(move || TlsClient::connect_after(from, to, &ca, NAME, &header))??;
+    assert_eq!(tls.exchange(&question)?.answers().len(), 2);
+
+    // nginx terminates TLS for DoH and passes the client on in X-Forwarded-For.
+    const BEHIND_NGINX: &str = "198.18.1.81";
+    for ip in [BEHIND_NGINX, DENIED] {
+        (s.topo.client).ip(&["addr", "add", &format!("{ip}/24"), "dev", "veth0"])?;
+    }
+    let nginx = Nginx::start(&s)?;
+    let via_nginx = |from: &str| -> Vec<String> {
+        let args = ["-b", from, "+https", "-p", "8443", "www.example.test", "A"];
+        args.map(String::from).to_vec()
+    };
+    let args = via_nginx(BEHIND_NGINX);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(s.kdig_short(&args)?.len(), 2);
+    let args = via_nginx(DENIED);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let denied = s.kdig(&args)?;
+    let said = String::from_utf8_lossy(&denied.stdout);
+    assert!(said.contains("status: 403"), "{said}");
+    drop(nginx);
+    // An untrusted peer's header is not a client: it is read as DNS, and fails.
+    s.topo
+        .client
+        .ip(&["addr", "add", "198.18.1.79/24", "dev", "veth0"])?;
+    let (from, to) = (
+        "198.18.1.79".parse::<IpAddr>()?,
+        format!("{SERVER_V4}:53").parse()?,
+    );
+    let (header, q) = (proxy_v2("198.18.1.80", 40004)?, question.clone());
+    let untrusted = s.topo.client.enter(move || -> Result<bool> {
+        let mut stream = tcp_from(from, to, None)?;
+        std::io::Write::write_all(&mut stream, &header)?;
+        Ok(dnsxdp_tests::client::exchange_tcp(&mut stream, &q, WAIT)
+            .is_ok_and(|m| m.id() == q.id()))
+    })??;
+    assert!(!untrusted);
+
+    let text = logged();
+    let clients: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["client"].as_str().map(String::from))
+        .collect();
+    for seen in ["198.18.1.77:40001", "198.18.1.78:40003", "198.18.1.81:0"] {
+        assert!(
+            clients.iter().any(|c| c == seen),
+            "no {seen} in {clients:?}"
+        );
+    }
+    assert!(
+        !clients.iter().any(|c| c.starts_with("198.18.1.1:")),
+        "{clients:?}"
+    );
+    let _ = std::fs::remove_file(&log);
+    Ok(())
+}
+
+/// nginx in the server's namespace: TLS on 8443 in front of dnsxdp's DNS over HTTPS.
+struct Nginx {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    fn start(s: &Sandbox) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("dnsxdp-nginx-{}", s.topo.server.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  \
+             client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
+             scgi_temp_path {d}/scgi;\n  server {{\n    listen {SERVER_V4}:8443 ssl http2;\n    \
+             ssl_certificate {};\n    ssl_certificate_key {};\n    location /dns-query {{\n      \
+             proxy_pass https://{SERVER_V4}:443;\n      proxy_http_version 1.1;\n      \
+             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n}}\n",
+            s.ca.cert_file.display(),
+            s.ca.key_file.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf)?;
+        let child = (s.topo.server.command("nginx"))
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting nginx (cargo xtask setup installs it)")?;
+        let nginx = Nginx { child, dir };
+        let to: SocketAddr = format!("{SERVER_V4}:8443").parse()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let reached = s.topo.client.enter(move || {
+                std::net::TcpStream::connect_timeout(&to, Duration::from_millis(200))
+            })?;
+            if reached.is_ok() {
+                return Ok(nginx);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "nginx did not listen: {}",
+                std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

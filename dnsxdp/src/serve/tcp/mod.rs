@@ -24,6 +24,7 @@ pub use self::slots::{Activity, TcpLimits};
 use super::{
     https::{self, HttpsSettings},
     pipeline::{Admitted, Dropped, Pipeline},
+    proxied::read_header,
     stream_options::{self, Asked},
 };
 use crate::{access::Via, dns::reply::Transport};
@@ -67,8 +68,12 @@ pub async fn serve(
                 continue;
             }
         };
-        // A client that may not ask gets no connection to hold: closed at once.
-        if !pipeline.access.admit_connection(peer.ip()) {
+        // A client that may not ask gets no connection to hold: closed at once. One behind a
+        // proxy is known once the proxy has said who it is, in a PROXY header (DNS over HTTPS
+        // names it in each request instead).
+        let https = matches!(protocol, Protocol::Https(..));
+        let proxied = !https && pipeline.proxies.trusts(peer.ip());
+        if !proxied && !pipeline.access.admit_connection(peer.ip()) {
             continue;
         }
         // Replies are written whole: waiting for the client's ACK of the last one (Nagle)
@@ -83,6 +88,18 @@ pub async fn serve(
             async move {
                 let _slot = Release(slots.clone(), id);
                 let limits = slots.limits();
+                let mut stream = stream;
+                let peer = match proxied {
+                    true => match timeout(limits.idle_timeout, read_header(&mut stream)).await {
+                        Ok(Ok(client)) => client.unwrap_or(peer),
+                        Ok(Err(e)) => return debug!(%peer, "from a trusted proxy: {e}"),
+                        Err(_) => return debug!(%peer, "no PROXY header in time"),
+                    },
+                    false => peer,
+                };
+                if proxied && !pipeline.access.admit_connection(peer.ip()) {
+                    return debug!(%peer, "denied behind a proxy");
+                }
                 let (tls, https) = match protocol {
                     Protocol::Tcp => {
                         connection(stream, peer, &pipeline, &activity, limits, Transport::Tcp)
