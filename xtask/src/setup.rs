@@ -78,7 +78,7 @@ enum Missing {
     RustSrc,
     BpfLinker,
     Packages(Vec<&'static str>),
-    KubernetesValidate,
+    PythonTools,
 }
 
 fn missing() -> Result<Vec<Missing>> {
@@ -106,10 +106,14 @@ fn missing() -> Result<Vec<Missing>> {
         missing.push(Missing::Packages(packages));
     }
     let validator = venv().join("bin/kubernetes-validate");
+    let python = venv().join("bin/python");
+    let check = "import dns.version, aioquic; print(dns.version.version, aioquic.__version__)";
     if output(&validator.to_string_lossy(), &["--version"])
         .is_none_or(|v| v.trim() != KUBERNETES_VALIDATE)
+        || output(&python.to_string_lossy(), &["-c", check])
+            .is_none_or(|v| v.trim() != format!("{DNSPYTHON} {AIOQUIC}"))
     {
-        missing.push(Missing::KubernetesValidate);
+        missing.push(Missing::PythonTools);
     }
     Ok(missing)
 }
@@ -135,7 +139,7 @@ fn install(missing: &[Missing]) -> Result<()> {
             }
             Missing::BpfLinker => install_bpf_linker()?,
             Missing::Packages(packages) => install_packages(packages)?,
-            Missing::KubernetesValidate => install_kubernetes_validate()?,
+            Missing::PythonTools => install_python_tools()?,
         }
     }
     Ok(())
@@ -207,25 +211,37 @@ fn llvm_major(verbose: &str) -> Result<String> {
         .context("rustc +nightly -vV printed no LLVM version")
 }
 
-/// The version of kubernetes-validate (PyPI) the packaging tests check
-/// packaging/kubernetes with, offline, against the schemas it ships. Debian has no package of
-/// it, so it goes in a venv under the target directory (where the tests look for it).
+/// The Python tools from PyPI, which Debian has no packages of at these versions: they go in a
+/// venv under the target directory, where the tests look for them. kubernetes-validate checks
+/// packaging/kubernetes offline, against the schemas it ships; dnspython with aioquic is a DNS
+/// over QUIC client.
 const KUBERNETES_VALIDATE: &str = "1.34.1";
+const DNSPYTHON: &str = "2.7.0";
+const AIOQUIC: &str = "1.2.0";
 const VENV: &str = "tools/venv";
 
 fn venv() -> PathBuf {
     crate::target_dir(&crate::workspace_root()).join(VENV)
 }
 
-fn install_kubernetes_validate() -> Result<()> {
-    println!("setup: installing kubernetes-validate {KUBERNETES_VALIDATE} in target/{VENV}");
+fn install_python_tools() -> Result<()> {
+    println!(
+        "setup: installing kubernetes-validate {KUBERNETES_VALIDATE}, dnspython {DNSPYTHON} and \
+         aioquic {AIOQUIC} in target/{VENV}"
+    );
     let venv = venv();
     let venv = venv.to_str().context("target directory path")?;
     // Debian's Python: its venv module is what python3-venv provides.
     run_cmd("/usr/bin/python3", &["-m", "venv", venv], &[])?;
     let pip = format!("{venv}/bin/pip");
-    let package = format!("kubernetes-validate=={KUBERNETES_VALIDATE}");
-    run_cmd(&pip, &["install", "--quiet", &package], &[])
+    let packages = [
+        format!("kubernetes-validate=={KUBERNETES_VALIDATE}"),
+        format!("dnspython=={DNSPYTHON}"),
+        format!("aioquic=={AIOQUIC}"),
+    ];
+    let mut args = vec!["install", "--quiet"];
+    args.extend(packages.iter().map(String::as_str));
+    run_cmd(&pip, &args, &[])
 }
 
 fn install_packages(packages: &[&str]) -> Result<()> {

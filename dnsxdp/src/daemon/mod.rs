@@ -139,7 +139,7 @@ pub async fn run(config: Config, sources: Sources) -> anyhow::Result<()> {
     let routes = Arc::new(Routes::new(pool(&upstream.upstreams)?, zones, rebind));
     let bound = serve::bind(&config.serve.listen, config.serve.workers)?;
     let encrypted = (config.serve.encrypted.as_ref())
-        .map(serve::bind_encrypted)
+        .map(|e| serve::bind_encrypted(e, config.serve.tcp))
         .transpose()?;
     let control = ControlSocket::bind(&config.ops.control)?;
     let metrics = config

@@ -39,12 +39,16 @@ pub enum Transport {
     Tls,
     /// DNS over HTTPS (RFC 8484).
     Https,
+    /// DNS over QUIC (RFC 9250).
+    Quic,
 }
 
 /// The largest reply `q` can take over `transport`.
 fn size_limit(q: &ClientQuery, transport: Transport) -> usize {
     match (transport, q.edns) {
-        (Transport::Tcp | Transport::Tls | Transport::Https, _) => u16::MAX as usize,
+        (Transport::Tcp | Transport::Tls | Transport::Https | Transport::Quic, _) => {
+            u16::MAX as usize
+        }
         (Transport::Udp, None) => PLAIN_UDP_SIZE as usize,
         (Transport::Udp, Some(e)) => e.max_payload.clamp(PLAIN_UDP_SIZE, EDNS_UDP_SIZE) as usize,
     }

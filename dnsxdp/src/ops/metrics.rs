@@ -222,6 +222,7 @@ fn encode_daemon(d: &DaemonCounters, e: &mut DescriptorEncoder) -> fmt::Result {
             ("tcp", d.resolve.queries_tcp),
             ("tls", d.resolve.queries_tls),
             ("https", d.resolve.queries_https),
+            ("quic", d.resolve.queries_quic),
         ]
         .map(|(t, n)| ([("transport", t)], n)),
     )?;

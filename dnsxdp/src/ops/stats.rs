@@ -151,6 +151,7 @@ impl Report {
             ("queries_tcp", d.resolve.queries_tcp),
             ("queries_tls", d.resolve.queries_tls),
             ("queries_https", d.resolve.queries_https),
+            ("queries_quic", d.resolve.queries_quic),
             ("cache_hits", d.resolve.cache_hits),
             ("upstream_queries", d.resolve.upstream_queries),
             ("coalesced", d.resolve.coalesced),
@@ -463,6 +464,7 @@ mod tests {
                 "prefetches",
                 "queries",
                 "queries_https",
+                "queries_quic",
                 "queries_tcp",
                 "queries_tls",
                 "queries_udp",
@@ -546,7 +548,7 @@ mod tests {
             .filter(|l| l.starts_with("  "))
             .map(str::len)
             .collect();
-        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 20);
+        assert_eq!(widths.len(), Counter::ALL.len() + 1 + 21);
         assert!(widths.iter().all(|&w| w == widths[0]));
         let lines: Vec<&str> = upstreams.lines().collect();
         assert_eq!(lines.len(), 3);

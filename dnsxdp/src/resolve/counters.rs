@@ -19,6 +19,7 @@ pub struct Counters {
     queries_tcp: AtomicU64,
     queries_tls: AtomicU64,
     queries_https: AtomicU64,
+    queries_quic: AtomicU64,
     cache_hits: AtomicU64,
     upstream_queries: AtomicU64,
     coalesced: AtomicU64,
@@ -41,6 +42,8 @@ pub struct Counts {
     pub queries_tls: u64,
     /// Over DNS over HTTPS (`--listen-https`).
     pub queries_https: u64,
+    /// Over DNS over QUIC (`--listen-quic`).
+    pub queries_quic: u64,
     pub cache_hits: u64,
     pub upstream_queries: u64,
     pub coalesced: u64,
@@ -64,6 +67,7 @@ impl Counters {
             Transport::Tcp => &self.queries_tcp,
             Transport::Tls => &self.queries_tls,
             Transport::Https => &self.queries_https,
+            Transport::Quic => &self.queries_quic,
         }
         .fetch_add(1, Relaxed);
     }
@@ -121,15 +125,17 @@ impl Counters {
     }
 
     pub fn counts(&self) -> Counts {
-        let [udp, tcp, tls, https] = [
+        let [udp, tcp, tls, https, quic] = [
             &self.queries_udp,
             &self.queries_tcp,
             &self.queries_tls,
             &self.queries_https,
+            &self.queries_quic,
         ]
         .map(|c| c.load(Relaxed));
         Counts {
-            queries: udp + tcp + tls + https,
+            queries: udp + tcp + tls + https + quic,
+            queries_quic: quic,
             queries_udp: udp,
             queries_tcp: tcp,
             queries_tls: tls,

@@ -59,6 +59,20 @@ impl Certificates {
         Ok(Arc::new(config))
     }
 
+    /// The QUIC settings of a listener offering the `alpn` protocols: TLS 1.3 only, as QUIC
+    /// has it.
+    pub fn quic_config(self: &Arc<Self>, alpn: &[&[u8]]) -> anyhow::Result<quinn::ServerConfig> {
+        let mut tls = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .context("TLS protocol versions")?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .context("TLS settings for QUIC")?;
+        Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+    }
+
     /// Reads the files again and puts the pair in force; on an error the old pair stays.
     pub fn reload(&self) -> anyhow::Result<()> {
         let stamps = stamps(&self.cert, &self.key);

@@ -7,6 +7,7 @@ pub mod https;
 mod in_flight;
 mod pipeline;
 pub mod proxied;
+mod quic;
 pub mod settings;
 mod socket;
 mod stream_options;
@@ -71,13 +72,25 @@ fn bind_error(addr: &SocketAddr, proto: &str, e: io::Error) -> anyhow::Error {
 /// An encrypted listener's socket.
 pub struct BoundEncrypted {
     addr: SocketAddr,
-    tcp: std::net::TcpListener,
-    protocol: Protocol,
+    socket: Socket,
 }
 
-/// Loads the certificate and binds the TLS and HTTPS listeners of `config`.
+enum Socket {
+    /// DNS over TLS or HTTPS.
+    Tcp(std::net::TcpListener, Protocol),
+    /// DNS over QUIC, and the longest its handshake may take.
+    Quic(
+        std::net::UdpSocket,
+        quinn::ServerConfig,
+        std::time::Duration,
+    ),
+}
+
+/// Loads the certificate and binds the TLS, HTTPS and QUIC listeners of `config`; QUIC's
+/// idle timeout is that of `limits`.
 pub fn bind_encrypted(
     config: &Encrypted,
+    limits: TcpLimits,
 ) -> anyhow::Result<(Arc<Certificates>, Vec<BoundEncrypted>)> {
     let certs = Certificates::load(&config.cert, &config.key)?;
     let tls = |alpn: &[&[u8]]| -> anyhow::Result<Tls> {
@@ -92,26 +105,37 @@ pub fn bind_encrypted(
         tls(&[b"h2", b"http/1.1"])?,
         Arc::new(config.https_settings.clone()),
     );
-    let listeners = (config.tls.iter().map(|a| (a, &dot, "DNS over TLS")))
+    let mut listeners = (config.tls.iter().map(|a| (a, &dot, "DNS over TLS")))
         .chain(config.https.iter().map(|a| (a, &doh, "DNS over HTTPS")))
         .map(|(addr, protocol, name)| {
             let tcp = socket::bind_tcp(addr).map_err(|e| bind_error(addr, name, e))?;
             Ok(BoundEncrypted {
                 addr: *addr,
-                tcp,
-                protocol: protocol.clone(),
+                socket: Socket::Tcp(tcp, protocol.clone()),
             })
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // RFC 9250 §4.1.1 names `doq`.
+    let mut doq = certs.quic_config(&[b"doq"])?;
+    doq.transport_config(quic::transport(limits, config.https_settings.max_streams));
+    for addr in &config.quic {
+        let udp =
+            std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, "DNS over QUIC", e))?;
+        listeners.push(BoundEncrypted {
+            addr: *addr,
+            socket: Socket::Quic(udp, doq.clone(), config.handshake_timeout),
+        });
+    }
     Ok((certs, listeners))
 }
 
 impl BoundEncrypted {
     /// What it is, for the log.
     pub fn describe(&self) -> String {
-        match self.protocol {
-            Protocol::Https(..) => format!("{} (DNS over HTTPS)", self.addr),
-            _ => format!("{} (DNS over TLS)", self.addr),
+        match self.socket {
+            Socket::Tcp(_, Protocol::Https(..)) => format!("{} (DNS over HTTPS)", self.addr),
+            Socket::Tcp(..) => format!("{} (DNS over TLS)", self.addr),
+            Socket::Quic(..) => format!("{} (DNS over QUIC)", self.addr),
         }
     }
 
@@ -122,13 +146,23 @@ impl BoundEncrypted {
         limits: TcpLimits,
         tasks: &mut JoinSet<()>,
     ) -> io::Result<()> {
-        let listener = tokio::net::TcpListener::from_std(self.tcp)?;
-        tasks.spawn(tcp::serve(
-            listener,
-            pipeline.clone(),
-            limits,
-            self.protocol,
-        ));
+        match self.socket {
+            Socket::Tcp(tcp, protocol) => {
+                let listener = tokio::net::TcpListener::from_std(tcp)?;
+                tasks.spawn(tcp::serve(listener, pipeline.clone(), limits, protocol));
+            }
+            Socket::Quic(udp, config, handshake_timeout) => {
+                let runtime = Arc::new(quinn::TokioRuntime);
+                let endpoint =
+                    quinn::Endpoint::new(Default::default(), Some(config), udp, runtime)?;
+                tasks.spawn(quic::serve(
+                    endpoint,
+                    pipeline.clone(),
+                    limits,
+                    handshake_timeout,
+                ));
+            }
+        }
         Ok(())
     }
 }

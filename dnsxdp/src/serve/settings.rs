@@ -65,8 +65,12 @@ pub struct Settings {
     #[arg(long, value_name = "ADDR[:PORT]")]
     #[serde(default, deserialize_with = "file::strings")]
     pub listen_https: Option<Vec<String>>,
-    /// PEM file of the certificate chain the TLS and HTTPS listeners present, read again when
-    /// it changes and on SIGHUP.
+    /// Address to serve DNS over QUIC on (RFC 9250), UDP port 853 unless given (repeatable).
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    #[serde(default, deserialize_with = "file::strings")]
+    pub listen_quic: Option<Vec<String>>,
+    /// PEM file of the certificate chain the TLS, HTTPS and QUIC listeners present, read
+    /// again when it changes and on SIGHUP.
     #[arg(long, value_name = "FILE")]
     #[serde(default, deserialize_with = "file::path")]
     pub tls_cert: Option<PathBuf>,
@@ -78,7 +82,8 @@ pub struct Settings {
     #[arg(long, value_name = "PATH")]
     #[serde(default)]
     pub https_path: Option<String>,
-    /// HTTP/2 streams one DNS over HTTPS connection may have open at once [default: 100].
+    /// Streams one DNS over HTTPS (HTTP/2) or DNS over QUIC connection may have open at once
+    /// [default: 100].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     #[serde(default, deserialize_with = "file::positive")]
     pub https_max_streams: Option<u32>,
@@ -99,6 +104,7 @@ pub struct Settings {
 pub struct Encrypted {
     pub tls: Vec<SocketAddr>,
     pub https: Vec<SocketAddr>,
+    pub quic: Vec<SocketAddr>,
     pub cert: PathBuf,
     pub key: PathBuf,
     pub https_settings: HttpsSettings,
@@ -178,19 +184,21 @@ impl Settings {
         };
         let tls = addrs("listen-tls", &self.listen_tls, DEFAULT_TLS_PORT)?;
         let https = addrs("listen-https", &self.listen_https, DEFAULT_HTTPS_PORT)?;
+        let quic = addrs("listen-quic", &self.listen_quic, DEFAULT_TLS_PORT)?;
         let path = self.https_path.as_deref().unwrap_or(DEFAULT_HTTPS_PATH);
         if !path.starts_with('/') {
             bail!("https-path: '{path}' does not start with /");
         }
         let (cert, key) = match (&self.tls_cert, &self.tls_key) {
-            _ if tls.is_empty() && https.is_empty() => return Ok(None),
+            _ if tls.is_empty() && https.is_empty() && quic.is_empty() => return Ok(None),
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-            (None, _) => bail!("tls-cert: needed by listen-tls and listen-https"),
-            (_, None) => bail!("tls-key: needed by listen-tls and listen-https"),
+            (None, _) => bail!("tls-cert: needed by listen-tls, listen-https and listen-quic"),
+            (_, None) => bail!("tls-key: needed by listen-tls, listen-https and listen-quic"),
         };
         Ok(Some(Encrypted {
             tls,
             https,
+            quic,
             cert,
             key,
             https_settings: HttpsSettings {
@@ -236,7 +244,10 @@ mod tests {
             ..Settings::default()
         };
         let e = s.config().unwrap_err().to_string();
-        assert_eq!(e, "tls-cert: needed by listen-tls and listen-https");
+        assert_eq!(
+            e,
+            "tls-cert: needed by listen-tls, listen-https and listen-quic"
+        );
         s.tls_cert = Some("cert.pem".into());
         s.tls_key = Some("key.pem".into());
         let e = s.config().unwrap().encrypted.unwrap();

@@ -49,6 +49,8 @@ impl Sandbox {
                 SERVER_V4,
                 "--listen-https",
                 SERVER_V4,
+                "--listen-quic",
+                SERVER_V4,
                 "--tls-cert",
                 &cert,
                 "--tls-key",
@@ -217,6 +219,36 @@ fn kdig_and_curl_get_over_tls_and_https_what_udp_gets() -> Result<()> {
     let counted = |key: &str| stats["daemon"][key].as_u64().unwrap_or(0);
     assert!(counted("queries_tls") >= 2, "{stats}");
     assert!(counted("queries_https") >= 4, "{stats}");
+    Ok(())
+}
+
+/// dnspython with aioquic (PyPI, in the venv `cargo xtask setup` makes) asks over QUIC.
+#[test]
+fn dnspython_gets_over_quic_what_udp_gets() -> Result<()> {
+    let s = Sandbox::new("quic", &[])?;
+    let udp = s.udp_addresses("www.example.test.")?;
+    let python = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .context("target directory")?
+        .join("tools/venv/bin/python");
+    const ASK: &str = "import sys, dns.message, dns.query\n\
+        q = dns.message.make_query('www.example.test', 'A')\n\
+        r = dns.query.quic(q, sys.argv[1], port=853, verify=sys.argv[2], \
+        server_hostname=sys.argv[3], timeout=3)\n\
+        print('\\n'.join(sorted(rr.address for rrset in r.answer for rr in rrset)))\n";
+    let out = (s.topo.client.command(&python.to_string_lossy()))
+        .args(["-c", ASK, SERVER_V4, &path(&s.ca.ca_file), NAME])
+        .output()
+        .context("the venv's python (cargo xtask setup makes it)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<String> = text.lines().map(String::from).collect();
+    assert_eq!(got, udp);
+    assert!(s.daemon.counter("queries_quic")? >= 1);
     Ok(())
 }
 

@@ -261,7 +261,7 @@ fn u64_at(stats: &Value, pointer: &str) -> Result<u64> {
 type SampleKey = (&'static str, &'static [(&'static str, &'static str)]);
 
 /// Daemon counters of `dnsxdp stats --json` and the samples that carry them.
-const DAEMON: [(&str, SampleKey); 19] = [
+const DAEMON: [(&str, SampleKey); 20] = [
     (
         "queries_udp",
         ("dnsxdp_queries_total", &[("transport", "udp")]),
@@ -277,6 +277,10 @@ const DAEMON: [(&str, SampleKey); 19] = [
     (
         "queries_https",
         ("dnsxdp_queries_total", &[("transport", "https")]),
+    ),
+    (
+        "queries_quic",
+        ("dnsxdp_queries_total", &[("transport", "quic")]),
     ),
     (
         "cache_hits",
@@ -385,7 +389,7 @@ fn agrees(scrape: &Scrape, stats: &Value) -> Result<()> {
             "daemon {name}"
         );
     }
-    let transports: u64 = ["udp", "tcp", "tls", "https"]
+    let transports: u64 = ["udp", "tcp", "tls", "https", "quic"]
         .iter()
         .map(|t| scrape.count("dnsxdp_queries_total", &[("transport", t)]))
         .sum::<Result<_>>()?;

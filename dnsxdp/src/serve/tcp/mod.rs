@@ -19,8 +19,7 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-use self::slots::Slots;
-pub use self::slots::{Activity, TcpLimits};
+pub use self::slots::{Activity, Slots, TcpLimits};
 use super::{
     https::{self, HttpsSettings},
     pipeline::{Admitted, Dropped, Pipeline},
@@ -137,7 +136,7 @@ pub async fn serve(
 }
 
 /// Gives a connection's place back when its task ends, aborted or not.
-struct Release(Arc<Slots>, u64);
+pub struct Release(pub Arc<Slots>, pub u64);
 
 impl Drop for Release {
     fn drop(&mut self) {
