@@ -1,5 +1,5 @@
-//! The upstream servers: transports (UDP, TCP, TLS, HTTPS), health, and the pool that picks
-//! among them.
+//! The upstream servers: transports (UDP, TCP, TLS, HTTPS, QUIC), health, and the pool that
+//! picks among them.
 
 pub mod check;
 pub mod health;
@@ -7,6 +7,7 @@ mod https;
 mod idle;
 pub mod pool;
 pub mod question;
+mod quic;
 pub mod rebind;
 pub mod routes;
 pub mod settings;
@@ -33,12 +34,13 @@ use self::{
     health::{Change, Health, Outcome},
     https::H2Conn,
     question::Question,
+    quic::QuicConn,
     spec::{Protocol, UpstreamSpec},
     stream::StreamConn,
     tls::Connectors,
 };
 
-/// How long a TCP, TLS or HTTPS connection stays open without queries.
+/// How long a TCP, TLS, HTTPS or QUIC connection stays open without queries.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One upstream server.
@@ -55,6 +57,7 @@ enum Link {
     Udp(udp::Sockets, Streams),
     Stream(Streams),
     Https(Https),
+    Quic(Quic),
 }
 
 /// Why one query to one upstream failed: the pool counts each kind apart and retries on it.
@@ -87,6 +90,11 @@ impl Upstream {
                     .parse()
                     .expect("authority and path were checked when parsed"),
                 connector: tls().doh.clone(),
+                conn: Slot::default(),
+            }),
+            Protocol::Quic => Link::Quic(Quic {
+                spec: spec.clone(),
+                config: quic::client_config(&tls().config, IDLE_TIMEOUT),
                 conn: Slot::default(),
             }),
         };
@@ -147,6 +155,7 @@ impl Upstream {
             }
             Link::Stream(streams) => Box::pin(streams.exchange(q)).await,
             Link::Https(https) => Box::pin(https.exchange(q)).await,
+            Link::Quic(quic) => Box::pin(quic.exchange(q)).await,
         }
     }
 }
@@ -172,6 +181,12 @@ impl Reusable for StreamConn {
 impl Reusable for H2Conn {
     fn is_closed(&self) -> bool {
         H2Conn::is_closed(self)
+    }
+}
+
+impl Reusable for QuicConn {
+    fn is_closed(&self) -> bool {
+        QuicConn::is_closed(self)
     }
 }
 
@@ -274,10 +289,47 @@ impl Https {
     async fn connect(&self) -> io::Result<H2Conn> {
         let tcp = tcp_connect(self.spec.addr).await?;
         let tls = self.connector.connect(self.spec.server_name(), tcp).await?;
-        H2Conn::start(tls, self.uri.clone(), IDLE_TIMEOUT).await
+        H2Conn::start(tls, self.uri.clone(), self.spec.get, IDLE_TIMEOUT).await
     }
 
     /// With ID 0, as RFC 8484 asks so that equal queries are equal HTTP requests.
+    async fn exchange(&self, q: &Question<'_>) -> io::Result<Message> {
+        let wire = q.wire(0);
+        let reply = self
+            .conn
+            .with(
+                || self.connect(),
+                |conn| {
+                    let wire = wire.clone();
+                    async move { conn.exchange(wire).await }
+                },
+            )
+            .await?;
+        check::accept(&reply, 0, q.query).ok_or_else(mismatch)
+    }
+}
+
+struct Quic {
+    spec: UpstreamSpec,
+    /// An error if QUIC's TLS settings could not be made; every query then fails with it.
+    config: io::Result<quinn::ClientConfig>,
+    conn: Slot<QuicConn>,
+}
+
+impl Quic {
+    async fn connect(&self) -> io::Result<QuicConn> {
+        let config = self
+            .config
+            .as_ref()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let name = match &self.spec.tls_name {
+            Some(name) => name.clone(),
+            None => self.spec.addr.ip().to_string(),
+        };
+        QuicConn::start(self.spec.addr, &name, config.clone()).await
+    }
+
+    /// With ID 0, as RFC 9250 §4.2.1 asks.
     async fn exchange(&self, q: &Question<'_>) -> io::Result<Message> {
         let wire = q.wire(0);
         let reply = self

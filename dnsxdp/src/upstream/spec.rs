@@ -4,9 +4,11 @@
 //! 9.9.9.9  9.9.9.9:53  [2620:fe::fe]:53     plain DNS over UDP, over TCP when truncated
 //! udp://9.9.9.9:53     tcp://9.9.9.9:53     the same, and TCP only
 //! tls://9.9.9.9:853#dns.quad9.net           DNS over TLS; the certificate must name dns.quad9.net
+//! quic://9.9.9.9:853#dns.quad9.net          DNS over QUIC, likewise
 //! https://dns.quad9.net/dns-query?bootstrap=9.9.9.9   DNS over HTTPS, connecting to 9.9.9.9
 //! ```
-//! Options go in the query string: `weight=N` for every scheme, `bootstrap=IP` for https.
+//! Options go in the query string: `weight=N` for every scheme, `bootstrap=IP` and
+//! `method=get` (GET rather than POST) for https.
 
 use std::{
     fmt,
@@ -21,6 +23,7 @@ pub enum Protocol {
     Tcp,
     Tls,
     Https,
+    Quic,
 }
 
 impl Protocol {
@@ -30,13 +33,14 @@ impl Protocol {
             Protocol::Tcp => "tcp",
             Protocol::Tls => "tls",
             Protocol::Https => "https",
+            Protocol::Quic => "quic",
         }
     }
 
     fn default_port(self) -> u16 {
         match self {
             Protocol::Udp | Protocol::Tcp => 53,
-            Protocol::Tls => 853,
+            Protocol::Tls | Protocol::Quic => 853,
             Protocol::Https => 443,
         }
     }
@@ -55,6 +59,8 @@ pub struct UpstreamSpec {
     pub path: String,
     /// Share of queries under the `weighted` strategy.
     pub weight: u32,
+    /// HTTPS: queries as GET `?dns=` rather than POST.
+    pub get: bool,
 }
 
 const MAX_WEIGHT: u32 = 1000;
@@ -69,6 +75,7 @@ impl UpstreamSpec {
             authority: String::new(),
             path: String::new(),
             weight: 1,
+            get: false,
         }
     }
 
@@ -82,7 +89,10 @@ impl UpstreamSpec {
 
     /// Whether it speaks TLS, and so needs trusted certificates.
     pub fn uses_tls(&self) -> bool {
-        matches!(self.protocol, Protocol::Tls | Protocol::Https)
+        matches!(
+            self.protocol,
+            Protocol::Tls | Protocol::Https | Protocol::Quic
+        )
     }
 
     /// `udp://9.9.9.9:53` etc.: a URL that parses back to this upstream.
@@ -97,7 +107,7 @@ impl fmt::Display for UpstreamSpec {
         let scheme = self.protocol.scheme();
         match self.protocol {
             Protocol::Udp | Protocol::Tcp => write!(f, "{scheme}://{}", self.addr),
-            Protocol::Tls => {
+            Protocol::Tls | Protocol::Quic => {
                 write!(f, "{scheme}://{}", self.addr)?;
                 match &self.tls_name {
                     Some(name) => write!(f, "#{name}"),
@@ -106,10 +116,17 @@ impl fmt::Display for UpstreamSpec {
             }
             Protocol::Https => {
                 write!(f, "{scheme}://{}{}", self.authority, self.path)?;
+                let mut options = Vec::new();
                 if self.tls_name.is_some() {
-                    write!(f, "?bootstrap={}", self.addr.ip())?;
+                    options.push(format!("bootstrap={}", self.addr.ip()));
                 }
-                Ok(())
+                if self.get {
+                    options.push("method=get".into());
+                }
+                match options.is_empty() {
+                    true => Ok(()),
+                    false => write!(f, "?{}", options.join("&")),
+                }
             }
         }
     }
@@ -124,9 +141,10 @@ fn parse(s: &str) -> Result<UpstreamSpec, String> {
                 "tcp" => Protocol::Tcp,
                 "tls" => Protocol::Tls,
                 "https" => Protocol::Https,
+                "quic" => Protocol::Quic,
                 _ => {
                     return Err(format!(
-                        "unknown scheme {scheme}: expected udp, tcp, tls or https"
+                        "unknown scheme {scheme}: expected udp, tcp, tls, https or quic"
                     ));
                 }
             },
@@ -140,6 +158,7 @@ fn parse(s: &str) -> Result<UpstreamSpec, String> {
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut weight = 1;
     let mut bootstrap = None;
+    let mut get = false;
     for option in query.split('&').filter(|o| !o.is_empty()) {
         match option.split_once('=') {
             Some(("weight", n)) => {
@@ -153,15 +172,22 @@ fn parse(s: &str) -> Result<UpstreamSpec, String> {
                 bootstrap =
                     Some(parse_ip(ip).ok_or(format!("bootstrap {ip} is not an IP address"))?);
             }
+            Some(("method", method)) if protocol == Protocol::Https => {
+                get = match method.to_ascii_lowercase().as_str() {
+                    "get" => true,
+                    "post" => false,
+                    _ => return Err(format!("method {method}: expected get or post")),
+                };
+            }
             _ => return Err(format!("unknown option {option}")),
         }
     }
     let port = protocol.default_port();
     let mut spec = match protocol {
-        Protocol::Udp | Protocol::Tcp | Protocol::Tls => {
+        Protocol::Udp | Protocol::Tcp | Protocol::Tls | Protocol::Quic => {
             let tls_name = match (protocol, fragment) {
-                (Protocol::Tls, Some(name)) => Some(check_name(name)?),
-                (_, Some(_)) => return Err("only tls:// takes a #name".into()),
+                (Protocol::Tls | Protocol::Quic, Some(name)) => Some(check_name(name)?),
+                (_, Some(_)) => return Err("only tls:// and quic:// take a #name".into()),
                 (_, None) => None,
             };
             UpstreamSpec {
@@ -196,6 +222,7 @@ fn parse(s: &str) -> Result<UpstreamSpec, String> {
                 authority: authority.to_ascii_lowercase(),
                 path: path.to_owned(),
                 weight: 1,
+                get,
             }
         }
     };
@@ -330,6 +357,20 @@ mod tests {
     }
 
     #[test]
+    fn quic_and_https_by_get_read_back() {
+        for url in [
+            "quic://198.18.0.2:853#dns.example",
+            "quic://[fd00::2]:8853",
+            "https://dns.example/dns-query?bootstrap=198.18.0.2&method=get",
+        ] {
+            assert_eq!(UpstreamSpec::parse(url).unwrap().to_string(), url);
+        }
+        let quic = UpstreamSpec::parse("quic://198.18.0.2").unwrap();
+        assert_eq!((quic.protocol, quic.addr.port()), (Protocol::Quic, 853));
+        assert!(quic.uses_tls());
+    }
+
+    #[test]
     fn errors_say_what_is_wrong() {
         for (bad, why) in [
             ("dns.example", "expected IP[:PORT]"),
@@ -338,7 +379,9 @@ mod tests {
             ("198.18.0.2:0", "unicast"),
             ("224.0.0.1", "unicast"),
             ("", "expected IP[:PORT]"),
-            ("quic://198.18.0.2", "unknown scheme quic"),
+            ("doq://198.18.0.2", "unknown scheme doq"),
+            ("https://198.18.0.2/q?method=put", "expected get or post"),
+            ("tcp://198.18.0.2?method=get", "unknown option"),
             ("198.18.0.2?weight=0", "weight must be"),
             ("198.18.0.2?wieght=2", "unknown option wieght=2"),
             ("udp://198.18.0.2#name", "only tls://"),

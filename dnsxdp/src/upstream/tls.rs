@@ -9,12 +9,14 @@ use rustls::{
 };
 use tokio_rustls::TlsConnector;
 
-/// Connectors for the two protocols, trusting the same certificate authorities.
+/// Connectors for the protocols, trusting the same certificate authorities.
 #[derive(Clone)]
 pub struct Connectors {
     pub dot: TlsConnector,
     /// Offers HTTP/2 only (ALPN `h2`), which RFC 8484 recommends.
     pub doh: TlsConnector,
+    /// The settings both are made from, for QUIC's own.
+    pub config: ClientConfig,
 }
 
 impl Connectors {
@@ -33,8 +35,9 @@ impl Connectors {
         let mut doh = config.clone();
         doh.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Connectors {
-            dot: TlsConnector::from(Arc::new(config)),
+            dot: TlsConnector::from(Arc::new(config.clone())),
             doh: TlsConnector::from(Arc::new(doh)),
+            config,
         })
     }
 }

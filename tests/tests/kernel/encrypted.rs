@@ -566,3 +566,106 @@ impl Drop for Nginx {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// dnsxdp asks a DNS over QUIC upstream, and a DNS over HTTPS one by GET: another dnsxdp in
+/// the upstream's namespace, serving both from NSD.
+#[test]
+fn quic_and_https_get_upstreams_answer() -> Result<()> {
+    const FAR: &str = "198.18.2.3";
+    let topo = Topology::new()?;
+    let _nsd = Nsd::start(&topo.upstream, &[UPSTREAM_V4, UPSTREAM_V6])?;
+    dnsxdp_tests::upstreams::add_address(&topo, FAR)?;
+    let ca = TestCa::new(&format!("far-{}", topo.server.name), &[NAME], &[FAR])?;
+    let far = FarDaemon::start(&topo, FAR, &ca)?;
+    let ca_file = path(&ca.ca_file);
+    let doh = format!("https://{NAME}/dns-query?bootstrap={FAR}&method=get");
+    for (upstream, counter) in [
+        (format!("quic://{FAR}:853#{NAME}"), "queries_quic"),
+        (doh, "queries_https"),
+    ] {
+        let before = far.counter(counter)?;
+        // A fresh cache: the last daemon's kernel cache would answer.
+        let extra = ["--tls-ca", &ca_file, "--fresh-cache"];
+        let daemon = Daemon::start_with_upstreams(&topo, &[&upstream], &extra)?;
+        let sock = topo.client.enter(|| UdpSocket::bind("0.0.0.0:0"))??;
+        let reply = exchange_udp(
+            &sock,
+            daemon.v4,
+            &query("www.example.test.", RecordType::A),
+            WAIT,
+        )?;
+        assert_eq!(reply.answers().len(), 2, "{upstream}");
+        let queried = daemon.upstream(&upstream)?;
+        assert!(queried["queries"].as_u64() >= Some(1), "{queried}");
+        assert!(far.counter(counter)? > before, "{upstream}");
+    }
+    Ok(())
+}
+
+/// dnsxdp as an encrypted upstream, in the upstream's namespace, resolving from NSD.
+struct FarDaemon {
+    child: std::process::Child,
+    control: std::path::PathBuf,
+}
+
+impl FarDaemon {
+    fn start(topo: &Topology, ip: &str, ca: &TestCa) -> Result<Self> {
+        let control = std::env::temp_dir().join(format!("dnsxdp-far-{}.sock", topo.upstream.name));
+        let bin = dnsxdp_tests::daemon::binary()?;
+        let child = (topo.upstream.command(&bin.to_string_lossy()))
+            .args(["run", "--no-xdp", "--listen", &format!("{ip}:53")])
+            .args([
+                "--upstream",
+                &format!("{UPSTREAM_V4}:53"),
+                "--allow",
+                "198.18.0.0/15",
+            ])
+            .args([
+                "--listen-quic",
+                ip,
+                "--listen-https",
+                ip,
+                "--log-level",
+                "warn",
+            ])
+            .arg("--tls-cert")
+            .arg(&ca.cert_file)
+            .arg("--tls-key")
+            .arg(&ca.key_file)
+            .arg("--control")
+            .arg(&control)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let far = FarDaemon { child, control };
+        let to: SocketAddr = format!("{ip}:53").parse()?;
+        let sock = topo.upstream.enter(|| UdpSocket::bind("0.0.0.0:0"))??;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while exchange_udp(&sock, to, &query("ns.example.test.", RecordType::A), WAIT).is_err()
+            || !far.control.exists()
+        {
+            ensure!(Instant::now() < deadline, "the far dnsxdp did not answer");
+            sleep(Duration::from_millis(100));
+        }
+        Ok(far)
+    }
+
+    fn counter(&self, name: &str) -> Result<u64> {
+        let out = std::process::Command::new(dnsxdp_tests::daemon::binary()?)
+            .args(["stats", "--json", "--control"])
+            .arg(&self.control)
+            .output()?;
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        stats["daemon"][name]
+            .as_u64()
+            .with_context(|| format!("no {name} in {stats}"))
+    }
+}
+
+impl Drop for FarDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.control);
+    }
+}
