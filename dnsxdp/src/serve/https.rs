@@ -65,6 +65,7 @@ pub async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http2().max_concurrent_streams(settings.max_streams);
+    let stream = super::coalesce::Coalescing::new(stream);
     let served = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(served);
     loop {

@@ -2,6 +2,7 @@
 //! theirs.
 
 pub mod certs;
+mod coalesce;
 mod datagrams;
 pub mod https;
 mod in_flight;

@@ -184,10 +184,15 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin>(
                 Err(Dropped { denied: false }) => {}
             }
         }
-        for reply in ready.drain(..) {
-            if !write_reply(&mut writer, &reply, peer, activity, limits, transport).await {
+        // Every reply ready goes out in one write: for TLS one record, and one system call.
+        while let Some(done) = answering.try_join_next() {
+            ready.extend(done.ok().flatten());
+        }
+        if !ready.is_empty() {
+            if !write_replies(&mut writer, &ready, peer, activity, limits, transport).await {
                 return;
             }
+            ready.clear();
         }
         if closed && answering.is_empty() {
             return;
@@ -202,28 +207,23 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + Unpin>(
                     closed = true;
                 }
             }
-            Some(done) = answering.join_next() => {
-                let Ok(Some(reply)) = done else { continue };
-                if !write_reply(&mut writer, &reply, peer, activity, limits, transport).await {
-                    return;
-                }
-            }
+            Some(done) = answering.join_next() => ready.extend(done.ok().flatten()),
             _ = sleep_until(quiet_since + limits.idle_timeout), if answering.is_empty() => return,
         }
     }
 }
 
-/// Writes `reply`; false if the connection is to close. A client that does not read is not
+/// Writes `replies`; false if the connection is to close. A client that does not read is not
 /// waited for longer than an idle one.
-async fn write_reply(
+async fn write_replies(
     writer: &mut (impl AsyncWrite + Unpin),
-    reply: &[u8],
+    replies: &[Vec<u8>],
     peer: SocketAddr,
     activity: &Activity,
     limits: TcpLimits,
     transport: Transport,
 ) -> bool {
-    match timeout(limits.idle_timeout, write_message(writer, reply)).await {
+    match timeout(limits.idle_timeout, write_messages(writer, replies)).await {
         Ok(Ok(())) => {
             activity.touch();
             true
@@ -247,14 +247,17 @@ fn take_message(received: &mut Vec<u8>) -> Option<Vec<u8>> {
     Some(message)
 }
 
-async fn write_message(
+/// The replies, each with its length prefix, in one write.
+async fn write_messages(
     writer: &mut (impl AsyncWrite + Unpin),
-    reply: &[u8],
+    replies: &[Vec<u8>],
 ) -> std::io::Result<()> {
-    let mut frame = Vec::with_capacity(2 + reply.len());
-    frame.extend_from_slice(&(reply.len() as u16).to_be_bytes());
-    frame.extend_from_slice(reply);
-    writer.write_all(&frame).await?;
+    let mut frames = Vec::with_capacity(replies.iter().map(|r| 2 + r.len()).sum());
+    for reply in replies {
+        frames.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+        frames.extend_from_slice(reply);
+    }
+    writer.write_all(&frames).await?;
     // TLS holds written bytes until flushed.
     writer.flush().await
 }
