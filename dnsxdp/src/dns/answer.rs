@@ -8,7 +8,7 @@ use std::sync::{
 
 use hickory_proto::{
     op::{Message, ResponseCode},
-    rr::{RData, Record},
+    rr::{Name, RData, Record, rdata::SOA},
     serialize::binary::BinEncodable as _,
 };
 
@@ -18,6 +18,21 @@ use crate::dns::{clock, ttl::TtlPolicy, wire_hit::WireAnswer};
 
 /// The TTL of records in a stale answer (RFC 8767 §4).
 pub const STALE_TTL: u32 = 30;
+
+/// The SOA of a negative answer the daemon makes itself (a blocked name, a local one without
+/// the type asked): its minimum, `ttl`, is how long caches keep the answer (RFC 2308).
+pub fn own_soa(ttl: u32) -> SOA {
+    let name = |s: &str| Name::from_ascii(s).unwrap_or_else(|_| Name::root());
+    SOA::new(
+        name("localhost."),
+        name("nobody.invalid."),
+        1,
+        3600,
+        600,
+        86400,
+        ttl,
+    )
+}
 
 #[derive(Debug)]
 pub struct Answer {

@@ -4,12 +4,13 @@
 use hickory_proto::{
     op::{Message, MessageType, Query, ResponseCode},
     rr::{
-        Name, RData, Record, RecordType,
-        rdata::{A, AAAA, SOA},
+        RData, Record, RecordType,
+        rdata::{A, AAAA},
     },
 };
 
 use super::settings::BlockAnswer;
+use crate::dns::answer::own_soa;
 
 /// The response to `q` for a blocked name, its records living `ttl` seconds. Negative ones
 /// carry a SOA owned by the name itself, which gives their TTL to the caches and to clients
@@ -44,7 +45,7 @@ pub fn message(q: &Query, how: &BlockAnswer, ttl: u32) -> Message {
         _ => Vec::new(),
     };
     if addresses.is_empty() {
-        m.add_name_server(record(RData::SOA(soa(&owner, ttl))));
+        m.add_name_server(record(RData::SOA(own_soa(ttl))));
     }
     for data in addresses {
         m.add_answer(record(data));
@@ -52,22 +53,11 @@ pub fn message(q: &Query, how: &BlockAnswer, ttl: u32) -> Message {
     m
 }
 
-fn soa(zone: &Name, ttl: u32) -> SOA {
-    let name = |s: &str| Name::from_ascii(s).unwrap_or_else(|_| zone.clone());
-    SOA::new(
-        name("localhost."),
-        name("nobody.invalid."),
-        1,
-        3600,
-        600,
-        86400,
-        ttl,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+
+    use hickory_proto::rr::Name;
 
     use super::*;
 

@@ -10,13 +10,11 @@ use std::collections::{HashMap, HashSet};
 use anyhow::anyhow;
 use hickory_proto::{
     op::{Message, MessageType, OpCode, Query, ResponseCode},
-    rr::{
-        DNSClass, Name, RData, Record, RecordType,
-        rdata::{PTR, SOA},
-    },
+    rr::{DNSClass, Name, RData, Record, RecordType, rdata::PTR},
 };
 
 use self::settings::Config;
+use crate::dns::answer::own_soa;
 
 /// CNAMEs followed within local data in one answer: a loop stops here.
 const MAX_CHAIN: usize = 8;
@@ -141,7 +139,7 @@ impl LocalData {
                 m.add_name_server(Record::from_rdata(
                     owner,
                     self.ttl,
-                    RData::SOA(soa(self.ttl)),
+                    RData::SOA(own_soa(self.ttl)),
                 ));
                 return Some(m);
             };
@@ -196,20 +194,6 @@ fn cname(r: &Record) -> Option<&Name> {
         RData::CNAME(target) => Some(&target.0),
         _ => None,
     }
-}
-
-/// The SOA of a negative answer: its minimum, `ttl`, is how long caches keep the answer.
-fn soa(ttl: u32) -> SOA {
-    let name = |s: &str| Name::from_ascii(s).unwrap_or_else(|_| Name::root());
-    SOA::new(
-        name("localhost."),
-        name("nobody.invalid."),
-        1,
-        3600,
-        600,
-        86400,
-        ttl,
-    )
 }
 
 #[cfg(test)]

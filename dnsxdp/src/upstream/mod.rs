@@ -294,18 +294,8 @@ impl Https {
 
     /// With ID 0, as RFC 8484 asks so that equal queries are equal HTTP requests.
     async fn exchange(&self, q: &Question<'_>) -> io::Result<Message> {
-        let wire = q.wire(0);
-        let reply = self
-            .conn
-            .with(
-                || self.connect(),
-                |conn| {
-                    let wire = wire.clone();
-                    async move { conn.exchange(wire).await }
-                },
-            )
-            .await?;
-        check::accept(&reply, 0, q.query).ok_or_else(mismatch)
+        let ask = |conn: Arc<H2Conn>, wire| async move { conn.exchange(wire).await };
+        with_id_0(&self.conn, || self.connect(), ask, q).await
     }
 }
 
@@ -331,17 +321,25 @@ impl Quic {
 
     /// With ID 0, as RFC 9250 §4.2.1 asks.
     async fn exchange(&self, q: &Question<'_>) -> io::Result<Message> {
-        let wire = q.wire(0);
-        let reply = self
-            .conn
-            .with(
-                || self.connect(),
-                |conn| {
-                    let wire = wire.clone();
-                    async move { conn.exchange(wire).await }
-                },
-            )
-            .await?;
-        check::accept(&reply, 0, q.query).ok_or_else(mismatch)
+        let ask = |conn: Arc<QuicConn>, wire| async move { conn.exchange(wire).await };
+        with_id_0(&self.conn, || self.connect(), ask, q).await
     }
+}
+
+/// `q` asked with ID 0 by `ask` on the connection `slot` keeps, which `connect` makes: for
+/// the transports whose queries all carry ID 0 and whose replies are matched by their stream.
+async fn with_id_0<C, F, G>(
+    slot: &Slot<C>,
+    connect: impl Fn() -> F,
+    ask: impl Fn(Arc<C>, Vec<u8>) -> G,
+    q: &Question<'_>,
+) -> io::Result<Message>
+where
+    C: Reusable,
+    F: Future<Output = io::Result<C>>,
+    G: Future<Output = io::Result<Vec<u8>>>,
+{
+    let wire = q.wire(0);
+    let reply = slot.with(connect, |conn| ask(conn, wire.clone())).await?;
+    check::accept(&reply, 0, q.query).ok_or_else(mismatch)
 }
