@@ -13,11 +13,7 @@ use tracing::warn;
 
 use serde::{Deserialize, Serialize};
 
-use super::tier_map::{self, TierMap, is_errno};
-
-/// The flags of a map update that replaces an existing key, and of one that does not.
-const BPF_ANY: u64 = 0;
-const BPF_NOEXIST: u64 = 1;
+use super::tier_map::{self, TierMap};
 
 /// How a kernel cache write treats an existing entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,27 +119,19 @@ impl Maps {
     ) -> anyhow::Result<bool> {
         // Written only if new first, to count the keys added.
         let tier = &mut self.tiers[at];
-        match tier.insert(key, entry, BPF_NOEXIST) {
-            Ok(()) => {
-                self.added += 1;
-                Ok(true)
-            }
-            Err(e) if exists(&e) => match fill {
-                Fill::IfAbsent => Ok(false),
-                Fill::Replace => tier.insert(key, entry, BPF_ANY).map(|()| true),
-            },
-            Err(e) => Err(e),
+        if tier.insert(key, entry, true)? {
+            self.added += 1;
+            return Ok(true);
+        }
+        match fill {
+            Fill::IfAbsent => Ok(false),
+            Fill::Replace => tier.insert(key, entry, false),
         }
     }
 }
 
 /// The index of the smallest tier, which the XDP program looks in first.
 const SMALL: usize = Tier::Small.index();
-
-/// Whether a write failed because the key was there.
-fn exists(e: &anyhow::Error) -> bool {
-    e.downcast_ref().is_some_and(|e| is_errno(e, libc::EEXIST))
-}
 
 /// The kernel cache's maps, one per tier, and the key its names are hashed with.
 pub struct KernelCache {

@@ -15,6 +15,10 @@ use dnsxdp_common::{
 
 use super::batch;
 
+/// The flags of a map update that replaces an existing key, and of one that does not.
+const BPF_ANY: u64 = 0;
+const BPF_NOEXIST: u64 = 1;
+
 /// Entries of a tier's map, with the entries at the largest size.
 pub type Entries<'a> = Box<dyn Iterator<Item = Result<(CacheKey, CacheEntry), MapError>> + 'a>;
 
@@ -26,8 +30,15 @@ pub trait TierMap: Send + Sync {
     /// every entry the daemon writes).
     fn get(&self, key: &CacheKey) -> Result<Option<CacheEntry>, MapError>;
 
-    /// Writes `entry`, which must fit the tier, under `key` with the update `flags`.
-    fn insert(&mut self, key: &CacheKey, entry: &CacheEntry, flags: u64) -> anyhow::Result<()>;
+    /// Writes `entry`, which must fit the tier, under `key`; only if `key` is new when
+    /// `only_new`. False if it was not written because `key` was there: no error is built for
+    /// that, as a fill of what is already cached is common.
+    fn insert(
+        &mut self,
+        key: &CacheKey,
+        entry: &CacheEntry,
+        only_new: bool,
+    ) -> anyhow::Result<bool>;
 
     /// Deletes `key`; false if it was not there.
     fn remove(&mut self, key: &CacheKey) -> Result<bool, MapError>;
@@ -83,7 +94,12 @@ where
         }
     }
 
-    fn insert(&mut self, key: &CacheKey, entry: &CacheEntry, flags: u64) -> anyhow::Result<()> {
+    fn insert(
+        &mut self,
+        key: &CacheKey,
+        entry: &CacheEntry,
+        only_new: bool,
+    ) -> anyhow::Result<bool> {
         let Some(sized) = entry.resized::<N>() else {
             bail!(
                 "an entry of {} bytes in the {} tier",
@@ -91,7 +107,14 @@ where
                 self.tier.name()
             );
         };
-        Ok(self.map.insert(key, sized, flags)?)
+        match self
+            .map
+            .insert(key, sized, if only_new { BPF_NOEXIST } else { BPF_ANY })
+        {
+            Ok(()) => Ok(true),
+            Err(e) if only_new && is_errno(&e, libc::EEXIST) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn remove(&mut self, key: &CacheKey) -> Result<bool, MapError> {
@@ -139,6 +162,6 @@ where
     }
 }
 
-pub fn is_errno(e: &MapError, errno: i32) -> bool {
+fn is_errno(e: &MapError, errno: i32) -> bool {
     matches!(e, MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(errno))
 }

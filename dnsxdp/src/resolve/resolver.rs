@@ -256,7 +256,9 @@ impl Resolver {
             return false;
         }
         self.counters.query(transport);
-        self.after_hit(&answer, key.group(), now, flushes, || key.kernel_query());
+        self.after_hit(&answer, (key.group(), transport), now, flushes, || {
+            key.kernel_query()
+        });
         let rcode = u16::from(answer.rcode);
         self.counters.answered(rcode);
         let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
@@ -309,13 +311,14 @@ impl Resolver {
         Ok((key, entry))
     }
 
-    /// What a fresh daemon cache hit for a client of `group` does besides the reply: it is
-    /// counted, a popular answer in the last tenth of its life is refreshed, and a kernel entry
-    /// the map evicted before ours is put back. `query` is the question to refresh and fill.
+    /// What a fresh daemon cache hit for a client of `group` over `transport` does besides the
+    /// reply: it is counted, a popular answer in the last tenth of its life is refreshed, and a
+    /// kernel entry the map evicted before ours is put back. `query` is the question to refresh
+    /// and fill.
     fn after_hit(
         self: &Arc<Self>,
         answer: &Answer,
-        group: u8,
+        (group, transport): (u8, Transport),
         now: u64,
         flushes: u64,
         query: impl Fn() -> ClientQuery,
@@ -332,8 +335,9 @@ impl Resolver {
             self.prefetch(query());
         }
         // The kernel sends a query it could serve only when its entry is gone (evicted before
-        // ours): put it back so the next one is answered there again.
-        if self.kernel.is_some() {
+        // ours): put it back so the next one is answered there again. It never sees the other
+        // transports, so their hits say nothing of its entries.
+        if self.kernel.is_some() && transport == Transport::Udp {
             self.fill_kernel(&query(), answer, now, Fill::IfAbsent, flushes);
         }
     }
@@ -370,7 +374,9 @@ impl Resolver {
         // Local records are never in the daemon cache: their kernel entries last until they
         // change, and a reload forgets what they replace.
         if let Some(answer) = self.local_answer(q, now) {
-            self.fill_kernel(q, &answer, now, Fill::Replace, self.flushes());
+            if transport == Transport::Udp {
+                self.fill_kernel(q, &answer, now, Fill::Replace, self.flushes());
+            }
             let reply = reply::render(q, &answer, now, transport);
             return (reply, Layer::Records, answer.rcode, None);
         }
@@ -379,7 +385,7 @@ impl Resolver {
         let stale = match lookup {
             Lookup::Fresh(answer) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "daemon cache hit");
-                self.after_hit(&answer, q.group, now, flushes, || q.clone());
+                self.after_hit(&answer, (q.group, transport), now, flushes, || q.clone());
                 let reply = reply::render(q, &answer, now, transport);
                 let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
                 return (reply, Layer::Cache, answer.rcode, rule);

@@ -147,7 +147,8 @@ impl XdpCache {
             key: *key,
             ..*entry
         };
-        self.tiers[tier.index()].insert(key, &entry, 0)
+        self.tiers[tier.index()].insert(key, &entry, false)?;
+        Ok(())
     }
 
     /// Makes an entry of `response` as the daemon does, stamped now, and inserts it.

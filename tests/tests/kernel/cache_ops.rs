@@ -3,14 +3,14 @@
 //! (`cargo xtask test`).
 
 use std::{
-    net::UdpSocket,
+    net::{TcpStream, UdpSocket},
     process::Command,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
 use dnsxdp_tests::{
-    client::{exchange_udp, query},
+    client::{exchange_tcp, exchange_udp, query},
     daemon::{Daemon, binary},
     netns::{Topology, UPSTREAM_V4, UPSTREAM_V6},
     upstream::{MANY_ZONE, Nsd, too_long_for_the_kernel},
@@ -26,7 +26,7 @@ struct Sandbox {
     daemon: Daemon,
     client: UdpSocket,
     _nsd: Nsd,
-    _topo: Topology,
+    topo: Topology,
 }
 
 /// What one query did, by the counters.
@@ -48,7 +48,7 @@ impl Sandbox {
             daemon,
             client,
             _nsd: nsd,
-            _topo: topo,
+            topo,
         })
     }
 
@@ -351,6 +351,46 @@ fn small_caches_evict_without_errors() -> Result<()> {
         !s.daemon.log().contains("kernel cache failed"),
         "{}",
         s.daemon.log()
+    );
+    Ok(())
+}
+
+#[test]
+fn only_udp_hits_put_an_evicted_kernel_entry_back() -> Result<()> {
+    // The kernel never sees a TCP query: a daemon hit over TCP says nothing of its entries,
+    // and writing them back on every such hit would cost a map update per answer.
+    const NAMES: usize = 200;
+    let s = Sandbox::new(&["--kernel-cache-size", "64", "--daemon-cache-size", "1024"])?;
+    let names: Vec<String> = (0..NAMES).map(|i| many(&format!("n{i}"))).collect();
+    for name in &names {
+        s.ask(name)?;
+    }
+    // (in the daemon's cache, in the kernel's)
+    let layers = |name: &str| -> Result<(bool, bool)> {
+        let got = s.cache(&["get", name, "A"])?;
+        let held = |layer| !rows(&got, name, "A", layer).is_empty();
+        Ok((held("daemon"), held("kernel")))
+    };
+    let mut evicted = None;
+    for name in &names {
+        if layers(name)? == (true, false) {
+            evicted = Some(name.as_str());
+            break;
+        }
+    }
+    let evicted = evicted.context("no name the kernel evicted and the daemon kept")?;
+
+    let v4 = s.daemon.v4;
+    let mut tcp = s.topo.client.enter(move || TcpStream::connect(v4))??;
+    let reply = exchange_tcp(&mut tcp, &query(evicted, RecordType::A), WAIT)?;
+    assert_eq!(reply.answers().len(), 1, "{reply:?}");
+    assert_eq!(layers(evicted)?, (true, false), "put back after a TCP hit");
+
+    s.ask(evicted)?;
+    assert_eq!(
+        layers(evicted)?,
+        (true, true),
+        "not put back after a UDP hit"
     );
     Ok(())
 }
