@@ -321,7 +321,7 @@ pub const fn aged_secs(elapsed_ns: u64) -> u64 {
 
 /// Returns the offset after the name at `pos`, checking that every compression pointer points
 /// backwards to a valid name that lies after the header.
-fn skip_name(msg: &[u8], pos: usize) -> Result<usize, NotCacheable> {
+pub fn skip_name(msg: &[u8], pos: usize) -> Result<usize, NotCacheable> {
     let mut cursor = pos;
     let mut after = None;
     let mut wire_len = 0;

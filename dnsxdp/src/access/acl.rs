@@ -79,8 +79,8 @@ impl Cidr {
         Cidr { addr: ip, len }
     }
 
-    /// Whether the address lies within this prefix.
-    #[cfg(test)]
+    /// Whether the address lies within this prefix. Compared in the 128-bit form, an
+    /// IPv4-mapped IPv6 address (a dual-stack socket's peer) is within its IPv4 prefixes.
     pub fn covers(&self, ip: IpAddr) -> bool {
         self.contains(&Cidr::host(ip))
     }

@@ -78,17 +78,38 @@ fn opt(packet: &[u8], at: usize) -> Option<(usize, bool)> {
     if o[0] != 0 || rtype != QTYPE_OPT || version != 0 || at + 11 + rdlen != packet.len() {
         return None;
     }
-    let mut options = &packet[at + 11..];
-    while !options.is_empty() {
-        let code = u16::from_be_bytes([*options.first()?, *options.get(1)?]);
-        let len = usize::from(u16::from_be_bytes([*options.get(2)?, *options.get(3)?]));
+    for option in edns_options(&packet[at + 11..]) {
+        let (code, _) = option?;
         if !IGNORED_EDNS_OPTIONS.contains(&code) {
             return None;
         }
-        options = options.get(4 + len..)?;
     }
     let size = size.clamp(PLAIN_UDP_SIZE, EDNS_UDP_SIZE);
     Some((usize::from(size), flags & 0x80 != 0))
+}
+
+/// The options in an OPT record's `data`, in order, each as its code and data; one cut short
+/// is a `None` that ends the walk.
+pub fn edns_options(mut data: &[u8]) -> impl Iterator<Item = Option<(u16, &[u8])>> {
+    std::iter::from_fn(move || {
+        if data.is_empty() {
+            return None;
+        }
+        let option = match data {
+            [c0, c1, l0, l1, rest @ ..] => {
+                let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+                rest.get(..len).map(|body| {
+                    data = &rest[len..];
+                    (u16::from_be_bytes([*c0, *c1]), body)
+                })
+            }
+            _ => None,
+        };
+        if option.is_none() {
+            data = &[];
+        }
+        Some(option)
+    })
 }
 
 /// An answer in the form a kernel entry holds it, with only the bytes it uses.
@@ -185,6 +206,18 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn edns_options_are_walked_until_one_is_cut_short() {
+        let data = [0, 10, 0, 2, 7, 8, 0, 12, 0, 0, 0, 11, 0, 5, 1];
+        let options: Vec<_> = edns_options(&data).collect();
+        assert_eq!(
+            options,
+            [Some((10, &[7, 8][..])), Some((12, &[][..])), None]
+        );
+        assert_eq!(edns_options(&[]).count(), 0);
+        assert_eq!(edns_options(&[0, 10, 0]).collect::<Vec<_>>(), [None]);
+    }
 
     fn query(name: &str, edns: Option<(u16, bool)>, options: &[(u16, usize)]) -> Vec<u8> {
         let mut m = Message::new();

@@ -71,13 +71,8 @@ impl Groups {
         if self.prefixes.is_empty() {
             return 0;
         }
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let host = Cidr::host(ip);
         (self.prefixes.iter())
-            .find(|(c, _)| c.contains(&host))
+            .find(|(c, _)| c.covers(ip))
             .map_or(0, |&(_, id)| id)
     }
 

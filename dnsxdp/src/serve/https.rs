@@ -10,6 +10,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use data_encoding::BASE64URL_NOPAD;
+use dnsxdp_common::entry::skip_name;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
@@ -175,14 +176,15 @@ fn smallest_ttl(reply: &[u8]) -> u32 {
     };
     let mut pos = 12;
     for _ in 0..qd {
-        let Some(end) = skip_name(reply, pos) else {
+        let Ok(end) = skip_name(reply, pos) else {
             return 0;
         };
         pos = end + 4;
     }
     let mut smallest = None;
     for _ in 0..u32::from(an) + u32::from(ns) {
-        let Some(fixed) = skip_name(reply, pos).and_then(|p| reply.get(p..p + 10).map(|f| (p, f)))
+        let Some(fixed) =
+            (skip_name(reply, pos).ok()).and_then(|p| reply.get(p..p + 10).map(|f| (p, f)))
         else {
             return 0;
         };
@@ -192,18 +194,6 @@ fn smallest_ttl(reply: &[u8]) -> u32 {
         pos = at + 10 + usize::from(u16::from_be_bytes([f[8], f[9]]));
     }
     smallest.unwrap_or(0)
-}
-
-/// Where the name at `pos` ends: after its root label or its compression pointer.
-fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
-    loop {
-        let len = *msg.get(pos)?;
-        match len {
-            0 => return Some(pos + 1),
-            l if l & 0xc0 == 0xc0 => return Some(pos + 2),
-            l => pos += 1 + usize::from(l),
-        }
-    }
 }
 
 #[cfg(test)]

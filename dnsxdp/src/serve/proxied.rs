@@ -28,8 +28,7 @@ pub struct TrustedProxies(pub Vec<Cidr>);
 
 impl TrustedProxies {
     pub fn trusts(&self, ip: IpAddr) -> bool {
-        let ip = unmapped(ip);
-        self.0.iter().any(|c| c.contains(&Cidr::host(ip)))
+        self.0.iter().any(|c| c.covers(ip))
     }
 
     /// The client a request from `peer` with `headers` is for.
@@ -73,13 +72,6 @@ fn parse_hop(hop: &str) -> Option<SocketAddr> {
     ip.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0))
 }
 
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 /// Reads the PROXY header at the start of `stream` and returns the client it names; `None`
 /// for a v2 LOCAL or v1 UNKNOWN connection (the proxy's own, such as a health check). Reads
 /// nothing past the header.
@@ -106,7 +98,7 @@ pub async fn read_header(stream: &mut (impl AsyncRead + Unpin)) -> io::Result<Op
         }
         (false, 2) if rest.len() >= 36 => {
             let octets: [u8; 16] = rest[..16].try_into().map_err(|_| bad("short address"))?;
-            let ip = unmapped(Ipv6Addr::from(octets).into());
+            let ip = Ipv6Addr::from(octets).to_canonical();
             Ok(Some(SocketAddr::new(ip, port(&rest[32..34]))))
         }
         _ => Err(bad("a PROXY v2 header without an IP source")),
@@ -163,6 +155,9 @@ mod tests {
             HeaderValue::from_static("203.0.113.9, 198.18.1.2"),
         );
         assert_eq!(p.client_of(peer, &h), "198.18.1.2:0".parse().unwrap());
+        // The same proxy seen by a dual-stack socket.
+        let mapped: SocketAddr = "[::ffff:198.18.1.1]:40000".parse().unwrap();
+        assert_eq!(p.client_of(mapped, &h), "198.18.1.2:0".parse().unwrap());
         let stranger: SocketAddr = "198.18.1.9:40000".parse().unwrap();
         assert_eq!(p.client_of(stranger, &h), stranger);
         // A chain of trusted proxies is walked through; Forwarded wins over X-Forwarded-For.

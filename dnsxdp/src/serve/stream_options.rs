@@ -11,6 +11,8 @@ use hickory_proto::{
     rr::rdata::opt::{EdnsCode, EdnsOption},
 };
 
+use crate::dns::wire_hit::edns_options;
+
 const KEEPALIVE: u16 = 11;
 const PADDING: u16 = 12;
 /// RFC 8467 §4.1: responses are padded to a multiple of this.
@@ -44,15 +46,12 @@ impl Asked {
         if opt[0] != 0 || u16::from_be_bytes([opt[1], opt[2]]) != QTYPE_OPT {
             return asked;
         }
-        let mut options = &query[q.end + 11..];
-        while let [c0, c1, l0, l1, rest @ ..] = options {
-            let len = usize::from(u16::from_be_bytes([*l0, *l1]));
-            match u16::from_be_bytes([*c0, *c1]) {
+        for (code, _) in edns_options(&query[q.end + 11..]).map_while(|o| o) {
+            match code {
                 KEEPALIVE => asked.keepalive = true,
                 PADDING => asked.padding = true,
                 _ => {}
             }
-            options = rest.get(len..).unwrap_or_default();
         }
         asked
     }
