@@ -18,7 +18,7 @@ use dnsxdp_tests::{
     netns::{CLIENT_V4, SERVER_V4, Topology, UPSTREAM_V4, UPSTREAM_V6},
     tls::TlsClient,
     unbound::TestCa,
-    upstream::Nsd,
+    upstream::{MANY_ZONE, Nsd},
 };
 use hickory_proto::rr::{RData, RecordType};
 
@@ -219,6 +219,27 @@ fn kdig_and_curl_get_over_tls_and_https_what_udp_gets() -> Result<()> {
     let counted = |key: &str| stats["daemon"][key].as_u64().unwrap_or(0);
     assert!(counted("queries_tls") >= 2, "{stats}");
     assert!(counted("queries_https") >= 4, "{stats}");
+    Ok(())
+}
+
+#[test]
+fn an_answer_fetched_over_https_is_then_answered_by_xdp_over_udp() -> Result<()> {
+    let s = Sandbox::new("shared", &[])?;
+    let name = format!("fresh.{MANY_ZONE}");
+    let over_https = s.kdig_short(&["+https", &name, "A"])?;
+    assert_eq!(over_https, ["198.18.13.1"]);
+    let counter = |stats: &serde_json::Value, section: &str, key: &str| {
+        stats[section][key].as_u64().unwrap_or(0)
+    };
+    let before = s.daemon.stats()?;
+    assert_eq!(s.udp_addresses(&name)?, over_https);
+    let after = s.daemon.stats()?;
+    let went_up = |section, key| counter(&after, section, key) - counter(&before, section, key);
+    assert_eq!(
+        (went_up("xdp", "hits"), went_up("daemon", "queries_udp")),
+        (1, 0),
+        "{after}"
+    );
     Ok(())
 }
 
