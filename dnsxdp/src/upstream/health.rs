@@ -12,6 +12,8 @@ use std::{
 use prometheus_client::metrics::histogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::fall_log::FallLog;
+
 /// Each latency sample moves the smoothed value by 1/8 of the difference, as TCP's SRTT.
 const SMOOTHING: u32 = 8;
 
@@ -28,6 +30,7 @@ pub struct Health {
     /// Latencies of answered queries; timeouts and failures are counted, not timed.
     latency: Histogram,
     state: Mutex<State>,
+    falls: Mutex<FallLog>,
 }
 
 impl Default for Health {
@@ -38,6 +41,7 @@ impl Default for Health {
             timeouts: AtomicU64::default(),
             latency: Histogram::new(LATENCY_BUCKETS),
             state: Mutex::default(),
+            falls: Mutex::default(),
         }
     }
 }
@@ -129,6 +133,11 @@ impl Health {
             ..State::default()
         };
         was_down
+    }
+
+    /// Which of its falls and returns are logged.
+    pub fn fall_log(&self) -> std::sync::MutexGuard<'_, FallLog> {
+        self.falls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn is_down(&self) -> bool {

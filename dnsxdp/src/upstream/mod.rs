@@ -2,6 +2,7 @@
 //! picks among them.
 
 pub mod check;
+mod fall_log;
 pub mod health;
 mod https;
 mod idle;

@@ -131,14 +131,30 @@ impl Pool {
     fn report(&self, upstream: &Upstream, change: Change) {
         match change {
             Change::None => {}
-            Change::WentDown => warn!(
-                "upstream {} is down after {} failed queries in a row; probing it every {}s",
-                upstream.name(),
-                self.settings.max_fails,
-                PROBE_INTERVAL.as_secs()
-            ),
-            Change::CameBack => info!("upstream {} answers again", upstream.name()),
+            Change::WentDown => match upstream.health.fall_log().fell(std::time::Instant::now()) {
+                Some(unlogged) => self.log_fall(upstream, unlogged),
+                None => debug!(upstream = upstream.name(), "down again"),
+            },
+            Change::CameBack => {
+                if upstream.health.fall_log().returned() {
+                    info!("upstream {} answers again", upstream.name());
+                }
+            }
         }
+    }
+
+    /// Logs a fall of `upstream`, after `unlogged` that were not.
+    fn log_fall(&self, upstream: &Upstream, unlogged: u32) {
+        let more = match unlogged {
+            0 => String::new(),
+            n => format!(" (and {n} times more since the last such line)"),
+        };
+        warn!(
+            "upstream {} is down after {} failed queries in a row{more}; probing it every {}s",
+            upstream.name(),
+            self.settings.max_fails,
+            PROBE_INTERVAL.as_secs()
+        );
     }
 
     /// Whether every upstream is down: a query would most likely wait in vain.
@@ -155,7 +171,13 @@ impl Pool {
             tick.tick().await;
             let mut probes = JoinSet::new();
             for i in 0..self.upstreams.len() {
-                if self.upstreams[i].health.is_down() {
+                let upstream = &self.upstreams[i];
+                if upstream.health.is_down() {
+                    let now = std::time::Instant::now();
+                    let lasting = upstream.health.fall_log().still_down(now, PROBE_INTERVAL);
+                    if let Some(unlogged) = lasting {
+                        self.log_fall(upstream, unlogged);
+                    }
                     let pool = self.clone();
                     probes.spawn(async move { pool.probe(&pool.upstreams[i]).await });
                 }
@@ -174,7 +196,9 @@ impl Pool {
         let start = Instant::now();
         match timeout(self.settings.attempt_timeout, upstream.exchange(&q)).await {
             Ok(Ok(reply)) if reply.response_code() != ResponseCode::ServFail => {
-                if upstream.health.recovered(start.elapsed()) {
+                if upstream.health.recovered(start.elapsed())
+                    && upstream.health.fall_log().returned()
+                {
                     info!("upstream {} answers probes again", upstream.name());
                 }
             }
