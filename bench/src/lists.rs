@@ -42,6 +42,10 @@ pub struct ListSwap {
     pub peak_mb: f64,
     /// dnsperf at a fixed rate across the swap.
     pub during: Outcome,
+    /// Queries the XDP program dropped across the swap, and those the daemon's upstreams
+    /// failed: where lost queries may have gone.
+    pub xdp_dropped: u64,
+    pub upstream_failures: u64,
 }
 
 impl ListSwap {
@@ -50,9 +54,9 @@ impl ListSwap {
         let o = &self.during;
         let _ = writeln!(
             s,
-            "| domains | load (s) | swap (s) | memory before (MB) | with the list (MB) | peak (MB) | queries during the swap | answered | lost |\n\
-             |--:|--:|--:|--:|--:|--:|--:|--:|--:|\n\
-             | {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+            "| domains | load (s) | swap (s) | memory before (MB) | with the list (MB) | peak (MB) | queries during the swap | answered | lost | dropped by XDP | upstream failures |\n\
+             |--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n\
+             | {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
             self.domains,
             self.load_s,
             self.swap_s,
@@ -61,7 +65,9 @@ impl ListSwap {
             self.peak_mb,
             o.sent,
             o.answered,
-            o.lost
+            o.lost,
+            self.xdp_dropped,
+            self.upstream_failures
         );
         s
     }
@@ -134,6 +140,7 @@ pub fn measure(sandbox: &Sandbox, dir: &Path, hits: &Path, seconds: u32) -> Resu
     let (rss_after_mb, _) = memory(server.pid())?;
 
     http.put("block.txt", &list("second"))?;
+    let before = server.stats()?.context("dnsxdp's counters")?;
     let (during, swap_s) = thread::scope(|scope| -> Result<(Outcome, f64)> {
         let asking = scope.spawn(|| {
             Dnsperf {
@@ -165,6 +172,7 @@ pub fn measure(sandbox: &Sandbox, dir: &Path, hits: &Path, seconds: u32) -> Resu
         !blocked(sandbox, "d7.first.example.")?,
         "the first list is still in force"
     );
+    let after = server.stats()?.context("dnsxdp's counters")?;
     let (_, peak_mb) = memory(server.pid())?;
     Ok(ListSwap {
         domains: DOMAINS,
@@ -174,5 +182,20 @@ pub fn measure(sandbox: &Sandbox, dir: &Path, hits: &Path, seconds: u32) -> Resu
         rss_after_mb,
         peak_mb,
         during,
+        xdp_dropped: xdp_dropped(&after) - xdp_dropped(&before),
+        upstream_failures: counter(&after, "daemon", "failures")
+            - counter(&before, "daemon", "failures"),
     })
+}
+
+fn counter(stats: &serde_json::Value, section: &str, name: &str) -> u64 {
+    stats[section][name].as_u64().unwrap_or(0)
+}
+
+/// Every query the XDP program dropped, whatever the reason.
+fn xdp_dropped(stats: &serde_json::Value) -> u64 {
+    (stats["xdp"].as_object().into_iter().flatten())
+        .filter(|(name, _)| name.contains("dropped"))
+        .filter_map(|(_, n)| n.as_u64())
+        .sum()
 }
