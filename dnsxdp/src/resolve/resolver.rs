@@ -256,7 +256,7 @@ impl Resolver {
             return false;
         }
         self.counters.query(transport);
-        self.after_hit(&answer, (key.group(), transport), now, flushes, || {
+        self.after_hit(&answer, key.group(), transport, now, flushes, || {
             key.kernel_query()
         });
         let rcode = u16::from(answer.rcode);
@@ -318,7 +318,8 @@ impl Resolver {
     fn after_hit(
         self: &Arc<Self>,
         answer: &Answer,
-        (group, transport): (u8, Transport),
+        group: u8,
+        transport: Transport,
         now: u64,
         flushes: u64,
         query: impl Fn() -> ClientQuery,
@@ -385,7 +386,7 @@ impl Resolver {
         let stale = match lookup {
             Lookup::Fresh(answer) => {
                 trace!(name = %q.query.name(), qtype = %q.query.query_type(), "daemon cache hit");
-                self.after_hit(&answer, (q.group, transport), now, flushes, || q.clone());
+                self.after_hit(&answer, q.group, transport, now, flushes, || q.clone());
                 let reply = reply::render(q, &answer, now, transport);
                 let rule = answer.blocked_by.as_ref().map(|(_, rule)| rule.clone());
                 return (reply, Layer::Cache, answer.rcode, rule);
