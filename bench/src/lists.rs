@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, ensure};
-use dnsxdp_tests::{client, http::HttpServer, netns::SERVER_V4};
+use dnsxdp_tests::{client, daemon::went_up, http::HttpServer, netns::SERVER_V4};
 use hickory_proto::rr::{RData, RecordType, rdata::A};
 use serde::Serialize;
 
@@ -185,13 +185,8 @@ pub fn measure(sandbox: &Sandbox, dir: &Path, hits: &Path, seconds: u32) -> Resu
         peak_mb,
         during,
         xdp_dropped: xdp_dropped(&after) - xdp_dropped(&before),
-        upstream_failures: counter(&after, "daemon", "failures")
-            - counter(&before, "daemon", "failures"),
+        upstream_failures: went_up(&before, &after, "daemon", "failures"),
     })
-}
-
-fn counter(stats: &serde_json::Value, section: &str, name: &str) -> u64 {
-    stats[section][name].as_u64().unwrap_or(0)
 }
 
 /// Every query the XDP program dropped, whatever the reason.

@@ -356,3 +356,15 @@ impl Drop for Daemon {
         let _ = fs::remove_file(&self.log);
     }
 }
+
+/// How far `section.counter` went up from one `stats` snapshot to a later one; a counter
+/// missing from a snapshot is 0 there.
+pub fn went_up(
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+    section: &str,
+    counter: &str,
+) -> u64 {
+    let at = |stats: &serde_json::Value| stats[section][counter].as_u64().unwrap_or(0);
+    at(after) - at(before)
+}

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use dnsxdp_tests::{
     client::{exchange_tcp, exchange_udp, query},
-    daemon::{Daemon, binary},
+    daemon::{Daemon, binary, went_up},
     netns::{Topology, UPSTREAM_V4, UPSTREAM_V6},
     upstream::{MANY_ZONE, Nsd, too_long_for_the_kernel},
 };
@@ -71,10 +71,7 @@ impl Sandbox {
         let before = self.daemon.stats()?;
         self.ask(name)?;
         let after = self.daemon.stats()?;
-        let delta = |section: &str, counter: &str| {
-            after[section][counter].as_u64().unwrap_or(0)
-                - before[section][counter].as_u64().unwrap_or(0)
-        };
+        let delta = |section, counter| went_up(&before, &after, section, counter);
         match (
             delta("xdp", "hits"),
             delta("xdp", "misses"),

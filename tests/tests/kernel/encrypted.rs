@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use dnsxdp_tests::{
     client::{exchange_udp, query, tcp_from},
-    daemon::Daemon,
+    daemon::{Daemon, went_up},
     http::HttpServer,
     netns::{CLIENT_V4, SERVER_V4, Topology, UPSTREAM_V4, UPSTREAM_V6},
     tls::TlsClient,
@@ -228,15 +228,14 @@ fn an_answer_fetched_over_https_is_then_answered_by_xdp_over_udp() -> Result<()>
     let name = format!("fresh.{MANY_ZONE}");
     let over_https = s.kdig_short(&["+https", &name, "A"])?;
     assert_eq!(over_https, ["198.18.13.1"]);
-    let counter = |stats: &serde_json::Value, section: &str, key: &str| {
-        stats[section][key].as_u64().unwrap_or(0)
-    };
     let before = s.daemon.stats()?;
     assert_eq!(s.udp_addresses(&name)?, over_https);
     let after = s.daemon.stats()?;
-    let went_up = |section, key| counter(&after, section, key) - counter(&before, section, key);
     assert_eq!(
-        (went_up("xdp", "hits"), went_up("daemon", "queries_udp")),
+        (
+            went_up(&before, &after, "xdp", "hits"),
+            went_up(&before, &after, "daemon", "queries_udp")
+        ),
         (1, 0),
         "{after}"
     );
