@@ -157,44 +157,40 @@ impl State {
         self.xdp.as_deref().map(|x| &x.cache)
     }
 
-    fn answer(&self, line: &str) -> String {
-        let reply = serde_json::from_str::<Request>(line)
-            .map_err(|e| anyhow!("bad request: {e}"))
-            .and_then(|request| match request {
-                Request::Stats => Ok(serde_json::to_value(self.report()?)?),
-                Request::Top { count } => Ok(serde_json::to_value(self.access.top(count)?)?),
-                Request::Reload => {
-                    let reloaded = (self.reload)().inspect_err(|e| {
-                        warn!("reload failed, the rules in force are kept: {e:#}");
-                    })?;
-                    info!("reloaded: {reloaded}");
-                    Ok(serde_json::to_value(Reloaded { reloaded })?)
-                }
-                Request::CacheList { selection, limit } => {
-                    let listing =
-                        cache_ops::list(&self.resolver, self.kernel(), &selection, limit)?;
-                    Ok(serde_json::to_value(listing)?)
-                }
-                Request::CacheFlush { selection } => {
-                    let flushed = cache_ops::flush(&self.resolver, self.kernel(), &selection)?;
-                    info!("flushed {selection}: {}", flushed.describe());
-                    Ok(serde_json::to_value(flushed)?)
-                }
-                Request::Lists => Ok(serde_json::to_value(self.lists()?)?),
-                Request::ListsRefresh => {
-                    let keeper = self.lists.as_ref().context(NO_LISTS)?;
-                    // This runs on a blocking thread: waiting here holds no query up.
-                    keeper
-                        .refresh()
-                        .blocking_recv()
-                        .context("the lists' keeper stopped")?;
-                    Ok(serde_json::to_value(self.lists()?)?)
-                }
-                Request::Stop => {
-                    self.stop.notify_one();
-                    Ok(serde_json::to_value(Stopping { stopping: true })?)
-                }
-            });
+    /// The reply line to `request`; to one that could not be parsed, why.
+    fn answer(&self, request: anyhow::Result<Request>) -> String {
+        let reply = request.and_then(|request| match request {
+            Request::Stats => Ok(serde_json::to_value(self.report()?)?),
+            Request::Top { count } => Ok(serde_json::to_value(self.access.top(count)?)?),
+            Request::Reload => {
+                let reloaded = (self.reload)().inspect_err(|e| {
+                    warn!("reload failed, the rules in force are kept: {e:#}");
+                })?;
+                info!("reloaded: {reloaded}");
+                Ok(serde_json::to_value(Reloaded { reloaded })?)
+            }
+            Request::CacheList { selection, limit } => {
+                let listing = cache_ops::list(&self.resolver, self.kernel(), &selection, limit)?;
+                Ok(serde_json::to_value(listing)?)
+            }
+            Request::CacheFlush { selection } => {
+                let flushed = cache_ops::flush(&self.resolver, self.kernel(), &selection)?;
+                info!("flushed {selection}: {}", flushed.describe());
+                Ok(serde_json::to_value(flushed)?)
+            }
+            Request::Lists => Ok(serde_json::to_value(self.lists()?)?),
+            Request::ListsRefresh => {
+                let keeper = self.lists.as_ref().context(NO_LISTS)?;
+                // This runs on a blocking thread: waiting here holds no query up.
+                keeper
+                    .refresh()
+                    .blocking_recv()
+                    .context("the lists' keeper stopped")?;
+                Ok(serde_json::to_value(self.lists()?)?)
+            }
+            // The daemon is told once the reply is sent (`connection`).
+            Request::Stop => Ok(serde_json::to_value(Stopping { stopping: true })?),
+        });
         match reply {
             Ok(value) => value.to_string(),
             Err(e) => serde_json::to_string(&ErrorReply {
@@ -265,10 +261,12 @@ async fn connection(stream: UnixStream, state: Arc<State>) {
         if line.trim().is_empty() {
             continue;
         }
+        let request = parse(&line);
+        let stop = matches!(request, Ok(Request::Stop));
         // Off the runtime's workers: reading a large kernel map takes a while, and queries
         // should not wait behind it.
         let answering = state.clone();
-        let Ok(mut reply) = tokio::task::spawn_blocking(move || answering.answer(&line)).await
+        let Ok(mut reply) = tokio::task::spawn_blocking(move || answering.answer(request)).await
         else {
             return;
         };
@@ -277,7 +275,16 @@ async fn connection(stream: UnixStream, state: Arc<State>) {
             debug!("control reply failed: {e}");
             return;
         }
+        // Only now: the shutdown it starts ends this task, and `dnsxdp stop` waits for the reply.
+        if stop {
+            state.stop.notify_one();
+            return;
+        }
     }
+}
+
+fn parse(line: &str) -> anyhow::Result<Request> {
+    serde_json::from_str(line).map_err(|e| anyhow!("bad request: {e}"))
 }
 
 #[cfg(test)]
@@ -360,7 +367,7 @@ mod tests {
     }
 
     fn listing(state: &State, request: &str) -> Listing {
-        serde_json::from_str(&state.answer(request)).unwrap()
+        serde_json::from_str(&state.answer(parse(request))).unwrap()
     }
 
     fn list_request(selection: Selection) -> String {
@@ -400,7 +407,7 @@ mod tests {
 
         let flush = |selection: &str| -> Flushed {
             let request = format!(r#"{{"cmd":"cache_flush","selection":{selection}}}"#);
-            serde_json::from_str(&state.answer(&request)).unwrap()
+            serde_json::from_str(&state.answer(parse(&request))).unwrap()
         };
         let flushed = flush(r#"{"match":"name","name":"www.example.test.","qtype":15}"#);
         assert_eq!(
@@ -416,7 +423,7 @@ mod tests {
         assert_eq!(left.answers[0].name, "badexample.test.");
         assert_eq!(flush(r#"{"match":"all"}"#).daemon, 1);
         let bad = r#"{"cmd":"cache_list","selection":{"match":"name","name":"a..b"},"limit":1}"#;
-        let bad = state.answer(bad);
+        let bad = state.answer(parse(bad));
         assert!(bad.contains("invalid name 'a..b'"), "{bad}");
     }
 
@@ -429,7 +436,7 @@ mod tests {
         for _ in 0..25 {
             state.access.screen(&query, peer, crate::access::Via::Tcp);
         }
-        let reply = state.answer(r#"{"cmd":"top","count":5}"#);
+        let reply = state.answer(parse(r#"{"cmd":"top","count":5}"#));
         let top: Vec<LimitedClient> = serde_json::from_str(&reply).unwrap();
         assert_eq!(
             top,
@@ -438,14 +445,14 @@ mod tests {
                 limited: 5
             }]
         );
-        let reply = state.answer(r#"{"cmd":"reload"}"#);
+        let reply = state.answer(parse(r#"{"cmd":"reload"}"#));
         let Reloaded { reloaded } = serde_json::from_str(&reply).unwrap();
         assert!(reloaded.contains("10 queries/s"), "{reloaded}");
     }
 
     #[test]
     fn stats_request_gets_a_report() {
-        let reply = state().answer(r#"{"cmd":"stats"}"#);
+        let reply = state().answer(parse(r#"{"cmd":"stats"}"#));
         let report: Report = serde_json::from_str(&reply).unwrap();
         assert!(report.xdp.is_none());
         assert_eq!(report.daemon.resolve.queries, 0);
@@ -456,10 +463,10 @@ mod tests {
 
     #[test]
     fn unknown_commands_get_an_error() {
-        let reply = state().answer(r#"{"cmd":"launch"}"#);
+        let reply = state().answer(parse(r#"{"cmd":"launch"}"#));
         let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
         assert!(v["error"].as_str().unwrap().contains("launch"));
-        let reply = state().answer("not json");
+        let reply = state().answer(parse("not json"));
         assert!(serde_json::from_str::<ErrorReply>(&reply).is_ok());
     }
 
@@ -506,5 +513,24 @@ mod tests {
         drop(socket);
         assert!(!path.exists());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_stop_reply_is_sent_before_the_daemon_is_told_to_stop() {
+        use tokio::io::AsyncReadExt as _;
+        let state = Arc::new(state());
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let stop = state.stop.clone();
+        let notified = stop.notified();
+        let (mut reading, mut writing) = ours.into_split();
+        let serving = tokio::spawn(connection(theirs, state));
+        writing.write_all(b"{\"cmd\":\"stop\"}\n").await.unwrap();
+        notified.await;
+        // The daemon shuts down from here, which ends this task wherever it is.
+        serving.abort();
+        let _ = serving.await;
+        let mut reply = String::new();
+        reading.read_to_string(&mut reply).await.unwrap();
+        assert_eq!(reply, "{\"stopping\":true}\n");
     }
 }
